@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` and `make test`. Everything else here serves them.
+# Nothing needs to be installed by hand: the virtual environment and the local servers come from
+# pyproject.toml (extras `stack` and `dev`).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-unit lint stack-up stack-down stack-status clean
+
+## make demo: local stack + worker + sample events, and where they landed
+demo: $(STAMP)
+	$(BIN)/sluice demo
+
+## make test: every test suite (unit, integration, e2e) against the local stack it starts itself
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check worker tests
+
+stack-up: $(STAMP)
+	$(BIN)/sluice stack up
+stack-down: $(STAMP)
+	$(BIN)/sluice stack down
+stack-status: $(STAMP)
+	$(BIN)/sluice stack status
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	-test -x $(BIN)/sluice && $(BIN)/sluice stack down
+	rm -rf $(VENV) .sluice

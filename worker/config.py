@@ -1,0 +1,211 @@
+"""The one settings object of Sluice.
+
+Every setting is read from an environment variable named ``SLUICE_<FIELD>`` (or from a ``.env``
+file in the working directory), is typed, has a default that works against the local stack, and
+a description. The README's settings table is produced from this model
+(``sluice settings --markdown``), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, get_args, get_origin
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SLUICE_"
+
+# Kafka topic names: the characters Kafka accepts, at most 249 of them.
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+class LogFormat(StrEnum):
+    """How log lines are written."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+class LogLevel(StrEnum):
+    """The least severe level that is logged."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+TopicName = Annotated[str, Field(pattern=_TOPIC_NAME.pattern)]
+
+
+class Settings(BaseSettings):
+    """All of Sluice's configuration, validated once at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        use_enum_values=False,
+    )
+
+    # --- Kafka -----------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        description="Comma-separated `host:port` list of Kafka brokers to bootstrap from.",
+    )
+    app_id: str = Field(
+        "sluice",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Faust application id; also the Kafka consumer group of the workers.",
+    )
+    source_topic: TopicName = Field(
+        "sluice-events", description="Topic that producers write raw events to."
+    )
+    dead_letter_topic: TopicName | None = Field(
+        None,
+        description="Topic for records that could not be delivered. Default: `<source_topic>.dlq`.",
+    )
+    catalog_topic: TopicName = Field(
+        "sluice-catalog",
+        description="Compacted topic holding the API-key → customer / usage-plan catalog.",
+    )
+    topic_partitions: int = Field(
+        4,
+        ge=1,
+        le=10_000,
+        description="Partitions of the source and dead-letter topics when Sluice creates them.",
+    )
+    topic_replication_factor: int = Field(
+        1, ge=1, le=32, description="Replication factor of the topics Sluice creates."
+    )
+
+    # --- Elasticsearch / S3 (sinks) --------------------------------------------------------
+    elasticsearch_url: str = Field(
+        "http://127.0.0.1:9200",
+        pattern=r"^https?://",
+        description="Elasticsearch URL (comma-separated for several nodes).",
+    )
+    s3_endpoint_url: str | None = Field(
+        "http://127.0.0.1:8333",
+        description="S3 endpoint for S3-compatible servers; empty for AWS's own endpoints.",
+    )
+    s3_region: str = Field("us-east-1", description="S3 region.")
+    s3_bucket: str = Field(
+        "sluice-archive",
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Bucket that hourly archive files are written to.",
+    )
+    aws_access_key_id: str | None = Field(
+        "devkey",
+        description="S3 access key; empty to use the standard AWS credential chain.",
+    )
+    aws_secret_access_key: str | None = Field(
+        "devsecret",
+        description="S3 secret key; empty to use the standard AWS credential chain.",
+        repr=False,
+    )
+
+    # --- Worker ----------------------------------------------------------------------------
+    web_port: int = Field(
+        6066,
+        ge=0,
+        le=65535,
+        description="HTTP port of the worker's web server (health, metrics); 0 disables it.",
+    )
+    state_dir: Path = Field(
+        Path(".sluice/worker"),
+        description="Directory for the worker's local state (Faust's data directory).",
+    )
+    log_level: LogLevel = Field(LogLevel.INFO, description="Least severe level that is logged.")
+    log_format: LogFormat = Field(LogFormat.TEXT, description="`text` or `json` log lines.")
+
+    # --- Local stack (development and tests only) ------------------------------------------
+    stack_dir: Path = Field(
+        Path(".sluice/stack"),
+        description="Where `sluice stack` keeps the local servers' data, logs and pid files.",
+    )
+    stack_ready_timeout: float = Field(
+        60.0, gt=0, description="Seconds `sluice stack up` waits for each server to be ready."
+    )
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap_servers(cls, value: str) -> str:
+        servers = [part.strip() for part in value.split(",") if part.strip()]
+        if not servers or not all(re.fullmatch(r"[^\s:/]+:\d{1,5}", s) for s in servers):
+            raise ValueError("expected a comma-separated list of host:port, e.g. 127.0.0.1:9092")
+        return ",".join(servers)
+
+    @field_validator("s3_endpoint_url", "aws_access_key_id", "aws_secret_access_key", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def dead_letter_topic_name(self) -> str:
+        """The dead-letter topic, derived from the source topic unless set."""
+        return self.dead_letter_topic or f"{self.source_topic}.dlq"
+
+    @property
+    def bootstrap_server_list(self) -> list[str]:
+        """The brokers as a list, as aiokafka wants them."""
+        return self.kafka_bootstrap_servers.split(",")
+
+
+class SettingsError(Exception):
+    """A setting has a value that is not accepted; the message names it for a person."""
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """Turn pydantic's error into lines that name each environment variable and what it accepts."""
+    lines = ["Invalid configuration:"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "settings"
+        variable = f"{ENV_PREFIX}{field.upper()}"
+        given = item.get("input")
+        lines.append(f"  {variable}={given!r}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings; raise SettingsError with a readable message if invalid."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(format_validation_error(error)) from error
+
+
+def _type_name(annotation: object) -> str:
+    """`int`, `str (optional)` or the accepted values of an enum, for the settings table."""
+    members = [a for a in get_args(annotation) if a is not type(None)]
+    optional = len(members) < len(get_args(annotation))
+    inner = members[0] if optional and len(members) == 1 else annotation
+    if get_origin(inner) is Annotated:
+        inner = get_args(inner)[0]
+    if isinstance(inner, type) and issubclass(inner, StrEnum):
+        name = " \\| ".join(f"`{member.value}`" for member in inner)
+    else:
+        name = getattr(inner, "__name__", str(inner))
+    return f"{name} (optional)" if optional else name
+
+
+def settings_table_markdown() -> str:
+    """A Markdown table of every setting: variable, type, default, description."""
+    rows = ["| Variable | Type | Default | Description |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        type_name = _type_name(annotation)
+        default = field.default
+        if isinstance(default, StrEnum):
+            default = default.value
+        shown_default = "" if default is None else f"`{default}`"
+        rows.append(
+            f"| `{ENV_PREFIX}{name.upper()}` | {type_name} | {shown_default} | "
+            f"{field.description} |"
+        )
+    return "\n".join(rows)

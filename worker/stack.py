@@ -1,0 +1,404 @@
+"""The local stack: real servers on loopback for development, the demo and the tests.
+
+Two processes, both installed by the ``stack`` extra (see ``shared/docs/local-stack.md``):
+
+* ``noida-db`` speaks the Kafka wire protocol and the Elasticsearch REST API;
+* ``weed mini`` (SeaweedFS) is an S3 server.
+
+Everything lives under ``settings.stack_dir``: ``data/<server>/``, ``logs/<server>.log`` and
+``run/<server>.pid``. A pid file records the pid *and* the process's start time, so ``down``
+never kills a process that merely reuses a recorded pid. A server that already answers on its
+port but was not started by us is reused as it is and never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psutil
+
+from worker.config import Settings
+
+LOOPBACK = "127.0.0.1"
+
+# SeaweedFS identities: the keys the S3 server accepts. Written next to its data at start.
+_S3_CREDENTIALS_FILE = "s3-identities.json"
+
+
+class StackError(Exception):
+    """The local stack could not be started or inspected; the message says which server and why."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One readiness check: what a person calls the service, and how to tell it is up."""
+
+    service: str
+    address: str
+    is_ready: Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Server:
+    """A process of the local stack and the services it must serve before it counts as up."""
+
+    name: str
+    command: list[str]
+    probes: list[Probe]
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What ``sluice stack status`` reports for one server."""
+
+    name: str
+    pid: int | None
+    owned: bool
+    ready_services: list[str]
+    down_services: list[str]
+
+    @property
+    def state(self) -> str:
+        if not self.down_services:
+            return "running" if self.owned else "running (not started by sluice)"
+        if self.pid is not None:
+            return "starting or unhealthy"
+        return "stopped"
+
+
+# --- readiness checks ------------------------------------------------------------------------
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 (loopback only)
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _kafka_ready(host: str, port: int) -> bool:
+    """Ready when the broker answers a metadata request, not merely accepts TCP."""
+    if not _tcp_open(host, port):
+        return False
+    import asyncio
+
+    from aiokafka import AIOKafkaClient
+
+    async def fetch_metadata() -> bool:
+        client = AIOKafkaClient(bootstrap_servers=f"{host}:{port}", request_timeout_ms=3000)
+        try:
+            await client.bootstrap()
+            return True
+        except Exception:  # noqa: BLE001 (any failure means: not ready yet)
+            return False
+        finally:
+            await client.close()
+
+    return asyncio.run(fetch_metadata())
+
+
+# --- addresses and binaries --------------------------------------------------------------------
+
+
+def _loopback_port(what: str, address: str, setting: str) -> int:
+    """The port of a loopback address taken from a setting; the stack never binds elsewhere."""
+    parsed = urlsplit(address if "//" in address else f"//{address}")
+    if parsed.hostname not in {"127.0.0.1", "localhost"} or parsed.port is None:
+        raise StackError(
+            f"The local stack serves {what} on 127.0.0.1 only, but {setting}={address!r}. "
+            f"Point {setting} at 127.0.0.1:<port> to use the local stack."
+        )
+    return parsed.port
+
+
+def _noida_binary() -> Path:
+    try:
+        import noida_db
+    except ImportError as error:
+        raise StackError(
+            "noida-db is not installed: install the stack extra (`pip install -e '.[stack]'`)"
+        ) from error
+    # Run the bundled binary itself: the `noida-db` wrapper starts it as a child, so the pid we
+    # would record (and kill) would not be the broker's.
+    return Path(noida_db.__file__).parent / "noida-db"
+
+
+def _weed_binary() -> Path:
+    candidates = [Path(sysconfig.get_path("scripts")) / "weed", Path(sys.executable).parent / "weed"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    found = shutil.which("weed")
+    if found:
+        return Path(found)
+    raise StackError(
+        "SeaweedFS (`weed`) is not installed: install the stack extra (`pip install -e '.[stack]'`)"
+    )
+
+
+# --- the stack ----------------------------------------------------------------------------------
+
+
+class LocalStack:
+    """Starts, stops and reports on the local servers described by the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.stack_dir.resolve()
+        self.data_dir = self.root / "data"
+        self.log_dir = self.root / "logs"
+        self.run_dir = self.root / "run"
+
+    # ---- description of the servers ----
+
+    def servers(self) -> list[Server]:
+        """The servers of the stack, with the ports taken from the settings."""
+        s = self.settings
+        kafka_port = _loopback_port(
+            "Kafka", s.bootstrap_server_list[0], "SLUICE_KAFKA_BOOTSTRAP_SERVERS"
+        )
+        es_port = _loopback_port(
+            "Elasticsearch", s.elasticsearch_url.split(",")[0], "SLUICE_ELASTICSEARCH_URL"
+        )
+        s3_port = _loopback_port("S3", s.s3_endpoint_url or "", "SLUICE_S3_ENDPOINT_URL")
+        noida = Server(
+            name="noida",
+            command=[
+                str(_noida_binary()), "start",
+                "--host", LOOPBACK,
+                "--only", "kafka,elasticsearch",
+                "--kafka-port", str(kafka_port),
+                "--elasticsearch-port", str(es_port),
+                "--data-dir", str(self.data_dir / "noida"),
+            ],
+            probes=[
+                Probe(
+                    "Kafka broker", f"{LOOPBACK}:{kafka_port}",
+                    lambda: _kafka_ready(LOOPBACK, kafka_port),
+                ),
+                Probe(
+                    "Elasticsearch API", f"http://{LOOPBACK}:{es_port}",
+                    lambda: _http_ok(f"http://{LOOPBACK}:{es_port}/"),
+                ),
+            ],
+        )
+        seaweed = Server(
+            name="seaweedfs",
+            command=[
+                str(_weed_binary()), "mini",
+                f"-dir={self.data_dir / 'seaweedfs'}",
+                f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
+                # Without this SeaweedFS reports usage to an outside host.
+                "-master.telemetry=false",
+                "-webdav=false", "-admin.ui=false",
+                f"-s3.port={s3_port}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                # Its internal servers sit just above the S3 port (gRPC twins at +10000), so a
+                # second stack on other ports never collides with the first.
+                f"-master.port={s3_port + 1}", f"-filer.port={s3_port + 2}",
+                f"-volume.port={s3_port + 3}", f"-admin.port={s3_port + 4}",
+                f"-s3.config={self.data_dir / _S3_CREDENTIALS_FILE}",
+            ],
+            probes=[
+                Probe(
+                    "S3 (SeaweedFS)", f"http://{LOOPBACK}:{s3_port}",
+                    lambda: _http_ok(f"http://{LOOPBACK}:{s3_port}/status"),
+                ),
+            ],
+        )
+        return [noida, seaweed]
+
+    # ---- pid files ----
+
+    def _pid_file(self, server: Server) -> Path:
+        return self.run_dir / f"{server.name}.pid"
+
+    def _log_file(self, server: Server) -> Path:
+        return self.log_dir / f"{server.name}.log"
+
+    def owned_process(self, server: Server) -> psutil.Process | None:
+        """Our running process for this server, or None (a stale pid file is removed)."""
+        pid_file = self._pid_file(server)
+        try:
+            record = json.loads(pid_file.read_text())
+            process = psutil.Process(int(record["pid"]))
+            if abs(process.create_time() - float(record["create_time"])) < 1.0 and (
+                process.status() != psutil.STATUS_ZOMBIE
+            ):
+                return process
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, psutil.Error):
+            pass
+        pid_file.unlink(missing_ok=True)
+        return None
+
+    # ---- commands ----
+
+    def up(self, log: Callable[[str], None] = print) -> None:
+        """Start every server that is not already up, then wait until all are ready."""
+        for directory in (self.data_dir, self.log_dir, self.run_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        self._write_s3_identities()
+        for server in self.servers():
+            self._start(server, log)
+        for server in self.servers():
+            self._wait_ready(server, log)
+
+    def down(self, log: Callable[[str], None] = print) -> None:
+        """Stop the servers this stack started; servers it did not start are left alone."""
+        for server in self.servers():
+            process = self.owned_process(server)
+            if process is None:
+                log(f"{server.name}: not running (nothing of ours to stop)")
+                continue
+            _terminate(process)
+            self._pid_file(server).unlink(missing_ok=True)
+            log(f"{server.name}: stopped (pid {process.pid})")
+
+    def status(self) -> list[ServerStatus]:
+        """What runs now, and which services answer."""
+        report = []
+        for server in self.servers():
+            process = self.owned_process(server)
+            ready = [p.service for p in server.probes if p.is_ready()]
+            down = [p.service for p in server.probes if p.service not in ready]
+            report.append(
+                ServerStatus(
+                    name=server.name,
+                    pid=process.pid if process else None,
+                    owned=process is not None,
+                    ready_services=ready,
+                    down_services=down,
+                )
+            )
+        return report
+
+    # ---- internals ----
+
+    def _start(self, server: Server, log: Callable[[str], None]) -> None:
+        process = self.owned_process(server)
+        if process is not None:
+            log(f"{server.name}: already running (pid {process.pid})")
+            return
+        if all(probe.is_ready() for probe in server.probes):
+            addresses = ", ".join(p.address for p in server.probes)
+            log(f"{server.name}: reusing a server already answering on {addresses}")
+            return
+        busy = [p for p in server.probes if _address_in_use(p.address)]
+        if busy:
+            raise StackError(
+                f"Cannot start {server.name}: {busy[0].address} ({busy[0].service}) is in use by "
+                "another program that does not answer like the expected server. Free the port "
+                "or point the matching SLUICE_* setting at another port."
+            )
+        log_handle = self._log_file(server).open("ab")
+        child = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
+            server.command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+            # Its own session: the server outlives `sluice stack up` and Ctrl-C in the terminal.
+            start_new_session=True,
+            env=_server_environment(),
+        )
+        log_handle.close()
+        record = {"pid": child.pid, "create_time": psutil.Process(child.pid).create_time()}
+        self._pid_file(server).write_text(json.dumps(record))
+        log(f"{server.name}: started (pid {child.pid}), log {self._log_file(server)}")
+
+    def _wait_ready(self, server: Server, log: Callable[[str], None]) -> None:
+        deadline = time.monotonic() + self.settings.stack_ready_timeout
+        for probe in server.probes:
+            while not probe.is_ready():
+                process = self.owned_process(server)
+                if process is None and not _address_in_use(probe.address):
+                    raise StackError(
+                        f"{probe.service} ({server.name}) exited before it was ready at "
+                        f"{probe.address}.\n{self._log_tail(server)}"
+                    )
+                if time.monotonic() > deadline:
+                    raise StackError(
+                        f"{probe.service} ({server.name}) did not become ready at {probe.address} "
+                        f"within {self.settings.stack_ready_timeout:.0f}s "
+                        f"(SLUICE_STACK_READY_TIMEOUT).\n{self._log_tail(server)}"
+                    )
+                time.sleep(0.2)
+            log(f"{probe.service}: ready at {probe.address}")
+
+    def _log_tail(self, server: Server, lines: int = 15) -> str:
+        path = self._log_file(server)
+        try:
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+        except FileNotFoundError:
+            return f"(no log at {path})"
+        return f"Last lines of {path}:\n" + "\n".join(f"  {line}" for line in tail)
+
+    def _write_s3_identities(self) -> None:
+        """SeaweedFS turns S3 authentication on when given identities: use the settings' keys."""
+        identities = {
+            "identities": [
+                {
+                    "name": "sluice-dev",
+                    "credentials": [
+                        {
+                            "accessKey": self.settings.aws_access_key_id or "devkey",
+                            "secretKey": self.settings.aws_secret_access_key or "devsecret",
+                        }
+                    ],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        path = self.data_dir / _S3_CREDENTIALS_FILE
+        path.write_text(json.dumps(identities, indent=2))
+        path.chmod(0o600)
+
+
+def _address_in_use(address: str) -> bool:
+    parsed = urlsplit(address if "//" in address else f"//{address}")
+    return _tcp_open(parsed.hostname or LOOPBACK, parsed.port or 0)
+
+
+def _server_environment() -> dict[str, str]:
+    environment = dict(os.environ)
+    # Belt and braces against outbound traffic from the servers: no proxies to phone home through.
+    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        environment.pop(variable, None)
+    environment["DO_NOT_TRACK"] = "1"
+    return environment
+
+
+def _terminate(process: psutil.Process, grace_seconds: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after the grace period; both servers keep their data on SIGTERM."""
+    try:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=grace_seconds)
+    except psutil.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=grace_seconds)
+    except psutil.NoSuchProcess:
+        pass

@@ -1,0 +1,78 @@
+"""The topics Sluice needs, and creating them before any worker starts.
+
+Topics are created with the admin client, with their partition counts, *before* a worker
+subscribes: a topic auto-created by a subscription gets the broker's default of one partition,
+and Faust then fails with ``PartitionsMismatch``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from worker.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic Sluice uses, with the partition count and configs it is created with."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+def required_topics(settings: Settings) -> list[TopicSpec]:
+    """Source, dead-letter and catalog topics as the settings describe them."""
+    replication = settings.topic_replication_factor
+    return [
+        TopicSpec(settings.source_topic, settings.topic_partitions, replication),
+        TopicSpec(settings.dead_letter_topic_name, settings.topic_partitions, replication),
+        # The catalog is a table keyed by API key id: compaction keeps the latest value per key
+        # and lets a tombstone (null value) delete one.
+        TopicSpec(
+            settings.catalog_topic,
+            settings.topic_partitions,
+            replication,
+            {"cleanup.policy": "compact"},
+        ),
+    ]
+
+
+async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> list[str]:
+    """Create the topics that are missing; return the names created. Existing ones are kept."""
+    specs = specs if specs is not None else required_topics(settings)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_server_list, client_id=f"{settings.app_id}-admin"
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        created: list[str] = []
+        for spec in missing:
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            name=spec.name,
+                            num_partitions=spec.partitions,
+                            replication_factor=spec.replication_factor,
+                            topic_configs=spec.configs,
+                        )
+                    ]
+                )
+                created.append(spec.name)
+                log.info("created topic %s with %d partitions", spec.name, spec.partitions)
+            except TopicAlreadyExistsError:
+                # Another worker created it between our listing and our request: fine.
+                pass
+        return created
+    finally:
+        await admin.close()
