@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from worker.config import Settings
+from worker.topics import partition_counts
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ async def group_progress(settings: Settings, topic: str, group: str | None = Non
 ]:
     """End offset, committed offset (None if never committed) and lag of every partition."""
     group = group or settings.app_id
+    partitions = (await partition_counts(settings, [topic]))[topic]
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_server_list, enable_auto_commit=False
     )
@@ -36,9 +39,7 @@ async def group_progress(settings: Settings, topic: str, group: str | None = Non
     await consumer.start()
     await admin.start()
     try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or set())
-        tps = [TopicPartition(topic, p) for p in partitions]
-        ends = await consumer.end_offsets(tps) if tps else {}
+        ends = await consumer.end_offsets(tps)
         committed = await admin.list_consumer_group_offsets(group, partitions=tps)
         return [
             PartitionProgress(

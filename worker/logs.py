@@ -35,7 +35,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def logging_config(settings: Settings) -> dict[str, Any]:
-    """A `logging.config.dictConfig` dict; Faust's worker applies it too, so its lines match ours."""
+    """A `dictConfig` dict; Faust's worker applies it too, so its lines match ours."""
     formatter: dict[str, Any] = (
         {"()": f"{__name__}.JsonFormatter"}
         if settings.log_format is LogFormat.JSON

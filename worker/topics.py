@@ -55,6 +55,7 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None
     try:
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
+        await _warn_about_partition_counts(admin, [s for s in specs if s.name in existing])
         created: list[str] = []
         for spec in missing:
             try:
@@ -74,5 +75,37 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None
                 # Another worker created it between our listing and our request: fine.
                 pass
         return created
+    finally:
+        await admin.close()
+
+
+async def _warn_about_partition_counts(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    """An existing topic keeps its partitions; say so when they differ from the settings."""
+    if not specs:
+        return
+    counts = await _describe_partition_counts(admin, [spec.name for spec in specs])
+    for spec in specs:
+        if counts.get(spec.name, spec.partitions) != spec.partitions:
+            log.warning(
+                "topic %s exists with %d partitions, not the %d configured; it is used as it is",
+                spec.name, counts[spec.name], spec.partitions,
+            )
+
+
+async def _describe_partition_counts(
+    admin: AIOKafkaAdminClient, topics: list[str]
+) -> dict[str, int]:
+    # Only for topics known to exist: a metadata request for an unknown topic may auto-create it
+    # (with one partition) on brokers that allow auto-creation.
+    described = await admin.describe_topics(topics)
+    return {entry["topic"]: len(entry["partitions"]) for entry in described}
+
+
+async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Partition count of each of the given, existing topics."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_server_list)
+    await admin.start()
+    try:
+        return await _describe_partition_counts(admin, topics)
     finally:
         await admin.close()

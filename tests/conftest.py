@@ -1,0 +1,58 @@
+"""Fixtures shared by every suite: the local stack (session-wide) and per-test names."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from worker.config import Settings, load_settings
+from worker.stack import LocalStack
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_STACK_DIR = REPO_ROOT / ".sluice" / "test-stack"
+
+
+def _stack_is_up(stack: LocalStack) -> bool:
+    return all(not server.down_services for server in stack.status())
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    """The local stack: reused if it already answers, else started fresh and stopped at the end."""
+    stack = LocalStack(load_settings(stack_dir=TEST_STACK_DIR))
+    if _stack_is_up(stack):
+        yield stack
+        return
+    # A fresh data directory per run: the servers keep everything, and old topics only confuse.
+    shutil.rmtree(stack.data_dir, ignore_errors=True)
+    stack.up()
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+def unique_name(request: pytest.FixtureRequest, prefix: str = "t") -> str:
+    """A name no other test uses, readable in broker and server listings: `t-<test>-<random>`."""
+    test = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    return f"{prefix}-{test}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def settings(stack: LocalStack, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings against the local stack with this test's own topics, group, index and bucket."""
+    name = unique_name(request)
+    return load_settings(
+        stack_dir=TEST_STACK_DIR,
+        app_id=name,
+        source_topic=f"{name}-events",
+        catalog_topic=f"{name}-catalog",
+        s3_bucket=name[:63].rstrip("-"),
+        web_port=0,
+        state_dir=tmp_path / "state",
+    )

@@ -1,0 +1,60 @@
+"""Helpers to run `sluice` commands as real processes and read what they log."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from worker.config import Settings
+from worker.demo import settings_environment
+
+
+class SluiceProcess:
+    """A `python -m worker …` process with the given settings, logging to a file."""
+
+    def __init__(self, settings: Settings, args: list[str], log_path: Path) -> None:
+        self.log_path = log_path
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+        environment.update(settings_environment(settings))
+        with log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "worker", *args],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=environment,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
+        """Wait until a log line matches; fail with the log's tail if it never does."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.log())
+            if match:
+                return match
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(
+            f"no log line matching {pattern!r} (exit code {self.process.poll()}); "
+            f"log tail:\n{self.log()[-3000:]}"
+        )
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; the exit code (SIGKILL and -9 if it does not stop in time)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode

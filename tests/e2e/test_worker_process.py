@@ -1,0 +1,52 @@
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.processes import SluiceProcess
+from worker.config import Settings
+from worker.demo import produce_samples
+from worker.group_offsets import group_progress
+
+pytestmark = pytest.mark.e2e
+
+
+async def _wait_for_no_lag(settings: Settings, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        progress = await group_progress(settings, settings.source_topic)
+        if progress and all(p.lag == 0 for p in progress):
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"group still lags: {progress}")
+
+
+async def test_worker_joins_the_group_logs_its_assignment_and_commits(
+    settings: Settings, tmp_path: Path
+) -> None:
+    worker = SluiceProcess(settings, ["worker"], tmp_path / "worker.log")
+    try:
+        worker.wait_for_log(rf"partitions assigned: {settings.source_topic}\[0,1,2,3\]")
+        await produce_samples(settings, 120)
+        await _wait_for_no_lag(settings)
+        progress = await group_progress(settings, settings.source_topic)
+        assert sum(p.end_offset for p in progress) == 120
+    finally:
+        exit_code = worker.stop()
+    assert exit_code == 0, worker.log()[-2000:]
+
+
+def test_worker_with_a_bad_setting_exits_at_once_naming_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "worker"],
+        env={"SLUICE_TOPIC_PARTITIONS": "many", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "SLUICE_TOPIC_PARTITIONS='many'" in result.stderr

@@ -1,0 +1,13 @@
+import pytest
+
+from worker.stack import LocalStack
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_service_of_the_stack_answers(stack: LocalStack) -> None:
+    report = stack.status()
+    assert [server.name for server in report] == ["noida", "seaweedfs"]
+    assert all(server.down_services == [] for server in report)
+    services = {name for server in report for name in server.ready_services}
+    assert services == {"Kafka broker", "Elasticsearch API", "S3 (SeaweedFS)"}

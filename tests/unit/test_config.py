@@ -1,0 +1,93 @@
+from pathlib import Path
+
+import pytest
+
+from worker.config import Settings, SettingsError, load_settings, settings_table_markdown
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No SLUICE_* variable or .env of the developer's may leak into these tests."""
+    import os
+
+    for variable in list(os.environ):
+        if variable.startswith("SLUICE_"):
+            monkeypatch.delenv(variable)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_point_at_the_local_stack() -> None:
+    settings = load_settings()
+    assert settings.bootstrap_server_list == ["127.0.0.1:9092"]
+    assert settings.elasticsearch_url == "http://127.0.0.1:9200"
+    assert settings.s3_endpoint_url == "http://127.0.0.1:8333"
+
+
+def test_dead_letter_topic_is_derived_from_the_source_topic_unless_set() -> None:
+    assert load_settings(source_topic="clicks").dead_letter_topic_name == "clicks.dlq"
+    assert load_settings(dead_letter_topic="failed").dead_letter_topic_name == "failed"
+
+
+def test_environment_variables_use_the_sluice_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_TOPIC_PARTITIONS", "12")
+    monkeypatch.setenv("SLUICE_KAFKA_BOOTSTRAP_SERVERS", " b1:9092 , b2:9093 ")
+    settings = load_settings()
+    assert settings.topic_partitions == 12
+    assert settings.bootstrap_server_list == ["b1:9092", "b2:9093"]
+
+
+def test_dotenv_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SLUICE_SOURCE_TOPIC=from-dotenv\n")
+    assert load_settings().source_topic == "from-dotenv"
+
+
+def test_bad_partition_count_names_the_variable_and_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLUICE_TOPIC_PARTITIONS", "0")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert "SLUICE_TOPIC_PARTITIONS='0'" in str(error.value)
+    assert "greater than or equal to 1" in str(error.value)
+
+
+def test_malformed_bootstrap_servers_are_rejected_with_an_example(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLUICE_KAFKA_BOOTSTRAP_SERVERS", "kafka://broker")
+    with pytest.raises(SettingsError, match=r"SLUICE_KAFKA_BOOTSTRAP_SERVERS.*host:port"):
+        load_settings()
+
+
+def test_unknown_log_format_lists_the_accepted_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_LOG_FORMAT", "xml")
+    with pytest.raises(SettingsError, match=r"SLUICE_LOG_FORMAT='xml'.*'text' or 'json'"):
+        load_settings()
+
+
+def test_invalid_topic_name_is_rejected() -> None:
+    with pytest.raises(SettingsError, match="SLUICE_SOURCE_TOPIC"):
+        load_settings(source_topic="has spaces")
+
+
+def test_empty_s3_endpoint_means_aws_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_S3_ENDPOINT_URL", "")
+    assert load_settings().s3_endpoint_url is None
+
+
+def test_secret_is_not_shown_in_the_settings_repr() -> None:
+    assert "devsecret" not in repr(load_settings())
+
+
+def test_every_setting_has_a_description() -> None:
+    missing = [name for name, field in Settings.model_fields.items() if not field.description]
+    assert missing == []
+
+
+def test_readme_settings_table_matches_the_settings_model() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert settings_table_markdown() in readme, (
+        "README.md's settings table is stale: paste the output of `sluice settings --markdown`"
+    )
