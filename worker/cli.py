@@ -116,11 +116,8 @@ def show_settings(
     if markdown:
         typer.echo(settings_table_markdown())
         return
-    settings = _settings()
-    for name, value in settings.model_dump().items():
-        field = Settings.model_fields[name]
-        shown = "***" if (field.repr is False and value) else value
-        typer.echo(f"SLUICE_{name.upper()}={'' if shown is None else shown}")
+    for variable, value in _settings().as_environment(hide_secrets=True).items():
+        typer.echo(f"{variable}={value}")
 
 
 def main() -> None:

@@ -14,12 +14,18 @@ from pathlib import Path
 from typing import Annotated, get_args, get_origin
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "SLUICE_"
 
 # Kafka topic names: the characters Kafka accepts, at most 249 of them.
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+class SinkName(StrEnum):
+    """The sinks a worker can deliver to."""
+
+    COUNTING = "counting"
 
 
 class LogFormat(StrEnum):
@@ -84,6 +90,42 @@ class Settings(BaseSettings):
         1, ge=1, le=32, description="Replication factor of the topics Sluice creates."
     )
 
+    # --- Pipeline ---------------------------------------------------------------------------
+    sinks: Annotated[list[SinkName], NoDecode] = Field(
+        default_factory=lambda: [SinkName.COUNTING],
+        description="Comma-separated sinks every event is delivered to: "
+        + ", ".join(f"`{name.value}`" for name in SinkName)
+        + ".",
+    )
+    max_record_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Records larger than this are dead-lettered as `RecordTooLarge`.",
+    )
+    max_in_flight_records: int = Field(
+        10_000,
+        ge=1,
+        description="Records consumed but not yet acknowledged by every sink; consumption "
+        "pauses at this bound (backpressure).",
+    )
+    drain_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a worker waits for its sinks to flush on a rebalance or at "
+        "shutdown before leaving unfinished records to be consumed again.",
+    )
+    catalog_load_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a starting worker waits to read the whole catalog topic before "
+        "it processes events (it starts anyway, with what it has, and says so).",
+    )
+    counting_sink_record_path: Path | None = Field(
+        None,
+        description="If set, the counting sink appends one JSON line per delivered event here "
+        "(used by tests and the demo).",
+    )
+
     # --- Elasticsearch / S3 (sinks) --------------------------------------------------------
     elasticsearch_url: str = Field(
         "http://127.0.0.1:9200",
@@ -141,6 +183,13 @@ class Settings(BaseSettings):
             raise ValueError("expected a comma-separated list of host:port, e.g. 127.0.0.1:9092")
         return ",".join(servers)
 
+    @field_validator("sinks", mode="before")
+    @classmethod
+    def _split_sinks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("s3_endpoint_url", "aws_access_key_id", "aws_secret_access_key", mode="before")
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
@@ -151,10 +200,30 @@ class Settings(BaseSettings):
         """The dead-letter topic, derived from the source topic unless set."""
         return self.dead_letter_topic or f"{self.source_topic}.dlq"
 
+    def as_environment(self, hide_secrets: bool = False) -> dict[str, str]:
+        """The settings as SLUICE_* variables: a child process given these sees the same values."""
+        environment = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, list):
+                text = ",".join(_plain(item) for item in value)
+            else:
+                text = _plain(value)
+            if hide_secrets and field.repr is False:
+                text = "***"
+            environment[f"{ENV_PREFIX}{name.upper()}"] = text
+        return environment
+
     @property
     def bootstrap_server_list(self) -> list[str]:
         """The brokers as a list, as aiokafka wants them."""
         return self.kafka_bootstrap_servers.split(",")
+
+
+def _plain(value: object) -> str:
+    return value.value if isinstance(value, StrEnum) else str(value)
 
 
 class SettingsError(Exception):
@@ -165,10 +234,11 @@ def format_validation_error(error: ValidationError) -> str:
     """Turn pydantic's error into lines that name each environment variable and what it accepts."""
     lines = ["Invalid configuration:"]
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "settings"
-        variable = f"{ENV_PREFIX}{field.upper()}"
+        field, *inner = item["loc"] or ("settings",)
+        variable = f"{ENV_PREFIX}{str(field).upper()}"
+        where = f" (item {inner[0] + 1})" if inner and isinstance(inner[0], int) else ""
         given = item.get("input")
-        lines.append(f"  {variable}={given!r}: {item['msg']}")
+        lines.append(f"  {variable}{where}={given!r}: {item['msg']}")
     return "\n".join(lines)
 
 

@@ -56,7 +56,7 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     """A `sluice worker` process with the demo's settings, logging to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     environment = dict(os.environ)
-    environment.update(settings_environment(settings))
+    environment.update(settings.as_environment())
     with log_path.open("ab") as log_file:
         return subprocess.Popen(  # noqa: S603 (fixed argv)
             [sys.executable, "-m", "worker", "worker"],
@@ -65,16 +65,6 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
             stdin=subprocess.DEVNULL,
             env=environment,
         )
-
-
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """The settings as SLUICE_* variables, so a child process sees exactly the same ones."""
-    environment = {}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            text = value.value if hasattr(value, "value") else str(value)
-            environment[f"SLUICE_{name.upper()}"] = text
-    return environment
 
 
 async def wait_until_committed(

@@ -1,35 +1,181 @@
-"""The pipeline: the Faust agent that consumes the source topic."""
+"""The pipeline: decode → normalise → enrich → fan out to the sinks → acknowledge.
+
+This module wires the steps together and keeps the books; each step lives in its own module
+(``decoding``, ``normalize``, ``enrich``, ``sinks``, ``deadletter``, ``acks``). The Faust agent
+hands every source record to ``Pipeline.submit`` together with the callable that acknowledges
+it to Faust; that callable runs only once every sink has durably written, or the dead-letter
+topic has accepted, every event of the record, and only after all earlier records of the same
+partition (see ``worker.acks``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable, Collection, Sequence
 
-import faust
-
+from worker.acks import AckTracker, PartitionKey
 from worker.config import Settings
+from worker.deadletter import DeadLetterPublisher
+from worker.decoding import decode_record
+from worker.enrich import CatalogLookup, Enrichment, enrich
+from worker.errors import DecodeError, SluiceError
+from worker.normalize import normalize
 from worker.progress import Progress
+from worker.records import DeadLetter, Event, Settlement, SourceRecord
+from worker.sinks.base import Sink, SinkFailure
 
 log = logging.getLogger(__name__)
 
-PROGRESS_INTERVAL_SECONDS = 10.0
 
+class Pipeline:
+    """Turns source records into sink writes and dead letters, and acknowledges them in order."""
 
-def register_pipeline(app: faust.App, settings: Settings) -> None:
-    """Attach the source-topic agent and its progress timer to the app."""
-    source = app.topic(
-        settings.source_topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
-    progress = Progress()
+    def __init__(
+        self,
+        settings: Settings,
+        dead_letters: DeadLetterPublisher,
+        catalog: CatalogLookup,
+        progress: Progress | None = None,
+    ) -> None:
+        self.settings = settings
+        self.dead_letters = dead_letters
+        self.catalog = catalog
+        self.sinks: list[Sink] = []
+        self.progress = progress or Progress()
+        self.acks = AckTracker(settings.max_in_flight_records)
 
-    @app.agent(source, name="sluice-pipeline")
-    async def consume(stream: faust.StreamT) -> None:
-        async for _record in stream:
-            progress.add("consumed")
+    def add_sink(self, make_sink: Callable[[Pipeline], Sink]) -> Sink:
+        """Attach a sink built with this pipeline as its outcome listener."""
+        sink = make_sink(self)
+        self.sinks.append(sink)
+        return sink
 
-    @app.timer(interval=PROGRESS_INTERVAL_SECONDS)
-    async def report_progress() -> None:
-        log.info("progress: %s", progress.line())
+    # --- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.dead_letters.start()
+        for sink in self.sinks:
+            await sink.start()
+        log.info("pipeline started: sinks %s", ", ".join(s.name for s in self.sinks) or "none")
+
+    async def stop(self) -> None:
+        for sink in self.sinks:
+            await sink.stop()
+        await self.dead_letters.stop()
+
+    async def drain(self, timeout: float) -> bool:
+        """Flush every sink and wait until nothing is in flight, or `timeout` s have passed.
+
+        Called before offsets are committed on a rebalance and at shutdown. Returns False if
+        records were still in flight at the timeout; they stay uncommitted and are consumed
+        again by the partition's next owner.
+        """
+        async def flush_all() -> None:
+            await asyncio.gather(*(sink.flush() for sink in self.sinks))
+            await self.acks.wait_idle()
+
+        try:
+            await asyncio.wait_for(flush_all(), timeout)
+            return True
+        except TimeoutError:
+            log.warning(
+                "drain: %d records still in flight after %.0fs (%s); they will be consumed again",
+                self.acks.in_flight, timeout, self.acks.pending_by_partition(),
+            )
+            return False
+
+    async def forget(self, partitions: Collection[PartitionKey]) -> None:
+        """Partitions were revoked: drop their unfinished records (no ack, no commit)."""
+        dropped = self.acks.forget(partitions)
+        for sink in self.sinks:
+            await sink.forget(partitions)
+        if dropped:
+            log.info("dropped %d unfinished records of revoked partitions", dropped)
+
+    # --- the hot path ----------------------------------------------------------------------
+
+    async def submit(self, record: SourceRecord, ack: Callable[[], object]) -> None:
+        """Take one source record; returns when its events are handed to every sink."""
+        key = (record.position.topic, record.position.partition)
+        generation = self.acks.generation(key)
+        await self.acks.reserve()
+        self.progress.add("records")
+        try:
+            decoded = decode_record(record.value, self.settings.max_record_bytes)
+        except DecodeError as error:
+            ticket = self.acks.open(record.position, 1, ack, generation)
+            if ticket:
+                await self._dead_letter(record, error, ticket)
+            return
+
+        events: list[Event] = []
+        failures: list[tuple[int | None, DecodeError]] = list(decoded.failures)
+        for raw in decoded.events:
+            try:
+                event_id, document = normalize(raw, record)
+            except DecodeError as error:
+                failures.append((raw.batch_index, error))
+                continue
+            if enrich(document, self.catalog) is Enrichment.UNKNOWN_KEY:
+                self.progress.add("unenriched")
+            events.append(Event(event_id, document, record, raw.batch_index))
+
+        shares = len(events) * len(self.sinks) + len(failures)
+        ticket = self.acks.open(record.position, shares, ack, generation)
+        if ticket is None:
+            return  # revoked meanwhile: the partition's next owner consumes it again
+        self.progress.add("events", len(events))
+        for batch_index, error in failures:
+            await self._dead_letter(record, error, ticket, batch_index=batch_index)
+        if not events or not self.sinks:
+            return
+        for event in events:
+            event.ticket = ticket
+        # Sinks run in parallel; each may hold us here while its buffers are full.
+        await asyncio.gather(*(sink.write(events) for sink in self.sinks))
+
+    # --- outcomes (the SinkOutcomes protocol) -----------------------------------------------
+
+    def delivered(self, sink: str, events: Sequence[Event]) -> None:
+        for event in events:
+            if event.ticket:
+                event.ticket.settle()
+        self.progress.add(f"delivered.{sink}", len(events))
+
+    async def failed(self, sink: str, failures: Sequence[SinkFailure]) -> None:
+        for failure in failures:
+            event = failure.event
+            await self._dead_letter(
+                event.record,
+                failure.error,
+                event.ticket,
+                batch_index=event.batch_index,
+                event_id=event.event_id,
+                attempts=failure.attempts,
+            )
+
+    async def _dead_letter(
+        self,
+        record: SourceRecord,
+        error: SluiceError,
+        ticket: Settlement | None,
+        *,
+        batch_index: int | None = None,
+        event_id: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        letter = DeadLetter(
+            record=record,
+            stage=error.stage,
+            error_class=error.code,
+            message=str(error),
+            retriable=error.retriable,
+            attempts=attempts,
+            batch_index=batch_index,
+            event_id=event_id,
+        )
+        await self.dead_letters.publish(letter)
+        self.progress.add(f"dead_lettered.{error.stage}")
+        if ticket:
+            ticket.settle()

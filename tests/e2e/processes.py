@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from worker.config import Settings
-from worker.demo import settings_environment
 
 
 class SluiceProcess:
@@ -20,7 +19,7 @@ class SluiceProcess:
     def __init__(self, settings: Settings, args: list[str], log_path: Path) -> None:
         self.log_path = log_path
         environment = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
-        environment.update(settings_environment(settings))
+        environment.update(settings.as_environment())
         with log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "worker", *args],

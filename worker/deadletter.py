@@ -1,0 +1,122 @@
+"""Dead letters: records (or events of a batch) that cannot be delivered, kept with the reason.
+
+A dead letter is the **original record**, key and value bytes unchanged, on the dead-letter
+topic, with the original headers plus these (all UTF-8 text):
+
+=========================  =====================================================================
+``sluice.stage``           ``decode`` or the sink's name (``counting``, ``elasticsearch``, ``s3``)
+``sluice.error.class``     the error's class, e.g. ``InvalidJson``, ``SinkRejected``
+``sluice.error.message``   what went wrong, for a person (at most 2000 characters)
+``sluice.retriable``       ``true`` if replaying the record unchanged may succeed
+``sluice.source.topic``    where the record came from …
+``sluice.source.partition``
+``sluice.source.offset``
+``sluice.source.timestamp`` … and its Kafka timestamp (ms)
+``sluice.failed_at``       when it was dead-lettered (UTC ISO-8601)
+``sluice.attempts``        how many times delivery was tried
+``sluice.batch_index``     for one event of a batch record: its index in ``batch``
+``sluice.event_id``        the event's id, when it got as far as having one
+=========================  =====================================================================
+
+Writing a dead letter is part of the record's acknowledgement: the source offset is committed
+only after the broker has accepted the dead letter. If the broker refuses, the write is retried
+with backoff until it succeeds or the worker stops (the record is then consumed again).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from worker.config import Settings
+from worker.records import DLQ_HEADER_PREFIX, DeadLetter
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 2000
+
+
+def dead_letter_headers(letter: DeadLetter, failed_at: datetime) -> list[tuple[str, bytes]]:
+    """The original headers followed by Sluice's own, as the table above describes."""
+    position = letter.record.position
+    ours: dict[str, object | None] = {
+        "stage": letter.stage,
+        "error.class": letter.error_class,
+        "error.message": letter.message[:MAX_MESSAGE_CHARS],
+        "retriable": "true" if letter.retriable else "false",
+        "source.topic": position.topic,
+        "source.partition": position.partition,
+        "source.offset": position.offset,
+        "source.timestamp": letter.record.timestamp_ms,
+        "failed_at": failed_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+        "attempts": letter.attempts,
+        "batch_index": letter.batch_index,
+        "event_id": letter.event_id,
+    }
+    original = [
+        (name, value) for name, value in letter.record.headers
+        if not name.startswith(DLQ_HEADER_PREFIX)
+    ]
+    return original + [
+        (f"{DLQ_HEADER_PREFIX}{name}", str(value).encode())
+        for name, value in ours.items()
+        if value is not None
+    ]
+
+
+class DeadLetterPublisher:
+    """Produces dead letters and returns only once the broker has them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.dead_letter_topic_name
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_server_list,
+            client_id=f"{settings.app_id}-dead-letters",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+        )
+        self.published = 0
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def publish(self, letter: DeadLetter) -> None:
+        """Write one dead letter; retry (forever, with backoff) while the broker refuses."""
+        headers = dead_letter_headers(letter, datetime.now(UTC))
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(KafkaError),
+            wait=wait_exponential_jitter(initial=0.2, max=10.0),
+            reraise=True,
+        ):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    log.warning(
+                        "dead-letter write retry %d for %s[%d]@%d",
+                        attempt.retry_state.attempt_number - 1,
+                        letter.record.position.topic,
+                        letter.record.position.partition,
+                        letter.record.position.offset,
+                    )
+                delivery = await self._producer.send(
+                    self.topic, key=letter.record.key, value=letter.record.value, headers=headers
+                )
+                await delivery
+        self.published += 1
+        log.info(
+            "dead-lettered %s[%d]@%d%s stage=%s error=%s: %s",
+            letter.record.position.topic,
+            letter.record.position.partition,
+            letter.record.position.offset,
+            f" batch[{letter.batch_index}]" if letter.batch_index is not None else "",
+            letter.stage,
+            letter.error_class,
+            letter.message[:300],
+        )

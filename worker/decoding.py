@@ -1,0 +1,191 @@
+"""Decoding: from a record's bytes to the JSON objects of the events it carries.
+
+The input form is detected per record; producers need not say which they use:
+
+1. a Segment-spec event: an object with ``type``;
+2. a Segment batch envelope: ``{"batch": [event, …], "sentAt": …, "context": …}``;
+3. the Firehose-style envelope ``{"DeliveryStreamName": …, "Record": {"Data": "<base64>"}}``,
+   or a bare base64 string (raw bytes or a JSON string) of a JSON object;
+4. an API Gateway access-log record: an object with ``requestId``.
+
+A batch yields one raw event per element; an element that is not an object fails alone and the
+others go on. Field validation and the document shape are ``worker.normalize``'s job.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from worker.errors import (
+    DecodeError,
+    EmptyRecord,
+    InvalidBase64,
+    InvalidBatch,
+    InvalidJson,
+    NotAnObject,
+    RecordTooLarge,
+    UnknownFormat,
+)
+
+
+class InputForm(StrEnum):
+    """Which input form a record (or the event inside an envelope) had."""
+
+    SEGMENT = "segment"
+    SEGMENT_BATCH = "segment_batch"
+    FIREHOSE = "firehose"
+    BASE64 = "base64"
+    ACCESS_LOG = "access_log"
+
+
+class EventKind(StrEnum):
+    """What the decoded object is, whatever envelope carried it."""
+
+    SEGMENT = "segment"
+    ACCESS_LOG = "access_log"
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """One event object as decoded, before validation and normalisation."""
+
+    kind: EventKind
+    form: InputForm
+    fields: dict[str, Any]
+    batch_index: int | None = None
+
+
+@dataclass(slots=True)
+class DecodedRecord:
+    """Everything one record yielded: its events, and the batch elements that failed."""
+
+    events: list[RawEvent] = field(default_factory=list)
+    failures: list[tuple[int | None, DecodeError]] = field(default_factory=list)
+
+
+# Base64 text, standard or URL-safe alphabet, optional padding and line breaks.
+_BASE64_TEXT = re.compile(rb"^[A-Za-z0-9+/_\-\s]+={0,2}\s*$")
+
+
+def decode_record(value: bytes | None, max_bytes: int) -> DecodedRecord:
+    """Decode a record value into raw events. Raises DecodeError if nothing can be read."""
+    if not value:
+        raise EmptyRecord("the record has no value (null or empty)")
+    if len(value) > max_bytes:
+        raise RecordTooLarge(
+            f"the record is {len(value)} bytes, more than the {max_bytes} allowed "
+            "(SLUICE_MAX_RECORD_BYTES)"
+        )
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError as error:
+        if _BASE64_TEXT.match(value):
+            return _classify(_decode_base64_object(value, "the record"), InputForm.BASE64)
+        raise InvalidJson(f"the record is not valid JSON: {error}") from None
+    if isinstance(parsed, str):
+        return _classify(_decode_base64_object(parsed.encode(), "the JSON string"), InputForm.BASE64)
+    if not isinstance(parsed, dict):
+        raise NotAnObject(
+            f"the record is JSON {_json_type(parsed)}, not an object; expected a Segment event, "
+            "a batch, a Firehose envelope or an access-log record"
+        )
+    return _classify(parsed, None)
+
+
+def _classify(obj: dict[str, Any], outer_form: InputForm | None) -> DecodedRecord:
+    """Decide what an object is and unwrap envelopes."""
+    if "batch" in obj:
+        return _decode_batch(obj)
+    record = obj.get("Record")
+    if isinstance(record, dict) and "Data" in record:
+        if outer_form is not None:
+            raise UnknownFormat("a Firehose envelope inside a base64 payload is not supported")
+        data = record["Data"]
+        if not isinstance(data, str):
+            raise InvalidBase64(f"Record.Data is JSON {_json_type(data)}, expected a base64 string")
+        inner = _decode_base64_object(data.encode(), "Record.Data")
+        return _classify(inner, InputForm.FIREHOSE)
+    kind = _event_kind(obj)
+    if kind is None:
+        keys = ", ".join(sorted(obj)[:8]) or "none"
+        raise UnknownFormat(
+            "the object is not a Segment event (no `type`), a batch (no `batch`), a Firehose "
+            f"envelope (no `Record.Data`) or an access-log record (no `requestId`); keys: {keys}"
+        )
+    form = outer_form or (InputForm.ACCESS_LOG if kind is EventKind.ACCESS_LOG else InputForm.SEGMENT)
+    return DecodedRecord(events=[RawEvent(kind, form, obj)])
+
+
+def _event_kind(obj: dict[str, Any]) -> EventKind | None:
+    if "type" in obj:
+        return EventKind.SEGMENT
+    if "requestId" in obj:
+        return EventKind.ACCESS_LOG
+    return None
+
+
+def _decode_batch(envelope: dict[str, Any]) -> DecodedRecord:
+    batch = envelope["batch"]
+    if not isinstance(batch, list):
+        raise InvalidBatch(f"`batch` is JSON {_json_type(batch)}, expected a list of events")
+    if not batch:
+        raise InvalidBatch("`batch` is an empty list: the record carries no event")
+    shared_context = envelope.get("context")
+    sent_at = envelope.get("sentAt")
+    decoded = DecodedRecord()
+    for index, element in enumerate(batch):
+        if not isinstance(element, dict):
+            decoded.failures.append(
+                (index, NotAnObject(f"batch[{index}] is JSON {_json_type(element)}, not an object"))
+            )
+            continue
+        if "type" not in element:
+            decoded.failures.append(
+                (index, UnknownFormat(f"batch[{index}] has no `type`: not a Segment event"))
+            )
+            continue
+        event = dict(element)
+        # The envelope's context and sentAt apply to every event that does not carry its own.
+        if isinstance(shared_context, dict):
+            own = event.get("context")
+            event["context"] = {**shared_context, **own} if isinstance(own, dict) else (
+                own if own is not None else shared_context
+            )
+        if sent_at is not None:
+            event.setdefault("sentAt", sent_at)
+        decoded.events.append(RawEvent(EventKind.SEGMENT, InputForm.SEGMENT_BATCH, event, index))
+    return decoded
+
+
+def _decode_base64_object(text: bytes, what: str) -> dict[str, Any]:
+    compact = b"".join(text.split())
+    try:
+        raw = base64.b64decode(compact + b"=" * (-len(compact) % 4), altchars=_altchars(compact),
+                               validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise InvalidBase64(f"{what} is not valid base64: {error}") from None
+    try:
+        inner = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise InvalidJson(f"{what} decodes from base64 but not to JSON: {error}") from None
+    if not isinstance(inner, dict):
+        raise NotAnObject(f"{what} decodes to JSON {_json_type(inner)}, not an object")
+    return inner
+
+
+def _altchars(text: bytes) -> bytes | None:
+    # URL-safe base64 uses - and _ instead of + and /.
+    return b"-_" if (b"-" in text or b"_" in text) else None
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+             float: "number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)

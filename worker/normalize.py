@@ -1,0 +1,289 @@
+"""Normalisation: one document shape for every event, whatever form it came in.
+
+The shape follows the Elasticsearch mapping users already run (seed 001): ``event_id``,
+``type``, ``event``, ``anonymous_id``, ``user_id``, ``timestamp``, ``received_at``, ``sent_at``,
+``context``, ``properties``, ``traits``, ``source_id`` …, plus the API Gateway access-log fields
+(``request_id``, ``http_method``, ``status``, ``api_key_id`` …), the input form and the Kafka
+position. Timestamps are UTC ISO-8601 with milliseconds (``2026-11-22T20:31:04.000Z``).
+Fields without a value are left out rather than written as null.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from worker.decoding import EventKind, RawEvent
+from worker.errors import InvalidTimestamp, MissingField, UnknownFormat, WrongType
+from worker.records import SourceRecord
+
+SEGMENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
+ACCESS_LOG_TYPE = "access_log"
+
+# Epoch numbers above this are milliseconds (1e11 seconds is the year 5138).
+_EPOCH_MILLIS_THRESHOLD = 100_000_000_000
+
+
+def normalize(raw: RawEvent, record: SourceRecord) -> tuple[str, dict[str, Any]]:
+    """The event id and document of a raw event. Raises DecodeError if a field is invalid."""
+    received_at = _received_at(raw.fields, record)
+    if raw.kind is EventKind.SEGMENT:
+        document = _segment_document(raw.fields, received_at)
+        producer_id = raw.fields.get("messageId")
+    else:
+        document = _access_log_document(raw.fields, received_at)
+        producer_id = raw.fields.get("requestId")
+    event_id = (
+        str(producer_id)
+        if isinstance(producer_id, (str, int)) and str(producer_id)
+        else derived_event_id(raw, record)
+    )
+    document["event_id"] = event_id
+    document["input_format"] = raw.form.value
+    document["kafka"] = _drop_none(
+        {
+            "topic": record.position.topic,
+            "partition": record.position.partition,
+            "offset": record.position.offset,
+            "batch_index": raw.batch_index,
+        }
+    )
+    return event_id, document
+
+
+def derived_event_id(raw: RawEvent, record: SourceRecord) -> str:
+    """A deterministic id from the Kafka position and the content: a replay gives the same id."""
+    position = record.position
+    digest = hashlib.sha256()
+    digest.update(f"{position.topic}/{position.partition}/{position.offset}/".encode())
+    digest.update(f"{raw.batch_index}/".encode())
+    digest.update(orjson.dumps(raw.fields, option=orjson.OPT_SORT_KEYS))
+    return digest.hexdigest()[:32]
+
+
+# --- Segment events ----------------------------------------------------------------------------
+
+
+def _segment_document(fields: dict[str, Any], received_at: str) -> dict[str, Any]:
+    kind = fields.get("type")
+    if not isinstance(kind, str):
+        raise WrongType(f"`type` is {_describe(kind)}, expected one of {_types_list()}")
+    if kind not in SEGMENT_TYPES:
+        raise UnknownFormat(f"`type` is {kind!r}, expected one of {_types_list()}")
+    user_id = _optional_id(fields, "userId")
+    anonymous_id = _optional_id(fields, "anonymousId")
+    if user_id is None and anonymous_id is None:
+        raise MissingField("a Segment event needs `userId` or `anonymousId`; it has neither")
+    event_name = fields.get("event")
+    if kind == "track" and (not isinstance(event_name, str) or not event_name.strip()):
+        raise MissingField(f"a track event needs a non-empty string `event`; got {_describe(event_name)}")
+    context = _optional_object(fields, "context")
+    sent_at = _optional_timestamp(fields, "sentAt")
+    timestamp = (
+        _optional_timestamp(fields, "timestamp")
+        or _optional_timestamp(fields, "originalTimestamp")
+        or sent_at
+        or received_at
+    )
+    return _drop_none(
+        {
+            "type": kind,
+            "event": event_name if kind == "track" else None,
+            "name": _optional_string(fields, "name"),
+            "anonymous_id": anonymous_id,
+            "user_id": user_id,
+            "group_id": _optional_id(fields, "groupId"),
+            "previous_id": _optional_id(fields, "previousId"),
+            "timestamp": timestamp,
+            "received_at": received_at,
+            "sent_at": sent_at,
+            "context": context,
+            "properties": _optional_object(fields, "properties"),
+            "traits": _optional_object(fields, "traits"),
+            "source_id": _source_id(fields, context),
+            "integrations": _optional_object(fields, "integrations"),
+        }
+    )
+
+
+def _source_id(fields: dict[str, Any], context: dict[str, Any] | None) -> str | None:
+    for candidate in (fields.get("projectId"), fields.get("sourceId")):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    if context:
+        source = context.get("source")
+        if isinstance(source, dict) and isinstance(source.get("id"), str):
+            return str(source["id"])
+    return None
+
+
+def _types_list() -> str:
+    return "/".join(sorted(SEGMENT_TYPES))
+
+
+# --- API Gateway access logs -------------------------------------------------------------------
+
+
+def _access_log_document(fields: dict[str, Any], received_at: str) -> dict[str, Any]:
+    request_id = fields.get("requestId")
+    if not isinstance(request_id, str) or not request_id:
+        raise MissingField(f"an access-log record needs a string `requestId`; got {_describe(request_id)}")
+    timestamp = (
+        _optional_timestamp(fields, "requestTimeEpoch")
+        or _optional_timestamp(fields, "requestTime")
+        or received_at
+    )
+    return _drop_none(
+        {
+            "type": ACCESS_LOG_TYPE,
+            "request_id": request_id,
+            "timestamp": timestamp,
+            "received_at": received_at,
+            "ip": _optional_string(fields, "ip") or _optional_string(fields, "sourceIp"),
+            "http_method": _optional_string(fields, "httpMethod"),
+            "resource_path": _optional_string(fields, "resourcePath"),
+            "path": _optional_string(fields, "path"),
+            "protocol": _optional_string(fields, "protocol"),
+            "status": _optional_int(fields, "status"),
+            "response_length": _optional_int(fields, "responseLength"),
+            "api_id": _optional_string(fields, "apiId"),
+            "stage": _optional_string(fields, "stage"),
+            "api_key_id": access_log_api_key_id(fields),
+            "user_agent": _optional_string(fields, "userAgent"),
+            "source_id": _optional_string(fields, "apiId"),
+        }
+    )
+
+
+def access_log_api_key_id(fields: dict[str, Any]) -> str | None:
+    """The API key id: ``identity.apiKeyId`` nested, flattened (seed 003's mapping) or ``apiKeyId``."""
+    identity = fields.get("identity")
+    candidates = (
+        identity.get("apiKeyId") if isinstance(identity, dict) else None,
+        fields.get("identity.apiKeyId"),
+        fields.get("apiKeyId"),
+    )
+    for candidate in candidates:
+        # API Gateway writes "-" for a request without a key.
+        if isinstance(candidate, str) and candidate and candidate != "-":
+            return candidate
+    return None
+
+
+# --- field helpers -----------------------------------------------------------------------------
+
+
+def _received_at(fields: dict[str, Any], record: SourceRecord) -> str:
+    received = _optional_timestamp(fields, "receivedAt")
+    if received:
+        return received
+    if record.timestamp_ms is not None and record.timestamp_ms >= 0:
+        return format_timestamp(datetime.fromtimestamp(record.timestamp_ms / 1000, UTC))
+    return format_timestamp(datetime.now(UTC))
+
+
+def _optional_string(fields: dict[str, Any], name: str) -> str | None:
+    value = fields.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise WrongType(f"`{name}` is {_describe(value)}, expected a string")
+    return value
+
+
+def _optional_id(fields: dict[str, Any], name: str) -> str | None:
+    """Ids are strings; many clients send numbers, which are kept as their decimal text."""
+    value = fields.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise WrongType(f"`{name}` is {_describe(value)}, expected a string id")
+    return str(value)
+
+
+def _optional_object(fields: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise WrongType(f"`{name}` is {_describe(value)}, expected an object")
+    return value
+
+
+def _optional_int(fields: dict[str, Any], name: str) -> int | None:
+    value = fields.get(name)
+    if value is None or value in ("", "-"):
+        return None
+    if isinstance(value, bool):
+        raise WrongType(f"`{name}` is {_describe(value)}, expected a number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise WrongType(f"`{name}` is {_describe(value)}, expected a number")
+
+
+def _optional_timestamp(fields: dict[str, Any], name: str) -> str | None:
+    value = fields.get(name)
+    if value is None or value == "":
+        return None
+    parsed = parse_timestamp(value)
+    if parsed is None:
+        raise InvalidTimestamp(
+            f"`{name}` is {_describe(value)}: expected ISO-8601, Common Log Format "
+            "(22/Nov/2026:20:31:04 +0000) or epoch seconds/milliseconds"
+        )
+    return format_timestamp(parsed)
+
+
+_PARSERS: tuple[Callable[[str], datetime], ...] = (
+    datetime.fromisoformat,
+    lambda text: datetime.strptime(text, "%d/%b/%Y:%H:%M:%S %z"),
+)
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """A timezone-aware datetime from ISO-8601, CLF or epoch s/ms; None if it is none of them."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        seconds = value / 1000 if abs(value) >= _EPOCH_MILLIS_THRESHOLD else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return parse_timestamp(int(text))
+    for parser in _PARSERS:
+        try:
+            moment = parser(text)
+        except ValueError:
+            continue
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return None
+
+
+def format_timestamp(moment: datetime) -> str:
+    """UTC ISO-8601 with milliseconds and a Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "missing"
+    text = orjson.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    kind = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return f"{kind} ({shown})"
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}

@@ -1,0 +1,71 @@
+"""The contract every sink obeys.
+
+A sink takes events (``write``), makes them durable in its own way and time (batches, parts),
+and reports each event's outcome to the pipeline through ``SinkOutcomes``: ``delivered`` once
+the event is durably written, ``failed`` (with a named error) when it never will be. A sink never
+drops an event silently and never sleeps the pipeline on its own: when its buffers are full,
+``write`` simply takes longer to return, which is the backpressure.
+
+``flush`` returns when every event written before it has an outcome. ``forget`` drops buffered
+events of partitions this worker no longer owns: they get no outcome, because their records
+are consumed again by the partition's next owner.
+
+What each sink promises (batching knobs, retries, ordering) is stated in its module docstring.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from worker.errors import SinkError
+from worker.records import Event
+
+PartitionKey = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SinkFailure:
+    """An event a sink gave up on, why, and after how many attempts."""
+
+    event: Event
+    error: SinkError
+    attempts: int = 1
+
+
+class SinkOutcomes(Protocol):
+    """Where a sink reports outcomes: implemented by the pipeline."""
+
+    def delivered(self, sink: str, events: Sequence[Event]) -> None:
+        """These events are durably written by `sink`."""
+
+    async def failed(self, sink: str, failures: Sequence[SinkFailure]) -> None:
+        """These events will never be written by `sink`; returns once they are dead-lettered."""
+
+
+class Sink(ABC):
+    """Base of every sink. Subclasses set `name` and implement `write` and `flush`."""
+
+    name: str
+
+    def __init__(self, outcomes: SinkOutcomes) -> None:
+        self.outcomes = outcomes
+
+    async def start(self) -> None:
+        """Connect and check the destination; raise with a clear message if it is unusable."""
+
+    @abstractmethod
+    async def write(self, events: Sequence[Event]) -> None:
+        """Accept events; may wait while the sink's buffers are full (backpressure)."""
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Return once every event written so far has a reported outcome."""
+
+    async def forget(self, partitions: Collection[PartitionKey]) -> None:
+        """Drop buffered events of partitions this worker no longer owns (no outcome)."""
+
+    async def stop(self) -> None:
+        """Release connections. `flush` has been called before, if there was time."""
