@@ -1,4 +1,12 @@
-"""The Faust application: broker connection, topics, and the hooks that say what the worker does."""
+"""The Faust application: broker, topics, the agent, and when offsets may be committed.
+
+Faust commits the offsets of acknowledged messages on its own timer; Sluice controls *what* is
+acknowledged (``worker.acks``: only records every sink has durably written, in order) and
+*when* Faust may consider the streams empty: on a rebalance and at shutdown, Faust calls
+``_consumer_wait_empty`` before committing. ``SluiceApp`` replaces it with "flush every sink,
+then commit what is acknowledged", bounded by SLUICE_DRAIN_TIMEOUT, instead of Faust's wait for
+every delivered message (which would wait forever on events held in an open S3 part).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +14,19 @@ import logging
 from typing import Any
 
 import faust
-from faust.types import TP
+from faust.types import TP, ConsumerT
 
-from worker.config import Settings
+from worker.catalog_table import CatalogTable
+from worker.config import Settings, SinkName
+from worker.deadletter import DeadLetterPublisher
+from worker.pipeline import Pipeline
+from worker.progress import Progress
+from worker.records import KafkaPosition, SourceRecord
+from worker.sinks.counting import CountingSink
 
 log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_SECONDS = 10.0
 
 
 def broker_urls(settings: Settings) -> list[str]:
@@ -18,12 +34,48 @@ def broker_urls(settings: Settings) -> list[str]:
     return [f"kafka://{server}" for server in settings.bootstrap_server_list]
 
 
-def create_app(settings: Settings) -> faust.App:
-    """A configured Faust app. Topics must already exist (see `worker.topics.ensure_topics`)."""
-    app = faust.App(
+class SluiceApp(faust.App):
+    """A Faust app whose rebalances and shutdown flush the Sluice pipeline before committing."""
+
+    sluice_settings: Settings
+    pipeline: Pipeline
+    catalog: CatalogTable
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        # Before the consumer starts: the first record must meet started sinks and the catalog.
+        await self.catalog.start()
+        await self.pipeline.start()
+
+    async def on_stop(self) -> None:
+        await super().on_stop()  # stops the consumer: drains the pipeline and commits
+        await self.pipeline.stop()
+        await self.catalog.stop()
+
+    async def _consumer_wait_empty(self, consumer: ConsumerT, logger: Any) -> None:
+        """On a rebalance and at shutdown: flush the sinks, then commit what they acknowledged."""
+        logger.info("draining the pipeline (%d records in flight)", self.pipeline.acks.in_flight)
+        await self.pipeline.drain(self.sluice_settings.drain_timeout)
+        await consumer.commit()
+
+
+def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
+    """Attach the sinks named in SLUICE_SINKS."""
+    for name in settings.sinks:
+        if name is SinkName.COUNTING:
+            pipeline.add_sink(
+                lambda outcomes: CountingSink(
+                    outcomes, record_path=settings.counting_sink_record_path
+                )
+            )
+
+
+def create_app(settings: Settings) -> SluiceApp:
+    """A configured app with its pipeline. Topics must already exist (`worker.topics`)."""
+    app = SluiceApp(
         settings.app_id,
         broker=broker_urls(settings),
-        # Tables are rebuilt from their changelog topics at start; nothing local needs to persist.
+        # Nothing local needs to persist: the catalog is re-read from its topic at start.
         store="memory://",
         datadir=str(settings.state_dir),
         topic_partitions=settings.topic_partitions,
@@ -37,16 +89,60 @@ def create_app(settings: Settings) -> faust.App:
         # Sluice never declares topics through a subscription: they are created up front.
         topic_allow_declare=False,
     )
+    progress = Progress()
+    app.sluice_settings = settings
+    app.catalog = CatalogTable(settings)
+    app.pipeline = Pipeline(settings, DeadLetterPublisher(settings), app.catalog.lookup, progress)
+    build_sinks(settings, app.pipeline)
+
+    source = app.topic(
+        settings.source_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @app.agent(source, name="sluice-pipeline")
+    async def process(stream: faust.StreamT) -> None:
+        # Acks are ours: a record is acknowledged when its sinks are done, not when the loop
+        # moves on (see worker.acks).
+        async for event in stream.noack().events():
+            await app.pipeline.submit(source_record(event.message), event.ack)
+
+    @app.timer(interval=PROGRESS_INTERVAL_SECONDS)
+    async def report_progress() -> None:
+        log.info(
+            "progress: %s in_flight=%d catalog_keys=%d",
+            progress.line(), app.pipeline.acks.in_flight, len(app.catalog),
+        )
 
     @app.on_partitions_assigned.connect
     async def log_assignment(sender: Any, assigned: set[TP], **_: Any) -> None:
         log.info("partitions assigned: %s", describe_partitions(assigned, settings.source_topic))
 
     @app.on_partitions_revoked.connect
-    async def log_revocation(sender: Any, revoked: set[TP], **_: Any) -> None:
+    async def forget_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+        # After the drain and commit: what is still unfinished belongs to the next owner now.
+        await app.pipeline.forget({(tp.topic, tp.partition) for tp in revoked})
         log.info("partitions revoked: %s", describe_partitions(revoked, settings.source_topic))
 
     return app
+
+
+def source_record(message: Any) -> SourceRecord:
+    """A Faust message as Sluice's plain record (bytes untouched)."""
+    headers = message.headers or ()
+    if isinstance(headers, dict):
+        headers = headers.items()
+    timestamp = message.timestamp
+    return SourceRecord(
+        key=message.key,
+        value=message.value,
+        position=KafkaPosition(message.topic, message.partition, message.offset),
+        timestamp_ms=int(timestamp * 1000) if timestamp else None,
+        headers=tuple((str(name), bytes(value or b"")) for name, value in headers),
+    )
 
 
 def describe_partitions(partitions: set[TP], topic: str) -> str:

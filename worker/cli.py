@@ -35,7 +35,6 @@ def worker() -> None:
 
     from worker.app import create_app
     from worker.logs import configure_logging, logging_config
-    from worker.pipeline import register_pipeline
     from worker.topics import ensure_topics
 
     settings = _settings()
@@ -44,7 +43,6 @@ def worker() -> None:
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(settings))
     app = create_app(settings)
-    register_pipeline(app, settings)
     faust.Worker(
         app,
         loop=loop,

@@ -72,21 +72,25 @@ class DeadLetterPublisher:
     """Produces dead letters and returns only once the broker has them."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.topic = settings.dead_letter_topic_name
+        self._producer: AIOKafkaProducer | None = None
+        self.published = 0
+
+    async def start(self) -> None:
+        # aiokafka clients bind to the running loop: create it here, not in __init__.
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_server_list,
-            client_id=f"{settings.app_id}-dead-letters",
+            bootstrap_servers=self.settings.bootstrap_server_list,
+            client_id=f"{self.settings.app_id}-dead-letters",
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
         )
-        self.published = 0
-
-    async def start(self) -> None:
         await self._producer.start()
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        if self._producer:
+            await self._producer.stop()
 
     async def publish(self, letter: DeadLetter) -> None:
         """Write one dead letter; retry (forever, with backoff) while the broker refuses."""
@@ -105,6 +109,7 @@ class DeadLetterPublisher:
                         letter.record.position.partition,
                         letter.record.position.offset,
                     )
+                assert self._producer is not None, "DeadLetterPublisher.start() was not called"
                 delivery = await self._producer.send(
                     self.topic, key=letter.record.key, value=letter.record.value, headers=headers
                 )

@@ -1,0 +1,121 @@
+"""The pipeline in-process, with a counting sink and a dead-letter publisher that records."""
+
+import orjson
+import pytest
+
+from worker.catalog import CatalogEntry
+from worker.config import load_settings
+from worker.pipeline import Pipeline
+from worker.records import DeadLetter, KafkaPosition, SourceRecord
+from worker.sinks.counting import CountingSink
+
+TRACK = {"type": "track", "event": "Signed Up", "userId": "u1"}
+
+
+class RecordingDeadLetters:
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, letter: DeadLetter) -> None:
+        self.letters.append(letter)
+
+
+def _record(value: object, offset: int, partition: int = 0) -> SourceRecord:
+    raw = value if isinstance(value, bytes) else orjson.dumps(value)
+    return SourceRecord(None, raw, KafkaPosition("events", partition, offset), 1_795_000_000_000)
+
+
+@pytest.fixture
+def parts():
+    settings = load_settings(max_in_flight_records=100)
+    dead_letters = RecordingDeadLetters()
+    catalog = {"key-1": CatalogEntry(api_key_id="key-1", customer_name="Acme")}
+    pipeline = Pipeline(settings, dead_letters, catalog.get)  # type: ignore[arg-type]
+    sink = pipeline.add_sink(
+        lambda outcomes: CountingSink(
+            outcomes, max_batch=1000, max_age_seconds=60,
+            reject=lambda e: "too expensive" if e.document.get("event") == "Rejected" else None,
+        )
+    )
+    return pipeline, sink, dead_letters
+
+
+async def test_events_are_acknowledged_only_after_the_sink_flushes(parts) -> None:
+    pipeline, sink, _ = parts
+    acked: list[int] = []
+    await pipeline.submit(_record(TRACK, 0), lambda: acked.append(0))
+    assert acked == [] and pipeline.acks.in_flight == 1
+    await sink.flush()
+    assert acked == [0] and sink.counts["track"] == 1
+
+
+async def test_undecodable_record_goes_to_dead_letters_and_is_acknowledged(parts) -> None:
+    pipeline, _, dead_letters = parts
+    acked: list[int] = []
+    await pipeline.submit(_record(b"{broken", 0), lambda: acked.append(0))
+    (letter,) = dead_letters.letters
+    assert (letter.stage, letter.error_class, letter.record.value) == ("decode", "InvalidJson",
+                                                                         b"{broken")
+    assert acked == [0]
+
+
+async def test_batch_with_a_bad_event_dead_letters_it_and_delivers_the_rest(parts) -> None:
+    pipeline, sink, dead_letters = parts
+    acked: list[int] = []
+    batch = {"batch": [TRACK, {"type": "track", "userId": "u2"}, {**TRACK, "userId": "u3"}]}
+    await pipeline.submit(_record(batch, 0), lambda: acked.append(0))
+    (letter,) = dead_letters.letters
+    assert (letter.batch_index, letter.error_class) == (1, "MissingField")
+    assert acked == []  # two events still wait for the sink
+    await sink.flush()
+    assert sink.counts["track"] == 2 and acked == [0]
+
+
+async def test_sink_rejection_dead_letters_with_the_sink_as_stage(parts) -> None:
+    pipeline, sink, dead_letters = parts
+    acked: list[int] = []
+    await pipeline.submit(_record({**TRACK, "event": "Rejected", "messageId": "m-9"}, 0),
+                          lambda: acked.append(0))
+    await sink.flush()
+    (letter,) = dead_letters.letters
+    assert (letter.stage, letter.error_class, letter.event_id) == ("counting", "SinkRejected",
+                                                                    "m-9")
+    assert acked == [0]
+
+
+async def test_access_logs_are_enriched_or_counted_as_unenriched(parts) -> None:
+    pipeline, sink, _ = parts
+    delivered = []
+    sink.record_path = None
+    original = pipeline.delivered
+    pipeline.delivered = lambda name, events: (delivered.extend(events), original(name, events))
+    await pipeline.submit(_record({"requestId": "r1", "apiKeyId": "key-1"}, 0), lambda: None)
+    await pipeline.submit(_record({"requestId": "r2", "apiKeyId": "key-x"}, 1), lambda: None)
+    await sink.flush()
+    assert [(e.document["enriched"], e.document.get("customer_name")) for e in delivered] == [
+        (True, "Acme"), (False, None)
+    ]
+    assert pipeline.progress.counts["unenriched"] == 1
+
+
+async def test_acknowledgements_follow_offset_order_across_decode_and_sink_paths(parts) -> None:
+    pipeline, sink, _ = parts
+    acked: list[int] = []
+    await pipeline.submit(_record(TRACK, 0), lambda: acked.append(0))        # waits for sink
+    await pipeline.submit(_record(b"[1]", 1), lambda: acked.append(1))       # dead-lettered now
+    assert acked == []
+    await sink.flush()
+    assert acked == [0, 1]
+
+
+async def test_revoked_partition_records_are_never_acknowledged(parts) -> None:
+    pipeline, sink, _ = parts
+    acked: list[int] = []
+    await pipeline.submit(_record(TRACK, 0), lambda: acked.append(0))
+    await pipeline.forget({("events", 0)})
+    await sink.flush()
+    assert acked == [] and sink.counts["track"] == 0

@@ -1,0 +1,137 @@
+"""The catalog table: every worker's own, complete, live copy of the catalog topic.
+
+Events are partitioned by their producer's key, not by API key, so any worker may need any
+catalog entry: the table must be *global* (every worker holds every key), not partitioned like a
+Faust ``Table`` (which would need the events repartitioned by API key first: an extra topic and
+hop per event). The table is small (one entry per API key) and read-mostly.
+
+Faust's own ``GlobalTable`` is the natural fit on paper; its documentation warns that with
+several workers it can sit in an endless recovery loop, and on the local broker it was seen
+waiting for the next rebalance before applying writes made by other clients. So each worker
+reads the compacted catalog topic itself: a consumer outside any group, assigned every
+partition, from the beginning, for as long as the worker runs. Writes by any client (including
+tombstones) reach every worker within a poll interval, independent of rebalances.
+
+At start the worker waits until it has read up to the end offsets it saw, so the first events
+are already enriched with the whole catalog (bounded by SLUICE_CATALOG_LOAD_TIMEOUT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
+from pydantic import ValidationError
+
+from worker.catalog import CatalogEntry
+from worker.config import Settings
+from worker.topics import partition_counts
+
+log = logging.getLogger(__name__)
+
+
+class CatalogTable:
+    """API key id → catalog entry, kept up to date from the catalog topic."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._entries: dict[str, CatalogEntry] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._loaded = asyncio.Event()
+        self.invalid_records = 0
+        self.updates = 0
+
+    def lookup(self, api_key_id: str) -> CatalogEntry | None:
+        """The entry for an API key id, or None if the catalog does not know it."""
+        return self._entries.get(api_key_id)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def start(self) -> None:
+        """Start reading; return once the catalog is loaded (or the load timeout passed)."""
+        topic = self.settings.catalog_topic
+        partitions = (await partition_counts(self.settings, [topic]))[topic]
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_server_list,
+            client_id=f"{self.settings.app_id}-catalog",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await self._consumer.start()
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        end_offsets = await self._consumer.end_offsets(tps)
+        started = time.monotonic()
+        self._reader = asyncio.create_task(self._read(end_offsets), name="catalog-reader")
+        try:
+            await asyncio.wait_for(self._loaded.wait(), self.settings.catalog_load_timeout)
+            log.info(
+                "catalog loaded: %d API keys from %s in %.1fs",
+                len(self._entries), topic, time.monotonic() - started,
+            )
+        except TimeoutError:
+            log.warning(
+                "catalog not fully loaded after %.0fs (SLUICE_CATALOG_LOAD_TIMEOUT): starting with "
+                "%d API keys; events with other keys are marked unenriched until it catches up",
+                self.settings.catalog_load_timeout, len(self._entries),
+            )
+
+    async def stop(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._consumer:
+            await self._consumer.stop()
+
+    async def _read(self, end_offsets: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
+        waiting_for = {tp: end for tp, end in end_offsets.items() if end > 0}
+        if not waiting_for:
+            self._loaded.set()
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+            except KafkaError as error:
+                log.warning("catalog read failed, retrying: %s", error)
+                await asyncio.sleep(1.0)
+                continue
+            for tp, messages in batches.items():
+                for message in messages:
+                    self._apply(message.key, message.value, message.offset)
+                if tp in waiting_for and messages and messages[-1].offset + 1 >= waiting_for[tp]:
+                    del waiting_for[tp]
+            if waiting_for and not self._loaded.is_set():
+                # A compacted partition may end in offsets that no longer exist: check positions.
+                for tp in list(waiting_for):
+                    if await self._consumer.position(tp) >= waiting_for[tp]:
+                        del waiting_for[tp]
+            if not waiting_for:
+                self._loaded.set()
+
+    def _apply(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+        if not key:
+            self.invalid_records += 1
+            log.warning("catalog record at offset %d has no key (API key id): ignored", offset)
+            return
+        api_key_id = key.decode(errors="replace")
+        self.updates += 1
+        if value is None:
+            self._entries.pop(api_key_id, None)
+            return
+        try:
+            self._entries[api_key_id] = CatalogEntry.from_topic(key, value)
+        except (ValueError, ValidationError) as error:
+            self.invalid_records += 1
+            self._entries.pop(api_key_id, None)
+            log.warning(
+                "catalog record for %s at offset %d is not a valid entry (%s): key treated as "
+                "unknown", api_key_id, offset, str(error).splitlines()[0],
+            )
