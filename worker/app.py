@@ -65,7 +65,9 @@ def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
         if name is SinkName.COUNTING:
             pipeline.add_sink(
                 lambda outcomes: CountingSink(
-                    outcomes, record_path=settings.counting_sink_record_path
+                    outcomes,
+                    max_age_seconds=settings.counting_sink_flush_interval,
+                    record_path=settings.counting_sink_record_path,
                 )
             )
 
@@ -83,6 +85,7 @@ def create_app(settings: Settings) -> SluiceApp:
         # A new consumer group starts at the oldest record: nothing produced before the first
         # worker started is skipped.
         consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.commit_interval,
         web_enabled=settings.web_port != 0,
         web_port=settings.web_port or 6066,
         web_bind="0.0.0.0",

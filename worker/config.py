@@ -120,6 +120,17 @@ class Settings(BaseSettings):
         description="Seconds a starting worker waits to read the whole catalog topic before "
         "it processes events (it starts anyway, with what it has, and says so).",
     )
+    commit_interval: float = Field(
+        2.8,
+        gt=0,
+        description="Seconds between offset commits (only offsets every sink has acknowledged "
+        "are ever committed).",
+    )
+    counting_sink_flush_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds the counting sink holds events before it reports them delivered.",
+    )
     counting_sink_record_path: Path | None = Field(
         None,
         description="If set, the counting sink appends one JSON line per delivered event here "

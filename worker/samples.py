@@ -122,3 +122,38 @@ class SampleTraffic:
 
 def _json(value: object) -> bytes:
     return orjson.dumps(value)
+
+
+@dataclass(frozen=True)
+class MalformedSample:
+    """A record Sluice must dead-letter, with the error class it must report."""
+
+    name: str
+    value: bytes
+    error_class: str
+
+
+def malformed_records(nonce: int, oversize_bytes: int = 1_100_000) -> list[MalformedSample]:
+    """One record of every malformed kind; `nonce` makes each value unique."""
+    track = {"type": "track", "event": "Signed Up", "userId": f"u-{nonce}", "n": nonce}
+    return [
+        MalformedSample("truncated-json", f'{{"n": {nonce}, "type": "track", "userId": '.encode(),
+                        "InvalidJson"),
+        MalformedSample("invalid-utf8", b'{"type": "track", "userId": "\xff\xfe", "n": %d}' % nonce,
+                        "InvalidJson"),
+        MalformedSample("not-an-object", f"[{nonce}, 2, 3]".encode(), "NotAnObject"),
+        MalformedSample("empty-value", b"", "EmptyRecord"),
+        MalformedSample("bad-base64-envelope",
+                        _json({"Record": {"Data": f"%%not base64 {nonce}%%"}}), "InvalidBase64"),
+        MalformedSample("unknown-object", _json({"hello": "world", "n": nonce}), "UnknownFormat"),
+        MalformedSample("unknown-segment-type", _json({**track, "type": "purchase"}),
+                        "UnknownFormat"),
+        MalformedSample("missing-user-id", _json({**track, "userId": None}), "MissingField"),
+        MalformedSample("properties-not-object", _json({**track, "properties": "cheap"}),
+                        "WrongType"),
+        MalformedSample("unparseable-timestamp", _json({**track, "timestamp": "yesterday"}),
+                        "InvalidTimestamp"),
+        MalformedSample("empty-batch", _json({"batch": [], "n": nonce}), "InvalidBatch"),
+        MalformedSample("oversized", _json({**track, "blob": "x" * oversize_bytes}),
+                        "RecordTooLarge"),
+    ]
