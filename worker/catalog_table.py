@@ -53,6 +53,10 @@ class CatalogTable:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def entries(self) -> list[CatalogEntry]:
+        """Every entry, sorted by API key id."""
+        return [self._entries[key] for key in sorted(self._entries)]
+
     async def start(self) -> None:
         """Start reading; return once the catalog is loaded (or the load timeout passed)."""
         topic = self.settings.catalog_topic

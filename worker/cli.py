@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import typer
 
@@ -17,6 +18,8 @@ cli = typer.Typer(
 )
 stack_cli = typer.Typer(help="The local stack of real servers on loopback (dev and tests).")
 cli.add_typer(stack_cli, name="stack")
+catalog_cli = typer.Typer(help="The API-key → customer / usage-plan catalog (a compacted topic).")
+cli.add_typer(catalog_cli, name="catalog")
 
 
 def _settings() -> Settings:
@@ -89,6 +92,81 @@ def stack_status() -> None:
         typer.echo(f"{server.name:<10} {server.state:<32} {pid:<14} {services}")
     if any(server.down_services for server in report):
         raise typer.Exit(1)
+
+
+@catalog_cli.command("load")
+def catalog_load(
+    file: Path = typer.Argument(
+        ...,
+        exists=True,
+        dir_okay=False,
+        help="JSON (list, {'entries': [...]} or one object per line) or CSV with a header: "
+        "api_key_id, customer_id, customer_name, usage_plan_id, usage_plan_name, api_key_name.",
+    ),
+    delete: list[str] = typer.Option([], "--delete", help="API key ids to delete (tombstones)."),
+) -> None:
+    """Write catalog entries from a file to the catalog topic."""
+    from worker.catalog import CatalogFileError, publish_entries, read_catalog_file
+    from worker.topics import ensure_topics
+
+    settings = _settings()
+    try:
+        entries = read_catalog_file(file)
+    except CatalogFileError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    asyncio.run(ensure_topics(settings))
+    written = asyncio.run(publish_entries(settings, entries, delete))
+    typer.echo(f"wrote {written} records ({len(entries)} entries, {len(delete)} deletions) "
+               f"to {settings.catalog_topic}")
+
+
+@catalog_cli.command("sync-apigateway")
+def catalog_sync_apigateway(
+    region: str = typer.Option(None, help="AWS region (default: the AWS configuration chain)."),
+    endpoint_url: str = typer.Option(None, help="API Gateway endpoint, for emulators."),
+    prune: bool = typer.Option(False, help="Also delete catalog keys API Gateway no longer has."),
+) -> None:
+    """Read usage plans and API keys from AWS API Gateway and write them to the catalog topic."""
+    from worker.apigateway import AwsTarget, read_apigateway_catalog
+    from worker.catalog import publish_entries
+    from worker.topics import ensure_topics
+
+    settings = _settings()
+    entries = asyncio.run(
+        read_apigateway_catalog(AwsTarget(region=region, endpoint_url=endpoint_url))
+    )
+    asyncio.run(ensure_topics(settings))
+    stale = sorted(set(_current_catalog_keys(settings)) - {e.api_key_id for e in entries}) \
+        if prune else []
+    asyncio.run(publish_entries(settings, entries, stale))
+    typer.echo(f"wrote {len(entries)} API keys from API Gateway to {settings.catalog_topic}"
+               + (f", deleted {len(stale)} stale keys" if prune else ""))
+
+
+@catalog_cli.command("show")
+def catalog_show() -> None:
+    """Print the catalog as a worker sees it (one JSON object per line)."""
+    import orjson
+
+    for entry in _current_catalog(_settings()):
+        typer.echo(orjson.dumps(entry.model_dump(exclude_none=True)).decode())
+
+
+def _current_catalog(settings: Settings) -> list:
+    from worker.catalog_table import CatalogTable
+
+    async def read() -> list:
+        table = CatalogTable(settings)
+        await table.start()
+        await table.stop()
+        return table.entries()
+
+    return asyncio.run(read())
+
+
+def _current_catalog_keys(settings: Settings) -> list[str]:
+    return [entry.api_key_id for entry in _current_catalog(settings)]
 
 
 @cli.command()

@@ -90,7 +90,8 @@ def decode_record(value: bytes | None, max_bytes: int) -> DecodedRecord:
             return _classify(_decode_base64_object(value, "the record"), InputForm.BASE64)
         raise InvalidJson(f"the record is not valid JSON: {error}") from None
     if isinstance(parsed, str):
-        return _classify(_decode_base64_object(parsed.encode(), "the JSON string"), InputForm.BASE64)
+        inner = _decode_base64_object(parsed.encode(), "the JSON string")
+        return _classify(inner, InputForm.BASE64)
     if not isinstance(parsed, dict):
         raise NotAnObject(
             f"the record is JSON {_json_type(parsed)}, not an object; expected a Segment event, "
@@ -119,7 +120,8 @@ def _classify(obj: dict[str, Any], outer_form: InputForm | None) -> DecodedRecor
             "the object is not a Segment event (no `type`), a batch (no `batch`), a Firehose "
             f"envelope (no `Record.Data`) or an access-log record (no `requestId`); keys: {keys}"
         )
-    form = outer_form or (InputForm.ACCESS_LOG if kind is EventKind.ACCESS_LOG else InputForm.SEGMENT)
+    own_form = InputForm.ACCESS_LOG if kind is EventKind.ACCESS_LOG else InputForm.SEGMENT
+    form = outer_form or own_form
     return DecodedRecord(events=[RawEvent(kind, form, obj)])
 
 

@@ -80,7 +80,9 @@ def _segment_document(fields: dict[str, Any], received_at: str) -> dict[str, Any
         raise MissingField("a Segment event needs `userId` or `anonymousId`; it has neither")
     event_name = fields.get("event")
     if kind == "track" and (not isinstance(event_name, str) or not event_name.strip()):
-        raise MissingField(f"a track event needs a non-empty string `event`; got {_describe(event_name)}")
+        raise MissingField(
+            f"a track event needs a non-empty string `event`; got {_describe(event_name)}"
+        )
     context = _optional_object(fields, "context")
     sent_at = _optional_timestamp(fields, "sentAt")
     timestamp = (
@@ -131,7 +133,9 @@ def _types_list() -> str:
 def _access_log_document(fields: dict[str, Any], received_at: str) -> dict[str, Any]:
     request_id = fields.get("requestId")
     if not isinstance(request_id, str) or not request_id:
-        raise MissingField(f"an access-log record needs a string `requestId`; got {_describe(request_id)}")
+        raise MissingField(
+            f"an access-log record needs a string `requestId`; got {_describe(request_id)}"
+        )
     timestamp = (
         _optional_timestamp(fields, "requestTimeEpoch")
         or _optional_timestamp(fields, "requestTime")
@@ -160,7 +164,7 @@ def _access_log_document(fields: dict[str, Any], received_at: str) -> dict[str, 
 
 
 def access_log_api_key_id(fields: dict[str, Any]) -> str | None:
-    """The API key id: ``identity.apiKeyId`` nested, flattened (seed 003's mapping) or ``apiKeyId``."""
+    """The API key id: ``identity.apiKeyId`` nested or flattened (seed 003), or ``apiKeyId``."""
     identity = fields.get("identity")
     candidates = (
         identity.get("apiKeyId") if isinstance(identity, dict) else None,
@@ -272,7 +276,8 @@ def parse_timestamp(value: object) -> datetime | None:
 
 def format_timestamp(moment: datetime) -> str:
     """UTC ISO-8601 with milliseconds and a Z."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def _describe(value: object) -> str:

@@ -76,7 +76,10 @@ class CountingSink(Sink):
             if rejected:
                 await self.outcomes.failed(
                     self.name,
-                    [SinkFailure(e, SinkRejected(reason, sink=self.name)) for e, reason in rejected],
+                    [
+                        SinkFailure(event, SinkRejected(reason, sink=self.name))
+                        for event, reason in rejected
+                    ],
                 )
 
     async def forget(self, partitions: Collection[PartitionKey]) -> None:

@@ -1,0 +1,42 @@
+"""Reading usage plans and API keys from moto's API Gateway (a local server, no network)."""
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from worker.apigateway import AwsTarget, read_apigateway_catalog
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+async def test_every_key_of_a_usage_plan_becomes_a_catalog_entry(moto_url: str) -> None:
+    client = boto3.client("apigateway", region_name="us-east-1", endpoint_url=moto_url,
+                          aws_access_key_id="test", aws_secret_access_key="test")
+    gold = client.create_usage_plan(name="Gold")
+    free = client.create_usage_plan(name="Free")
+    acme = client.create_api_key(name="Acme Corp", enabled=True, customerId="cust-acme")
+    globex = client.create_api_key(name="Globex", enabled=True)
+    client.create_api_key(name="No plan", enabled=True)
+    client.create_usage_plan_key(usagePlanId=gold["id"], keyId=acme["id"], keyType="API_KEY")
+    client.create_usage_plan_key(usagePlanId=free["id"], keyId=globex["id"], keyType="API_KEY")
+
+    entries = await read_apigateway_catalog(
+        AwsTarget(region="us-east-1", endpoint_url=moto_url, access_key_id="test",
+                  secret_access_key="test")
+    )
+
+    by_key = {entry.api_key_id: entry for entry in entries}
+    assert set(by_key) == {acme["id"], globex["id"]}
+    assert (by_key[acme["id"]].usage_plan_name, by_key[acme["id"]].customer_id,
+            by_key[acme["id"]].customer_name) == ("Gold", "cust-acme", "Acme Corp")
+    assert (by_key[globex["id"]].usage_plan_id, by_key[globex["id"]].api_key_name) == (
+        free["id"], "Globex")
