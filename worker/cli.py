@@ -171,14 +171,14 @@ def _current_catalog_keys(settings: Settings) -> list[str]:
 
 @cli.command()
 def demo(
-    events: int = typer.Option(600, min=1, help="How many sample records to produce."),
+    records: int = typer.Option(600, min=1, help="How many sample records to produce."),
 ) -> None:
     """The main job on the local stack: stack, worker, sample events, and where they landed."""
     from worker.demo import DemoError, run_demo
     from worker.stack import StackError
 
     try:
-        run_demo(_settings(), events)
+        run_demo(_settings(), records)
     except (DemoError, StackError) as error:
         typer.echo(f"demo failed: {error}", err=True)
         raise typer.Exit(1) from error

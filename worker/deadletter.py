@@ -29,8 +29,8 @@ import logging
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
 from worker.config import Settings
 from worker.records import DLQ_HEADER_PREFIX, DeadLetter
@@ -38,6 +38,9 @@ from worker.records import DLQ_HEADER_PREFIX, DeadLetter
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 2000
+MAX_DEAD_LETTER_REQUEST_BYTES = 64 * 1024 * 1024
+# What is kept of a value the dead-letter topic refuses as too large.
+TRUNCATED_VALUE_BYTES = 512 * 1024
 
 
 def dead_letter_headers(letter: DeadLetter, failed_at: datetime) -> list[tuple[str, bytes]]:
@@ -85,6 +88,9 @@ class DeadLetterPublisher:
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
+            # The client-side cap only: a record that fit in the source topic must fit here too
+            # (oversized records are dead-lettered whole). The broker has the last word.
+            max_request_size=MAX_DEAD_LETTER_REQUEST_BYTES,
         )
         await self._producer.start()
 
@@ -93,10 +99,41 @@ class DeadLetterPublisher:
             await self._producer.stop()
 
     async def publish(self, letter: DeadLetter) -> None:
-        """Write one dead letter; retry (forever, with backoff) while the broker refuses."""
-        headers = dead_letter_headers(letter, datetime.now(UTC))
+        """Write one dead letter; retry (forever, with backoff) while the broker is unavailable.
+
+        If the broker refuses the record itself (too large for the dead-letter topic), the
+        value is cut to its first 512 KiB and the headers say so (``sluice.value_truncated``,
+        ``sluice.value_size``): a shortened dead letter beats a worker stuck on one record.
+        """
+        try:
+            await self._send_with_retries(letter, dead_letter_headers(letter, datetime.now(UTC)))
+        except (MessageSizeTooLargeError, RecordTooLargeError):
+            value = letter.record.value or b""
+            headers = dead_letter_headers(letter, datetime.now(UTC)) + [
+                (f"{DLQ_HEADER_PREFIX}value_truncated", b"true"),
+                (f"{DLQ_HEADER_PREFIX}value_size", str(len(value)).encode()),
+            ]
+            log.warning("dead letter of %d bytes refused as too large: writing its first %d",
+                        len(value), TRUNCATED_VALUE_BYTES)
+            await self._send_with_retries(letter, headers, value[:TRUNCATED_VALUE_BYTES])
+        self.published += 1
+        log.info(
+            "dead-lettered %s[%d]@%d%s stage=%s error=%s: %s",
+            letter.record.position.topic,
+            letter.record.position.partition,
+            letter.record.position.offset,
+            f" batch[{letter.batch_index}]" if letter.batch_index is not None else "",
+            letter.stage,
+            letter.error_class,
+            letter.message[:300],
+        )
+
+    async def _send_with_retries(
+        self, letter: DeadLetter, headers: list[tuple[str, bytes]], value: bytes | None = None
+    ) -> None:
+        value = letter.record.value if value is None else value
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(KafkaError),
+            retry=retry_if_exception(_is_retriable),
             wait=wait_exponential_jitter(initial=0.2, max=10.0),
             reraise=True,
         ):
@@ -111,17 +148,68 @@ class DeadLetterPublisher:
                     )
                 assert self._producer is not None, "DeadLetterPublisher.start() was not called"
                 delivery = await self._producer.send(
-                    self.topic, key=letter.record.key, value=letter.record.value, headers=headers
+                    self.topic, key=letter.record.key, value=value, headers=headers
                 )
                 await delivery
-        self.published += 1
-        log.info(
-            "dead-lettered %s[%d]@%d%s stage=%s error=%s: %s",
-            letter.record.position.topic,
-            letter.record.position.partition,
-            letter.record.position.offset,
-            f" batch[{letter.batch_index}]" if letter.batch_index is not None else "",
-            letter.stage,
-            letter.error_class,
-            letter.message[:300],
-        )
+
+
+def _is_retriable(error: BaseException) -> bool:
+    """Broker and connection trouble is retried; a refusal of the record itself is not."""
+    return isinstance(error, KafkaError) and not isinstance(
+        error, (MessageSizeTooLargeError, RecordTooLargeError)
+    )
+
+
+async def dead_letter_end_offsets(settings: Settings) -> dict[int, int]:
+    """The dead-letter topic's end offset per partition (to read only what comes after)."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    from worker.topics import partition_counts
+
+    topic = settings.dead_letter_topic_name
+    count = (await partition_counts(settings, [topic]))[topic]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_server_list, group_id=None)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(count)])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_dead_letter_headers(
+    settings: Settings, start_offsets: dict[int, int], end_offsets: dict[int, int]
+) -> list[dict[str, str]]:
+    """Sluice's headers of the dead letters between two sets of offsets."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    topic = settings.dead_letter_topic_name
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_server_list, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    letters: list[dict[str, str]] = []
+    try:
+        wanted = {p: end for p, end in end_offsets.items() if end > start_offsets.get(p, 0)}
+        consumer.assign([TopicPartition(topic, p) for p in wanted])
+        for partition in wanted:
+            consumer.seek(TopicPartition(topic, partition), start_offsets.get(partition, 0))
+        while wanted:
+            batches = await consumer.getmany(timeout_ms=1000)
+            if not batches:
+                break
+            for tp, messages in batches.items():
+                for message in messages:
+                    if message.offset < wanted.get(tp.partition, -1):
+                        letters.append({
+                            name.removeprefix(DLQ_HEADER_PREFIX): value.decode(errors="replace")
+                            for name, value in message.headers
+                            if name.startswith(DLQ_HEADER_PREFIX)
+                        })
+                if messages and messages[-1].offset + 1 >= wanted.get(tp.partition, 0):
+                    wanted.pop(tp.partition, None)
+        return letters
+    finally:
+        await consumer.stop()

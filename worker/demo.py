@@ -1,8 +1,9 @@
 """The main job on the local stack, end to end: what `make demo` (`sluice demo`) runs.
 
-Starts the local stack, creates the topics, starts a `sluice worker` process, produces sample
-events in every input form, waits until the worker has committed past all of them, and prints
-where they landed.
+Starts the local stack, creates the topics, loads a small catalog, starts a `sluice worker`
+process, produces sample events in every input form plus some malformed records, waits until
+the worker has committed past all of them, and prints where they landed: the sinks' counts,
+the dead-letter topic's reasons and the committed offsets.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
+from worker.catalog import CatalogEntry, publish_entries
 from worker.config import Settings
+from worker.deadletter import dead_letter_end_offsets, read_dead_letter_headers
 from worker.group_offsets import PartitionProgress, group_progress
-from worker.samples import SampleTraffic
+from worker.samples import DEMO_CATALOG, SampleTraffic, malformed_records
 from worker.stack import LocalStack
 from worker.topics import ensure_topics
 
@@ -32,20 +36,32 @@ class DemoError(Exception):
     """The demo could not finish; the message says at which step and where the logs are."""
 
 
-async def produce_samples(settings: Settings, count: int) -> Counter[str]:
-    """Produce `count` sample records to the source topic; return how many of each form."""
+async def produce_samples(settings: Settings, count: int, malformed: int = 0) -> Counter[str]:
+    """Produce `count` sample records (plus `malformed` bad ones); return how many of each form."""
     forms: Counter[str] = Counter()
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_server_list, acks="all", linger_ms=5
+        bootstrap_servers=settings.bootstrap_server_list, acks="all", linger_ms=5,
+        max_request_size=2 * settings.max_record_bytes + 65536,  # room for an oversized sample
     )
     await producer.start()
     try:
         sends = []
-        for record in SampleTraffic().records(count):
+        # A new seed per run: every run's events get ids of their own.
+        for record in SampleTraffic(seed=time.time_ns()).records(count):
             sends.append(
                 await producer.send(settings.source_topic, value=record.value, key=record.key)
             )
             forms[record.form] += 1
+        bad_samples = [
+            sample
+            for sample in malformed_records(nonce=0, oversize_bytes=settings.max_record_bytes)
+            # An oversized sample must still fit the broker's own limit (about 1 MiB).
+            if sample.name != "oversized" or settings.max_record_bytes < 512 * 1024
+        ]
+        for index in range(malformed):
+            sample = bad_samples[index % len(bad_samples)]
+            sends.append(await producer.send(settings.source_topic, value=sample.value))
+            forms["malformed"] += 1
         await asyncio.gather(*sends)
     finally:
         await producer.stop()
@@ -96,25 +112,37 @@ def stop_worker(worker: subprocess.Popen[bytes], grace_seconds: float = 30.0) ->
         worker.wait()
 
 
-def run_demo(settings: Settings, event_count: int, say: Say = print) -> None:
+def run_demo(settings: Settings, record_count: int, say: Say = print) -> None:
     """Run the whole demo; raise DemoError with the step that failed."""
     stack = LocalStack(settings)
+    demo_dir = stack.root.parent / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    delivered_path = demo_dir / "delivered.ndjson"
+    delivered_path.unlink(missing_ok=True)
+    settings = settings.model_copy(update={"counting_sink_record_path": delivered_path})
+
     say("== 1. local stack")
     stack.up(log=lambda line: say(f"   {line}"))
 
-    say("== 2. topics")
+    say("== 2. topics and catalog")
     created = asyncio.run(ensure_topics(settings))
-    say(f"   created: {', '.join(created) or 'none (all exist)'}")
+    say(f"   topics created: {', '.join(created) or 'none (all exist)'}")
+    entries = [CatalogEntry.model_validate(entry) for entry in DEMO_CATALOG]
+    asyncio.run(publish_entries(settings, entries))
+    say(f"   catalog: {', '.join(e.api_key_id for e in entries)} on {settings.catalog_topic}")
+    dead_letters_before = asyncio.run(dead_letter_end_offsets(settings))
 
-    log_path = stack.root.parent / "demo" / "worker.log"
+    log_path = demo_dir / "worker.log"
     say(f"== 3. worker (log: {log_path})")
     worker = start_worker(settings, log_path)
+    malformed = max(1, record_count // 20)
     try:
-        say(f"== 4. producing {event_count} sample records to {settings.source_topic}")
-        forms = asyncio.run(produce_samples(settings, event_count))
+        say(f"== 4. producing {record_count} sample records and {malformed} malformed ones "
+            f"to {settings.source_topic}")
+        forms = asyncio.run(produce_samples(settings, record_count, malformed))
         say("   " + ", ".join(f"{form}={n}" for form, n in sorted(forms.items())))
 
-        say("== 5. waiting for the worker to consume and commit them")
+        say("== 5. waiting for the worker to deliver them and commit")
         progress = asyncio.run(wait_until_committed(settings, timeout=120.0, worker=worker))
     except DemoError as error:
         raise DemoError(f"{error}; see {log_path}") from error
@@ -122,11 +150,32 @@ def run_demo(settings: Settings, event_count: int, say: Say = print) -> None:
         stop_worker(worker)
 
     say("== 6. where they landed")
-    say(f"   topic {settings.source_topic}, consumer group {settings.app_id}:")
-    for partition in progress:
-        say(
-            f"     partition {partition.partition}: end offset {partition.end_offset}, "
-            f"committed {partition.committed}, lag {partition.lag}"
-        )
+    _report_delivered(settings, delivered_path, say)
+    dead_letters_after = asyncio.run(dead_letter_end_offsets(settings))
+    letters = asyncio.run(
+        read_dead_letter_headers(settings, dead_letters_before, dead_letters_after)
+    )
+    reasons = Counter(f"{h.get('stage')}/{h.get('error.class')}" for h in letters)
+    say(f"   dead-letter topic {settings.dead_letter_topic_name}: {len(letters)} records "
+        f"({', '.join(f'{k}={n}' for k, n in sorted(reasons.items())) or 'none'})")
+    say(f"   source topic {settings.source_topic}, consumer group {settings.app_id}: committed "
+        + ", ".join(f"p{p.partition}={p.committed}/{p.end_offset}" for p in progress)
+        + f" (lag {sum(p.lag for p in progress)})")
     say(f"   worker log: {log_path}")
-    say("   the stack keeps running; stop it with `sluice stack down`")
+    say("   the stack keeps running; stop it with `.venv/bin/sluice stack down`")
+
+
+def _report_delivered(settings: Settings, delivered_path: Path, say: Say) -> None:
+    lines = [orjson.loads(line) for line in delivered_path.read_bytes().splitlines()] \
+        if delivered_path.exists() else []
+    by_type = Counter(line["type"] for line in lines)
+    by_form = Counter(line["input_format"] for line in lines)
+    enrichment = Counter(
+        {True: "enriched", False: "unenriched"}[line["enriched"]]
+        for line in lines if line.get("enriched") is not None
+    )
+    say(f"   sinks {','.join(s.value for s in settings.sinks)}: {len(lines)} events "
+        f"({len({line['event_id'] for line in lines})} distinct ids), listed in {delivered_path}")
+    say("     by type:  " + ", ".join(f"{k}={n}" for k, n in sorted(by_type.items())))
+    say("     by input: " + ", ".join(f"{k}={n}" for k, n in sorted(by_form.items())))
+    say("     access logs: " + ", ".join(f"{k}={n}" for k, n in sorted(enrichment.items())))

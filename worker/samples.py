@@ -20,6 +20,14 @@ SEGMENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 TRACK_EVENTS = ("Signed Up", "Order Completed", "Product Viewed", "Checkout Started")
 API_KEYS = ("key-acme", "key-globex", "key-initech")
 
+# The demo's catalog knows two of the three keys: key-initech shows an unenriched event.
+DEMO_CATALOG = (
+    {"api_key_id": "key-acme", "customer_id": "cust-acme", "customer_name": "Acme Corp",
+     "usage_plan_id": "plan-gold", "usage_plan_name": "Gold"},
+    {"api_key_id": "key-globex", "customer_id": "cust-globex", "customer_name": "Globex",
+     "usage_plan_id": "plan-free", "usage_plan_name": "Free"},
+)
+
 
 @dataclass(frozen=True)
 class SampleRecord:

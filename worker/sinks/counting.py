@@ -101,6 +101,8 @@ class CountingSink(Sink):
                     "partition": e.position.partition,
                     "offset": e.position.offset,
                     "batch_index": e.batch_index,
+                    "type": e.document.get("type"),
+                    "input_format": e.document.get("input_format"),
                     "enriched": e.document.get("enriched"),
                     "customer_id": e.document.get("customer_id"),
                     "at": now,
