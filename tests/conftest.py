@@ -43,6 +43,27 @@ def unique_name(request: pytest.FixtureRequest, prefix: str = "t") -> str:
     return f"{prefix}-{test}-{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's AWS emulator on a free loopback port, one per test session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto_url(moto_server: str) -> str:
+    """The moto server, emptied: moto keeps its state per process, across servers and tests."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"))
+    return moto_server
+
+
 @pytest.fixture
 def settings(stack: LocalStack, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings against the local stack with this test's own topics, group, index and bucket."""

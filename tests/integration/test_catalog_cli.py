@@ -3,13 +3,11 @@
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import orjson
 import pytest
-from moto.server import ThreadedMotoServer
 
 from worker.config import Settings
 
@@ -28,15 +26,6 @@ def _shown(settings: Settings) -> dict[str, dict]:
     assert result.returncode == 0, result.stderr
     return {entry["api_key_id"]: entry
             for entry in map(orjson.loads, result.stdout.splitlines())}
-
-
-@pytest.fixture
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_catalog_load_writes_entries_and_deletions(settings: Settings, tmp_path: Path) -> None:

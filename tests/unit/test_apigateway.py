@@ -1,21 +1,9 @@
 """Reading usage plans and API keys from moto's API Gateway (a local server, no network)."""
 
-from collections.abc import Iterator
 
 import boto3
-import pytest
-from moto.server import ThreadedMotoServer
 
 from worker.apigateway import AwsTarget, read_apigateway_catalog
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 async def test_every_key_of_a_usage_plan_becomes_a_catalog_entry(moto_url: str) -> None:
