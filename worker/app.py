@@ -23,6 +23,7 @@ from worker.pipeline import Pipeline
 from worker.progress import Progress
 from worker.records import KafkaPosition, SourceRecord
 from worker.sinks.counting import CountingSink
+from worker.sinks.elasticsearch import ElasticsearchSink
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ class SluiceApp(faust.App):
 def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
     """Attach the sinks named in SLUICE_SINKS."""
     for name in settings.sinks:
-        if name is SinkName.COUNTING:
+        if name is SinkName.ELASTICSEARCH:
+            pipeline.add_sink(lambda outcomes: ElasticsearchSink(outcomes, settings))
+        elif name is SinkName.COUNTING:
             pipeline.add_sink(
                 lambda outcomes: CountingSink(
                     outcomes,
@@ -70,6 +73,19 @@ def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
                     record_path=settings.counting_sink_record_path,
                 )
             )
+
+
+async def preflight(settings: Settings) -> None:
+    """Before a worker starts: topics exist, and every configured sink's destination is usable.
+
+    Raises a sink's start-up error with a message that says what to check.
+    """
+    from worker.sinks import elasticsearch
+    from worker.topics import ensure_topics
+
+    await ensure_topics(settings)
+    if SinkName.ELASTICSEARCH in settings.sinks:
+        await elasticsearch.preflight(settings)
 
 
 def create_app(settings: Settings) -> SluiceApp:

@@ -36,15 +36,19 @@ def worker() -> None:
     """Run a worker: join the consumer group and process the source topic until stopped."""
     import faust
 
-    from worker.app import create_app
+    from worker.app import create_app, preflight
     from worker.logs import configure_logging, logging_config
-    from worker.topics import ensure_topics
+    from worker.sinks.elasticsearch import ElasticsearchStartupError
 
     settings = _settings()
     configure_logging(settings)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(ensure_topics(settings))
+    try:
+        loop.run_until_complete(preflight(settings))
+    except ElasticsearchStartupError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
     app = create_app(settings)
     faust.Worker(
         app,

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, get_args, get_origin
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "SLUICE_"
@@ -26,6 +26,7 @@ class SinkName(StrEnum):
     """The sinks a worker can deliver to."""
 
     COUNTING = "counting"
+    ELASTICSEARCH = "elasticsearch"
 
 
 class LogFormat(StrEnum):
@@ -141,7 +142,74 @@ class Settings(BaseSettings):
     elasticsearch_url: str = Field(
         "http://127.0.0.1:9200",
         pattern=r"^https?://",
-        description="Elasticsearch URL (comma-separated for several nodes).",
+        description="Elasticsearch URL (comma-separated for several nodes). Ignored when "
+        "`SLUICE_ELASTICSEARCH_CLOUD_ID` is set.",
+    )
+    elasticsearch_cloud_id: str | None = Field(
+        None, description="Elastic Cloud deployment id, instead of a URL."
+    )
+    elasticsearch_api_key: str | None = Field(
+        None,
+        repr=False,
+        description="API key, the Base64 `encoded` form Elasticsearch returns when creating one.",
+    )
+    elasticsearch_username: str | None = Field(None, description="Basic-auth user name.")
+    elasticsearch_password: str | None = Field(
+        None, repr=False, description="Basic-auth password."
+    )
+    elasticsearch_ca_certs: Path | None = Field(
+        None, description="CA bundle (PEM) to verify the cluster's TLS certificate."
+    )
+    elasticsearch_verify_certs: bool = Field(
+        True, description="Verify the cluster's TLS certificate (switch off only for testing)."
+    )
+    elasticsearch_index: str = Field(
+        "events-%Y.%m.%d",
+        min_length=1,
+        description="Index name, as a strftime pattern of the event's `timestamp` (UTC): the "
+        "default writes daily indices; a name without `%` is one fixed index or data stream.",
+    )
+    elasticsearch_data_stream: bool = Field(
+        False,
+        description="Write to a data stream (`create` operations, `@timestamp` added) instead "
+        "of indices.",
+    )
+    elasticsearch_install_template: bool = Field(
+        True,
+        description="Install (or update) the index template for the index pattern at start-up.",
+    )
+    elasticsearch_template_name: str = Field(
+        "sluice-events", description="Name of the index template Sluice installs."
+    )
+    elasticsearch_batch_max_events: int = Field(
+        1000, ge=1, description="A bulk request is sent when it holds this many events …"
+    )
+    elasticsearch_batch_max_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, description="… or this many bytes …"
+    )
+    elasticsearch_batch_max_age: float = Field(
+        1.0, gt=0, description="… or when its oldest event has waited this many seconds."
+    )
+    elasticsearch_max_in_flight_requests: int = Field(
+        4, ge=1, le=64, description="Bulk requests in flight at once."
+    )
+    elasticsearch_request_timeout: float = Field(
+        30.0, gt=0, description="Seconds before a bulk request counts as failed (and is retried)."
+    )
+    elasticsearch_retry_initial: float = Field(
+        0.5, gt=0, description="First retry delay in seconds; doubles per attempt, with jitter."
+    )
+    elasticsearch_retry_max: float = Field(
+        30.0, gt=0, description="Longest retry delay in seconds."
+    )
+    elasticsearch_item_max_attempts: int = Field(
+        10,
+        ge=1,
+        description="Attempts for a document Elasticsearch answers with 429 or 5xx before it is "
+        "dead-lettered (retriable). Whole-request failures are retried without limit.",
+    )
+    elasticsearch_startup_timeout: float = Field(
+        30.0, gt=0, description="Seconds a starting worker waits for Elasticsearch to answer."
     )
     s3_endpoint_url: str | None = Field(
         "http://127.0.0.1:8333",
@@ -201,7 +269,25 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("s3_endpoint_url", "aws_access_key_id", "aws_secret_access_key", mode="before")
+    @model_validator(mode="after")
+    def _one_elasticsearch_credential(self) -> Settings:
+        basic_auth = self.elasticsearch_username or self.elasticsearch_password
+        if self.elasticsearch_api_key and basic_auth:
+            raise ValueError(
+                "set either SLUICE_ELASTICSEARCH_API_KEY or SLUICE_ELASTICSEARCH_USERNAME/"
+                "PASSWORD, not both"
+            )
+        if bool(self.elasticsearch_username) != bool(self.elasticsearch_password):
+            raise ValueError(
+                "SLUICE_ELASTICSEARCH_USERNAME and SLUICE_ELASTICSEARCH_PASSWORD go together"
+            )
+        return self
+
+    @field_validator(
+        "s3_endpoint_url", "aws_access_key_id", "aws_secret_access_key", "elasticsearch_cloud_id",
+        "elasticsearch_api_key", "elasticsearch_username", "elasticsearch_password",
+        "elasticsearch_ca_certs", mode="before",
+    )
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -245,7 +331,10 @@ def format_validation_error(error: ValidationError) -> str:
     """Turn pydantic's error into lines that name each environment variable and what it accepts."""
     lines = ["Invalid configuration:"]
     for item in error.errors():
-        field, *inner = item["loc"] or ("settings",)
+        if not item["loc"]:  # a rule across settings: its message names them
+            lines.append(f"  {item['msg'].removeprefix('Value error, ')}")
+            continue
+        field, *inner = item["loc"]
         variable = f"{ENV_PREFIX}{str(field).upper()}"
         where = f" (item {inner[0] + 1})" if inner and isinstance(inner[0], int) else ""
         given = item.get("input")

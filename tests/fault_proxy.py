@@ -1,0 +1,182 @@
+"""A fault-injecting HTTP proxy for the tests, in front of a real server on loopback.
+
+It forwards every request unchanged, unless told to misbehave:
+
+* ``fail_next(n, status)``: answer the next n requests with `status` (e.g. 503) itself;
+* ``outage()`` / ``restore()``: answer every request with 503 until restored;
+* ``drop_next(n)``: close the connection of the next n requests without an answer;
+* ``unauthorized = True``: answer 401 to everything;
+* ``reject_bulk_items(ids, times, status)``: in ``_bulk`` requests, answer the items with these
+  ``_id`` s with `status` (429) for their first `times` attempts, without forwarding them;
+  the rest of the request goes to the server, and the answers are merged in order.
+
+It runs its own event loop in a thread, so tests that wait synchronously (for a worker process,
+say) do not stall it. Counters say what it saw: requests, and bulk attempts per ``_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+# Not forwarded; accept-encoding too, so that answers come back plain and can be merged.
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
+               "content-encoding", "host", "accept-encoding"}
+
+
+class FaultProxy:
+    """See the module docstring."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.requests = 0
+        self.bulk_attempts: Counter[str] = Counter()
+        self.unauthorized = False
+        self._fail: list[int] = []
+        self._drop = 0
+        self._down = False
+        self._reject: dict[str, int] = {}
+        self._reject_status = 429
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.url = ""
+
+    # --- control (from the test's thread) ------------------------------------------------
+
+    def fail_next(self, count: int, status: int = 503) -> None:
+        with self._lock:
+            self._fail.extend([status] * count)
+
+    def drop_next(self, count: int) -> None:
+        with self._lock:
+            self._drop += count
+
+    def outage(self) -> None:
+        self._down = True
+
+    def restore(self) -> None:
+        self._down = False
+
+    def reject_bulk_items(self, ids: set[str], times: int = 2, status: int = 429) -> None:
+        with self._lock:
+            self._reject.update({event_id: times for event_id in ids})
+            self._reject_status = status
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    async def _start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def _stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+        if self._session:
+            await self._session.close()
+
+    # --- the proxy -----------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        with self._lock:
+            fail = self._fail.pop(0) if self._fail else None
+            drop = self._drop > 0
+            if drop:
+                self._drop -= 1
+        if drop:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)  # never reaches the client
+        if self.unauthorized:
+            return _error(401, "security_exception", "missing or invalid credentials")
+        if self._down or fail:
+            status = fail or 503
+            return _error(status, "unavailable", "injected by the fault proxy")
+        body = await request.read()
+        if request.path.endswith("/_bulk") and request.method in ("POST", "PUT"):
+            return await self._bulk(request, body)
+        return await self._forward(request, body)
+
+    async def _forward(self, request: web.Request, body: bytes) -> web.Response:
+        status, headers, payload = await self._send(request, body)
+        return web.Response(status=status, headers=headers, body=payload)
+
+    async def _send(self, request: web.Request, body: bytes) -> tuple[int, dict, bytes]:
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        async with self._session.request(
+            request.method, f"{self.upstream}{request.rel_url}", headers=headers, data=body
+        ) as response:
+            payload = await response.read()
+            out = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
+            return response.status, out, payload
+
+    async def _bulk(self, request: web.Request, body: bytes) -> web.Response:
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        pairs = [(lines[i], lines[i + 1]) for i in range(0, len(lines), 2)]
+        rejected_at: set[int] = set()
+        for position, (action, _doc) in enumerate(pairs):
+            meta = next(iter(orjson.loads(action).values()))
+            event_id = str(meta.get("_id"))
+            self.bulk_attempts[event_id] += 1
+            with self._lock:
+                if self._reject.get(event_id, 0) > 0:
+                    self._reject[event_id] -= 1
+                    rejected_at.add(position)
+        if not rejected_at:
+            return await self._forward(request, body)
+        forwarded = [pair for i, pair in enumerate(pairs) if i not in rejected_at]
+        upstream_items: list[Any] = []
+        if forwarded:
+            payload = b"".join(a + b"\n" + d + b"\n" for a, d in forwarded)
+            status, _, answer = await self._send(request, payload)
+            if status != 200:
+                return web.Response(status=status, body=answer,
+                                    headers={"X-Elastic-Product": "Elasticsearch"})
+            upstream_items = orjson.loads(answer)["items"]
+        merged, upstream = [], iter(upstream_items)
+        for position, (action, _doc) in enumerate(pairs):
+            if position in rejected_at:
+                op, meta = next(iter(orjson.loads(action).items()))
+                merged.append({op: {"_index": meta.get("_index"), "_id": meta.get("_id"),
+                                    "status": self._reject_status,
+                                    "error": {"type": "es_rejected_execution_exception",
+                                              "reason": "injected by the fault proxy"}}})
+            else:
+                merged.append(next(upstream))
+        result = {"took": 1, "errors": True, "items": merged}
+        return web.Response(status=200, body=orjson.dumps(result),
+                            content_type="application/json",
+                            headers={"X-Elastic-Product": "Elasticsearch"})
+
+
+def _error(status: int, error_type: str, reason: str) -> web.Response:
+    body = {"error": {"type": error_type, "reason": reason}, "status": status}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
+                        headers={"X-Elastic-Product": "Elasticsearch"})

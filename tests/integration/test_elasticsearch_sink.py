@@ -1,0 +1,268 @@
+"""The Elasticsearch sink against the local Elasticsearch-API server, with and without faults.
+
+Each test runs a `sluice worker` process with only the Elasticsearch sink, produces records with
+a plain aiokafka producer, and reads back what Elasticsearch holds. The fault proxy sits
+between the worker and Elasticsearch where a test needs 429s, 503s, dropped connections or 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from elasticsearch import AsyncElasticsearch
+
+from tests.e2e.processes import SluiceProcess
+from tests.fault_proxy import FaultProxy
+from worker.config import Settings
+from worker.deadletter import dead_letter_end_offsets, read_dead_letter_headers
+from worker.group_offsets import group_progress
+from worker.samples import SampleTraffic
+from worker.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+ES_URL = "http://127.0.0.1:9200"
+
+
+@pytest.fixture
+def es_settings(settings: Settings) -> Settings:
+    index = settings.app_id.replace("_", "-")
+    return settings.model_copy(update={
+        "sinks": ["elasticsearch"],
+        "elasticsearch_index": f"{index}-%Y.%m.%d",
+        "elasticsearch_template_name": index,
+        "elasticsearch_batch_max_age": 0.3,
+        "elasticsearch_retry_initial": 0.1,
+        "elasticsearch_retry_max": 1.0,
+        "commit_interval": 0.5,
+    })
+
+
+@pytest.fixture
+async def es() -> AsyncIterator[AsyncElasticsearch]:
+    client = AsyncElasticsearch(ES_URL)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def proxy() -> Iterator[FaultProxy]:
+    proxy = FaultProxy(ES_URL).start()
+    yield proxy
+    proxy.stop()
+
+
+def _index_glob(settings: Settings) -> str:
+    return settings.elasticsearch_index.split("%")[0] + "*"
+
+
+async def _produce(settings: Settings, values: list[tuple[bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(settings.source_topic, key=k, value=v) for k, v in values]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def _sample_values(count: int, seed: int) -> tuple[list[tuple[bytes | None, bytes]], set[str]]:
+    """Sample records in every form, and the event ids they carry."""
+    values, ids = [], set()
+    traffic = SampleTraffic(seed=seed)
+    for record in traffic.records(count):
+        values.append((record.key, record.value))
+        ids.update(_ids_of(record.form, record.value))
+    return values, ids
+
+
+def _ids_of(form: str, value: bytes) -> list[str]:
+    if form == "base64":
+        return [orjson.loads(base64.b64decode(value))["messageId"]]
+    fields = orjson.loads(value)
+    if form == "firehose":
+        return [orjson.loads(base64.b64decode(fields["Record"]["Data"]))["messageId"]]
+    if form == "segment_batch":
+        return [event["messageId"] for event in fields["batch"]]
+    return [fields.get("messageId") or fields["requestId"]]
+
+
+async def _wait_for_no_lag(settings: Settings, worker: SluiceProcess, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        progress = await group_progress(settings, settings.source_topic)
+        if progress and all(p.lag == 0 for p in progress):
+            return
+        assert worker.process.poll() is None, worker.log()[-3000:]
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"worker still lags: {progress}\n{worker.log()[-3000:]}")
+
+
+async def _ids_in_es(es: AsyncElasticsearch, settings: Settings) -> list[str]:
+    await es.indices.refresh(index=_index_glob(settings))
+    response = await es.search(index=_index_glob(settings), size=10_000, source=False,
+                               query={"match_all": {}})
+    return [hit["_id"] for hit in response["hits"]["hits"]]
+
+
+def _start_worker(settings: Settings, tmp_path: Path, name: str = "worker") -> SluiceProcess:
+    worker = SluiceProcess(settings, ["worker"], tmp_path / f"{name}.log")
+    worker.wait_for_log(r"partitions assigned: \S+\[0,1,2,3\]")
+    return worker
+
+
+async def test_mixed_events_become_one_document_each_in_their_daily_index(
+    es_settings: Settings, es: AsyncElasticsearch, tmp_path: Path
+) -> None:
+    await ensure_topics(es_settings)
+    values, ids = _sample_values(300, seed=11)
+    # Two events on fixed, different days: they must land in their own daily indices.
+    for day, message_id in (("2026-01-05", "day-one"), ("2026-02-07", "day-two")):
+        event = {"type": "track", "event": "Order Completed", "userId": "u1",
+                 "messageId": message_id, "timestamp": f"{day}T23:59:59Z",
+                 "properties": {"revenue": 12.5}}
+        values.append((None, orjson.dumps(event)))
+        ids.add(message_id)
+    worker = _start_worker(es_settings, tmp_path)
+    try:
+        await _produce(es_settings, values)
+        await _wait_for_no_lag(es_settings, worker)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    stored = await _ids_in_es(es, es_settings)
+    assert len(stored) == len(set(stored)) == len(ids)
+    assert set(stored) == ids
+    prefix = es_settings.elasticsearch_index.split("%")[0]
+    day_one = await es.get(index=f"{prefix}2026.01.05", id="day-one")
+    assert day_one["_source"]["timestamp"] == "2026-01-05T23:59:59.000Z"
+    assert await es.exists(index=f"{prefix}2026.02.07", id="day-two")
+    tracks = await es.count(index=_index_glob(es_settings), query={"bool": {"filter": [
+        {"term": {"type": "track"}},
+        {"range": {"timestamp": {"gte": "2026-01-01", "lt": "2026-03-01"}}},
+    ]}})
+    assert tracks["count"] == 2
+
+
+async def test_consuming_the_same_records_again_creates_no_duplicates(
+    es_settings: Settings, es: AsyncElasticsearch, tmp_path: Path
+) -> None:
+    await ensure_topics(es_settings)
+    values, ids = _sample_values(200, seed=12)
+    await _produce(es_settings, values)
+    worker = _start_worker(es_settings, tmp_path, "first")
+    await _wait_for_no_lag(es_settings, worker)
+    assert worker.stop() == 0
+    # A new consumer group reads the same records from the start: a full replay.
+    replay = es_settings.model_copy(update={"app_id": es_settings.app_id + "-replay"})
+    worker = _start_worker(replay, tmp_path, "replay")
+    await _wait_for_no_lag(replay, worker)
+    assert worker.stop() == 0
+
+    stored = await _ids_in_es(es, es_settings)
+    assert len(stored) == len(ids) and set(stored) == ids
+
+
+async def test_document_with_a_conflicting_field_type_is_dead_lettered_with_the_reason(
+    es_settings: Settings, es: AsyncElasticsearch, tmp_path: Path
+) -> None:
+    await ensure_topics(es_settings)
+    events = [{"type": "track", "event": "Paid", "userId": f"u{i}", "messageId": f"ok-{i}",
+               "properties": {"amount": i}} for i in range(20)]
+    # `properties.amount` is a number in every other document: a string cannot be indexed.
+    events.insert(10, {"type": "track", "event": "Paid", "userId": "u-bad",
+                       "messageId": "conflict", "properties": {"amount": "a lot"}})
+    batch = orjson.dumps({"batch": events})
+    before = await dead_letter_end_offsets(es_settings)
+    worker = _start_worker(es_settings, tmp_path)
+    try:
+        await _produce(es_settings, [(None, orjson.dumps(events[0]))])  # maps `amount` first
+        await _wait_for_no_lag(es_settings, worker)
+        await _produce(es_settings, [(None, batch)])
+        await _wait_for_no_lag(es_settings, worker)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    stored = set(await _ids_in_es(es, es_settings))
+    assert stored == {f"ok-{i}" for i in range(20)}
+    after = await dead_letter_end_offsets(es_settings)
+    (letter,) = await read_dead_letter_headers(es_settings, before, after)
+    assert (letter["stage"], letter["error.class"], letter["event_id"]) == (
+        "elasticsearch", "SinkRejected", "conflict")
+    assert letter["batch_index"] == "10"
+    assert "parsing_exception" in letter["error.message"] and letter["retriable"] == "false"
+
+
+async def test_items_refused_with_429_are_retried_alone_until_indexed(
+    es_settings: Settings, es: AsyncElasticsearch, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    settings = es_settings.model_copy(update={"elasticsearch_url": proxy.url})
+    await ensure_topics(settings)
+    values, ids = _sample_values(120, seed=13)
+    refused = set(sorted(ids)[::10])
+    proxy.reject_bulk_items(refused, times=2, status=429)
+    worker = _start_worker(settings, tmp_path)
+    try:
+        await _produce(settings, values)
+        await _wait_for_no_lag(settings, worker)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    assert set(await _ids_in_es(es, es_settings)) == ids
+    assert {event_id: proxy.bulk_attempts[event_id] for event_id in refused} == {
+        event_id: 3 for event_id in refused}
+    assert all(proxy.bulk_attempts[event_id] == 1 for event_id in ids - refused)
+
+
+async def test_outage_pauses_acknowledgement_and_nothing_is_lost(
+    es_settings: Settings, es: AsyncElasticsearch, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    settings = es_settings.model_copy(update={"elasticsearch_url": proxy.url})
+    await ensure_topics(settings)
+    first, first_ids = _sample_values(100, seed=14)
+    during, during_ids = _sample_values(100, seed=15)
+    worker = _start_worker(settings, tmp_path)
+    try:
+        await _produce(settings, first)
+        await _wait_for_no_lag(settings, worker)
+        committed_before = sum(p.committed or 0 for p in
+                               await group_progress(settings, settings.source_topic))
+        proxy.outage()
+        await _produce(settings, during)
+        await asyncio.sleep(4)
+        progress = await group_progress(settings, settings.source_topic)
+        # Consumed, perhaps, but not written: so nothing may be committed past them.
+        assert sum(p.committed or 0 for p in progress) == committed_before
+        assert sum(p.lag for p in progress) == len(during)
+        proxy.restore()
+        proxy.drop_next(2)     # and a couple of connections dropped on the way back
+        proxy.fail_next(2, 503)
+        await _wait_for_no_lag(settings, worker)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    assert set(await _ids_in_es(es, es_settings)) == first_ids | during_ids
+    assert "bulk request of" in worker.log() and "failed" in worker.log()
+
+
+def test_bad_credentials_fail_at_start_up_with_what_to_check(
+    es_settings: Settings, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    proxy.unauthorized = True
+    settings = es_settings.model_copy(update={"elasticsearch_url": proxy.url,
+                                              "elasticsearch_api_key": "bm9wZTpub3Bl"})
+    environment = {**settings.as_environment(), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "worker", "worker"], env=environment,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "401 Unauthorized" in result.stderr
+    assert "SLUICE_ELASTICSEARCH_API_KEY" in result.stderr

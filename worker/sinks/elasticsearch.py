@@ -1,0 +1,413 @@
+"""The Elasticsearch sink: bulk batches, idempotent ids, per-item retries and dead letters.
+
+What it promises
+----------------
+* **Idempotent writes.** Every document's ``_id`` is the event's ``event_id``: a retry, a replay
+  or a record consumed again after a rebalance overwrites instead of duplicating. (Data streams
+  take ``create`` operations; a 409 "already exists" then counts as written.)
+* **Batching.** A bulk request is sent when it holds SLUICE_ELASTICSEARCH_BATCH_MAX_EVENTS events
+  or SLUICE_ELASTICSEARCH_BATCH_MAX_BYTES bytes, or when its oldest event has waited
+  SLUICE_ELASTICSEARCH_BATCH_MAX_AGE seconds; up to SLUICE_ELASTICSEARCH_MAX_IN_FLIGHT_REQUESTS
+  requests are in flight. ``write`` waits while that much is buffered (backpressure).
+* **Per-item outcomes.** ``_bulk`` answers 200 even when some documents fail; each item is
+  judged alone. 2xx: written. 429, 5xx, ``es_rejected_execution_exception``: retried alone with
+  exponential backoff and jitter, up to SLUICE_ELASTICSEARCH_ITEM_MAX_ATTEMPTS attempts, then
+  dead-lettered as retriable. Rejected for its content (mapping conflict, parsing error, …):
+  dead-lettered at once with Elasticsearch's error type and reason.
+* **Whole-request failures** (connection refused or reset, timeouts, 429/5xx for the request,
+  401/403 after start-up) are retried with backoff **without limit**: nothing is acknowledged
+  meanwhile, buffers fill, and consumption pauses until Elasticsearch is back. A 413 (request
+  too large) splits the batch in two.
+* **Start-up checks** fail fast with a message that says what to check: wrong credentials (401),
+  no privilege to install the index template (403), Elasticsearch unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from elastic_transport import ConnectionError as TransportConnectionError
+from elastic_transport import ConnectionTimeout, TransportError
+from elasticsearch import (
+    ApiError,
+    AsyncElasticsearch,
+    AuthenticationException,
+    AuthorizationException,
+)
+
+from worker.config import Settings
+from worker.errors import SinkRejected, SinkUnavailable
+from worker.records import Event
+from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
+from worker.sinks.elasticsearch_index import IndexNamer, index_template
+
+log = logging.getLogger(__name__)
+
+NAME = "elasticsearch"
+RETRIABLE_ITEM_ERRORS = frozenset({"es_rejected_execution_exception", "circuit_breaking_exception"})
+_BULK_FILTER = "errors,items.*.status,items.*.error"
+
+
+class ElasticsearchStartupError(Exception):
+    """Elasticsearch cannot be used with these settings; the message says what to check."""
+
+
+@dataclass
+class ElasticsearchSinkStats:
+    """Counters the operations endpoints expose."""
+
+    indexed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    request_failures: int = 0
+    bulk_requests: int = 0
+    bulk_seconds: float = 0.0
+    in_flight_requests: int = 0
+
+
+@dataclass(slots=True)
+class _Item:
+    """One event on its way into a bulk request."""
+
+    event: Event
+    lines: bytes
+    attempts: int = 0
+
+
+@dataclass
+class _Batch:
+    items: list[_Item] = field(default_factory=list)
+    size: int = 0
+    started: float = 0.0
+
+
+def make_client(settings: Settings) -> AsyncElasticsearch:
+    """An async client for the settings; retries are the sink's business, not the client's."""
+    options: dict[str, Any] = {
+        "request_timeout": settings.elasticsearch_request_timeout,
+        "max_retries": 0,
+        "retry_on_timeout": False,
+        "verify_certs": settings.elasticsearch_verify_certs,
+    }
+    if settings.elasticsearch_cloud_id:
+        options["cloud_id"] = settings.elasticsearch_cloud_id
+    else:
+        options["hosts"] = [url.strip() for url in settings.elasticsearch_url.split(",")]
+    if settings.elasticsearch_api_key:
+        options["api_key"] = settings.elasticsearch_api_key
+    elif settings.elasticsearch_username:
+        options["basic_auth"] = (settings.elasticsearch_username, settings.elasticsearch_password)
+    if settings.elasticsearch_ca_certs:
+        options["ca_certs"] = str(settings.elasticsearch_ca_certs)
+    return AsyncElasticsearch(**options)
+
+
+def describe_cluster(settings: Settings) -> str:
+    return (f"Elastic Cloud deployment {settings.elasticsearch_cloud_id}"
+            if settings.elasticsearch_cloud_id else settings.elasticsearch_url)
+
+
+async def preflight(settings: Settings) -> None:
+    """Check that Elasticsearch answers and accepts the credentials; install the template.
+
+    Raises ElasticsearchStartupError with what to check.
+    """
+    client = make_client(settings)
+    where = describe_cluster(settings)
+    try:
+        deadline = time.monotonic() + settings.elasticsearch_startup_timeout
+        while True:
+            try:
+                await client.info()
+                break
+            except AuthenticationException as error:
+                raise ElasticsearchStartupError(
+                    f"Elasticsearch at {where} rejected the credentials (401 Unauthorized): the "
+                    "API key is invalid or revoked, or the user name / password is wrong. Check "
+                    "SLUICE_ELASTICSEARCH_API_KEY (the Base64 `encoded` value) or "
+                    "SLUICE_ELASTICSEARCH_USERNAME / SLUICE_ELASTICSEARCH_PASSWORD."
+                ) from error
+            except AuthorizationException:
+                # A write-only API key may not read cluster info; that is fine for a sink.
+                log.info("Elasticsearch at %s: credentials accepted (no cluster-info privilege)",
+                         where)
+                break
+            except (TransportConnectionError, ConnectionTimeout, TransportError, ApiError) as error:
+                if time.monotonic() > deadline:
+                    raise ElasticsearchStartupError(
+                        f"Elasticsearch at {where} did not answer within "
+                        f"{settings.elasticsearch_startup_timeout:.0f}s "
+                        f"(SLUICE_ELASTICSEARCH_STARTUP_TIMEOUT): {error}. Check "
+                        "SLUICE_ELASTICSEARCH_URL, the network path and the cluster's health."
+                    ) from error
+                await asyncio.sleep(1.0)
+        if settings.elasticsearch_install_template:
+            await _install_template(client, settings, where)
+    finally:
+        await client.close()
+
+
+async def _install_template(client: AsyncElasticsearch, settings: Settings, where: str) -> None:
+    body = index_template(settings.elasticsearch_index, settings.elasticsearch_data_stream)
+    try:
+        await client.indices.put_index_template(name=settings.elasticsearch_template_name, **body)
+    except AuthorizationException as error:
+        raise ElasticsearchStartupError(
+            f"Elasticsearch at {where} refused to install the index template "
+            f"{settings.elasticsearch_template_name!r} (403 Forbidden): the credentials lack the "
+            "manage_index_templates privilege. Grant it, or create the template yourself and set "
+            "SLUICE_ELASTICSEARCH_INSTALL_TEMPLATE=false."
+        ) from error
+    except ApiError as error:
+        raise ElasticsearchStartupError(
+            f"Elasticsearch at {where} rejected the index template "
+            f"{settings.elasticsearch_template_name!r}: {error}"
+        ) from error
+    log.info("index template %s installed for %s", settings.elasticsearch_template_name,
+             body["index_patterns"][0])
+
+
+class ElasticsearchSink(Sink):
+    """Writes event documents with `_bulk`; see the module docstring for what it promises."""
+
+    name = NAME
+
+    def __init__(self, outcomes: SinkOutcomes, settings: Settings) -> None:
+        super().__init__(outcomes)
+        self.settings = settings
+        self.stats = ElasticsearchSinkStats()
+        self._namer = IndexNamer(settings.elasticsearch_index)
+        self._operation = b"create" if settings.elasticsearch_data_stream else b"index"
+        self._client: AsyncElasticsearch | None = None
+        self._batch = _Batch()
+        self._requests: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.elasticsearch_max_in_flight_requests)
+        # Events buffered or in flight; `write` waits while this reaches the bound.
+        self._outstanding = 0
+        self._max_outstanding = settings.elasticsearch_batch_max_events * (
+            settings.elasticsearch_max_in_flight_requests + 1
+        )
+        self._room = asyncio.Event()
+        self._room.set()
+        self._ticker: asyncio.Task[None] | None = None
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._client = make_client(self.settings)
+        self._ticker = asyncio.create_task(self._send_when_old(), name="elasticsearch-age")
+
+    async def stop(self) -> None:
+        if self._ticker:
+            self._ticker.cancel()
+        for task in self._requests:
+            task.cancel()
+        await asyncio.gather(*self._requests, return_exceptions=True)
+        if self._client:
+            await self._client.close()
+
+    # --- the contract ---------------------------------------------------------------------
+
+    async def write(self, events: Sequence[Event]) -> None:
+        for event in events:
+            item = _Item(event, self._encode(event))
+            if not self._batch.items:
+                self._batch.started = time.monotonic()
+            self._batch.items.append(item)
+            self._batch.size += len(item.lines)
+            self._outstanding += 1
+            if (len(self._batch.items) >= self.settings.elasticsearch_batch_max_events
+                    or self._batch.size >= self.settings.elasticsearch_batch_max_bytes):
+                self._send_batch()
+        while self._outstanding >= self._max_outstanding:
+            self._room.clear()
+            await self._room.wait()
+
+    async def flush(self) -> None:
+        self._send_batch()
+        while self._requests:
+            await asyncio.gather(*list(self._requests), return_exceptions=True)
+
+    async def forget(self, partitions: Collection[PartitionKey]) -> None:
+        gone = set(partitions)
+        kept = [i for i in self._batch.items
+                if (i.event.position.topic, i.event.position.partition) not in gone]
+        self._settled(len(self._batch.items) - len(kept))
+        self._batch.items = kept
+        self._batch.size = sum(len(i.lines) for i in kept)
+
+    # --- batching -------------------------------------------------------------------------
+
+    def _encode(self, event: Event) -> bytes:
+        document = event.document
+        index = self._namer(document["timestamp"])
+        if self.settings.elasticsearch_data_stream:
+            document = {**document, "@timestamp": document["timestamp"]}
+        action = orjson.dumps({"_index": index, "_id": event.event_id})
+        return b'{"' + self._operation + b'":' + action + b"}\n" + orjson.dumps(document) + b"\n"
+
+    def _send_batch(self) -> None:
+        if not self._batch.items:
+            return
+        items, self._batch = self._batch.items, _Batch()
+        task = asyncio.create_task(self._deliver(items), name="elasticsearch-bulk")
+        self._requests.add(task)
+        task.add_done_callback(self._requests.discard)
+
+    async def _send_when_old(self) -> None:
+        max_age = self.settings.elasticsearch_batch_max_age
+        while True:
+            await asyncio.sleep(max_age / 4)
+            if self._batch.items and time.monotonic() - self._batch.started >= max_age:
+                self._send_batch()
+
+    def _settled(self, count: int) -> None:
+        self._outstanding -= count
+        if self._outstanding < self._max_outstanding:
+            self._room.set()
+
+    # --- one batch, until every item has an outcome ---------------------------------------
+
+    async def _deliver(self, items: list[_Item]) -> None:
+        request_attempt = 0
+        while items:
+            try:
+                async with self._slots:
+                    body = await self._bulk(items)
+            except _RequestTooLarge:
+                if len(items) == 1:
+                    await self._fail([SinkFailure(items[0].event, SinkRejected(
+                        "the document alone is larger than Elasticsearch accepts in one "
+                        "request (413)", sink=NAME), items[0].attempts + 1)])
+                    return
+                half = len(items) // 2
+                self._spawn(items[half:])
+                items = items[:half]
+                continue
+            except _RequestFailed as failure:
+                request_attempt += 1
+                self.stats.request_failures += 1
+                delay = self._backoff(request_attempt)
+                log.warning("bulk request of %d documents failed (%s); retry %d in %.1fs",
+                            len(items), failure, request_attempt, delay)
+                await asyncio.sleep(delay)
+                continue
+            request_attempt = 0
+            items = await self._judge(items, body)
+            if items:
+                await asyncio.sleep(self._backoff(max(item.attempts for item in items)))
+
+    def _spawn(self, items: list[_Item]) -> None:
+        task = asyncio.create_task(self._deliver(items), name="elasticsearch-bulk-split")
+        self._requests.add(task)
+        task.add_done_callback(self._requests.discard)
+
+    async def _bulk(self, items: list[_Item]) -> dict[str, Any]:
+        assert self._client is not None, "ElasticsearchSink.start() was not called"
+        payload = b"".join(item.lines for item in items)
+        started = time.monotonic()
+        self.stats.in_flight_requests += 1
+        try:
+            response = await self._client.bulk(operations=payload, filter_path=_BULK_FILTER)
+        except ApiError as error:
+            if error.meta.status == 413:
+                raise _RequestTooLarge() from error
+            if error.meta.status in (401, 403):
+                log.error("Elasticsearch refused the credentials (%d) for a bulk request: "
+                          "check SLUICE_ELASTICSEARCH_API_KEY or the user's privileges",
+                          error.meta.status)
+            raise _RequestFailed(f"HTTP {error.meta.status} {error.message}") from error
+        except (TransportConnectionError, ConnectionTimeout, TransportError) as error:
+            raise _RequestFailed(f"{type(error).__name__}: {error}") from error
+        finally:
+            self.stats.in_flight_requests -= 1
+        self.stats.bulk_requests += 1
+        self.stats.bulk_seconds += time.monotonic() - started
+        return response.body
+
+    async def _judge(self, items: list[_Item], body: dict[str, Any]) -> list[_Item]:
+        """Report written and rejected items; return the ones to retry."""
+        results = body.get("items") or []
+        if len(results) != len(items):
+            raise RuntimeError(f"bulk answered {len(results)} items for {len(items)} sent")
+        written: list[Event] = []
+        rejected: list[SinkFailure] = []
+        retry: list[_Item] = []
+        for item, result in zip(items, results, strict=True):
+            item.attempts += 1
+            outcome = next(iter(result.values()))
+            status = int(outcome.get("status", 500))
+            error = outcome.get("error") or {}
+            error_type = error.get("type", "") if isinstance(error, dict) else str(error)
+            if status < 300 or (status == 409 and self._operation == b"create"):
+                written.append(item.event)
+            elif status == 429 or status >= 500 or error_type in RETRIABLE_ITEM_ERRORS:
+                if item.attempts >= self.settings.elasticsearch_item_max_attempts:
+                    rejected.append(SinkFailure(item.event, SinkUnavailable(
+                        f"{error_type or status}: still refused after {item.attempts} attempts: "
+                        f"{_reason(error)}", sink=NAME), item.attempts))
+                else:
+                    retry.append(item)
+            else:
+                rejected.append(SinkFailure(item.event, _rejection(status, error), item.attempts))
+        if written:
+            self.stats.indexed += len(written)
+            self._settled(len(written))
+            self.outcomes.delivered(NAME, written)
+        if rejected:
+            await self._fail(rejected)
+        if retry:
+            self.stats.retried += len(retry)
+            log.info("%d of %d documents refused for now (429/5xx): retrying them alone",
+                     len(retry), len(items))
+        return retry
+
+    async def _fail(self, failures: list[SinkFailure]) -> None:
+        self.stats.dead_lettered += len(failures)
+        self._settled(len(failures))
+        await self.outcomes.failed(NAME, failures)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, capped."""
+        ceiling = min(self.settings.elasticsearch_retry_max,
+                      self.settings.elasticsearch_retry_initial * 2 ** max(attempt - 1, 0))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class _RequestFailed(Exception):
+    """The whole bulk request failed; it is retried."""
+
+
+class _RequestTooLarge(Exception):
+    """Elasticsearch answered 413: the batch is split."""
+
+
+def _reason(error: object) -> str:
+    if not isinstance(error, dict):
+        return str(error)
+    reason = str(error.get("reason", ""))
+    caused_by = error.get("caused_by")
+    if isinstance(caused_by, dict) and caused_by.get("reason"):
+        reason += f" (caused by {caused_by.get('type')}: {caused_by['reason']})"
+    return reason
+
+
+def _rejection(status: int, error: object) -> SinkRejected:
+    error_type = f"HTTP {status}"
+    if isinstance(error, dict):
+        error_type = str(error.get("type", error_type))
+    if error_type == "index_not_found_exception":
+        return SinkRejected(
+            f"index_not_found_exception: {_reason(error)}. The index does not exist and may not "
+            "be created automatically: create it, allow auto-creation for this pattern, or give "
+            "the API key the create_index privilege; then replay this dead letter.",
+            sink=NAME, retriable=True,
+        )
+    return SinkRejected(f"{error_type}: {_reason(error)}", sink=NAME)

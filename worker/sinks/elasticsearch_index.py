@@ -1,0 +1,116 @@
+"""Where events go in Elasticsearch: index names from a pattern, and the index template.
+
+The index pattern is a ``strftime`` pattern applied to the event's ``timestamp`` (UTC):
+``events-%Y.%m.%d`` (the default) writes daily indices such as ``events-2026.11.22``; a pattern
+without ``%`` is one fixed index or data stream. The template matches every index the pattern
+can produce (``events-*``) and maps the document shape of ``worker.normalize`` as seed 001 does:
+keyword ids, date timestamps, objects for context / properties / traits, plus the access-log
+and enrichment fields.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+_STRFTIME_DIRECTIVE = re.compile(r"%.")
+
+KEYWORD = {"type": "keyword"}
+DATE = {"type": "date"}
+
+DOCUMENT_PROPERTIES: dict[str, Any] = {
+    "event_id": KEYWORD,
+    "type": KEYWORD,
+    "event": KEYWORD,
+    "name": KEYWORD,
+    "anonymous_id": KEYWORD,
+    "user_id": KEYWORD,
+    "group_id": KEYWORD,
+    "previous_id": KEYWORD,
+    "timestamp": DATE,
+    "@timestamp": DATE,
+    "received_at": DATE,
+    "sent_at": DATE,
+    "context": {"type": "object", "enabled": True},
+    "properties": {"type": "object", "enabled": True},
+    "traits": {"type": "object", "enabled": True},
+    "integrations": {"type": "object", "enabled": False},
+    "source_id": KEYWORD,
+    # API Gateway access logs
+    "request_id": KEYWORD,
+    "ip": {"type": "ip", "ignore_malformed": True},
+    "http_method": KEYWORD,
+    "resource_path": KEYWORD,
+    "path": KEYWORD,
+    "protocol": KEYWORD,
+    "status": {"type": "integer"},
+    "response_length": {"type": "long"},
+    "api_id": KEYWORD,
+    "stage": KEYWORD,
+    "api_key_id": KEYWORD,
+    "user_agent": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 512}}},
+    # enrichment
+    "customer_id": KEYWORD,
+    "customer_name": KEYWORD,
+    "usage_plan_id": KEYWORD,
+    "usage_plan_name": KEYWORD,
+    "api_key_name": KEYWORD,
+    "enriched": {"type": "boolean"},
+    # provenance
+    "input_format": KEYWORD,
+    "kafka": {
+        "properties": {
+            "topic": KEYWORD,
+            "partition": {"type": "integer"},
+            "offset": {"type": "long"},
+            "batch_index": {"type": "integer"},
+        }
+    },
+}
+
+
+def is_fixed(pattern: str) -> bool:
+    """True when the pattern names one index (no strftime directive)."""
+    return _STRFTIME_DIRECTIVE.search(pattern) is None
+
+
+def index_glob(pattern: str) -> str:
+    """The index pattern a template needs: every strftime directive becomes ``*``."""
+    return re.sub(r"\*+", "*", _STRFTIME_DIRECTIVE.sub("*", pattern))
+
+
+class IndexNamer:
+    """Index names for event timestamps; cached per hour, since names change at most hourly."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._fixed = is_fixed(pattern)
+
+    def __call__(self, timestamp: str) -> str:
+        if self._fixed:
+            return self.pattern
+        # Normalised timestamps are "YYYY-MM-DDTHH:MM:SS.mmmZ": the hour prefix picks the name.
+        return _name_for_hour(self.pattern, timestamp[:13])
+
+
+@lru_cache(maxsize=4096)
+def _name_for_hour(pattern: str, hour: str) -> str:
+    return datetime.strptime(hour, "%Y-%m-%dT%H").strftime(pattern)
+
+
+def index_template(pattern: str, data_stream: bool, shards: int = 1, replicas: int = 1) -> dict:
+    """The body of ``PUT _index_template/<name>`` for indices made from `pattern`."""
+    template: dict[str, Any] = {
+        "index_patterns": [index_glob(pattern)],
+        "priority": 200,
+        "template": {
+            "settings": {"number_of_shards": shards, "number_of_replicas": replicas},
+            "mappings": {"dynamic": True, "properties": DOCUMENT_PROPERTIES},
+        },
+        "_meta": {"managed_by": "sluice", "description": "Sluice event documents"},
+    }
+    if data_stream:
+        template["data_stream"] = {}
+    return template
