@@ -77,8 +77,11 @@ def is_fixed(pattern: str) -> bool:
 
 
 def index_glob(pattern: str) -> str:
-    """The index pattern a template needs: every strftime directive becomes ``*``."""
-    return re.sub(r"\*+", "*", _STRFTIME_DIRECTIVE.sub("*", pattern))
+    """The index pattern a template needs: the dated part becomes one ``*``."""
+    directives = list(_STRFTIME_DIRECTIVE.finditer(pattern))
+    if not directives:
+        return pattern
+    return pattern[: directives[0].start()] + "*" + pattern[directives[-1].end():]
 
 
 class IndexNamer:

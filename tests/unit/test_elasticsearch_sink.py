@@ -1,0 +1,206 @@
+"""The Elasticsearch sink's decisions, with a scripted client instead of a server."""
+
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+from elastic_transport import ApiResponseMeta, ConnectionError, HttpHeaders, NodeConfig
+from elasticsearch import ApiError
+
+from worker.config import load_settings
+from worker.records import Event, KafkaPosition, SourceRecord
+from worker.sinks.base import SinkFailure
+from worker.sinks.elasticsearch import ElasticsearchSink
+from worker.sinks.elasticsearch_index import IndexNamer, index_glob, index_template
+
+
+class Outcomes:
+    def __init__(self) -> None:
+        self.delivered: list[str] = []
+        self.failed: list[SinkFailure] = []
+
+    def delivered_(self, sink: str, events: Sequence[Event]) -> None:
+        self.delivered.extend(e.event_id for e in events)
+
+    async def failed_(self, sink: str, failures: Sequence[SinkFailure]) -> None:
+        self.failed.extend(failures)
+
+
+class ScriptedClient:
+    """Answers bulk requests from a script: a list of callables (ids -> response or raise)."""
+
+    def __init__(self, *script: Any) -> None:
+        self.script = list(script)
+        self.requests: list[list[str]] = []
+
+    async def bulk(self, operations: bytes, filter_path: str) -> Any:
+        lines = operations.splitlines()
+        ids = [next(iter(orjson.loads(a).values()))["_id"] for a in lines[::2]]
+        self.requests.append(ids)
+        step = self.script.pop(0) if self.script else (lambda ids: _items(ids))
+        return SimpleNamespace(body=step(ids))
+
+    async def close(self) -> None: ...
+
+
+def _items(ids: list[str], statuses: dict[str, tuple[int, str]] | None = None) -> dict:
+    statuses = statuses or {}
+    items = []
+    for event_id in ids:
+        status, error_type = statuses.get(event_id, (201, ""))
+        item: dict[str, Any] = {"status": status}
+        if error_type:
+            item["error"] = {"type": error_type, "reason": f"{error_type} for {event_id}"}
+        items.append({"index": item})
+    return {"errors": bool(statuses), "items": items}
+
+
+def _api_error(status: int) -> ApiError:
+    meta = ApiResponseMeta(status=status, http_version="1.1", headers=HttpHeaders(),
+                           duration=0.0, node=NodeConfig("http", "localhost", 9200))
+    return ApiError(f"HTTP {status}", meta, {})
+
+
+def _event(event_id: str, timestamp: str = "2026-11-22T10:00:00.000Z") -> Event:
+    record = SourceRecord(None, b"{}", KafkaPosition("events", 0, 0))
+    return Event(event_id, {"event_id": event_id, "timestamp": timestamp, "type": "track"}, record)
+
+
+def _sink(client: ScriptedClient, **overrides: Any) -> tuple[ElasticsearchSink, Outcomes]:
+    outcomes = Outcomes()
+    listener = SimpleNamespace(delivered=outcomes.delivered_, failed=outcomes.failed_)
+    settings = load_settings(elasticsearch_retry_initial=0.001, elasticsearch_retry_max=0.002,
+                             **overrides)
+    sink = ElasticsearchSink(listener, settings)  # type: ignore[arg-type]
+    sink._client = client  # type: ignore[assignment]
+    return sink, outcomes
+
+
+async def test_documents_are_indexed_by_event_id_into_the_daily_index() -> None:
+    client = ScriptedClient()
+    sink, outcomes = _sink(client)
+    await sink.write([_event("a"), _event("b", "2026-11-23T00:00:00.000Z")])
+    await sink.flush()
+    assert outcomes.delivered == ["a", "b"]
+    assert client.requests == [["a", "b"]]
+    lines = sink._encode(_event("b", "2026-11-23T00:00:00.000Z")).splitlines()
+    assert orjson.loads(lines[0]) == {"index": {"_index": "events-2026.11.23", "_id": "b"}}
+
+
+async def test_only_items_refused_with_429_are_retried() -> None:
+    client = ScriptedClient(
+        lambda ids: _items(ids, {"b": (429, "es_rejected_execution_exception")}),
+        lambda ids: _items(ids, {"b": (503, "unavailable_shards_exception")}),
+    )
+    sink, outcomes = _sink(client)
+    await sink.write([_event("a"), _event("b"), _event("c")])
+    await sink.flush()
+    assert client.requests == [["a", "b", "c"], ["b"], ["b"]]
+    assert sorted(outcomes.delivered) == ["a", "b", "c"] and outcomes.failed == []
+    assert sink.stats.retried == 2
+
+
+async def test_content_rejection_is_dead_lettered_with_the_elasticsearch_reason() -> None:
+    client = ScriptedClient(lambda ids: _items(ids, {"b": (400, "document_parsing_exception")}))
+    sink, outcomes = _sink(client)
+    await sink.write([_event("a"), _event("b")])
+    await sink.flush()
+    (failure,) = outcomes.failed
+    assert failure.event.event_id == "b"
+    assert str(failure.error) == "document_parsing_exception: document_parsing_exception for b"
+    assert failure.error.retriable is False and outcomes.delivered == ["a"]
+
+
+async def test_item_still_refused_after_max_attempts_is_dead_lettered_as_retriable() -> None:
+    refuse = lambda ids: _items(ids, {"a": (429, "es_rejected_execution_exception")})  # noqa: E731
+    client = ScriptedClient(refuse, refuse, refuse)
+    sink, outcomes = _sink(client, elasticsearch_item_max_attempts=3)
+    await sink.write([_event("a")])
+    await sink.flush()
+    (failure,) = outcomes.failed
+    assert failure.attempts == 3 and failure.error.retriable is True
+    assert "after 3 attempts" in str(failure.error)
+
+
+async def test_missing_index_is_explained() -> None:
+    client = ScriptedClient(lambda ids: _items(ids, {"a": (404, "index_not_found_exception")}))
+    sink, outcomes = _sink(client)
+    await sink.write([_event("a")])
+    await sink.flush()
+    assert "create_index privilege" in str(outcomes.failed[0].error)
+
+
+async def test_whole_request_failures_are_retried_until_they_succeed() -> None:
+    def refuse_connection(ids: list[str]) -> dict:
+        raise ConnectionError("connection refused")
+
+    def unavailable(ids: list[str]) -> dict:
+        raise _api_error(503)
+
+    client = ScriptedClient(refuse_connection, unavailable, refuse_connection)
+    sink, outcomes = _sink(client)
+    await sink.write([_event("a")])
+    await sink.flush()
+    assert outcomes.delivered == ["a"] and len(client.requests) == 4
+    assert sink.stats.request_failures == 3
+
+
+async def test_request_too_large_is_split_in_two() -> None:
+    def too_large(ids: list[str]) -> dict:
+        raise _api_error(413)
+
+    client = ScriptedClient(too_large)
+    sink, outcomes = _sink(client)
+    await sink.write([_event(x) for x in "abcd"])
+    await sink.flush()
+    assert sorted(outcomes.delivered) == ["a", "b", "c", "d"]
+    assert sorted(map(tuple, client.requests[1:])) == [("a", "b"), ("c", "d")]
+
+
+async def test_data_streams_use_create_and_treat_409_as_already_written() -> None:
+    conflict = {"a": (409, "version_conflict_engine_exception")}
+    client = ScriptedClient(lambda ids: _items(ids, conflict))
+    sink, outcomes = _sink(client, elasticsearch_data_stream=True, elasticsearch_index="events")
+    await sink.write([_event("a")])
+    await sink.flush()
+    assert outcomes.delivered == ["a"]
+    action, document = sink._encode(_event("a")).splitlines()
+    assert orjson.loads(action) == {"create": {"_index": "events", "_id": "a"}}
+    assert orjson.loads(document)["@timestamp"] == "2026-11-22T10:00:00.000Z"
+
+
+async def test_batches_are_cut_by_event_count() -> None:
+    client = ScriptedClient()
+    sink, outcomes = _sink(client, elasticsearch_batch_max_events=2)
+    await sink.write([_event(x) for x in "abcde"])
+    await sink.flush()
+    assert [len(r) for r in client.requests] == [2, 2, 1]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "timestamp", "name", "glob"),
+    [
+        ("events-%Y.%m.%d", "2026-11-22T23:59:59.999Z", "events-2026.11.22", "events-*"),
+        ("logs-%Y-%m", "2026-01-02T00:00:00.000Z", "logs-2026-01", "logs-*"),
+        ("hourly-%Y%m%d%H", "2026-01-02T07:10:00.000Z", "hourly-2026010207", "hourly-*"),
+        ("everything", "2026-01-02T07:10:00.000Z", "everything", "everything"),
+    ],
+)
+def test_index_names_follow_the_pattern_of_the_event_time(
+    pattern: str, timestamp: str, name: str, glob: str
+) -> None:
+    assert IndexNamer(pattern)(timestamp) == name
+    assert index_glob(pattern) == glob
+
+
+def test_template_maps_ids_as_keywords_and_times_as_dates() -> None:
+    template = index_template("events-%Y.%m.%d", data_stream=False)
+    properties = template["template"]["mappings"]["properties"]
+    assert template["index_patterns"] == ["events-*"]
+    assert properties["event_id"] == {"type": "keyword"}
+    assert properties["timestamp"] == {"type": "date"}
+    assert properties["context"]["type"] == "object"
+    assert "data_stream" not in template
+    assert index_template("events", data_stream=True)["data_stream"] == {}
