@@ -74,6 +74,9 @@ def settings(stack: LocalStack, request: pytest.FixtureRequest, tmp_path: Path) 
         source_topic=f"{name}-events",
         catalog_topic=f"{name}-catalog",
         s3_bucket=name[:63].rstrip("-"),
+        sinks=["counting"],
+        elasticsearch_index=f"{name}-%Y.%m.%d",
+        elasticsearch_template_name=name,
         web_port=0,
         state_dir=tmp_path / "state",
     )

@@ -93,7 +93,7 @@ class Settings(BaseSettings):
 
     # --- Pipeline ---------------------------------------------------------------------------
     sinks: Annotated[list[SinkName], NoDecode] = Field(
-        default_factory=lambda: [SinkName.COUNTING],
+        default_factory=lambda: [SinkName.ELASTICSEARCH],
         description="Comma-separated sinks every event is delivered to: "
         + ", ".join(f"`{name.value}`" for name in SinkName)
         + ".",

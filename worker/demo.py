@@ -22,7 +22,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from worker.catalog import CatalogEntry, publish_entries
-from worker.config import Settings
+from worker.config import Settings, SinkName
 from worker.deadletter import dead_letter_end_offsets, read_dead_letter_headers
 from worker.group_offsets import PartitionProgress, group_progress
 from worker.samples import DEMO_CATALOG, SampleTraffic, malformed_records
@@ -119,7 +119,10 @@ def run_demo(settings: Settings, record_count: int, say: Say = print) -> None:
     demo_dir.mkdir(parents=True, exist_ok=True)
     delivered_path = demo_dir / "delivered.ndjson"
     delivered_path.unlink(missing_ok=True)
-    settings = settings.model_copy(update={"counting_sink_record_path": delivered_path})
+    sinks = list(dict.fromkeys([*settings.sinks, SinkName.COUNTING]))  # counting lists events
+    settings = settings.model_copy(
+        update={"counting_sink_record_path": delivered_path, "sinks": sinks}
+    )
 
     say("== 1. local stack")
     stack.up(log=lambda line: say(f"   {line}"))
@@ -151,6 +154,9 @@ def run_demo(settings: Settings, record_count: int, say: Say = print) -> None:
 
     say("== 6. where they landed")
     _report_delivered(settings, delivered_path, say)
+    if SinkName.ELASTICSEARCH in settings.sinks:
+        for line in asyncio.run(_elasticsearch_report(settings)):
+            say(line)
     dead_letters_after = asyncio.run(dead_letter_end_offsets(settings))
     letters = asyncio.run(
         read_dead_letter_headers(settings, dead_letters_before, dead_letters_after)
@@ -165,6 +171,26 @@ def run_demo(settings: Settings, record_count: int, say: Say = print) -> None:
     say("   the stack keeps running; stop it with `.venv/bin/sluice stack down`")
 
 
+async def _elasticsearch_report(settings: Settings) -> list[str]:
+    from worker.sinks.elasticsearch import describe_cluster, make_client
+    from worker.sinks.elasticsearch_index import index_glob
+
+    client = make_client(settings)
+    pattern = index_glob(settings.elasticsearch_index)
+    try:
+        await client.indices.refresh(index=pattern)
+        indices = sorted((await client.indices.get(index=pattern)).body)
+        counts = [(name, (await client.count(index=name))["count"]) for name in indices]
+    finally:
+        await client.close()
+    lines = [f"   elasticsearch {describe_cluster(settings)}: "
+             f"{sum(n for _, n in counts)} documents in {pattern}"]
+    lines += [f"     {name}: {count}" for name, count in counts[-5:]]
+    lines.append(f"     try: curl '{settings.elasticsearch_url.split(',')[0]}/{pattern}/_search"
+                 "?q=type:access_log&size=1&pretty'")
+    return lines
+
+
 def _report_delivered(settings: Settings, delivered_path: Path, say: Say) -> None:
     lines = [orjson.loads(line) for line in delivered_path.read_bytes().splitlines()] \
         if delivered_path.exists() else []
@@ -174,8 +200,8 @@ def _report_delivered(settings: Settings, delivered_path: Path, say: Say) -> Non
         {True: "enriched", False: "unenriched"}[line["enriched"]]
         for line in lines if line.get("enriched") is not None
     )
-    say(f"   sinks {','.join(s.value for s in settings.sinks)}: {len(lines)} events "
-        f"({len({line['event_id'] for line in lines})} distinct ids), listed in {delivered_path}")
+    say(f"   counting sink: {len(lines)} events ({len({line['event_id'] for line in lines})} distinct ids), "
+        f"listed in {delivered_path}")
     say("     by type:  " + ", ".join(f"{k}={n}" for k, n in sorted(by_type.items())))
     say("     by input: " + ", ".join(f"{k}={n}" for k, n in sorted(by_form.items())))
     say("     access logs: " + ", ".join(f"{k}={n}" for k, n in sorted(enrichment.items())))

@@ -35,11 +35,8 @@ ES_URL = "http://127.0.0.1:9200"
 
 @pytest.fixture
 def es_settings(settings: Settings) -> Settings:
-    index = settings.app_id.replace("_", "-")
     return settings.model_copy(update={
         "sinks": ["elasticsearch"],
-        "elasticsearch_index": f"{index}-%Y.%m.%d",
-        "elasticsearch_template_name": index,
         "elasticsearch_batch_max_age": 0.3,
         "elasticsearch_retry_initial": 0.1,
         "elasticsearch_retry_max": 1.0,
