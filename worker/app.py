@@ -24,6 +24,7 @@ from worker.progress import Progress
 from worker.records import KafkaPosition, SourceRecord
 from worker.sinks.counting import CountingSink
 from worker.sinks.elasticsearch import ElasticsearchSink
+from worker.sinks.s3 import S3Sink
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
     for name in settings.sinks:
         if name is SinkName.ELASTICSEARCH:
             pipeline.add_sink(lambda outcomes: ElasticsearchSink(outcomes, settings))
+        elif name is SinkName.S3:
+            pipeline.add_sink(lambda outcomes: S3Sink(outcomes, settings))
         elif name is SinkName.COUNTING:
             pipeline.add_sink(
                 lambda outcomes: CountingSink(
@@ -80,12 +83,14 @@ async def preflight(settings: Settings) -> None:
 
     Raises a sink's start-up error with a message that says what to check.
     """
-    from worker.sinks import elasticsearch
+    from worker.sinks import elasticsearch, s3
     from worker.topics import ensure_topics
 
     await ensure_topics(settings)
     if SinkName.ELASTICSEARCH in settings.sinks:
         await elasticsearch.preflight(settings)
+    if SinkName.S3 in settings.sinks:
+        await s3.preflight(settings)
 
 
 def create_app(settings: Settings) -> SluiceApp:

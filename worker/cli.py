@@ -39,6 +39,7 @@ def worker() -> None:
     from worker.app import create_app, preflight
     from worker.logs import configure_logging, logging_config
     from worker.sinks.elasticsearch import ElasticsearchStartupError
+    from worker.sinks.s3 import S3StartupError
 
     settings = _settings()
     configure_logging(settings)
@@ -46,7 +47,7 @@ def worker() -> None:
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(preflight(settings))
-    except ElasticsearchStartupError as error:
+    except (ElasticsearchStartupError, S3StartupError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
     app = create_app(settings)

@@ -27,6 +27,21 @@ class SinkName(StrEnum):
 
     COUNTING = "counting"
     ELASTICSEARCH = "elasticsearch"
+    S3 = "s3"
+
+
+class S3TimeField(StrEnum):
+    """Which time files an event under its hour in S3."""
+
+    RECEIVED_AT = "received_at"
+    TIMESTAMP = "timestamp"
+
+
+class S3Format(StrEnum):
+    """The line format of S3 objects."""
+
+    NDJSON = "ndjson"
+    CSV = "csv"
 
 
 class LogFormat(StrEnum):
@@ -93,7 +108,7 @@ class Settings(BaseSettings):
 
     # --- Pipeline ---------------------------------------------------------------------------
     sinks: Annotated[list[SinkName], NoDecode] = Field(
-        default_factory=lambda: [SinkName.ELASTICSEARCH],
+        default_factory=lambda: [SinkName.ELASTICSEARCH, SinkName.S3],
         description="Comma-separated sinks every event is delivered to: "
         + ", ".join(f"`{name.value}`" for name in SinkName)
         + ".",
@@ -104,7 +119,7 @@ class Settings(BaseSettings):
         description="Records larger than this are dead-lettered as `RecordTooLarge`.",
     )
     max_in_flight_records: int = Field(
-        10_000,
+        250_000,
         ge=1,
         description="Records consumed but not yet acknowledged by every sink; consumption "
         "pauses at this bound (backpressure).",
@@ -230,6 +245,75 @@ class Settings(BaseSettings):
         description="S3 secret key; empty to use the standard AWS credential chain.",
         repr=False,
     )
+    s3_prefix: str = Field(
+        "", description="Prefix of every object key (e.g. `logs/`); `/` is added if missing."
+    )
+    s3_key_template: str = Field(
+        "hive",
+        description="Directory of an object under the prefix: `hive` "
+        "(`year=YYYY/month=MM/day=DD/hour=HH/`), `segment` "
+        "(`segment-logs/{source_id}/{received_day}/`) or a template with `{year}`, `{month}`, "
+        "`{day}`, `{hour}`, `{date}`, `{received_day}`, `{source_id}`, `{event_type}`, "
+        "`{topic}`, `{partition}`.",
+    )
+    s3_time_field: S3TimeField = Field(
+        S3TimeField.RECEIVED_AT,
+        description="Which time files an event under its hour: `received_at` or `timestamp` "
+        "(event time).",
+    )
+    s3_format: S3Format = Field(
+        S3Format.NDJSON, description="Object format: gzip `ndjson` (one document per line) or "
+        "gzip `csv`."
+    )
+    s3_csv_columns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CSV columns, comma-separated `name=path.in.document` (or `name`); default "
+        "event_id, type, event, timestamp, received_at, user_id, anonymous_id, api_key_id, "
+        "customer_id, usage_plan_name, status.",
+    )
+    s3_part_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024,
+        description="A partition's open parts are uploaded when one reaches this compressed size …",
+    )
+    s3_part_max_events: int = Field(
+        1_000_000, ge=1, description="… or holds this many events …"
+    )
+    s3_part_max_age: float = Field(
+        300.0, gt=0, description="… or its oldest event has waited this many seconds …"
+    )
+    s3_hour_close_grace: float = Field(
+        60.0, ge=0,
+        description="… or this many seconds after its hour has ended (late events of a closed "
+        "hour get a part of their own).",
+    )
+    s3_max_buffered_events: int = Field(
+        100_000, ge=1,
+        description="Events held in open parts across partitions; past it the fullest partition "
+        "is uploaded early (keep below SLUICE_MAX_IN_FLIGHT_RECORDS).",
+    )
+    s3_multipart_threshold: int = Field(
+        16 * 1024 * 1024, ge=5 * 1024 * 1024,
+        description="Parts larger than this are uploaded with multipart upload.",
+    )
+    s3_multipart_chunk_bytes: int = Field(
+        8 * 1024 * 1024, ge=5 * 1024 * 1024, description="Chunk size of multipart uploads."
+    )
+    s3_gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level of objects.")
+    s3_server_side_encryption: str | None = Field(
+        None, description="`AES256` or `aws:kms` (server-side encryption of objects)."
+    )
+    s3_sse_kms_key_id: str | None = Field(None, description="KMS key for `aws:kms` encryption.")
+    s3_storage_class: str | None = Field(
+        None, description="Storage class of objects, e.g. `STANDARD_IA`; empty for the default."
+    )
+    s3_create_bucket: bool = Field(
+        True, description="Create the bucket at start-up if it does not exist."
+    )
+    s3_retry_initial: float = Field(0.5, gt=0, description="First S3 retry delay in seconds.")
+    s3_retry_max: float = Field(30.0, gt=0, description="Longest S3 retry delay in seconds.")
+    s3_startup_timeout: float = Field(
+        30.0, gt=0, description="Seconds a starting worker waits for S3 to answer."
+    )
 
     # --- Worker ----------------------------------------------------------------------------
     web_port: int = Field(
@@ -262,7 +346,20 @@ class Settings(BaseSettings):
             raise ValueError("expected a comma-separated list of host:port, e.g. 127.0.0.1:9092")
         return ",".join(servers)
 
-    @field_validator("sinks", mode="before")
+    @field_validator("s3_key_template")
+    @classmethod
+    def _check_key_template(cls, value: str) -> str:
+        from worker.sinks.s3_keys import resolve_template
+
+        resolve_template(value)
+        return value
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix_ends_with_slash(cls, value: str) -> str:
+        return value if not value or value.endswith("/") else value + "/"
+
+    @field_validator("sinks", "s3_csv_columns", mode="before")
     @classmethod
     def _split_sinks(cls, value: object) -> object:
         if isinstance(value, str):
@@ -286,7 +383,8 @@ class Settings(BaseSettings):
     @field_validator(
         "s3_endpoint_url", "aws_access_key_id", "aws_secret_access_key", "elasticsearch_cloud_id",
         "elasticsearch_api_key", "elasticsearch_username", "elasticsearch_password",
-        "elasticsearch_ca_certs", mode="before",
+        "elasticsearch_ca_certs", "s3_server_side_encryption", "s3_sse_kms_key_id",
+        "s3_storage_class", mode="before",
     )
     @classmethod
     def _empty_means_none(cls, value: object) -> object:

@@ -200,7 +200,8 @@ def _report_delivered(settings: Settings, delivered_path: Path, say: Say) -> Non
         {True: "enriched", False: "unenriched"}[line["enriched"]]
         for line in lines if line.get("enriched") is not None
     )
-    say(f"   counting sink: {len(lines)} events ({len({line['event_id'] for line in lines})} distinct ids), "
+    distinct = len({line["event_id"] for line in lines})
+    say(f"   counting sink: {len(lines)} events ({distinct} distinct ids), "
         f"listed in {delivered_path}")
     say("     by type:  " + ", ".join(f"{k}={n}" for k, n in sorted(by_type.items())))
     say("     by input: " + ", ".join(f"{k}={n}" for k, n in sorted(by_form.items())))

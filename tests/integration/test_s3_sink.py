@@ -1,0 +1,216 @@
+"""The S3 sink against the local S3 server (SeaweedFS): layout, exactly-once objects, DuckDB."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from tests.e2e.processes import SluiceProcess
+from worker.config import Settings
+from worker.group_offsets import group_progress
+from worker.records import Event, KafkaPosition, SourceRecord
+from worker.sinks.s3 import S3Sink, make_client_context, preflight
+from worker.sinks.s3_keys import marker_key
+from worker.sinks.s3_markers import Marker, MarkerStore, Pending
+from worker.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+BASE_HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+
+
+@pytest.fixture
+def s3_settings(settings: Settings, tmp_path: Path) -> Settings:
+    return settings.model_copy(update={
+        "sinks": ["s3"],
+        "s3_time_field": "timestamp",
+        "s3_prefix": "logs/",
+        "s3_part_max_age": 2.0,
+        "s3_hour_close_grace": 0.0,
+        "s3_retry_initial": 0.1,
+        "s3_retry_max": 1.0,
+        "commit_interval": 0.5,
+    })
+
+
+def _events_over_three_hours(count: int) -> tuple[list[bytes], Counter[str]]:
+    """Segment events whose timestamps spread over three hours; expected count per hour."""
+    values, per_hour = [], Counter()
+    for index in range(count):
+        moment = BASE_HOUR + timedelta(seconds=(index * 10_799) // count)
+        event = {"type": "track", "event": "Viewed", "userId": f"u{index % 50}",
+                 "messageId": f"m-{index}", "timestamp": moment.isoformat(),
+                 "properties": {"index": index}}
+        values.append(orjson.dumps(event))
+        per_hour[f"{moment.hour:02d}"] += 1
+    return values, per_hour
+
+
+async def _produce(settings: Settings, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(settings.source_topic, value=v) for v in values]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _wait_for_no_lag(settings: Settings, worker: SluiceProcess, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        progress = await group_progress(settings, settings.source_topic)
+        if progress and all(p.lag == 0 for p in progress):
+            return
+        assert worker.process.poll() is None, worker.log()[-3000:]
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"worker still lags: {progress}\n{worker.log()[-3000:]}")
+
+
+async def _objects(settings: Settings, prefix: str) -> dict[str, bytes]:
+    objects = {}
+    async with make_client_context(settings) as client:
+        paginator = client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=settings.s3_bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                response = await client.get_object(Bucket=settings.s3_bucket, Key=item["Key"])
+                async with response["Body"] as body:
+                    objects[item["Key"]] = await body.read()
+    return objects
+
+
+def _run_worker(settings: Settings, tmp_path: Path, name: str) -> SluiceProcess:
+    worker = SluiceProcess(settings, ["worker"], tmp_path / f"{name}.log")
+    worker.wait_for_log(r"partitions assigned: \S+\[0,1,2,3\]")
+    return worker
+
+
+async def test_events_land_in_hourly_parts_once_and_a_replay_writes_nothing_new(
+    s3_settings: Settings, tmp_path: Path
+) -> None:
+    await ensure_topics(s3_settings)
+    values, per_hour = _events_over_three_hours(3000)
+    await _produce(s3_settings, values)
+    worker = _run_worker(s3_settings, tmp_path, "first")
+    await _wait_for_no_lag(s3_settings, worker)
+    assert worker.stop() == 0, worker.log()[-3000:]
+
+    objects = await _objects(s3_settings, "logs/year=")
+    lines_by_key = {key: gzip.decompress(body).splitlines() for key, body in objects.items()}
+    documents = [(key, orjson.loads(line)) for key, lines in lines_by_key.items()
+                 for line in lines]
+    ids = [document["event_id"] for _, document in documents]
+    assert len(ids) == len(set(ids)) == 3000
+    for key, document in documents:
+        stamp = document["timestamp"]
+        assert key.startswith(f"logs/year={stamp[:4]}/month={stamp[5:7]}/day={stamp[8:10]}/"
+                              f"hour={stamp[11:13]}/{s3_settings.source_topic}+"), key
+    assert {key.split("/")[4] for key in objects} == {"hour=09", "hour=10", "hour=11"}
+
+    # The archive as Athena would read it: DuckDB over a local copy, hive partitions.
+    local = tmp_path / "archive"
+    for key, body in objects.items():
+        (local / key).parent.mkdir(parents=True, exist_ok=True)
+        (local / key).write_bytes(body)
+    rows = duckdb.sql(
+        f"select hour, count(distinct event_id) from read_json_auto('{local}/**/*.gz', "
+        "hive_partitioning=true) group by hour order by hour"
+    ).fetchall()
+    assert {str(hour).zfill(2): count for hour, count in rows} == dict(per_hour)
+
+    # A replay of the same offsets (a new consumer group) writes no second copy.
+    replay = s3_settings.model_copy(update={"app_id": s3_settings.app_id + "-replay"})
+    worker = _run_worker(replay, tmp_path, "replay")
+    await _wait_for_no_lag(replay, worker)
+    assert worker.stop() == 0
+    assert set(await _objects(s3_settings, "logs/year=")) == set(objects)
+    assert "S3 holds every record below offset" in worker.log()
+
+
+class _Outcomes:
+    def __init__(self) -> None:
+        self.delivered: list[str] = []
+
+    def delivered_(self, sink: str, events: Any) -> None:
+        self.delivered.extend(e.event_id for e in events)
+
+    async def failed(self, sink: str, failures: Any) -> None:
+        raise AssertionError(f"unexpected failures: {failures}")
+
+
+def _event(offset: int, partition: int, topic: str) -> Event:
+    document = {"event_id": f"e-{offset}", "type": "track",
+                "timestamp": "2026-11-20T10:00:00.000Z", "received_at": "2026-11-20T10:00:00.000Z"}
+    record = SourceRecord(None, b"{}", KafkaPosition(topic, partition, offset))
+    return Event(f"e-{offset}", document, record)
+
+
+async def _sink(settings: Settings) -> tuple[S3Sink, _Outcomes]:
+    outcomes = _Outcomes()
+    listener = type("Listener", (), {"delivered": lambda self, s, e: outcomes.delivered_(s, e),
+                                     "failed": lambda self, s, f: outcomes.failed(s, f)})()
+    sink = S3Sink(listener, settings)  # type: ignore[arg-type]
+    await sink.start()
+    return sink, outcomes
+
+
+async def test_half_done_flush_of_a_dead_owner_is_undone_and_written_once(
+    s3_settings: Settings,
+) -> None:
+    """A worker died after naming two parts and uploading one: the next owner removes it."""
+    await preflight(s3_settings)
+    topic = s3_settings.source_topic
+    key = marker_key(s3_settings.s3_prefix, topic, 0)
+    orphan = f"logs/year=2026/month=11/day=20/hour=10/{topic}+0+000000000000+000000000004.ndjson.gz"
+    async with make_client_context(s3_settings) as client:
+        store = MarkerStore(client, s3_settings.s3_bucket, owner="dead-worker")
+        marker = await store.write(key, Marker(0), None)
+        await store.write(key, Marker(0, Pending(5, [orphan, orphan + ".other"])), marker.etag)
+        await client.put_object(Bucket=s3_settings.s3_bucket, Key=orphan, Body=b"half")
+
+    sink, outcomes = await _sink(s3_settings)
+    try:
+        await sink.write([_event(offset, 0, topic) for offset in range(5)])
+        await sink.flush()
+    finally:
+        await sink.stop()
+
+    objects = await _objects(s3_settings, "logs/year=")
+    assert list(objects) == [orphan]  # rewritten by the new owner, whole this time
+    assert [orjson.loads(line)["event_id"] for line in gzip.decompress(objects[orphan]).splitlines()
+            ] == [f"e-{offset}" for offset in range(5)]
+    assert outcomes.delivered == [f"e-{offset}" for offset in range(5)]
+
+
+async def test_a_worker_that_lost_its_partition_cannot_commit_a_flush(
+    s3_settings: Settings,
+) -> None:
+    await preflight(s3_settings)
+    topic = s3_settings.source_topic
+    old_owner, old_outcomes = await _sink(s3_settings)
+    new_owner, new_outcomes = await _sink(s3_settings)
+    try:
+        await old_owner.write([_event(offset, 0, topic) for offset in range(3)])
+        # The partition moves: the new owner claims it (and is given the same records).
+        await new_owner.write([_event(offset, 0, topic) for offset in range(3)])
+        await old_owner.flush()
+        await new_owner.flush()
+    finally:
+        await old_owner.stop()
+        await new_owner.stop()
+    assert old_outcomes.delivered == []
+    assert new_outcomes.delivered == ["e-0", "e-1", "e-2"]
+    objects = await _objects(s3_settings, "logs/year=")
+    ids = [orjson.loads(line)["event_id"] for body in objects.values()
+           for line in gzip.decompress(body).splitlines()]
+    assert sorted(ids) == ["e-0", "e-1", "e-2"]

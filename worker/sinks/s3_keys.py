@@ -1,0 +1,111 @@
+"""Where S3 objects go: the key template, its presets, and part object names.
+
+A key is ``<SLUICE_S3_PREFIX><directory><topic>+<partition>+<first offset>+<last offset>.<ext>``.
+The directory comes from the key template (SLUICE_S3_KEY_TEMPLATE), rendered per event with
+the hour the event belongs to (its received time, or its event time). Presets:
+
+* ``hive`` (default): ``year={year}/month={month}/day={day}/hour={hour}/``, the layout
+  Firehose writes with seed 003's prefix and that Glue/Athena and DuckDB read as partitions;
+* ``segment``: ``segment-logs/{source_id}/{received_day}/``, Segment's S3 destination layout
+  (seed 002); ``{received_day}`` is the day in milliseconds since the epoch, as Segment's is.
+
+Placeholders: ``{year}``, ``{month}``, ``{day}``, ``{hour}``, ``{date}`` (YYYY-MM-DD),
+``{received_day}``, ``{source_id}``, ``{event_type}``, ``{topic}``, ``{partition}``.
+The file name carries the Kafka offsets, so a key says exactly which records an object holds.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+PRESETS = {
+    "hive": "year={year}/month={month}/day={day}/hour={hour}/",
+    "segment": "segment-logs/{source_id}/{received_day}/",
+}
+PLACEHOLDERS = frozenset(
+    {"year", "month", "day", "hour", "date", "received_day", "source_id", "event_type", "topic",
+     "partition"}
+)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]")
+
+
+class KeyTemplateError(ValueError):
+    """The key template uses a placeholder that does not exist, or is malformed."""
+
+
+def resolve_template(template: str) -> str:
+    """A preset's template, or the template itself after checking its placeholders."""
+    resolved = PRESETS.get(template, template)
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(resolved) if name}
+    except ValueError as error:
+        raise KeyTemplateError(f"malformed key template {template!r}: {error}") from error
+    unknown = fields - PLACEHOLDERS
+    if unknown:
+        raise KeyTemplateError(
+            f"unknown placeholder(s) {', '.join(sorted(unknown))} in key template {template!r}; "
+            f"known: {', '.join(sorted(PLACEHOLDERS))}, or a preset: {', '.join(PRESETS)}"
+        )
+    if resolved and not resolved.endswith("/"):
+        resolved += "/"
+    return resolved
+
+
+@dataclass(frozen=True, slots=True)
+class HourSlot:
+    """The UTC hour an event is filed under."""
+
+    start: datetime
+
+    @classmethod
+    def of(cls, timestamp: str) -> HourSlot:
+        """From a normalised timestamp (``YYYY-MM-DDTHH:MM:SS.mmmZ``)."""
+        return cls(datetime.strptime(timestamp[:13], "%Y-%m-%dT%H").replace(tzinfo=UTC))
+
+    @property
+    def end_epoch(self) -> float:
+        return self.start.timestamp() + 3600
+
+
+def render_directory(
+    template: str, slot: HourSlot, document: dict[str, Any], topic: str, partition: int
+) -> str:
+    """The directory part of an event's key."""
+    start = slot.start
+    day_start = start.replace(hour=0)
+    values = {
+        "year": f"{start.year:04d}",
+        "month": f"{start.month:02d}",
+        "day": f"{start.day:02d}",
+        "hour": f"{start.hour:02d}",
+        "date": start.strftime("%Y-%m-%d"),
+        "received_day": str(int(day_start.timestamp() * 1000)),
+        "source_id": _safe(document.get("source_id"), "unknown"),
+        "event_type": _safe(document.get("type"), "unknown"),
+        "topic": topic,
+        "partition": str(partition),
+    }
+    return template.format_map(values)
+
+
+def object_key(
+    prefix: str, directory: str, topic: str, partition: int, first: int, last: int, extension: str
+) -> str:
+    """The full key of a part object."""
+    return f"{prefix}{directory}{topic}+{partition}+{first:012d}+{last:012d}.{extension}"
+
+
+def marker_key(prefix: str, topic: str, partition: int) -> str:
+    """Where the sink records how far a partition is written (see ``s3_markers``)."""
+    return f"{prefix}_sluice/markers/{topic}/{partition}.json"
+
+
+def _safe(value: object, default: str) -> str:
+    """Key-safe text: path separators and other odd characters become ``_``."""
+    if not isinstance(value, str) or not value:
+        return default
+    return _UNSAFE.sub("_", value)[:200]

@@ -1,0 +1,90 @@
+"""Per-partition markers: how far a partition is in S3, so no event is written there twice.
+
+One small JSON object per source partition (``_sluice/markers/<topic>/<partition>.json``):
+
+``{"next_offset": N, "pending": {"next_offset": M, "keys": [...]} | null, "owner": "..."}``
+
+Every record of the partition below ``next_offset`` is in S3 (or never had an event for it).
+Writing parts is two-phase: the marker first names the parts about to be uploaded
+(``pending``), then the parts are uploaded, then the marker moves ``next_offset`` to M. A worker
+that takes the partition over finishes the job either way: if every pending part exists it rolls
+forward, otherwise it deletes the pending parts that exist and rolls back, so the records are
+written again exactly once.
+
+Every write is conditional on the ETag read before (``If-Match``, or ``If-None-Match: *`` for a
+new marker), and taking a partition over rewrites the marker with a new ``owner``: a worker that
+lost the partition but still flushes gets 412 Precondition Failed and stops (``OwnershipLost``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from botocore.exceptions import ClientError
+
+
+class OwnershipLost(Exception):
+    """Another worker wrote this partition's marker since we read it."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    next_offset: int
+    keys: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Marker:
+    next_offset: int = 0
+    pending: Pending | None = None
+    etag: str | None = None
+
+    def body(self, owner: str) -> bytes:
+        pending = (
+            {"next_offset": self.pending.next_offset, "keys": self.pending.keys}
+            if self.pending else None
+        )
+        return orjson.dumps({"next_offset": self.next_offset, "pending": pending, "owner": owner})
+
+
+class MarkerStore:
+    """Reads and conditionally writes the markers of one bucket and prefix."""
+
+    def __init__(self, client: Any, bucket: str, owner: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.owner = owner
+
+    async def load(self, key: str) -> Marker:
+        try:
+            response = await self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return Marker()
+            raise
+        async with response["Body"] as stream:
+            data = orjson.loads(await stream.read())
+        pending = data.get("pending")
+        return Marker(
+            next_offset=int(data["next_offset"]),
+            pending=Pending(int(pending["next_offset"]), list(pending["keys"]))
+            if pending else None,
+            etag=response["ETag"],
+        )
+
+    async def write(self, key: str, marker: Marker, expected_etag: str | None) -> Marker:
+        """Write `marker` if the stored one is still `expected_etag`; return it with its ETag."""
+        condition = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
+        try:
+            response = await self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=marker.body(self.owner),
+                ContentType="application/json", **condition,
+            )
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 412 or error.response["Error"]["Code"] == "PreconditionFailed":
+                raise OwnershipLost(key) from error
+            raise
+        return Marker(marker.next_offset, marker.pending, response["ETag"])
