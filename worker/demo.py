@@ -120,9 +120,12 @@ def run_demo(settings: Settings, record_count: int, say: Say = print) -> None:
     delivered_path = demo_dir / "delivered.ndjson"
     delivered_path.unlink(missing_ok=True)
     sinks = list(dict.fromkeys([*settings.sinks, SinkName.COUNTING]))  # counting lists events
-    settings = settings.model_copy(
-        update={"counting_sink_record_path": delivered_path, "sinks": sinks}
-    )
+    settings = settings.model_copy(update={
+        "counting_sink_record_path": delivered_path,
+        "sinks": sinks,
+        # Hourly parts would make the demo wait minutes for its first S3 objects.
+        "s3_part_max_age": min(settings.s3_part_max_age, 5.0),
+    })
 
     say("== 1. local stack")
     stack.up(log=lambda line: say(f"   {line}"))
@@ -157,6 +160,9 @@ def run_demo(settings: Settings, record_count: int, say: Say = print) -> None:
     if SinkName.ELASTICSEARCH in settings.sinks:
         for line in asyncio.run(_elasticsearch_report(settings)):
             say(line)
+    if SinkName.S3 in settings.sinks:
+        for line in asyncio.run(_s3_report(settings)):
+            say(line)
     dead_letters_after = asyncio.run(dead_letter_end_offsets(settings))
     letters = asyncio.run(
         read_dead_letter_headers(settings, dead_letters_before, dead_letters_after)
@@ -188,6 +194,30 @@ async def _elasticsearch_report(settings: Settings) -> list[str]:
     lines += [f"     {name}: {count}" for name, count in counts[-5:]]
     lines.append(f"     try: curl '{settings.elasticsearch_url.split(',')[0]}/{pattern}/_search"
                  "?q=type:access_log&size=1&pretty'")
+    return lines
+
+
+async def _s3_report(settings: Settings) -> list[str]:
+    import gzip
+
+    from worker.sinks.s3 import make_client_context
+
+    keys: list[tuple[str, int]] = []
+    events = 0
+    async with make_client_context(settings) as client:
+        paginator = client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=settings.s3_bucket,
+                                             Prefix=settings.s3_prefix):
+            keys += [(item["Key"], item["Size"]) for item in page.get("Contents", [])
+                     if "/_sluice/" not in f"/{item['Key']}"]
+        for key, _ in keys:
+            response = await client.get_object(Bucket=settings.s3_bucket, Key=key)
+            async with response["Body"] as body:
+                events += gzip.decompress(await body.read()).count(b"\n")
+    endpoint = settings.s3_endpoint_url or "AWS S3"
+    lines = [f"   s3 {endpoint} bucket {settings.s3_bucket}: {len(keys)} objects, "
+             f"{events} events, {sum(size for _, size in keys)} bytes (gzip)"]
+    lines += [f"     {key}" for key, _ in sorted(keys)[-3:]]
     return lines
 
 
