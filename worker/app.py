@@ -64,11 +64,11 @@ class SluiceApp(faust.App):
 def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
     """Attach the sinks named in SLUICE_SINKS."""
     for name in settings.sinks:
-        if name is SinkName.ELASTICSEARCH:
+        if name == SinkName.ELASTICSEARCH:
             pipeline.add_sink(lambda outcomes: ElasticsearchSink(outcomes, settings))
-        elif name is SinkName.S3:
+        elif name == SinkName.S3:
             pipeline.add_sink(lambda outcomes: S3Sink(outcomes, settings))
-        elif name is SinkName.COUNTING:
+        elif name == SinkName.COUNTING:
             pipeline.add_sink(
                 lambda outcomes: CountingSink(
                     outcomes,

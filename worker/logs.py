@@ -38,7 +38,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
     """A `dictConfig` dict; Faust's worker applies it too, so its lines match ours."""
     formatter: dict[str, Any] = (
         {"()": f"{__name__}.JsonFormatter"}
-        if settings.log_format is LogFormat.JSON
+        if settings.log_format == LogFormat.JSON
         else {"format": TEXT_FORMAT}
     )
     return {

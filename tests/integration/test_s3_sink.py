@@ -214,3 +214,23 @@ async def test_a_worker_that_lost_its_partition_cannot_commit_a_flush(
     ids = [orjson.loads(line)["event_id"] for body in objects.values()
            for line in gzip.decompress(body).splitlines()]
     assert sorted(ids) == ["e-0", "e-1", "e-2"]
+
+
+async def test_csv_output_writes_a_header_and_mapped_columns(s3_settings: Settings) -> None:
+    settings = s3_settings.model_copy(update={
+        "s3_format": "csv", "s3_csv_columns": ["id=event_id", "type", "hour=timestamp"],
+        "s3_key_template": "csv/{date}/",
+    })
+    await preflight(settings)
+    sink, outcomes = await _sink(settings)
+    try:
+        await sink.write([_event(offset, 1, settings.source_topic) for offset in range(3)])
+        await sink.flush()
+    finally:
+        await sink.stop()
+    (key,) = await _objects(settings, "logs/csv/")
+    assert key.startswith("logs/csv/2026-11-20/") and key.endswith(".csv.gz")
+    body = gzip.decompress((await _objects(settings, key))[key]).decode()
+    assert body.splitlines() == ["id,type,hour"] + [
+        f"e-{n},track,2026-11-20T10:00:00.000Z" for n in range(3)]
+    assert outcomes.delivered == ["e-0", "e-1", "e-2"]

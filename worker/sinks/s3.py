@@ -173,7 +173,7 @@ class S3Sink(Sink):
         self._owner = f"{settings.app_id}/{instance}"
         # A directory of its own: several workers may share a state directory on one machine.
         self._spool_dir = settings.state_dir / "s3-spool" / instance
-        if settings.s3_format is S3Format.CSV:
+        if settings.s3_format == S3Format.CSV:
             columns = CsvColumns(settings.s3_csv_columns)
             self._encode, self._header, self._extension = columns.line, columns.header(), "csv.gz"
         else:
@@ -247,7 +247,7 @@ class S3Sink(Sink):
     def _append(self, state: _PartitionState, event: Event) -> None:
         document = event.document
         time_field = self.settings.s3_time_field
-        stamp = document["received_at" if time_field is S3TimeField.RECEIVED_AT else "timestamp"]
+        stamp = document["received_at" if time_field == S3TimeField.RECEIVED_AT else "timestamp"]
         slot = HourSlot.of(stamp)
         position = event.position
         directory = render_directory(self._template, slot, document, position.topic,
