@@ -10,15 +10,19 @@ every delivered message (which would wait forever on events held in an open S3 p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import faust
 from faust.types import TP, ConsumerT
+from prometheus_client.registry import CollectorRegistry
 
 from worker.catalog_table import CatalogTable
 from worker.config import Settings, SinkName
 from worker.deadletter import DeadLetterPublisher
+from worker.metrics import SluiceCollector
+from worker.ops_server import OpsServer
 from worker.pipeline import Pipeline
 from worker.progress import Progress
 from worker.records import KafkaPosition, SourceRecord
@@ -43,8 +47,12 @@ class SluiceApp(faust.App):
     pipeline: Pipeline
     catalog: CatalogTable
 
+    ops: OpsServer | None = None
+
     async def on_start(self) -> None:
         await super().on_start()
+        if self.ops:
+            await self.ops.start()
         # Before the consumer starts: the first record must meet started sinks and the catalog.
         await self.catalog.start()
         await self.pipeline.start()
@@ -53,12 +61,51 @@ class SluiceApp(faust.App):
         await super().on_stop()  # stops the consumer: drains the pipeline and commits
         await self.pipeline.stop()
         await self.catalog.stop()
+        if self.ops:
+            await self.ops.stop()
+
+    def source_partitions(self) -> set[TP]:
+        """The source topic's partitions this worker owns now."""
+        try:
+            assignment = self.consumer.assignment()
+        except Exception:  # noqa: BLE001 (not started yet: nothing assigned)
+            return set()
+        return {tp for tp in assignment if tp.topic == self.sluice_settings.source_topic}
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records not yet committed, per owned source partition."""
+        consumer = self.consumer
+        result = {}
+        for tp in self.source_partitions():
+            highwater = consumer.highwater(tp)
+            if highwater is None or highwater < 0:
+                continue
+            committed = consumer._committed_offset.get(tp) or 0  # Faust keeps no public getter
+            result[(tp.topic, tp.partition)] = max(highwater - committed, 0)
+        return result
+
+    async def readiness(self) -> dict[str, str]:
+        """What keeps this worker from being ready; empty when it is."""
+        problems = {}
+        if not self.source_partitions():
+            problems["assignment"] = "no source partition assigned (yet)"
+        for sink in self.pipeline.sinks:
+            problem = await sink.check()
+            if problem:
+                problems[f"sink.{sink.name}"] = problem
+        return problems
 
     async def _consumer_wait_empty(self, consumer: ConsumerT, logger: Any) -> None:
         """On a rebalance and at shutdown: flush the sinks, then commit what they acknowledged."""
         logger.info("draining the pipeline (%d records in flight)", self.pipeline.acks.in_flight)
         await self.pipeline.drain(self.sluice_settings.drain_timeout)
-        await consumer.commit()
+        try:
+            # Bounded: during a rebalance the group coordinator may not answer at all.
+            await asyncio.wait_for(consumer.commit(), self.sluice_settings.drain_timeout)
+        except TimeoutError:
+            logger.warning("commit did not complete within %.0fs: the partitions' next owner "
+                           "consumes the uncommitted records again",
+                           self.sluice_settings.drain_timeout)
 
 
 def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
@@ -107,9 +154,8 @@ def create_app(settings: Settings) -> SluiceApp:
         # worker started is skipped.
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval,
-        web_enabled=settings.web_port != 0,
-        web_port=settings.web_port or 6066,
-        web_bind="0.0.0.0",
+        # Sluice serves its own endpoints (worker.ops_server); Faust's web server stays off.
+        web_enabled=False,
         # Sluice never declares topics through a subscription: they are created up front.
         topic_allow_declare=False,
     )
@@ -118,6 +164,10 @@ def create_app(settings: Settings) -> SluiceApp:
     app.catalog = CatalogTable(settings)
     app.pipeline = Pipeline(settings, DeadLetterPublisher(settings), app.catalog.lookup, progress)
     build_sinks(settings, app.pipeline)
+    if settings.web_port:
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(SluiceCollector(app.pipeline, app.catalog, app.lag))
+        app.ops = OpsServer(settings.web_host, settings.web_port, registry, app.readiness)
 
     source = app.topic(
         settings.source_topic,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 
 from worker.acks import AckTracker, PartitionKey
@@ -44,6 +45,7 @@ class Pipeline:
         self.sinks: list[Sink] = []
         self.progress = progress or Progress()
         self.acks = AckTracker(settings.max_in_flight_records)
+        self.dead_letter_counts: Counter[tuple[str, str]] = Counter()
 
     def add_sink(self, make_sink: Callable[[Pipeline], Sink]) -> Sink:
         """Attach a sink built with this pipeline as its outcome listener."""
@@ -177,5 +179,6 @@ class Pipeline:
         )
         await self.dead_letters.publish(letter)
         self.progress.add(f"dead_lettered.{error.stage}")
+        self.dead_letter_counts[(error.stage, error.code)] += 1
         if ticket:
             ticket.settle()

@@ -69,3 +69,7 @@ class Sink(ABC):
 
     async def stop(self) -> None:
         """Release connections. `flush` has been called before, if there was time."""
+
+    async def check(self) -> str | None:
+        """None if the destination answers now, else what is wrong (for the readiness probe)."""
+        return None

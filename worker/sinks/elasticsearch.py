@@ -204,6 +204,16 @@ class ElasticsearchSink(Sink):
         self._client = make_client(self.settings)
         self._ticker = asyncio.create_task(self._send_when_old(), name="elasticsearch-age")
 
+    async def check(self) -> str | None:
+        assert self._client is not None
+        try:
+            await self._client.info()
+        except AuthorizationException:
+            return None  # answering, and the credentials are valid: enough for a write-only key
+        except (ApiError, TransportError, TransportConnectionError, ConnectionTimeout) as error:
+            return f"{describe_cluster(self.settings)}: {type(error).__name__}: {error}"
+        return None
+
     async def stop(self) -> None:
         if self._ticker:
             self._ticker.cancel()

@@ -76,6 +76,7 @@ class S3SinkStats:
     events_skipped_already_written: int = 0
     dead_lettered: int = 0
     request_failures: int = 0
+    upload_seconds: float = 0.0
 
 
 @dataclass
@@ -195,6 +196,13 @@ class S3Sink(Sink):
         self._markers = MarkerStore(self._client, self.settings.s3_bucket, self._owner)
         self._ticker = asyncio.create_task(self._flush_when_due(), name="s3-due")
 
+    async def check(self) -> str | None:
+        try:
+            await self._client.head_bucket(Bucket=self.settings.s3_bucket)
+        except (ClientError, BotoCoreError) as error:
+            return f"bucket {self.settings.s3_bucket}: {error}"
+        return None
+
     async def stop(self) -> None:
         if self._ticker:
             self._ticker.cancel()
@@ -204,6 +212,14 @@ class S3Sink(Sink):
         if self._client_context:
             await self._client_context.__aexit__(None, None, None)
         shutil.rmtree(self._spool_dir, ignore_errors=True)
+
+    @property
+    def open_parts(self) -> int:
+        return sum(len(state.parts) for state in self._partitions.values())
+
+    @property
+    def buffered_events(self) -> int:
+        return sum(state.buffered for state in self._partitions.values())
 
     # --- the contract ---------------------------------------------------------------------
 
@@ -225,8 +241,7 @@ class S3Sink(Sink):
             self.outcomes.delivered(NAME, already_written)
         if self._partition_full(state):
             await self._flush_partition(key)
-        elif sum(s.buffered for s in self._partitions.values()) >= \
-                self.settings.s3_max_buffered_events:
+        elif self.buffered_events >= self.settings.s3_max_buffered_events:
             fullest = max(self._partitions, key=lambda k: self._partitions[k].buffered)
             await self._flush_partition(fullest)
 
@@ -344,9 +359,11 @@ class S3Sink(Sink):
                 f"write marker {where}", self._markers.write, where, pending, state.marker.etag)
             for part, object_name in zip(parts, keys, strict=True):
                 size = part.finish()
+                started = time.monotonic()
                 try:
                     await self._retrying(f"upload {object_name}", self._upload, part, object_name,
                                          size)
+                    self.stats.upload_seconds += time.monotonic() - started
                     uploaded.append(object_name)
                     self.stats.objects_written += 1
                     self.stats.bytes_written += size

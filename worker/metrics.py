@@ -1,0 +1,114 @@
+"""Prometheus metrics, read from the worker's own counters at scrape time.
+
+Nothing is counted twice: the pipeline, the sinks and the catalog keep plain counters (cheap on
+the hot path), and this collector turns them into Prometheus families when ``/metrics`` is
+scraped. Every family is listed in the README's operations section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from worker.catalog_table import CatalogTable
+from worker.pipeline import Pipeline
+from worker.sinks.elasticsearch import ElasticsearchSink
+from worker.sinks.s3 import S3Sink
+
+LagReader = Callable[[], dict[tuple[str, int], int]]
+
+
+@dataclass(eq=False)  # the registry keys collectors by identity
+class SluiceCollector(Collector):
+    """Collects the metrics of one worker."""
+
+    pipeline: Pipeline
+    catalog: CatalogTable
+    lag: LagReader
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.pipeline.progress.counts
+        yield _counter("sluice_records_consumed", "Source records consumed.", counts["records"])
+        yield _counter("sluice_events", "Events decoded from source records.", counts["events"])
+        yield _counter("sluice_events_unenriched",
+                       "Events whose API key the catalog does not know.", counts["unenriched"])
+        delivered = CounterMetricFamily("sluice_events_delivered",
+                                        "Events durably written, per sink.", labels=["sink"])
+        for sink in self.pipeline.sinks:
+            delivered.add_metric([sink.name], counts[f"delivered.{sink.name}"])
+        yield delivered
+        dead = CounterMetricFamily("sluice_dead_letters",
+                                   "Records or events dead-lettered, by stage and error class.",
+                                   labels=["stage", "error_class"])
+        for (stage, error_class), count in sorted(self.pipeline.dead_letter_counts.items()):
+            dead.add_metric([stage, error_class], count)
+        yield dead
+        yield _gauge("sluice_records_in_flight",
+                     "Records consumed and not yet acknowledged by every sink.",
+                     self.pipeline.acks.in_flight)
+        yield _gauge("sluice_catalog_keys", "API keys in the catalog.", len(self.catalog))
+        yield _counter("sluice_catalog_invalid_records",
+                       "Catalog records that were not valid entries.", self.catalog.invalid_records)
+        lag = GaugeMetricFamily("sluice_consumer_lag",
+                                "Records of an assigned partition not yet committed.",
+                                labels=["topic", "partition"])
+        for (topic, partition), value in sorted(self.lag().items()):
+            lag.add_metric([topic, str(partition)], value)
+        yield lag
+        for sink in self.pipeline.sinks:
+            if isinstance(sink, ElasticsearchSink):
+                yield from _elasticsearch(sink)
+            elif isinstance(sink, S3Sink):
+                yield from _s3(sink)
+
+
+def _elasticsearch(sink: ElasticsearchSink) -> Iterator[Metric]:
+    stats = sink.stats
+    yield _counter("sluice_elasticsearch_documents_indexed", "Documents indexed.", stats.indexed)
+    yield _counter("sluice_elasticsearch_documents_retried",
+                   "Documents retried alone after a 429/5xx answer.", stats.retried)
+    yield _counter("sluice_elasticsearch_documents_dead_lettered",
+                   "Documents dead-lettered by the Elasticsearch sink.", stats.dead_lettered)
+    yield _counter("sluice_elasticsearch_request_failures",
+                   "Bulk requests that failed as a whole (and were retried).",
+                   stats.request_failures)
+    bulk = SummaryMetricFamily("sluice_elasticsearch_bulk_seconds",
+                               "Duration of successful bulk requests.")
+    bulk.add_metric([], stats.bulk_requests, stats.bulk_seconds)
+    yield bulk
+    yield _gauge("sluice_elasticsearch_requests_in_flight", "Bulk requests in flight.",
+                 stats.in_flight_requests)
+
+
+def _s3(sink: S3Sink) -> Iterator[Metric]:
+    stats = sink.stats
+    yield _counter("sluice_s3_objects_written", "Objects (parts) written.", stats.objects_written)
+    yield _counter("sluice_s3_bytes_written", "Compressed bytes written.", stats.bytes_written)
+    yield _counter("sluice_s3_events_written", "Events written.", stats.events_written)
+    yield _counter("sluice_s3_events_skipped",
+                   "Events of records S3 already held (replays), not written again.",
+                   stats.events_skipped_already_written)
+    yield _counter("sluice_s3_events_dead_lettered", "Events S3 rejected.", stats.dead_lettered)
+    yield _counter("sluice_s3_request_failures", "S3 calls that failed (and were retried).",
+                   stats.request_failures)
+    upload = SummaryMetricFamily("sluice_s3_upload_seconds", "Duration of part uploads.")
+    upload.add_metric([], stats.objects_written, stats.upload_seconds)
+    yield upload
+    yield _gauge("sluice_s3_open_parts", "Parts being filled.", sink.open_parts)
+    yield _gauge("sluice_s3_buffered_events", "Events in open parts.", sink.buffered_events)
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=value)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
