@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from worker.config import Settings, SettingsError, load_settings, settings_table_markdown
+from worker.samples import SAMPLE_FORMS
 
 cli = typer.Typer(
     help="Sluice: Kafka in; decoded, enriched events out to Elasticsearch and S3.",
@@ -172,6 +173,51 @@ def _current_catalog(settings: Settings) -> list:
 
 def _current_catalog_keys(settings: Settings) -> list[str]:
     return [entry.api_key_id for entry in _current_catalog(settings)]
+
+
+@cli.command()
+def produce(
+    count: int = typer.Option(1000, min=1, help="Records to produce (synthetic traffic)."),
+    rate: float = typer.Option(0.0, min=0, help="Records per second; 0 for as fast as possible."),
+    malformed: float = typer.Option(0.0, min=0, max=1,
+                                    help="Share of malformed records, e.g. 0.05."),
+    forms: str = typer.Option(",".join(SAMPLE_FORMS),
+                              help="Comma-separated input forms to cycle through."),
+    file: Path = typer.Option(None, exists=True, dir_okay=False,
+                              help="Replay this NDJSON file instead (one record per line)."),
+    topic: str = typer.Option(None, help="Topic to write to (default: the source topic)."),
+    seed: int = typer.Option(None, help="Seed of the synthetic traffic (default: random)."),
+) -> None:
+    """Produce sample traffic (or replay an NDJSON file) to the source topic."""
+    import random as _random
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from worker.produce import file_records, synthetic_records
+    from worker.produce import produce as produce_records
+
+    settings = _settings()
+    chosen = tuple(f.strip() for f in forms.split(",") if f.strip())
+    unknown = set(chosen) - set(SAMPLE_FORMS)
+    if unknown:
+        typer.echo(f"error: unknown form(s) {', '.join(sorted(unknown))}; "
+                   f"known: {', '.join(SAMPLE_FORMS)}", err=True)
+        raise typer.Exit(2)
+    if file:
+        records = file_records(file)
+        total = sum(1 for line in file.open("rb") if line.strip())
+    else:
+        records = synthetic_records(count, chosen, malformed, settings.max_record_bytes,
+                                    seed if seed is not None else _random.randrange(2**32))
+        total = count
+    target = topic or settings.source_topic
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), transient=False) as bar:
+        task = bar.add_task(f"producing to {target}", total=total)
+        kinds = asyncio.run(produce_records(settings, records, rate, target,
+                                            lambda n: bar.advance(task, n)))
+    typer.echo(f"produced {sum(kinds.values())} records to {target}: "
+               + ", ".join(f"{kind}={n}" for kind, n in sorted(kinds.items())))
 
 
 @cli.command()

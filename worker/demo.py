@@ -19,13 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from worker.catalog import CatalogEntry, publish_entries
 from worker.config import Settings, SinkName
 from worker.deadletter import dead_letter_end_offsets, read_dead_letter_headers
 from worker.group_offsets import PartitionProgress, group_progress
-from worker.samples import DEMO_CATALOG, SampleTraffic, malformed_records
+from worker.produce import produce, synthetic_records
+from worker.samples import DEMO_CATALOG, SAMPLE_FORMS
 from worker.stack import LocalStack
 from worker.topics import ensure_topics
 
@@ -34,38 +34,6 @@ Say = Callable[[str], None]
 
 class DemoError(Exception):
     """The demo could not finish; the message says at which step and where the logs are."""
-
-
-async def produce_samples(settings: Settings, count: int, malformed: int = 0) -> Counter[str]:
-    """Produce `count` sample records (plus `malformed` bad ones); return how many of each form."""
-    forms: Counter[str] = Counter()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_server_list, acks="all", linger_ms=5,
-        max_request_size=2 * settings.max_record_bytes + 65536,  # room for an oversized sample
-    )
-    await producer.start()
-    try:
-        sends = []
-        # A new seed per run: every run's events get ids of their own.
-        for record in SampleTraffic(seed=time.time_ns()).records(count):
-            sends.append(
-                await producer.send(settings.source_topic, value=record.value, key=record.key)
-            )
-            forms[record.form] += 1
-        bad_samples = [
-            sample
-            for sample in malformed_records(nonce=0, oversize_bytes=settings.max_record_bytes)
-            # An oversized sample must still fit the broker's own limit (about 1 MiB).
-            if sample.name != "oversized" or settings.max_record_bytes < 512 * 1024
-        ]
-        for index in range(malformed):
-            sample = bad_samples[index % len(bad_samples)]
-            sends.append(await producer.send(settings.source_topic, value=sample.value))
-            forms["malformed"] += 1
-        await asyncio.gather(*sends)
-    finally:
-        await producer.stop()
-    return forms
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
@@ -141,12 +109,15 @@ def run_demo(settings: Settings, record_count: int, say: Say = print) -> None:
     log_path = demo_dir / "worker.log"
     say(f"== 3. worker (log: {log_path})")
     worker = start_worker(settings, log_path)
-    malformed = max(1, record_count // 20)
     try:
-        say(f"== 4. producing {record_count} sample records and {malformed} malformed ones "
+        say(f"== 4. producing {record_count} sample records (5% malformed) "
             f"to {settings.source_topic}")
-        forms = asyncio.run(produce_samples(settings, record_count, malformed))
-        say("   " + ", ".join(f"{form}={n}" for form, n in sorted(forms.items())))
+        records = synthetic_records(record_count, SAMPLE_FORMS, 0.05, settings.max_record_bytes,
+                                    seed=time.time_ns())
+        kinds = asyncio.run(produce(settings, records))
+        malformed = sum(n for kind, n in kinds.items() if kind.startswith("malformed"))
+        say("   " + ", ".join(f"{kind}={n}" for kind, n in sorted(kinds.items())
+                               if not kind.startswith("malformed")) + f", malformed={malformed}")
 
         say("== 5. waiting for the worker to deliver them and commit")
         progress = asyncio.run(wait_until_committed(settings, timeout=120.0, worker=worker))

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 SEGMENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+SAMPLE_FORMS = ("segment", "segment_batch", "firehose", "base64", "access_log")
 TRACK_EVENTS = ("Signed Up", "Order Completed", "Product Viewed", "Checkout Started")
 API_KEYS = ("key-acme", "key-globex", "key-initech")
 

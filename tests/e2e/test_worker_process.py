@@ -8,8 +8,9 @@ import pytest
 
 from tests.e2e.processes import SluiceProcess
 from worker.config import Settings
-from worker.demo import produce_samples
 from worker.group_offsets import group_progress
+from worker.produce import produce, synthetic_records
+from worker.samples import SAMPLE_FORMS
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +31,7 @@ async def test_worker_joins_the_group_logs_its_assignment_and_commits(
     worker = SluiceProcess(settings, ["worker"], tmp_path / "worker.log")
     try:
         worker.wait_for_log(rf"partitions assigned: {settings.source_topic}\[0,1,2,3\]")
-        await produce_samples(settings, 120)
+        await produce(settings, synthetic_records(120, SAMPLE_FORMS, 0.0, 1_048_576, seed=1))
         await _wait_for_no_lag(settings)
         progress = await group_progress(settings, settings.source_topic)
         assert sum(p.end_offset for p in progress) == 120
