@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit lint stack-up stack-down stack-status clean
+.PHONY: demo test test-unit lint readme stack-up stack-down stack-status clean
 
 ## make demo: local stack + worker + sample events, and where they landed
 demo: $(STAMP)
@@ -22,6 +22,10 @@ test-unit: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker tests
+
+## make readme: regenerate the README's settings table from the settings model
+readme: $(STAMP)
+	$(BIN)/sluice settings --update-readme README.md
 
 stack-up: $(STAMP)
 	$(BIN)/sluice stack up

@@ -238,10 +238,19 @@ def demo(
 @cli.command("settings")
 def show_settings(
     markdown: bool = typer.Option(False, help="Print the reference table of every setting."),
+    update_readme: Path = typer.Option(None, help="Replace the settings table in this README."),
 ) -> None:
     """Show the effective settings (secrets hidden), or the settings reference table."""
     if markdown:
         typer.echo(settings_table_markdown())
+        return
+    if update_readme:
+        text = update_readme.read_text()
+        start = text.index("| Variable | Type | Default | Description |")
+        end = text.find("\n\n", start)
+        end = len(text) if end < 0 else end
+        update_readme.write_text(text[:start] + settings_table_markdown() + text[end:])
+        typer.echo(f"updated the settings table in {update_readme}")
         return
     for variable, value in _settings().as_environment(hide_secrets=True).items():
         typer.echo(f"{variable}={value}")

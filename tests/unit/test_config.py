@@ -89,5 +89,5 @@ def test_every_setting_has_a_description() -> None:
 def test_readme_settings_table_matches_the_settings_model() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     assert settings_table_markdown() in readme, (
-        "README.md's settings table is stale: paste the output of `sluice settings --markdown`"
+        "README.md's settings table is stale: run `make readme`"
     )
