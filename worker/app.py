@@ -193,7 +193,9 @@ def create_app(settings: Settings) -> SluiceApp:
 
     @app.on_partitions_assigned.connect
     async def log_assignment(sender: Any, assigned: set[TP], **_: Any) -> None:
-        log.info("partitions assigned: %s", describe_partitions(assigned, settings.source_topic))
+        log.info("partitions assigned: %s", describe_partitions(assigned, settings.source_topic),
+                 extra={"topic": settings.source_topic, "partitions": sorted(
+                     tp.partition for tp in assigned if tp.topic == settings.source_topic)})
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:

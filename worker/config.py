@@ -418,6 +418,11 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap_servers.split(",")
 
 
+def redact_url(url: str) -> str:
+    """The URL without a user name or password in it (``https://***@host:9200``)."""
+    return re.sub(r"//[^/@]+@", "//***@", url.strip())
+
+
 def _plain(value: object) -> str:
     return value.value if isinstance(value, StrEnum) else str(value)
 

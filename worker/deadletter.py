@@ -117,15 +117,15 @@ class DeadLetterPublisher:
                         len(value), TRUNCATED_VALUE_BYTES)
             await self._send_with_retries(letter, headers, value[:TRUNCATED_VALUE_BYTES])
         self.published += 1
+        position = letter.record.position
         log.info(
             "dead-lettered %s[%d]@%d%s stage=%s error=%s: %s",
-            letter.record.position.topic,
-            letter.record.position.partition,
-            letter.record.position.offset,
+            position.topic, position.partition, position.offset,
             f" batch[{letter.batch_index}]" if letter.batch_index is not None else "",
-            letter.stage,
-            letter.error_class,
-            letter.message[:300],
+            letter.stage, letter.error_class, letter.message[:300],
+            extra={"topic": position.topic, "partition": position.partition,
+                   "offset": position.offset, "stage": letter.stage,
+                   "error_class": letter.error_class, "batch_index": letter.batch_index},
         )
 
     async def _send_with_retries(

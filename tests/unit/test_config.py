@@ -91,3 +91,10 @@ def test_readme_settings_table_matches_the_settings_model() -> None:
     assert settings_table_markdown() in readme, (
         "README.md's settings table is stale: run `make readme`"
     )
+
+
+def test_credentials_in_urls_are_redacted_for_messages() -> None:
+    from worker.config import redact_url
+
+    assert redact_url("https://elastic:s3cret@es.example.com:9243") == "https://***@es.example.com:9243"
+    assert redact_url("http://127.0.0.1:9200") == "http://127.0.0.1:9200"

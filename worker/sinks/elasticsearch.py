@@ -42,7 +42,7 @@ from elasticsearch import (
     AuthorizationException,
 )
 
-from worker.config import Settings
+from worker.config import Settings, redact_url
 from worker.errors import SinkRejected, SinkUnavailable
 from worker.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
@@ -110,8 +110,10 @@ def make_client(settings: Settings) -> AsyncElasticsearch:
 
 
 def describe_cluster(settings: Settings) -> str:
-    return (f"Elastic Cloud deployment {settings.elasticsearch_cloud_id}"
-            if settings.elasticsearch_cloud_id else settings.elasticsearch_url)
+    """Where the cluster is, for messages: never with credentials embedded in a URL."""
+    if settings.elasticsearch_cloud_id:
+        return f"Elastic Cloud deployment {settings.elasticsearch_cloud_id.split(':')[0]}"
+    return ",".join(redact_url(url) for url in settings.elasticsearch_url.split(","))
 
 
 async def preflight(settings: Settings) -> None:
@@ -306,7 +308,9 @@ class ElasticsearchSink(Sink):
                 self.stats.request_failures += 1
                 delay = self._backoff(request_attempt)
                 log.warning("bulk request of %d documents failed (%s); retry %d in %.1fs",
-                            len(items), failure, request_attempt, delay)
+                            len(items), failure, request_attempt, delay,
+                            extra={"documents": len(items), "error_class": "BulkRequestFailed",
+                                   "attempt": request_attempt})
                 await asyncio.sleep(delay)
                 continue
             request_attempt = 0

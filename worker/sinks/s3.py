@@ -369,7 +369,10 @@ class S3Sink(Sink):
                     self.stats.bytes_written += size
                     log.info("wrote s3://%s/%s: %d events, offsets %s-%d, %d bytes",
                              self.settings.s3_bucket, object_name, len(part.events),
-                             part.first_offset, part.last_offset, size)
+                             part.first_offset, part.last_offset, size,
+                             extra={"object_key": object_name, "topic": key[0],
+                                    "partition": key[1], "first_offset": part.first_offset,
+                                    "last_offset": part.last_offset, "events": len(part.events)})
                 except _Rejected as rejection:
                     rejected.extend(SinkFailure(e, SinkRejected(str(rejection), sink=NAME))
                                     for e in part.events)
