@@ -1,0 +1,21 @@
+# The Sluice worker image. Build: docker build -t sluice . ; run: docker run --env-file .env sluice
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SLUICE_STATE_DIR=/var/lib/sluice \
+    SLUICE_LOG_FORMAT=json
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY worker ./worker
+RUN pip install --no-cache-dir . \
+    && mkdir -p /var/lib/sluice && chown 10001 /var/lib/sluice
+
+# Parts spool under SLUICE_STATE_DIR; nothing else is written.
+USER 10001
+EXPOSE 6066
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6066/health/live', timeout=2)"
+ENTRYPOINT ["sluice"]
+CMD ["worker"]

@@ -1,0 +1,50 @@
+-- Athena / Glue table over Sluice's S3 archive (hive key template, NDJSON), with partition
+-- projection: no crawler and no MSCK REPAIR needed. Replace the bucket and prefix.
+CREATE EXTERNAL TABLE IF NOT EXISTS sluice_events (
+  event_id         string,
+  `type`           string,
+  event            string,
+  name             string,
+  anonymous_id     string,
+  user_id          string,
+  group_id         string,
+  `timestamp`      string,
+  received_at      string,
+  sent_at          string,
+  context          string,
+  properties       string,
+  traits           string,
+  source_id        string,
+  request_id       string,
+  ip               string,
+  http_method      string,
+  resource_path    string,
+  status           int,
+  response_length  bigint,
+  api_id           string,
+  stage            string,
+  api_key_id       string,
+  customer_id      string,
+  customer_name    string,
+  usage_plan_id    string,
+  usage_plan_name  string,
+  enriched         boolean,
+  input_format     string,
+  kafka            struct<topic:string, `partition`:int, `offset`:bigint, batch_index:int>
+)
+PARTITIONED BY (year string, month string, day string, hour string)
+ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'
+WITH SERDEPROPERTIES ('ignore.malformed.json' = 'false')
+LOCATION 's3://acme-event-archive/logs/'
+TBLPROPERTIES (
+  'projection.enabled'      = 'true',
+  'projection.year.type'    = 'integer', 'projection.year.range'  = '2024,2099', 'projection.year.digits' = '4',
+  'projection.month.type'   = 'integer', 'projection.month.range' = '1,12',      'projection.month.digits' = '2',
+  'projection.day.type'     = 'integer', 'projection.day.range'   = '1,31',      'projection.day.digits' = '2',
+  'projection.hour.type'    = 'integer', 'projection.hour.range'  = '0,23',      'projection.hour.digits' = '2',
+  'storage.location.template' = 's3://acme-event-archive/logs/year=${year}/month=${month}/day=${day}/hour=${hour}/'
+);
+
+-- Traffic per usage plan this month:
+-- SELECT usage_plan_name, count(*) FROM sluice_events
+-- WHERE year = '2026' AND month = '11' AND "type" = 'access_log' GROUP BY 1 ORDER BY 2 DESC;

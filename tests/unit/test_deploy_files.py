@@ -1,0 +1,72 @@
+"""docker-compose.yml, the Dockerfile and deploy/ parse, and use only settings that exist."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from worker.config import ENV_PREFIX, Settings, load_settings
+from worker.sinks.elasticsearch_index import index_template
+
+ROOT = Path(__file__).resolve().parents[2]
+KNOWN = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+
+
+def _sluice_variables(mapping: dict) -> dict[str, str]:
+    return {key: str(value) for key, value in mapping.items() if key.startswith(ENV_PREFIX)}
+
+
+def test_compose_runs_the_real_servers_and_a_worker_built_from_the_dockerfile() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"kafka", "elasticsearch", "kibana", "minio", "sluice-worker"} <= set(services)
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert services["sluice-worker"]["build"] == "."
+    assert (ROOT / "Dockerfile").is_file()
+
+
+def test_compose_passes_only_existing_settings_with_valid_values() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name in ("sluice-worker", "sluice-produce"):
+        variables = _sluice_variables(compose["services"][name]["environment"])
+        assert set(variables) <= KNOWN, set(variables) - KNOWN
+        fields = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in variables.items()}
+        settings = load_settings(**fields)
+        assert settings.bootstrap_server_list == ["kafka:9092"]
+
+
+def test_kubernetes_manifests_parse_and_reference_only_existing_settings() -> None:
+    documents = {path.name: list(yaml.safe_load_all(path.read_text()))
+                 for path in (ROOT / "deploy" / "k8s").glob("*.yaml")}
+    config = documents["configmap.yaml"][0]["data"]
+    secret = documents["secret.example.yaml"][0]["stringData"]
+    assert set(config) | set(secret) <= KNOWN
+    load_settings(**{k.removeprefix(ENV_PREFIX).lower(): v for k, v in config.items()})
+    deployment = documents["deployment.yaml"][0]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert container["ports"][0]["containerPort"] == int(config["SLUICE_WEB_PORT"])
+    assert documents["pdb.yaml"][0]["kind"] == "PodDisruptionBudget"
+    scaled = documents["keda-scaledobject.yaml"][0]
+    assert scaled["spec"]["triggers"][0]["metadata"]["consumerGroup"] == config["SLUICE_APP_ID"]
+    assert scaled["spec"]["maxReplicaCount"] == int(config["SLUICE_TOPIC_PARTITIONS"])
+
+
+def test_index_template_file_is_the_one_the_worker_installs() -> None:
+    shipped = json.loads((ROOT / "deploy" / "elasticsearch" / "index-template.json").read_text())
+    assert shipped == json.loads(json.dumps(index_template("events-%Y.%m.%d", False)))
+
+
+@pytest.mark.parametrize("path", ["README.md", "deploy/README.md"])
+def test_docs_mention_only_existing_settings(path: str) -> None:
+    mentioned = set(re.findall(r"SLUICE_[A-Z0-9_]+", (ROOT / path).read_text()))
+    assert mentioned <= KNOWN, mentioned - KNOWN
+
+
+def test_athena_table_projects_the_hive_partitions() -> None:
+    ddl = (ROOT / "deploy" / "athena" / "events_table.sql").read_text()
+    assert "PARTITIONED BY (year string, month string, day string, hour string)" in ddl
+    assert "year=${year}/month=${month}/day=${day}/hour=${hour}/" in ddl
