@@ -67,6 +67,10 @@ class WrongType(DecodeError):
     """A field has the wrong JSON type (e.g. ``properties`` is a string)."""
 
 
+class UnencodableEvent(DecodeError):
+    """The event cannot be written as a document (nested too deeply, or an unexpected value)."""
+
+
 class InvalidTimestamp(DecodeError):
     """A timestamp field is not ISO-8601, Common Log Format or epoch seconds/milliseconds."""
 

@@ -11,6 +11,7 @@ Fields without a value are left out rather than written as null.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,8 @@ ACCESS_LOG_TYPE = "access_log"
 
 # Epoch numbers above this are milliseconds (1e11 seconds is the year 5138).
 _EPOCH_MILLIS_THRESHOLD = 100_000_000_000
+# str.isdigit() accepts "²" and other digits int() refuses.
+_ASCII_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 def normalize(raw: RawEvent, record: SourceRecord) -> tuple[str, dict[str, Any]]:
@@ -226,7 +229,7 @@ def _optional_int(fields: dict[str, Any], name: str) -> int | None:
         raise WrongType(f"`{name}` is {_describe(value)}, expected a number")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _ASCII_INTEGER.fullmatch(value.strip()):
         return int(value)
     raise WrongType(f"`{name}` is {_describe(value)}, expected a number")
 
@@ -251,7 +254,20 @@ _PARSERS: tuple[Callable[[str], datetime], ...] = (
 
 
 def parse_timestamp(value: object) -> datetime | None:
-    """A timezone-aware datetime from ISO-8601, CLF or epoch s/ms; None if it is none of them."""
+    """A timezone-aware UTC datetime from ISO-8601, CLF or epoch s/ms, in the years 1000-9999;
+    None if it is none of them."""
+    moment = _parse_timestamp(value)
+    if moment is None:
+        return None
+    try:
+        moment = moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+    # Index names and S3 keys need four-digit years.
+    return moment if 1000 <= moment.year <= 9999 else None
+
+
+def _parse_timestamp(value: object) -> datetime | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -263,8 +279,8 @@ def parse_timestamp(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None
     text = value.strip()
-    if text.isdigit():
-        return parse_timestamp(int(text))
+    if _ASCII_INTEGER.fullmatch(text):
+        return _parse_timestamp(int(text))
     for parser in _PARSERS:
         try:
             moment = parser(text)

@@ -15,12 +15,14 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 
+import orjson
+
 from worker.acks import AckTracker, PartitionKey
 from worker.config import Settings
 from worker.deadletter import DeadLetterPublisher
-from worker.decoding import decode_record
+from worker.decoding import RawEvent, decode_record
 from worker.enrich import CatalogLookup, Enrichment, enrich
-from worker.errors import DecodeError, SluiceError
+from worker.errors import DecodeError, SluiceError, UnencodableEvent
 from worker.normalize import normalize
 from worker.progress import Progress
 from worker.records import DeadLetter, Event, Settlement, SourceRecord
@@ -46,6 +48,9 @@ class Pipeline:
         self.progress = progress or Progress()
         self.acks = AckTracker(settings.max_in_flight_records)
         self.dead_letter_counts: Counter[tuple[str, str]] = Counter()
+        # Set once the worker stops: records handed in after the final drain are left alone
+        # (not acknowledged), to be consumed again by the partitions' next owner.
+        self.closed = False
 
     def add_sink(self, make_sink: Callable[[Pipeline], Sink]) -> Sink:
         """Attach a sink built with this pipeline as its outcome listener."""
@@ -62,6 +67,7 @@ class Pipeline:
         log.info("pipeline started: sinks %s", ", ".join(s.name for s in self.sinks) or "none")
 
     async def stop(self) -> None:
+        self.closed = True
         for sink in self.sinks:
             await sink.stop()
         await self.dead_letters.stop()
@@ -74,8 +80,17 @@ class Pipeline:
         again by the partition's next owner.
         """
         async def flush_all() -> None:
-            await asyncio.gather(*(sink.flush() for sink in self.sinks))
-            await self.acks.wait_idle()
+            # Flush until idle: a record the agent was holding (waiting for room) may arrive
+            # after the first flush, and must not sit in an open part until its age limit.
+            while True:
+                await asyncio.gather(*(sink.flush() for sink in self.sinks))
+                if not self.acks.in_flight:
+                    return
+                try:
+                    await asyncio.wait_for(self.acks.wait_idle(), 0.5)
+                    return
+                except TimeoutError:
+                    continue
 
         try:
             await asyncio.wait_for(flush_all(), timeout)
@@ -99,6 +114,8 @@ class Pipeline:
 
     async def submit(self, record: SourceRecord, ack: Callable[[], object]) -> None:
         """Take one source record; returns when its events are handed to every sink."""
+        if self.closed:
+            return
         key = (record.position.topic, record.position.partition)
         generation = self.acks.generation(key)
         await self.acks.reserve()
@@ -115,27 +132,41 @@ class Pipeline:
         failures: list[tuple[int | None, DecodeError]] = list(decoded.failures)
         for raw in decoded.events:
             try:
-                event_id, document = normalize(raw, record)
+                events.append(self._prepare(raw, record))
             except DecodeError as error:
                 failures.append((raw.batch_index, error))
-                continue
-            if enrich(document, self.catalog) is Enrichment.UNKNOWN_KEY:
-                self.progress.add("unenriched")
-            events.append(Event(event_id, document, record, raw.batch_index))
+            except Exception as error:  # noqa: BLE001 (no input may crash the agent)
+                log.exception("unexpected error preparing an event of %s", record.position)
+                failures.append((raw.batch_index, UnencodableEvent(
+                    f"the event could not be prepared: {type(error).__name__}: {error}")))
 
         shares = len(events) * len(self.sinks) + len(failures)
         ticket = self.acks.open(record.position, shares, ack, generation)
         if ticket is None:
             return  # revoked meanwhile: the partition's next owner consumes it again
         self.progress.add("events", len(events))
-        for batch_index, error in failures:
-            await self._dead_letter(record, error, ticket, batch_index=batch_index)
+        if failures:
+            await asyncio.gather(*(
+                self._dead_letter(record, error, ticket, batch_index=batch_index)
+                for batch_index, error in failures
+            ))
         if not events or not self.sinks:
             return
         for event in events:
             event.ticket = ticket
         # Sinks run in parallel; each may hold us here while its buffers are full.
         await asyncio.gather(*(sink.write(events) for sink in self.sinks))
+
+    def _prepare(self, raw: RawEvent, record: SourceRecord) -> Event:
+        """Normalise, enrich and encode one event; DecodeError if it cannot be."""
+        event_id, document = normalize(raw, record)
+        if enrich(document, self.catalog) is Enrichment.UNKNOWN_KEY:
+            self.progress.add("unenriched")
+        try:
+            encoded = orjson.dumps(document)
+        except TypeError as error:  # e.g. nested more deeply than JSON encoders allow
+            raise UnencodableEvent(f"the event cannot be encoded as JSON: {error}") from None
+        return Event(event_id, document, record, raw.batch_index, encoded=encoded)
 
     # --- outcomes (the SinkOutcomes protocol) -----------------------------------------------
 

@@ -52,6 +52,8 @@ class Event:
     record: SourceRecord
     batch_index: int | None = None
     ticket: Settlement | None = field(default=None, repr=False)
+    # The document as JSON, encoded once by the pipeline for every sink that writes it as is.
+    encoded: bytes = b""
 
     @property
     def position(self) -> KafkaPosition:

@@ -119,3 +119,51 @@ async def test_revoked_partition_records_are_never_acknowledged(parts) -> None:
     await pipeline.forget({("events", 0)})
     await sink.flush()
     assert acked == [] and sink.counts["track"] == 0
+
+
+class _Raw(str):
+    """A JSON text spliced into the record as is (orjson cannot write what we test)."""
+
+
+def _nested(depth: int) -> _Raw:
+    return _Raw('{"a":' * depth + "{}" + "}" * depth)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error_class"),
+    [
+        ({"timestamp": "0005-01-01T00:00:00Z"}, "InvalidTimestamp"),
+        ({"timestamp": -60_000_000_000}, "InvalidTimestamp"),
+        ({"timestamp": "0001-01-01T00:00:00+01:00"}, "InvalidTimestamp"),
+        ({"timestamp": "²"}, "InvalidTimestamp"),
+        ({"properties": _nested(300)}, "UnencodableEvent"),
+    ],
+    ids=["year-5", "far-negative-epoch", "year-1-with-offset", "superscript-digit", "too-deep"],
+)
+async def test_hostile_fields_are_dead_lettered_never_crash(parts, fields, error_class) -> None:
+    pipeline, sink, dead_letters = parts
+    acked: list[int] = []
+    value = orjson.dumps({**TRACK, **{k: v for k, v in fields.items()
+                                       if not isinstance(v, _Raw)}})
+    for key, raw in fields.items():
+        if isinstance(raw, _Raw):
+            value = value[:-1] + f',"{key}":{raw}}}'.encode()
+    await pipeline.submit(_record(value, 0), lambda: acked.append(0))
+    (letter,) = dead_letters.letters
+    assert letter.error_class == error_class
+    assert acked == [0]
+
+
+async def test_access_log_status_with_odd_digits_is_a_wrong_type(parts) -> None:
+    pipeline, _, dead_letters = parts
+    await pipeline.submit(_record({"requestId": "r", "status": "--5"}, 0), lambda: None)
+    await pipeline.submit(_record({"requestId": "r2", "status": "²"}, 1), lambda: None)
+    assert [letter.error_class for letter in dead_letters.letters] == ["WrongType", "WrongType"]
+
+
+async def test_records_after_the_pipeline_closed_are_left_unacknowledged(parts) -> None:
+    pipeline, _, dead_letters = parts
+    await pipeline.stop()
+    acked: list[int] = []
+    await pipeline.submit(_record(b"{bad", 0), lambda: acked.append(0))
+    assert acked == [] and dead_letters.letters == []

@@ -261,17 +261,17 @@ class ElasticsearchSink(Sink):
         document = event.document
         index = self._namer(document["timestamp"])
         if self.settings.elasticsearch_data_stream:
-            document = {**document, "@timestamp": document["timestamp"]}
+            body = orjson.dumps({**document, "@timestamp": document["timestamp"]})
+        else:
+            body = event.encoded or orjson.dumps(document)
         action = orjson.dumps({"_index": index, "_id": event.event_id})
-        return b'{"' + self._operation + b'":' + action + b"}\n" + orjson.dumps(document) + b"\n"
+        return b'{"' + self._operation + b'":' + action + b"}\n" + body + b"\n"
 
     def _send_batch(self) -> None:
         if not self._batch.items:
             return
         items, self._batch = self._batch.items, _Batch()
-        task = asyncio.create_task(self._deliver(items), name="elasticsearch-bulk")
-        self._requests.add(task)
-        task.add_done_callback(self._requests.discard)
+        self._spawn(items)
 
     async def _send_when_old(self) -> None:
         max_age = self.settings.elasticsearch_batch_max_age
@@ -288,16 +288,28 @@ class ElasticsearchSink(Sink):
     # --- one batch, until every item has an outcome ---------------------------------------
 
     async def _deliver(self, items: list[_Item]) -> None:
+        """Send a batch until every item has an outcome. Unexpected errors are logged and the
+        remaining items retried: a bug must not lose events silently."""
+        while items:
+            try:
+                await self._deliver_once(items)
+                return
+            except Exception:  # noqa: BLE001
+                log.exception("unexpected error delivering %d documents; retrying them",
+                              len(items))
+                await asyncio.sleep(self._backoff(3))
+
+    async def _deliver_once(self, items: list[_Item]) -> None:
         request_attempt = 0
         while items:
             try:
                 async with self._slots:
                     body = await self._bulk(items)
-            except _RequestTooLarge:
+            except _RequestRefused as refusal:
                 if len(items) == 1:
                     await self._fail([SinkFailure(items[0].event, SinkRejected(
-                        "the document alone is larger than Elasticsearch accepts in one "
-                        "request (413)", sink=NAME), items[0].attempts + 1)])
+                        f"{refusal} for this document alone", sink=NAME),
+                        items[0].attempts + 1)])
                     return
                 half = len(items) // 2
                 self._spawn(items[half:])
@@ -331,8 +343,9 @@ class ElasticsearchSink(Sink):
         try:
             response = await self._client.bulk(operations=payload, filter_path=_BULK_FILTER)
         except ApiError as error:
-            if error.meta.status == 413:
-                raise _RequestTooLarge() from error
+            if error.meta.status in (400, 413):
+                # Too large, or a document the whole request chokes on: halve until found.
+                raise _RequestRefused(f"HTTP {error.meta.status} {error.message}") from error
             if error.meta.status in (401, 403):
                 log.error("Elasticsearch refused the credentials (%d) for a bulk request: "
                           "check SLUICE_ELASTICSEARCH_API_KEY or the user's privileges",
@@ -350,7 +363,7 @@ class ElasticsearchSink(Sink):
         """Report written and rejected items; return the ones to retry."""
         results = body.get("items") or []
         if len(results) != len(items):
-            raise RuntimeError(f"bulk answered {len(results)} items for {len(items)} sent")
+            raise _RequestFailed(f"bulk answered {len(results)} items for {len(items)} sent")
         written: list[Event] = []
         rejected: list[SinkFailure] = []
         retry: list[_Item] = []
@@ -399,8 +412,8 @@ class _RequestFailed(Exception):
     """The whole bulk request failed; it is retried."""
 
 
-class _RequestTooLarge(Exception):
-    """Elasticsearch answered 413: the batch is split."""
+class _RequestRefused(Exception):
+    """Elasticsearch refused the whole request (413 or 400): the batch is split in halves."""
 
 
 def _reason(error: object) -> str:

@@ -87,6 +87,7 @@ class _PartitionState:
     parts: dict[str, OpenPart] = field(default_factory=dict)
     next_offset: int = 0          # one past the last record handed to this sink
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    detached: bool = False        # no longer ours: events for it are ignored
 
     @property
     def buffered(self) -> int:
@@ -180,6 +181,8 @@ class S3Sink(Sink):
         else:
             self._encode, self._header, self._extension = ndjson_line, b"", "ndjson.gz"
         self._partitions: dict[PartitionKey, _PartitionState] = {}
+        # Bumped when a partition is forgotten: a take-over that was under way is void.
+        self._generations: dict[PartitionKey, int] = {}
         self._client_context: Any = None
         self._client: Any = None
         self._markers: MarkerStore | None = None
@@ -206,6 +209,9 @@ class S3Sink(Sink):
     async def stop(self) -> None:
         if self._ticker:
             self._ticker.cancel()
+        for task in list(self._flushes):
+            task.cancel()
+        await asyncio.gather(*self._flushes, return_exceptions=True)
         for state in self._partitions.values():
             for part in state.parts.values():
                 part.discard()
@@ -229,6 +235,8 @@ class S3Sink(Sink):
         first = events[0].position
         key = (first.topic, first.partition)
         state = self._partitions.get(key) or await self._take_over(key)
+        if state.detached:
+            return  # revoked: the partition's next owner consumes these records again
         already_written: list[Event] = []
         for event in events:
             if event.position.offset < state.marker.next_offset:
@@ -252,6 +260,7 @@ class S3Sink(Sink):
 
     async def forget(self, partitions: Collection[PartitionKey]) -> None:
         for key in partitions:
+            self._generations[key] = self._generations.get(key, 0) + 1
             state = self._partitions.pop(key, None)
             if state:
                 for part in state.parts.values():
@@ -275,8 +284,9 @@ class S3Sink(Sink):
             part = OpenPart(path, directory, slot, self.settings.s3_gzip_level, self._header)
             state.parts[directory] = part
         # Keep only what acknowledgement and dead-lettering need: not the document.
-        part.add(self._encode(document),
-                 Event(event.event_id, {}, event.record, event.batch_index, event.ticket))
+        line = (event.encoded + b"\n") if (event.encoded and self._header == b"") \
+            else self._encode(document)
+        part.add(line, Event(event.event_id, {}, event.record, event.batch_index, event.ticket))
 
     def _partition_full(self, state: _PartitionState) -> bool:
         return any(
@@ -302,18 +312,26 @@ class S3Sink(Sink):
                         self._partition_due(state, now_monotonic, now):
                     task = asyncio.create_task(self._flush_partition(key), name="s3-flush")
                     self._flushes.add(task)
-                    task.add_done_callback(self._flushes.discard)
+                    task.add_done_callback(self._flush_finished)
+
+    def _flush_finished(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        if not task.cancelled() and task.exception():
+            log.error("S3 flush failed: %r (its records stay unacknowledged and are consumed "
+                      "again)", task.exception(), exc_info=task.exception())
 
     # --- taking a partition over ----------------------------------------------------------
 
     async def _take_over(self, key: PartitionKey) -> _PartitionState:
         """Read the partition's marker, finish or undo a half-done flush, and claim it."""
         assert self._markers is not None, "S3Sink.start() was not called"
+        generation = self._generations.get(key, 0)
         where = marker_key(self.settings.s3_prefix, *key)
-        marker = await self._retrying(f"read marker {where}", self._markers.load, where)
+        marker = await self._retrying(f"read marker {where}", self._markers.load, where,
+                                     permanent_4xx=False)
         next_offset = marker.next_offset
         if marker.pending:
-            exists = [await self._retrying("check object", self._exists, k)
+            exists = [await self._retrying("check object", self._exists, k, permanent_4xx=False)
                       for k in marker.pending.keys]
             if all(exists):
                 next_offset = marker.pending.next_offset
@@ -322,12 +340,17 @@ class S3Sink(Sink):
             else:
                 for object_name, present in zip(marker.pending.keys, exists, strict=True):
                     if present:
-                        await self._retrying("delete object", self._delete, object_name)
+                        await self._retrying("delete object", self._delete, object_name,
+                                              permanent_4xx=False)
                 log.info("%s[%d]: previous owner's flush was incomplete: removed its parts, "
                          "rewriting from offset %d", *key, next_offset)
         claimed = await self._retrying(
-            f"claim marker {where}", self._markers.write, where, Marker(next_offset), marker.etag)
+            f"claim marker {where}", self._markers.write, where, Marker(next_offset), marker.etag,
+            permanent_4xx=False)
         state = _PartitionState(marker=claimed, next_offset=next_offset)
+        if self._generations.get(key, 0) != generation:
+            state.detached = True  # revoked while we were taking it over: write nothing
+            return state
         self._partitions[key] = state
         log.info("%s[%d]: S3 holds every record below offset %d", *key, next_offset)
         return state
@@ -356,7 +379,8 @@ class S3Sink(Sink):
         try:
             pending = Marker(state.marker.next_offset, Pending(through, keys))
             state.marker = await self._retrying(
-                f"write marker {where}", self._markers.write, where, pending, state.marker.etag)
+                f"write marker {where}", self._markers.write, where, pending, state.marker.etag,
+                permanent_4xx=False)
             for part, object_name in zip(parts, keys, strict=True):
                 size = part.finish()
                 started = time.monotonic()
@@ -376,15 +400,22 @@ class S3Sink(Sink):
                 except _Rejected as rejection:
                     rejected.extend(SinkFailure(e, SinkRejected(str(rejection), sink=NAME))
                                     for e in part.events)
+            if rejected:
+                # Dead-lettered before the marker moves past them: a crash in between must not
+                # leave them neither in S3 nor in the dead-letter topic.
+                self.stats.dead_lettered += len(rejected)
+                await self.outcomes.failed(NAME, rejected)
             done = Marker(through)
             state.marker = await self._retrying(
-                f"write marker {where}", self._markers.write, where, done, state.marker.etag)
+                f"write marker {where}", self._markers.write, where, done, state.marker.etag,
+                permanent_4xx=False)
         except OwnershipLost:
             # Not deleted: the new owner may have written the very same keys itself.
             log.warning("%s[%d]: another worker owns this partition now: dropping %d parts, "
                         "its new owner writes them (already uploaded here: %s)",
                         *key, len(parts), ", ".join(uploaded) or "none")
-            self._partitions.pop(key, None)
+            if self._partitions.get(key) is state:
+                self._partitions.pop(key)
             return
         finally:
             for part in parts:
@@ -393,9 +424,6 @@ class S3Sink(Sink):
                    for e in part.events]
         self.stats.events_written += len(written)
         self.outcomes.delivered(NAME, written)
-        if rejected:
-            self.stats.dead_lettered += len(rejected)
-            await self.outcomes.failed(NAME, rejected)
 
     async def _upload(self, part: OpenPart, object_name: str, size: int) -> None:
         extra: dict[str, Any] = {"ContentType": "application/x-ndjson"
@@ -445,8 +473,13 @@ class S3Sink(Sink):
     async def _delete(self, object_name: str) -> None:
         await self._client.delete_object(Bucket=self.settings.s3_bucket, Key=object_name)
 
-    async def _retrying(self, what: str, call: Any, *arguments: Any) -> Any:
-        """Run an S3 call until it succeeds; transient failures are retried without limit."""
+    async def _retrying(self, what: str, call: Any, *arguments: Any,
+                        permanent_4xx: bool = True) -> Any:
+        """Run an S3 call until it succeeds; transient failures are retried without limit.
+
+        With `permanent_4xx`, a 4xx that retrying cannot fix raises `_Rejected` (the object's
+        events are dead-lettered); without it (markers, checks) it is retried like the rest.
+        """
         attempt = 0
         while True:
             try:
@@ -456,11 +489,12 @@ class S3Sink(Sink):
             except ClientError as error:
                 code = error.response["Error"]["Code"]
                 status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                if code not in _TRANSIENT_CODES and 400 <= status < 500 and status != 429:
+                if permanent_4xx and code not in _TRANSIENT_CODES and 400 <= status < 500 \
+                        and status != 429:
                     raise _Rejected(f"S3 refused to {what}: {code} ({status}): "
                                     f"{error.response['Error'].get('Message', '')}") from error
                 failure = f"{code} ({status})"
-            except (BotoCoreError, OSError) as error:
+            except BotoCoreError as error:  # connection trouble; local file errors are not retried
                 failure = f"{type(error).__name__}: {error}"
             attempt += 1
             self.stats.request_failures += 1

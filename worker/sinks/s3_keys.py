@@ -20,6 +20,7 @@ import re
 import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 PRESETS = {
@@ -64,11 +65,16 @@ class HourSlot:
     @classmethod
     def of(cls, timestamp: str) -> HourSlot:
         """From a normalised timestamp (``YYYY-MM-DDTHH:MM:SS.mmmZ``)."""
-        return cls(datetime.strptime(timestamp[:13], "%Y-%m-%dT%H").replace(tzinfo=UTC))
+        return _slot_for_hour(timestamp[:13])
 
     @property
     def end_epoch(self) -> float:
         return self.start.timestamp() + 3600
+
+
+@lru_cache(maxsize=4096)
+def _slot_for_hour(hour: str) -> HourSlot:
+    return HourSlot(datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=UTC))
 
 
 def render_directory(

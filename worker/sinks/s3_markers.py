@@ -85,6 +85,18 @@ class MarkerStore:
         except ClientError as error:
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 412 or error.response["Error"]["Code"] == "PreconditionFailed":
+                # A retried PUT whose first attempt landed also gets 412: if the stored marker is
+                # exactly what we meant to write, as us, it is ours.
+                stored = await self.load(key)
+                if stored.etag and (stored.next_offset, stored.pending) == (
+                        marker.next_offset, marker.pending) and await self._owner_of(key) == \
+                        self.owner:
+                    return stored
                 raise OwnershipLost(key) from error
             raise
         return Marker(marker.next_offset, marker.pending, response["ETag"])
+
+    async def _owner_of(self, key: str) -> str | None:
+        response = await self.client.get_object(Bucket=self.bucket, Key=key)
+        async with response["Body"] as stream:
+            return orjson.loads(await stream.read()).get("owner")
