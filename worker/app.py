@@ -154,6 +154,7 @@ def create_app(settings: Settings) -> SluiceApp:
         # worker started is skipped.
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval,
+        consumer_metadata_max_age_ms=int(settings.metadata_refresh_interval * 1000),
         # Sluice serves its own endpoints (worker.ops_server); Faust's web server stays off.
         web_enabled=False,
         # Sluice never declares topics through a subscription: they are created up front.

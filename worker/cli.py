@@ -21,6 +21,88 @@ stack_cli = typer.Typer(help="The local stack of real servers on loopback (dev a
 cli.add_typer(stack_cli, name="stack")
 catalog_cli = typer.Typer(help="The API-key → customer / usage-plan catalog (a compacted topic).")
 cli.add_typer(catalog_cli, name="catalog")
+topics_cli = typer.Typer(help="The source, dead-letter and catalog topics.")
+cli.add_typer(topics_cli, name="topics")
+
+
+@topics_cli.command("create")
+def topics_create() -> None:
+    """Create the topics that are missing (source and dead letters with SLUICE_TOPIC_PARTITIONS
+    partitions, the dead letters with their own retention, the catalog compacted)."""
+    from worker.topics import ensure_topics, required_topics
+
+    settings = _settings()
+    created = asyncio.run(ensure_topics(settings))
+    for spec in required_topics(settings):
+        state = "created" if spec.name in created else "exists"
+        typer.echo(f"{spec.name}: {state} ({spec.partitions} partitions"
+                   + "".join(f", {k}={v}" for k, v in spec.configs.items()) + ")")
+
+
+@topics_cli.command("describe")
+def topics_describe() -> None:
+    """Partitions and configs of each topic; committed offsets and lag of the worker group."""
+    from worker.group_offsets import group_progress
+    from worker.topics import partition_counts, required_topics, topic_configs
+
+    settings = _settings()
+    names = [spec.name for spec in required_topics(settings)]
+
+    async def gather() -> tuple:
+        admin_topics = await _existing_topics(settings)
+        present = [name for name in names if name in admin_topics]
+        counts = await partition_counts(settings, present) if present else {}
+        configs = await topic_configs(settings, present) if present else {}
+        progress = (await group_progress(settings, settings.source_topic)
+                    if settings.source_topic in present else [])
+        return counts, configs, progress
+
+    counts, configs, progress = asyncio.run(gather())
+    for name in names:
+        if name not in counts:
+            typer.echo(f"{name}: missing (run `sluice topics create`)")
+            continue
+        extra = "".join(f", {k}={v}" for k, v in configs.get(name, {}).items())
+        typer.echo(f"{name}: {counts[name]} partitions{extra}")
+    if progress:
+        typer.echo(f"consumer group {settings.app_id} on {settings.source_topic}:")
+        for p in progress:
+            typer.echo(f"  partition {p.partition}: end {p.end_offset}, committed "
+                       f"{'-' if p.committed is None else p.committed}, lag {p.lag}")
+        typer.echo(f"  total lag {sum(p.lag for p in progress)}")
+
+
+@topics_cli.command("scale")
+def topics_scale(
+    partitions: int = typer.Option(..., "--partitions", min=1,
+                                   help="The source topic's new partition count."),
+) -> None:
+    """Grow the source topic to more partitions while workers run (never shrinks)."""
+    from worker.topics import ScaleError, scale_source_topic
+
+    settings = _settings()
+    try:
+        before, after = asyncio.run(scale_source_topic(settings, partitions))
+    except ScaleError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    if before == after:
+        typer.echo(f"{settings.source_topic} already has {after} partitions")
+    else:
+        typer.echo(f"{settings.source_topic}: {before} -> {after} partitions; running workers "
+                   f"pick them up within {settings.metadata_refresh_interval:.0f}s "
+                   "(SLUICE_METADATA_REFRESH_INTERVAL) and rebalance")
+
+
+async def _existing_topics(settings: Settings) -> set[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_server_list)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
 
 
 def _settings() -> Settings:

@@ -105,6 +105,16 @@ class Settings(BaseSettings):
     topic_replication_factor: int = Field(
         1, ge=1, le=32, description="Replication factor of the topics Sluice creates."
     )
+    dead_letter_retention_days: float = Field(
+        14.0, gt=0,
+        description="Retention of the dead-letter topic when Sluice creates it: time to notice, "
+        "fix and replay.",
+    )
+    metadata_refresh_interval: float = Field(
+        60.0, gt=0,
+        description="Seconds between topic metadata refreshes: partitions added to the source "
+        "topic are picked up (and rebalanced) within this time, without a restart.",
+    )
 
     # --- Pipeline ---------------------------------------------------------------------------
     sinks: Annotated[list[SinkName], NoDecode] = Field(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from worker.config import Settings
@@ -33,7 +33,12 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
     replication = settings.topic_replication_factor
     return [
         TopicSpec(settings.source_topic, settings.topic_partitions, replication),
-        TopicSpec(settings.dead_letter_topic_name, settings.topic_partitions, replication),
+        TopicSpec(
+            settings.dead_letter_topic_name,
+            settings.topic_partitions,
+            replication,
+            {"retention.ms": str(int(settings.dead_letter_retention_days * 86_400_000))},
+        ),
         # The catalog is a table keyed by API key id: compaction keeps the latest value per key
         # and lets a tombstone (null value) delete one.
         TopicSpec(
@@ -107,5 +112,63 @@ async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, i
     await admin.start()
     try:
         return await _describe_partition_counts(admin, topics)
+    finally:
+        await admin.close()
+
+
+class ScaleError(Exception):
+    """The source topic cannot be scaled as asked; the message says why."""
+
+
+async def scale_source_topic(settings: Settings, partitions: int) -> tuple[int, int]:
+    """Grow the source topic to `partitions`; return (before, after). Never shrinks.
+
+    Sluice keeps no Faust table or repartition topic tied to the source topic's partition
+    count, so nothing else has to grow with it; running workers pick the new partitions up at
+    their next metadata refresh (SLUICE_METADATA_REFRESH_INTERVAL) and rebalance.
+    """
+    topic = settings.source_topic
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_server_list)
+    await admin.start()
+    try:
+        if topic not in set(await admin.list_topics()):
+            raise ScaleError(f"topic {topic} does not exist: create it with `sluice topics create`")
+        current = (await _describe_partition_counts(admin, [topic]))[topic]
+        if partitions < current:
+            raise ScaleError(
+                f"topic {topic} has {current} partitions; Kafka cannot remove partitions, so it "
+                f"cannot go down to {partitions}. To use fewer, create a new topic and move "
+                "producers to it."
+            )
+        if partitions == current:
+            return current, current
+        await admin.create_partitions({topic: NewPartitions(total_count=partitions)})
+        log.info("topic %s grown from %d to %d partitions", topic, current, partitions)
+        return current, partitions
+    finally:
+        await admin.close()
+
+
+async def topic_configs(settings: Settings, topics: list[str]) -> dict[str, dict[str, str]]:
+    """The configs that matter to Sluice (cleanup policy, retention) of existing topics."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_server_list)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic) for topic in topics]
+        )
+        result: dict[str, dict[str, str]] = {topic: {} for topic in topics}
+        for response in responses:
+            for _code, _message, _type, name, entries in response.resources:
+                result[name] = {
+                    entry[0]: entry[1] for entry in entries
+                    if entry[0] in ("cleanup.policy", "retention.ms") and entry[1] is not None
+                }
+        return result
+    except Exception as error:  # noqa: BLE001 (configs are informative; brokers may refuse)
+        log.info("topic configs unavailable: %s", error)
+        return {topic: {} for topic in topics}
     finally:
         await admin.close()
