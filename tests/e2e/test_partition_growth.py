@@ -91,7 +91,7 @@ async def test_source_topic_grows_from_4_to_8_partitions_under_traffic(
             worker.wait_for_log(rf"partitions assigned: {re.escape(settings.source_topic)}\[\d")
         traffic = asyncio.create_task(_steady_traffic(settings, produced, stop))
         await asyncio.sleep(6)
-        scale = subprocess.run(
+        scale = subprocess.run(  # noqa: ASYNC221 (the test waits for it on purpose)
             [sys.executable, "-m", "worker", "topics", "scale", "--partitions", "8"],
             env={**settings.as_environment(), "PATH": "/usr/bin:/bin"},
             capture_output=True, text=True, timeout=60)
