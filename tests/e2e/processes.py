@@ -57,3 +57,21 @@ class SluiceProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+async def wait_for_no_lag(settings: Settings, worker: SluiceProcess,
+                          timeout: float = 120.0) -> None:
+    """Wait until the worker's group has committed every record of the source topic."""
+    import asyncio
+
+    from worker.group_offsets import group_progress
+
+    deadline = time.monotonic() + timeout
+    progress: list = []
+    while time.monotonic() < deadline:
+        progress = await group_progress(settings, settings.source_topic)
+        if progress and all(p.lag == 0 for p in progress):
+            return
+        assert worker.process.poll() is None, worker.log()[-3000:]
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"worker still lags: {progress}\n{worker.log()[-3000:]}")

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
 
-from tests.e2e.processes import SluiceProcess
+from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from tests.fault_proxy import FaultProxy
 from worker.config import Settings
 from worker.deadletter import dead_letter_end_offsets, read_dead_letter_headers
@@ -93,17 +92,6 @@ def _ids_of(form: str, value: bytes) -> list[str]:
     return [fields.get("messageId") or fields["requestId"]]
 
 
-async def _wait_for_no_lag(settings: Settings, worker: SluiceProcess, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        progress = await group_progress(settings, settings.source_topic)
-        if progress and all(p.lag == 0 for p in progress):
-            return
-        assert worker.process.poll() is None, worker.log()[-3000:]
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"worker still lags: {progress}\n{worker.log()[-3000:]}")
-
-
 async def _ids_in_es(es: AsyncElasticsearch, settings: Settings) -> list[str]:
     await es.indices.refresh(index=_index_glob(settings))
     response = await es.search(index=_index_glob(settings), size=10_000, source=False,
@@ -132,7 +120,7 @@ async def test_mixed_events_become_one_document_each_in_their_daily_index(
     worker = _start_worker(es_settings, tmp_path)
     try:
         await _produce(es_settings, values)
-        await _wait_for_no_lag(es_settings, worker)
+        await wait_for_no_lag(es_settings, worker)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
 
@@ -157,12 +145,12 @@ async def test_consuming_the_same_records_again_creates_no_duplicates(
     values, ids = _sample_values(200, seed=12)
     await _produce(es_settings, values)
     worker = _start_worker(es_settings, tmp_path, "first")
-    await _wait_for_no_lag(es_settings, worker)
+    await wait_for_no_lag(es_settings, worker)
     assert worker.stop() == 0
     # A new consumer group reads the same records from the start: a full replay.
     replay = es_settings.model_copy(update={"app_id": es_settings.app_id + "-replay"})
     worker = _start_worker(replay, tmp_path, "replay")
-    await _wait_for_no_lag(replay, worker)
+    await wait_for_no_lag(replay, worker)
     assert worker.stop() == 0
 
     stored = await _ids_in_es(es, es_settings)
@@ -183,9 +171,9 @@ async def test_document_with_a_conflicting_field_type_is_dead_lettered_with_the_
     worker = _start_worker(es_settings, tmp_path)
     try:
         await _produce(es_settings, [(None, orjson.dumps(events[0]))])  # maps `amount` first
-        await _wait_for_no_lag(es_settings, worker)
+        await wait_for_no_lag(es_settings, worker)
         await _produce(es_settings, [(None, batch)])
-        await _wait_for_no_lag(es_settings, worker)
+        await wait_for_no_lag(es_settings, worker)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
 
@@ -210,7 +198,7 @@ async def test_items_refused_with_429_are_retried_alone_until_indexed(
     worker = _start_worker(settings, tmp_path)
     try:
         await _produce(settings, values)
-        await _wait_for_no_lag(settings, worker)
+        await wait_for_no_lag(settings, worker)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
 
@@ -230,7 +218,7 @@ async def test_outage_pauses_acknowledgement_and_nothing_is_lost(
     worker = _start_worker(settings, tmp_path)
     try:
         await _produce(settings, first)
-        await _wait_for_no_lag(settings, worker)
+        await wait_for_no_lag(settings, worker)
         committed_before = sum(p.committed or 0 for p in
                                await group_progress(settings, settings.source_topic))
         proxy.outage()
@@ -243,7 +231,7 @@ async def test_outage_pauses_acknowledgement_and_nothing_is_lost(
         proxy.restore()
         proxy.drop_next(2)     # and a couple of connections dropped on the way back
         proxy.fail_next(2, 503)
-        await _wait_for_no_lag(settings, worker)
+        await wait_for_no_lag(settings, worker)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
 

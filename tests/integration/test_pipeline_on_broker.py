@@ -23,10 +23,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from tests.e2e.processes import SluiceProcess
+from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.catalog import CatalogEntry, publish_entries
 from worker.config import Settings
-from worker.group_offsets import group_progress
 from worker.samples import SampleTraffic, malformed_records
 from worker.topics import ensure_topics
 
@@ -123,17 +122,6 @@ async def _sample_commits(settings: Settings, samples: list, stop: asyncio.Event
         await admin.close()
 
 
-async def _wait_for_no_lag(settings: Settings, worker: SluiceProcess, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        progress = await group_progress(settings, settings.source_topic)
-        if progress and all(p.lag == 0 for p in progress):
-            return
-        assert worker.process.poll() is None, worker.log()[-3000:]
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"worker still lags: {progress}")
-
-
 async def _read_dead_letters(settings: Settings, expected: int, timeout: float = 30.0) -> list:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_server_list, enable_auto_commit=False,
@@ -187,7 +175,7 @@ async def test_mixed_traffic_arrives_exactly_once_and_malformed_records_are_dead
     try:
         worker.wait_for_log(r"partitions assigned: \S+\[0,1,2,3\]")
         await _produce_phase(producer, settings, produced, 1500, seed=1, after_update=False)
-        await _wait_for_no_lag(settings, worker)
+        await wait_for_no_lag(settings, worker)
 
         # While the worker runs: a new customer for key-initech, and key-globex deleted.
         await publish_entries(
@@ -198,7 +186,7 @@ async def test_mixed_traffic_arrives_exactly_once_and_malformed_records_are_dead
         )
         await asyncio.sleep(3)  # the catalog reader polls every 0.5 s
         await _produce_phase(producer, settings, produced, 1500, seed=2, after_update=True)
-        await _wait_for_no_lag(settings, worker)
+        await wait_for_no_lag(settings, worker)
     finally:
         await producer.stop()
         stop_sampling.set()

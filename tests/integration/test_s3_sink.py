@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,9 +14,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.e2e.processes import SluiceProcess
+from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
-from worker.group_offsets import group_progress
 from worker.records import Event, KafkaPosition, SourceRecord
 from worker.sinks.s3 import S3Sink, make_client_context, preflight
 from worker.sinks.s3_keys import marker_key
@@ -66,17 +64,6 @@ async def _produce(settings: Settings, values: list[bytes]) -> None:
         await producer.stop()
 
 
-async def _wait_for_no_lag(settings: Settings, worker: SluiceProcess, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        progress = await group_progress(settings, settings.source_topic)
-        if progress and all(p.lag == 0 for p in progress):
-            return
-        assert worker.process.poll() is None, worker.log()[-3000:]
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"worker still lags: {progress}\n{worker.log()[-3000:]}")
-
-
 async def _objects(settings: Settings, prefix: str) -> dict[str, bytes]:
     objects = {}
     async with make_client_context(settings) as client:
@@ -102,7 +89,7 @@ async def test_events_land_in_hourly_parts_once_and_a_replay_writes_nothing_new(
     values, per_hour = _events_over_three_hours(3000)
     await _produce(s3_settings, values)
     worker = _run_worker(s3_settings, tmp_path, "first")
-    await _wait_for_no_lag(s3_settings, worker)
+    await wait_for_no_lag(s3_settings, worker)
     assert worker.stop() == 0, worker.log()[-3000:]
 
     objects = await _objects(s3_settings, "logs/year=")
@@ -131,7 +118,7 @@ async def test_events_land_in_hourly_parts_once_and_a_replay_writes_nothing_new(
     # A replay of the same offsets (a new consumer group) writes no second copy.
     replay = s3_settings.model_copy(update={"app_id": s3_settings.app_id + "-replay"})
     worker = _run_worker(replay, tmp_path, "replay")
-    await _wait_for_no_lag(replay, worker)
+    await wait_for_no_lag(replay, worker)
     assert worker.stop() == 0
     assert set(await _objects(s3_settings, "logs/year=")) == set(objects)
     assert "S3 holds every record below offset" in worker.log()
