@@ -23,6 +23,83 @@ catalog_cli = typer.Typer(help="The API-key → customer / usage-plan catalog (a
 cli.add_typer(catalog_cli, name="catalog")
 topics_cli = typer.Typer(help="The source, dead-letter and catalog topics.")
 cli.add_typer(topics_cli, name="topics")
+dlq_cli = typer.Typer(help="Dead letters: what failed and why, and sending them back.")
+cli.add_typer(dlq_cli, name="dlq")
+
+
+def _dlq_filter(stage: list[str], error_class: list[str], since: str | None,
+                until: str | None):  # noqa: ANN202
+    from datetime import datetime
+
+    from worker.dlq import DeadLetterFilter
+    from worker.normalize import parse_timestamp
+
+    def moment(text: str | None, option: str) -> datetime | None:
+        if text is None:
+            return None
+        parsed = parse_timestamp(text)
+        if parsed is None:
+            typer.echo(f"error: {option} {text!r} is not a time (ISO-8601, e.g. "
+                       "2026-11-22T10:00:00Z)", err=True)
+            raise typer.Exit(2)
+        return parsed
+
+    return DeadLetterFilter(frozenset(stage), frozenset(error_class), moment(since, "--since"),
+                            moment(until, "--until"))
+
+
+@dlq_cli.command("inspect")
+def dlq_inspect(
+    stage: list[str] = typer.Option([], help="Only this stage (repeatable): decode, s3, …"),
+    error_class: list[str] = typer.Option([], help="Only this error class (repeatable)."),
+    since: str = typer.Option(None, help="Only dead letters written at or after this time."),
+    until: str = typer.Option(None, help="Only dead letters written before this time."),
+    samples: int = typer.Option(3, min=0, help="Samples shown per stage and error class."),
+) -> None:
+    """Count dead letters by stage and error class, with a few samples of each."""
+    from worker.dlq import inspect, read_dead_letters
+
+    settings = _settings()
+    selection = _dlq_filter(stage, error_class, since, until)
+    result = inspect(asyncio.run(read_dead_letters(settings)), selection, samples)
+    total = sum(result.counts.values())
+    typer.echo(f"{settings.dead_letter_topic_name}: {total} dead letters")
+    for (stage_name, error_name), count in result.counts.most_common():
+        typer.echo(f"  {count:>8}  {stage_name:<14} {error_name}")
+        for letter in result.samples[(stage_name, error_name)]:
+            preview = (letter.value or b"")[:80].decode(errors="replace")
+            typer.echo(f"            {letter.headers.get('source.topic')}["
+                       f"{letter.headers.get('source.partition')}]@"
+                       f"{letter.headers.get('source.offset')}: "
+                       f"{letter.headers.get('error.message', '')[:160]}")
+            typer.echo(f"              value: {preview!r}")
+
+
+@dlq_cli.command("replay")
+def dlq_replay(
+    stage: list[str] = typer.Option([], help="Only this stage (repeatable)."),
+    error_class: list[str] = typer.Option([], help="Only this error class (repeatable)."),
+    since: str = typer.Option(None, help="Only dead letters written at or after this time."),
+    until: str = typer.Option(None, help="Only dead letters written before this time."),
+    rate: float = typer.Option(500.0, min=0, help="Records per second; 0 for no limit."),
+    dry_run: bool = typer.Option(False, help="Only say what would be replayed."),
+) -> None:
+    """Produce the selected dead letters back to the source topic."""
+    from rich.progress import Progress
+
+    from worker.dlq import read_dead_letters, replay
+
+    settings = _settings()
+    selection = _dlq_filter(stage, error_class, since, until)
+    letters = [letter for letter in asyncio.run(read_dead_letters(settings))
+               if selection.matches(letter)]
+    if dry_run or not letters:
+        typer.echo(f"would replay {len(letters)} dead letters to {settings.source_topic}")
+        return
+    with Progress() as bar:
+        task = bar.add_task(f"replaying to {settings.source_topic}", total=len(letters))
+        sent = asyncio.run(replay(settings, letters, rate, lambda n: bar.advance(task, n)))
+    typer.echo(f"replayed {sent} dead letters to {settings.source_topic}")
 
 
 @topics_cli.command("create")

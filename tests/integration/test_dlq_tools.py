@@ -1,0 +1,72 @@
+"""`sluice dlq inspect` and `sluice dlq replay` on the real broker."""
+
+import os
+import subprocess
+import sys
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from worker.config import Settings
+from worker.deadletter import DeadLetterPublisher
+from worker.records import DeadLetter, KafkaPosition, SourceRecord
+from worker.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+def _sluice(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    environment.update(settings.as_environment())
+    return subprocess.run([sys.executable, "-m", "worker", *args], env=environment,
+                          capture_output=True, text=True, timeout=120)
+
+
+async def _source_values(settings: Settings) -> list[bytes]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_server_list, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(settings.source_topic, p) for p in range(settings.topic_partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        values: list[bytes] = []
+        for _ in range(5):
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                values += [message.value for message in messages]
+        return values
+    finally:
+        await consumer.stop()
+
+
+async def test_inspect_counts_and_replay_sends_back_only_what_was_chosen(
+    settings: Settings,
+) -> None:
+    await ensure_topics(settings)
+    batch = orjson.dumps({"batch": [{"type": "track", "event": "A", "userId": "u"},
+                                    {"type": "track", "userId": "u", "messageId": "fixme"}]})
+    publisher = DeadLetterPublisher(settings)
+    await publisher.start()
+    try:
+        position = KafkaPosition(settings.source_topic, 0, 7)
+        await publisher.publish(DeadLetter(SourceRecord(None, b"{broken", position), "decode",
+                                           "InvalidJson", "not JSON", False))
+        await publisher.publish(DeadLetter(SourceRecord(None, batch, position), "elasticsearch",
+                                           "SinkRejected", "mapping conflict", False,
+                                           batch_index=1, event_id="fixme"))
+    finally:
+        await publisher.stop()
+
+    inspected = _sluice(settings, "dlq", "inspect")
+    assert inspected.returncode == 0, inspected.stderr
+    assert "2 dead letters" in inspected.stdout
+    assert "decode         InvalidJson" in inspected.stdout
+    assert "mapping conflict" in inspected.stdout
+
+    replayed = _sluice(settings, "dlq", "replay", "--stage", "elasticsearch")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed 1 dead letters" in replayed.stdout
+    values = await _source_values(settings)
+    assert [orjson.loads(value)["messageId"] for value in values] == ["fixme"]

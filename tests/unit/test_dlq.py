@@ -1,0 +1,53 @@
+from datetime import UTC, datetime
+
+import orjson
+
+from worker.dlq import DeadLetterFilter, DeadLetterRecord, inspect, replay_value
+
+
+def _letter(stage: str, error: str, failed_at: str, value: bytes = b"{}",
+            batch_index: str | None = None, offset: int = 0) -> DeadLetterRecord:
+    headers = {"stage": stage, "error.class": error, "failed_at": failed_at}
+    if batch_index is not None:
+        headers["batch_index"] = batch_index
+    return DeadLetterRecord(0, offset, None, value, headers)
+
+
+LETTERS = [
+    _letter("decode", "InvalidJson", "2026-11-22T10:00:00.000+00:00", offset=0),
+    _letter("decode", "InvalidJson", "2026-11-22T11:00:00.000+00:00", offset=1),
+    _letter("elasticsearch", "SinkRejected", "2026-11-22T12:00:00.000+00:00", offset=2),
+]
+
+
+def test_inspect_counts_by_stage_and_error_class_with_samples() -> None:
+    result = inspect(LETTERS, DeadLetterFilter(), samples_per_class=1)
+    assert result.counts == {("decode", "InvalidJson"): 2,
+                             ("elasticsearch", "SinkRejected"): 1}
+    assert [s.offset for s in result.samples[("decode", "InvalidJson")]] == [0]
+
+
+def test_filter_by_stage_class_and_time() -> None:
+    since = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
+    until = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    chosen = [letter.offset for letter in LETTERS
+              if DeadLetterFilter(since=since, until=until).matches(letter)]
+    assert chosen == [1]
+    assert [letter.offset for letter in LETTERS if DeadLetterFilter(
+        stages=frozenset({"elasticsearch"})).matches(letter)] == [2]
+
+
+def test_replay_of_one_batch_event_sends_only_that_event_with_the_shared_context() -> None:
+    batch = {"batch": [{"type": "track", "messageId": "good"},
+                       {"type": "track", "messageId": "bad", "context": {"ip": "1.1.1.1"}}],
+             "context": {"library": "x", "ip": "9.9.9.9"}, "sentAt": "2026-11-22T10:00:00Z"}
+    letter = _letter("decode", "MissingField", "2026-11-22T10:00:00.000+00:00",
+                     orjson.dumps(batch), batch_index="1")
+    assert orjson.loads(replay_value(letter)) == {
+        "type": "track", "messageId": "bad", "context": {"library": "x", "ip": "1.1.1.1"},
+        "sentAt": "2026-11-22T10:00:00Z"}
+
+
+def test_replay_of_a_whole_record_sends_its_bytes_unchanged() -> None:
+    letter = _letter("decode", "InvalidJson", "2026-11-22T10:00:00.000+00:00", b"{broken")
+    assert replay_value(letter) == b"{broken"

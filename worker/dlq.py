@@ -1,0 +1,167 @@
+"""Dead-letter tooling: see what failed and why (`sluice dlq inspect`), and send it back
+(`sluice dlq replay`) once the cause is fixed.
+
+Replay re-produces the original bytes to the source topic. For one event of a batch record
+(``sluice.batch_index``), only that event is replayed, with the batch's shared ``context`` and
+``sentAt`` applied, so the batch's good events are not sent twice. Events with a producer id
+(``messageId`` / ``requestId``) keep it, so Elasticsearch overwrites instead of duplicating.
+Replayed records carry ``sluice.replayed_from: <dlq topic>/<partition>/<offset>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from worker.config import Settings
+from worker.records import DLQ_HEADER_PREFIX
+from worker.topics import partition_counts
+
+
+@dataclass(frozen=True)
+class DeadLetterRecord:
+    """A dead letter as read back from the topic."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+    original_headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def stage(self) -> str:
+        return self.headers.get("stage", "?")
+
+    @property
+    def error_class(self) -> str:
+        return self.headers.get("error.class", "?")
+
+    @property
+    def failed_at(self) -> datetime | None:
+        text = self.headers.get("failed_at")
+        return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which dead letters a command applies to; empty fields match everything."""
+
+    stages: frozenset[str] = frozenset()
+    error_classes: frozenset[str] = frozenset()
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, letter: DeadLetterRecord) -> bool:
+        if self.stages and letter.stage not in self.stages:
+            return False
+        if self.error_classes and letter.error_class not in self.error_classes:
+            return False
+        failed = letter.failed_at
+        if self.since and (failed is None or failed < self.since):
+            return False
+        return not (self.until and (failed is None or failed >= self.until))
+
+
+async def read_dead_letters(settings: Settings) -> list[DeadLetterRecord]:
+    """Every dead letter currently on the dead-letter topic, oldest first per partition."""
+    topic = settings.dead_letter_topic_name
+    count = (await partition_counts(settings, [topic]))[topic]
+    tps = [TopicPartition(topic, p) for p in range(count)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_server_list, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    letters: list[DeadLetterRecord] = []
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = {tp: end for tp, end in (await consumer.end_offsets(tps)).items() if end > 0}
+        while ends:
+            batches = await consumer.getmany(timeout_ms=1000)
+            if not batches:
+                break
+            for tp, messages in batches.items():
+                for message in messages:
+                    ours = {name.removeprefix(DLQ_HEADER_PREFIX): value.decode(errors="replace")
+                            for name, value in message.headers
+                            if name.startswith(DLQ_HEADER_PREFIX)}
+                    theirs = tuple((name, value) for name, value in message.headers
+                                   if not name.startswith(DLQ_HEADER_PREFIX))
+                    letters.append(DeadLetterRecord(tp.partition, message.offset, message.key,
+                                                    message.value, ours, theirs))
+                if messages and messages[-1].offset + 1 >= ends.get(tp, 0):
+                    ends.pop(tp, None)
+    finally:
+        await consumer.stop()
+    return letters
+
+
+@dataclass
+class Inspection:
+    """Counts by stage and error class, and a few samples of each."""
+
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    samples: dict[tuple[str, str], list[DeadLetterRecord]] = field(default_factory=dict)
+
+
+def inspect(letters: list[DeadLetterRecord], selection: DeadLetterFilter,
+            samples_per_class: int = 3) -> Inspection:
+    result = Inspection()
+    for letter in letters:
+        if not selection.matches(letter):
+            continue
+        group = (letter.stage, letter.error_class)
+        result.counts[group] += 1
+        kept = result.samples.setdefault(group, [])
+        if len(kept) < samples_per_class:
+            kept.append(letter)
+    return result
+
+
+def replay_value(letter: DeadLetterRecord) -> bytes | None:
+    """What to send back: the record, or only the failed event of a batch record."""
+    index = letter.headers.get("batch_index")
+    if index is None or not letter.value:
+        return letter.value
+    envelope = orjson.loads(letter.value)
+    event = dict(envelope["batch"][int(index)])
+    if isinstance(envelope.get("context"), dict):
+        own = event.get("context") if isinstance(event.get("context"), dict) else {}
+        event["context"] = {**envelope["context"], **own}
+    if envelope.get("sentAt") is not None:
+        event.setdefault("sentAt", envelope["sentAt"])
+    return orjson.dumps(event)
+
+
+async def replay(settings: Settings, letters: list[DeadLetterRecord], rate: float = 500.0,
+                 tick: Callable[[int], None] | None = None) -> int:
+    """Produce the letters back to the source topic at most `rate` per second."""
+    topic = settings.dead_letter_topic_name
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list, acks="all",
+                                enable_idempotence=True,
+                                max_request_size=2 * settings.max_record_bytes + 65536)
+    await producer.start()
+    started = time.monotonic()
+    try:
+        for sent, letter in enumerate(letters, start=1):
+            headers = list(letter.original_headers) + [
+                (f"{DLQ_HEADER_PREFIX}replayed_from",
+                 f"{topic}/{letter.partition}/{letter.offset}".encode())]
+            await producer.send_and_wait(settings.source_topic, value=replay_value(letter),
+                                         key=letter.key, headers=headers)
+            if tick:
+                tick(1)
+            ahead = sent / rate - (time.monotonic() - started) if rate > 0 else 0
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        return len(letters)
+    finally:
+        await producer.stop()
