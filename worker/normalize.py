@@ -19,7 +19,13 @@ from typing import Any
 import orjson
 
 from worker.decoding import EventKind, RawEvent
-from worker.errors import InvalidTimestamp, MissingField, UnknownFormat, WrongType
+from worker.errors import (
+    InvalidTimestamp,
+    MissingField,
+    UnencodableEvent,
+    UnknownFormat,
+    WrongType,
+)
 from worker.records import SourceRecord
 
 SEGMENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
@@ -64,7 +70,10 @@ def derived_event_id(raw: RawEvent, record: SourceRecord) -> str:
     digest = hashlib.sha256()
     digest.update(f"{position.topic}/{position.partition}/{position.offset}/".encode())
     digest.update(f"{raw.batch_index}/".encode())
-    digest.update(orjson.dumps(raw.fields, option=orjson.OPT_SORT_KEYS))
+    try:
+        digest.update(orjson.dumps(raw.fields, option=orjson.OPT_SORT_KEYS))
+    except TypeError as error:  # nested more deeply than the encoder allows
+        raise UnencodableEvent(f"the event cannot be encoded as JSON: {error}") from None
     return digest.hexdigest()[:32]
 
 
