@@ -22,7 +22,7 @@ import orjson
 
 from worker.catalog import CatalogEntry, publish_entries
 from worker.config import Settings, SinkName
-from worker.deadletter import dead_letter_end_offsets, read_dead_letter_headers
+from worker.dlq import dead_letter_end_offsets, read_dead_letters
 from worker.group_offsets import PartitionProgress, group_progress
 from worker.produce import produce, synthetic_records
 from worker.samples import DEMO_CATALOG, SAMPLE_FORMS
@@ -136,9 +136,9 @@ def run_demo(settings: Settings, record_count: int, say: Say = print) -> None:
             say(line)
     dead_letters_after = asyncio.run(dead_letter_end_offsets(settings))
     letters = asyncio.run(
-        read_dead_letter_headers(settings, dead_letters_before, dead_letters_after)
+        read_dead_letters(settings, dead_letters_before, dead_letters_after)
     )
-    reasons = Counter(f"{h.get('stage')}/{h.get('error.class')}" for h in letters)
+    reasons = Counter(f"{letter.stage}/{letter.error_class}" for letter in letters)
     say(f"   dead-letter topic {settings.dead_letter_topic_name}: {len(letters)} records "
         f"({', '.join(f'{k}={n}' for k, n in sorted(reasons.items())) or 'none'})")
     say(f"   source topic {settings.source_topic}, consumer group {settings.app_id}: committed "

@@ -71,25 +71,48 @@ class DeadLetterFilter:
         return not (self.until and (failed is None or failed >= self.until))
 
 
-async def read_dead_letters(settings: Settings) -> list[DeadLetterRecord]:
-    """Every dead letter currently on the dead-letter topic, oldest first per partition."""
+async def dead_letter_end_offsets(settings: Settings) -> dict[int, int]:
+    """The dead-letter topic's end offset per partition (to read only what comes after)."""
     topic = settings.dead_letter_topic_name
     count = (await partition_counts(settings, [topic]))[topic]
-    tps = [TopicPartition(topic, p) for p in range(count)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_server_list, group_id=None)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(count)])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_dead_letters(
+    settings: Settings,
+    start_offsets: dict[int, int] | None = None,
+    end_offsets: dict[int, int] | None = None,
+) -> list[DeadLetterRecord]:
+    """The dead letters between two sets of offsets (default: all there are now), oldest first
+    per partition."""
+    topic = settings.dead_letter_topic_name
+    start_offsets = start_offsets or {}
+    end_offsets = end_offsets if end_offsets is not None else await dead_letter_end_offsets(
+        settings)
+    ends = {TopicPartition(topic, p): end for p, end in end_offsets.items()
+            if end > start_offsets.get(p, 0)}
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_server_list, group_id=None,
                                 enable_auto_commit=False)
     await consumer.start()
     letters: list[DeadLetterRecord] = []
     try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = {tp: end for tp, end in (await consumer.end_offsets(tps)).items() if end > 0}
+        consumer.assign(list(ends))
+        for tp in ends:
+            consumer.seek(tp, start_offsets.get(tp.partition, 0))
         while ends:
             batches = await consumer.getmany(timeout_ms=1000)
             if not batches:
                 break
             for tp, messages in batches.items():
                 for message in messages:
+                    if message.offset >= ends.get(tp, -1):
+                        continue
                     ours = {name.removeprefix(DLQ_HEADER_PREFIX): value.decode(errors="replace")
                             for name, value in message.headers
                             if name.startswith(DLQ_HEADER_PREFIX)}

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
-from worker.deadletter import dead_letter_end_offsets, read_dead_letter_headers
+from worker.dlq import dead_letter_end_offsets, read_dead_letters
 from worker.samples import malformed_records
 from worker.topics import ensure_topics
 
@@ -84,7 +84,7 @@ async def test_hostile_records_are_dead_lettered_and_good_traffic_flows(
     assert sorted(delivered) == sorted(good_ids)
 
     after = await dead_letter_end_offsets(settings)
-    letters = await read_dead_letter_headers(settings, before, after)
+    letters = [d.headers for d in await read_dead_letters(settings, before, after)]
     expected = sorted([error for error, _ in corpus] * 3 + ["MissingField"] * 6)
     assert sorted(letter["error.class"] for letter in letters) == expected
     assert all(letter["error.message"] for letter in letters)

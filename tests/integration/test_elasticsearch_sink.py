@@ -22,7 +22,7 @@ from elasticsearch import AsyncElasticsearch
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from tests.fault_proxy import FaultProxy
 from worker.config import Settings
-from worker.deadletter import dead_letter_end_offsets, read_dead_letter_headers
+from worker.dlq import dead_letter_end_offsets, read_dead_letters
 from worker.group_offsets import group_progress
 from worker.samples import SampleTraffic
 from worker.topics import ensure_topics
@@ -180,7 +180,7 @@ async def test_document_with_a_conflicting_field_type_is_dead_lettered_with_the_
     stored = set(await _ids_in_es(es, es_settings))
     assert stored == {f"ok-{i}" for i in range(20)}
     after = await dead_letter_end_offsets(es_settings)
-    (letter,) = await read_dead_letter_headers(es_settings, before, after)
+    (letter,) = [d.headers for d in await read_dead_letters(es_settings, before, after)]
     assert (letter["stage"], letter["error.class"], letter["event_id"]) == (
         "elasticsearch", "SinkRejected", "conflict")
     assert letter["batch_index"] == "10"
