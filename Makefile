@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test test-unit lint readme stack-up stack-down stack-status clean
+.PHONY: demo test test-unit lint readme bench stack-up stack-down stack-status clean
 
 ## make demo: local stack + worker + sample events, and where they landed
 demo: $(STAMP)
@@ -21,7 +22,11 @@ test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check worker tests
+	$(BIN)/ruff check worker tests bench
+
+## make bench: Sluice vs Quix Streams vs a raw baseline on the local stack (a few minutes)
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## make readme: regenerate the README's settings table from the settings model
 readme: $(STAMP)
@@ -39,6 +44,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
 
 clean:
 	-test -x $(BIN)/sluice && $(BIN)/sluice stack down

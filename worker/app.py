@@ -142,6 +142,8 @@ async def preflight(settings: Settings) -> None:
 
 def create_app(settings: Settings) -> SluiceApp:
     """A configured app with its pipeline. Topics must already exist (`worker.topics`)."""
+    # Faust creates only the last level of its data directory.
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     app = SluiceApp(
         settings.app_id,
         broker=broker_urls(settings),

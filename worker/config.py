@@ -146,6 +146,13 @@ class Settings(BaseSettings):
         description="Seconds a starting worker waits to read the whole catalog topic before "
         "it processes events (it starts anyway, with what it has, and says so).",
     )
+    catalog_poll_interval: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Seconds an idle catalog reader waits before it asks the catalog topic "
+        "for updates again (an update reaches every worker within about this time).",
+    )
     commit_interval: float = Field(
         2.8,
         gt=0,

@@ -154,8 +154,11 @@ class Pipeline:
             return
         for event in events:
             event.ticket = ticket
-        # Sinks run in parallel; each may hold us here while its buffers are full.
-        await asyncio.gather(*(sink.write(events) for sink in self.sinks))
+        # Each sink may hold us here while its buffers are full. Awaited one after the other: a
+        # write that does not wait costs no task (gather made one per sink per record), and the
+        # agent cannot move on before every sink has accepted the events anyway.
+        for sink in self.sinks:
+            await sink.write(events)
 
     def _prepare(self, raw: RawEvent, record: SourceRecord) -> Event:
         """Normalise, enrich and encode one event; DecodeError if it cannot be."""

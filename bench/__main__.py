@@ -1,0 +1,167 @@
+"""`python -m bench` (or `make bench`): the whole benchmark in one run.
+
+Produces the events once per topic shape, runs every scenario on them one after another, prints
+the table and writes it as JSON (and into the README with --update-readme).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import typer
+from elasticsearch import AsyncElasticsearch
+
+from bench.events import bench_events
+from bench.measure import end_offsets
+from bench.report import machine, markdown, rows, update_readme
+from bench.runners import (
+    REPO_ROOT,
+    RUNNERS,
+    BenchContext,
+    Result,
+    Scenario,
+    free_port,
+)
+from worker.catalog import CatalogEntry, publish_entries
+from worker.config import Settings, load_settings
+from worker.produce import produce
+from worker.samples import DEMO_CATALOG
+from worker.sinks import s3
+from worker.stack import LocalStack
+from worker.topics import TopicSpec, ensure_topics
+
+BENCH_STACK_DIR = REPO_ROOT / ".sluice" / "bench-stack"
+ES, S3 = "elasticsearch", "s3"
+
+SCENARIOS = [
+    Scenario("raw baseline: aiokafka + JSON decode + gzip file", "raw",
+             note="the most Python does here"),
+    Scenario("Sluice → S3", "sluice", (S3,)),
+    Scenario("Quix Streams → S3", "quix", (S3,)),
+    Scenario("Sluice → Elasticsearch", "sluice", (ES,), note="local ES-API server"),
+    Scenario("Quix Streams → Elasticsearch", "quix", (ES,), note="local ES-API server"),
+    Scenario("Sluice → both", "sluice", (ES, S3)),
+    Scenario("Quix Streams → both", "quix", (ES, S3)),
+    Scenario("Sluice → null bulk endpoint", "sluice", (ES,), null_elasticsearch=True,
+             note="accept-all bulk endpoint"),
+    Scenario("Quix Streams → null bulk endpoint", "quix", (ES,), null_elasticsearch=True,
+             note="accept-all bulk endpoint"),
+    Scenario("Sluice → S3, 1 partition", "sluice", (S3,), partitions=1),
+    Scenario("Sluice → S3, 2 workers", "sluice", (S3,), workers=2),
+    Scenario("Sluice → both, 2 workers", "sluice", (ES, S3), workers=2),
+    Scenario("Sluice → S3, one part per partition", "sluice", (S3,),
+             settings={"s3_part_max_age": 3600.0, "s3_part_max_bytes": 1 << 30,
+                       "s3_max_buffered_events": 10_000_000}, drain_at_end=True,
+             note="memory: every event held in open parts, uploaded by the SIGTERM drain"),
+]
+
+
+def _bench_settings() -> Settings:
+    return load_settings(stack_dir=BENCH_STACK_DIR)
+
+
+async def _prepare(settings: Settings, run_id: str, events: int, partitions: set[int],
+                   say: typer.echo) -> tuple[dict[int, str], dict[int, dict]]:
+    topics = {count: f"bench-{run_id}-p{count}" for count in sorted(partitions)}
+    catalog = f"bench-{run_id}-catalog"
+    await ensure_topics(settings, [TopicSpec(name, count, 1) for count, name in topics.items()]
+                        + [TopicSpec(catalog, 1, 1, {"cleanup.policy": "compact"})])
+    await publish_entries(settings.model_copy(update={"catalog_topic": catalog}),
+                          [CatalogEntry.model_validate(entry) for entry in DEMO_CATALOG])
+    await s3.preflight(settings.model_copy(update={"s3_bucket": "sluice-bench"}))
+    ends = {}
+    for count, topic in topics.items():
+        started = time.monotonic()
+        await produce(settings, ((key, value, "bench") for key, value in bench_events(events)),
+                      topic=topic)
+        ends[count] = await end_offsets(settings.kafka_bootstrap_servers, topic)
+        say(f"produced {events:,} events to {topic} in {time.monotonic() - started:.1f}s")
+    return topics, ends
+
+
+async def _drop_indices(settings: Settings, prefix: str) -> None:
+    """The local ES-API server slows down as it grows: each scenario starts from nothing."""
+    client = AsyncElasticsearch(settings.elasticsearch_url)
+    try:
+        indices = await client.indices.get(index=f"{prefix}*")
+        for name in indices.body:
+            await client.indices.delete(index=name)
+    except Exception as error:  # noqa: BLE001 (clean-up only; the next scenario still runs)
+        typer.echo(f"  (could not delete indices {prefix}*: {error})")
+    finally:
+        await client.close()
+
+
+async def _run(events: int, scenarios: list[Scenario], work_dir: Path) -> list[Result]:
+    settings = _bench_settings()
+    run_id = time.strftime("%m%d%H%M%S")
+    topics, ends = await _prepare(settings, run_id, events, {s.partitions for s in scenarios},
+                                  typer.echo)
+    null_port = free_port()
+    null_server = subprocess.Popen([sys.executable, "-m", "bench.null_elasticsearch",
+                                    str(null_port)], cwd=REPO_ROOT)
+    ctx = BenchContext(run_id, settings, topics, ends, events, work_dir,
+                       f"http://127.0.0.1:{null_port}")
+    results = []
+    try:
+        for scenario in scenarios:
+            result = await RUNNERS[scenario.system](ctx, scenario)
+            results.append(result)
+            typer.echo(f"{scenario.name:<52} {result.events_per_second:>9,.0f} events/s "
+                       f"{result.seconds:6.1f}s  peak RSS {result.peak_rss_mib:5.0f} MiB  "
+                       f"delivered {result.delivered or '–'}")
+            if ES in scenario.sinks and not scenario.null_elasticsearch:
+                await _drop_indices(settings, f"bench-{ctx.slug(scenario)}")
+    finally:
+        null_server.terminate()
+        null_server.wait()
+    return results
+
+
+def main(
+    events: int = typer.Option(100_000, help="Events produced (to each topic shape)."),
+    only: str = typer.Option("", help="Run only the scenarios with these names "
+                             "(comma-separated, any case); the baseline always runs."),
+    json_out: Path = typer.Option(REPO_ROOT / "bench" / "results" / "latest.json",
+                                  "--json", help="Where the results are written as JSON."),
+    readme: bool = typer.Option(False, "--update-readme",
+                                help="Write the table into README.md's benchmark section."),
+) -> None:
+    """Run every benchmark scenario on the local stack and print the table."""
+    wanted = [w.strip().lower() for w in only.split(",") if w.strip()]
+    scenarios = [s for s in SCENARIOS if s.system == "raw" or not wanted
+                 or s.name.lower() in wanted]
+    stack = LocalStack(_bench_settings())
+    started_stack = any(server.down_services for server in stack.status())
+    if started_stack:
+        shutil.rmtree(stack.data_dir, ignore_errors=True)
+        stack.up()
+    work_dir = REPO_ROOT / ".sluice" / "bench"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    try:
+        results = asyncio.run(_run(events, scenarios, work_dir))
+    finally:
+        if started_stack:
+            stack.down()
+    table = rows(results)
+    text = markdown(table, events)
+    typer.echo("\n" + text)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_bytes(orjson.dumps({"events": events, "machine": machine(),
+                                       "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                       "results": table}, option=orjson.OPT_INDENT_2))
+    typer.echo(f"\nJSON: {json_out}")
+    if readme:
+        update_readme(REPO_ROOT / "README.md", text)
+        typer.echo("README.md benchmark section updated")
+
+
+if __name__ == "__main__":
+    typer.run(main)

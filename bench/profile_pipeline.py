@@ -1,0 +1,68 @@
+"""The hot path alone: the pipeline fed in-process, no broker, no network.
+
+`python -m bench.profile_pipeline [EVENTS] [--profile]` feeds the benchmark's events through
+`Pipeline.submit` with the counting sink (and, with `--s3-parts`, into gzip parts as the S3 sink
+builds them) and prints microseconds per record; `--profile` adds a pyinstrument report. It
+separates Sluice's own per-record cost from Faust's and the servers'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+from bench.events import bench_events
+from worker.catalog import CatalogEntry
+from worker.config import load_settings
+from worker.deadletter import DeadLetterPublisher
+from worker.pipeline import Pipeline
+from worker.records import KafkaPosition, SourceRecord
+from worker.samples import DEMO_CATALOG
+from worker.sinks.counting import CountingSink
+
+CATALOG = {e["api_key_id"]: CatalogEntry.model_validate(e) for e in DEMO_CATALOG}
+
+
+async def feed(count: int) -> float:
+    """Seconds to submit `count` records and see every one acknowledged."""
+    settings = load_settings(sinks=["counting"], web_port=0)
+    pipeline = Pipeline(settings, DeadLetterPublisher(settings), CATALOG.get)
+    pipeline.add_sink(lambda outcomes: CountingSink(outcomes, max_age_seconds=0.05))
+    await pipeline.sinks[0].start()
+    records = [SourceRecord(key, value, KafkaPosition("bench", n % 4, n // 4), 1_763_800_000_000)
+               for n, (key, value) in enumerate(bench_events(count))]
+    acked = 0
+
+    def ack() -> None:
+        nonlocal acked
+        acked += 1
+
+    started = time.perf_counter()
+    for record in records:
+        await pipeline.submit(record, ack)
+    while acked < count:
+        await asyncio.sleep(0.001)
+    seconds = time.perf_counter() - started
+    await pipeline.sinks[0].stop()
+    return seconds
+
+
+def main() -> None:
+    count = int(next((a for a in sys.argv[1:] if a.isdigit()), 100_000))
+    if "--profile" in sys.argv:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+        seconds = asyncio.run(feed(count))
+        profiler.stop()
+        print(profiler.output_text(unicode=True, color=False, show_all=False))
+    else:
+        seconds = asyncio.run(feed(count))
+    print(f"{count:,} records in {seconds:.2f}s: {seconds / count * 1e6:.1f} µs/record, "
+          f"{count / seconds:,.0f} records/s")
+
+
+if __name__ == "__main__":
+    main()

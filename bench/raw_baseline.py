@@ -1,0 +1,57 @@
+"""The raw baseline: what Python can do at most here. A plain aiokafka consumer that only
+decodes each record's JSON and gzips the records to a local file, nothing else.
+
+Run as `python -m bench.raw_baseline BOOTSTRAP TOPIC GROUP EVENTS OUT_FILE GZIP_LEVEL`; prints one
+JSON line with the monotonic times of the first record and of the durable end (file closed and
+fsynced), the event count and its peak RSS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import re
+import sys
+import time
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+
+async def consume(bootstrap: str, topic: str, group: str, expected: int, out_path: str,
+                  level: int) -> dict[str, float]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    first = 0.0
+    count = 0
+    try:
+        with open(out_path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb",
+                                                        compresslevel=level) as out:
+            while count < expected:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+                for records in batches.values():
+                    if not first:
+                        first = time.monotonic()
+                    for record in records:
+                        orjson.loads(record.value)
+                    out.write(b"\n".join(record.value for record in records) + b"\n")
+                    count += len(records)
+            out.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        end = time.monotonic()
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+    status = open("/proc/self/status").read()
+    peak_kib = int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE).group(1))
+    return {"first": first, "end": end, "events": count, "peak_rss_kib": peak_kib}
+
+
+if __name__ == "__main__":
+    bootstrap, topic, group, events, out_path, level = sys.argv[1:7]
+    result = asyncio.run(consume(bootstrap, topic, group, int(events), out_path, int(level)))
+    print(orjson.dumps(result).decode(), flush=True)

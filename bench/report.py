@@ -1,0 +1,82 @@
+"""The benchmark's table (terminal and README) and its JSON."""
+
+from __future__ import annotations
+
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.runners import Result, Scenario
+
+README_START = "<!-- bench:start -->"
+README_END = "<!-- bench:end -->"
+
+
+def _same_job(a: Scenario, b: Scenario) -> bool:
+    return (a.sinks, a.null_elasticsearch, a.partitions, a.workers) == (
+        b.sinks, b.null_elasticsearch, b.partitions, b.workers)
+
+
+def rows(results: list[Result]) -> list[dict[str, Any]]:
+    """One row per scenario with its ratios against the raw baseline and Quix Streams."""
+    baseline = next((r for r in results if r.scenario.system == "raw"), None)
+    table = []
+    for result in results:
+        quix = next((r for r in results if r.scenario.system == "quix"
+                     and _same_job(r.scenario, result.scenario)), None)
+        table.append({
+            "scenario": result.scenario.name,
+            "system": result.scenario.system,
+            "sinks": list(result.scenario.sinks),
+            "partitions": result.scenario.partitions,
+            "workers": result.scenario.workers,
+            "events": result.events,
+            "seconds": round(result.seconds, 2),
+            "events_per_second": round(result.events_per_second),
+            "vs_baseline": (round(result.events_per_second / baseline.events_per_second, 3)
+                            if baseline else None),
+            "vs_quix": (round(result.events_per_second / quix.events_per_second, 2)
+                        if quix and result.scenario.system != "quix" else None),
+            "peak_rss_mib": round(result.peak_rss_mib, 1),
+            "delivered": result.delivered,
+            "dead_letters": result.dead_letters,
+            "note": result.scenario.note,
+        })
+    return table
+
+
+def machine() -> dict[str, Any]:
+    return {"python": platform.python_version(), "cpus": psutil.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "platform": platform.platform()}
+
+
+def _ratio(value: float | None, suffix: str = "×") -> str:
+    return f"{value:.2f}{suffix}" if value is not None else "–"
+
+
+def markdown(table: list[dict[str, Any]], events: int) -> str:
+    lines = [
+        f"{events:,} events (500–800 bytes, 7 in 10 Segment events, 3 in 10 access logs), "
+        "4 partitions unless said otherwise, all servers on the same 2-core machine.",
+        "",
+        "| scenario | events/s | vs raw baseline | vs Quix Streams | peak RSS (MiB) | note |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in table:
+        lines.append(
+            f"| {row['scenario']} | {row['events_per_second']:,} | {_ratio(row['vs_baseline'])} "
+            f"| {_ratio(row['vs_quix'])} | {row['peak_rss_mib']:.0f} | {row['note']} |")
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, text: str) -> None:
+    """Replace the table between the README's bench markers."""
+    content = readme.read_text()
+    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.DOTALL)
+    if not pattern.search(content):
+        raise ValueError(f"{readme} has no {README_START} … {README_END} section")
+    readme.write_text(pattern.sub(lambda _: f"{README_START}\n{text}\n{README_END}", content))

@@ -1,0 +1,278 @@
+"""The systems the benchmark compares, each run as its own process(es) on the same topic.
+
+Every runner starts from a fresh consumer group on a topic the benchmark filled beforehand, and
+is timed from its first consumed record to the moment its group has committed every record.
+Sluice and Quix Streams commit only what their sinks have durably written, so that moment is the
+last durable write (plus at most one commit interval, the same for both). The raw baseline
+reports its own first-record and file-closed times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bench.measure import CommitWatch, PeakMemory, scrape, wait_until
+from worker.config import Settings
+from worker.demo import start_worker, stop_worker
+from worker.samples import DEMO_CATALOG
+from worker.topics import ensure_topics
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Both stream processors flush on the same cadence: Quix Streams writes its sinks at every
+# checkpoint (its commit interval); Sluice uploads S3 parts after this age and commits this often.
+FLUSH_SECONDS = 2.0
+COMMIT_SECONDS = 1.0
+RUN_TIMEOUT = 900.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One measured run: which system, which sinks, how many workers on which topic."""
+
+    name: str
+    system: str  # "sluice", "quix" or "raw"
+    sinks: tuple[str, ...] = ()
+    partitions: int = 4
+    workers: int = 1
+    null_elasticsearch: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    # Sluice only: once every record is consumed, stop the workers with SIGTERM and time the
+    # drain (for parts that would otherwise stay open until their age limit).
+    drain_at_end: bool = False
+
+
+@dataclass
+class Result:
+    """What one scenario measured."""
+
+    scenario: Scenario
+    events: int
+    seconds: float
+    peak_rss_mib: float
+    delivered: dict[str, int] = field(default_factory=dict)
+    dead_letters: int = 0
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class BenchContext:
+    """What every runner of one benchmark run shares."""
+
+    run_id: str
+    settings: Settings
+    topics: dict[int, str]  # partitions -> source topic
+    ends: dict[int, dict]  # partitions -> end offset per TopicPartition
+    events: int
+    work_dir: Path
+    null_elasticsearch_url: str
+
+    def slug(self, scenario: Scenario) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", f"{self.run_id}-{scenario.name}".lower()).strip("-")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def log_tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+async def _measure(ctx: BenchContext, scenario: Scenario, group: str,
+                   processes: list[subprocess.Popen[bytes]], logs: list[Path],
+                   first_consumed: Callable[[], Awaitable[bool]],
+                   all_consumed: Callable[[], Awaitable[bool]] | None = None,
+                   ) -> tuple[float, float, PeakMemory]:
+    """When the first record was seen consumed, and when the group had committed every record.
+
+    With `all_consumed`, the processes are stopped (SIGTERM) once it is true and the end is
+    when they have exited, having drained.
+    """
+    peak = PeakMemory()
+    stopping = False
+
+    def check_alive() -> None:
+        peak.sample([p.pid for p in processes])
+        for process, log in zip(processes, logs, strict=True):
+            if process.poll() is not None and not stopping:
+                raise RuntimeError(f"{scenario.name}: process exited with {process.returncode}:"
+                                   f"\n{log_tail(log)}")
+
+    async def consumed() -> bool:
+        check_alive()
+        return await first_consumed()
+
+    bootstrap = ctx.settings.kafka_bootstrap_servers
+    async with CommitWatch(bootstrap, group, ctx.ends[scenario.partitions]) as watch:
+        async def committed() -> bool:
+            check_alive()
+            return await watch.remaining() == 0
+
+        first = await wait_until(consumed, timeout=120)
+        if all_consumed is None:
+            end = await wait_until(committed, timeout=RUN_TIMEOUT, interval=0.1)
+        else:
+            async def consumed_everything() -> bool:
+                check_alive()
+                return await all_consumed()
+
+            await wait_until(consumed_everything, timeout=RUN_TIMEOUT, interval=0.1)
+            stopping = True
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            while any(process.poll() is None for process in processes):
+                peak.sample([p.pid for p in processes])
+                await asyncio.sleep(0.02)
+            end = time.monotonic()
+            if await watch.remaining():
+                raise RuntimeError(f"{scenario.name}: records left uncommitted after the drain:"
+                                   f"\n{log_tail(logs[0])}")
+    return first, end, peak
+
+
+def sluice_settings(ctx: BenchContext, scenario: Scenario) -> Settings:
+    slug = ctx.slug(scenario)
+    update: dict[str, Any] = {
+        "app_id": f"bench-{slug}",
+        "source_topic": ctx.topics[scenario.partitions],
+        "dead_letter_topic": f"bench-{slug}-dead-letters",
+        "catalog_topic": f"bench-{ctx.run_id}-catalog",
+        "sinks": list(scenario.sinks),
+        "elasticsearch_index": f"bench-{slug}-%Y.%m.%d",
+        "elasticsearch_template_name": f"bench-{slug}",
+        "s3_bucket": "sluice-bench",
+        "s3_prefix": f"{slug}/",
+        "commit_interval": COMMIT_SECONDS,
+        "s3_part_max_age": FLUSH_SECONDS,
+        "state_dir": ctx.work_dir / slug / "state",
+        **scenario.settings,
+    }
+    if scenario.null_elasticsearch:
+        update["elasticsearch_url"] = ctx.null_elasticsearch_url
+    return ctx.settings.model_copy(update=update)
+
+
+async def run_sluice(ctx: BenchContext, scenario: Scenario) -> Result:
+    """`sluice worker` processes (one per worker) with the scenario's sinks."""
+    settings = sluice_settings(ctx, scenario)
+    await ensure_topics(settings)
+    ports = [free_port() for _ in range(scenario.workers)]
+    logs = [ctx.work_dir / f"{ctx.slug(scenario)}-worker{n}.log" for n in range(len(ports))]
+    workers = [start_worker(settings.model_copy(update={"web_port": port}), log)
+               for port, log in zip(ports, logs, strict=True)]
+    try:
+        async with aiohttp.ClientSession() as session:
+            async def consumed_records() -> int:
+                return sum(int((await scrape(session, port)).get(
+                    "sluice_records_consumed_total", 0)) for port in ports)
+
+            async def first_consumed() -> bool:
+                return await consumed_records() > 0
+
+            async def all_consumed() -> bool:
+                return await consumed_records() >= ctx.events
+
+            # Delivery counts are read before the end: a drained worker is gone.
+            delivered: dict[str, int] = {}
+            dead = 0
+            first, end, peak = await _measure(
+                ctx, scenario, settings.app_id, workers, logs, first_consumed,
+                all_consumed if scenario.drain_at_end else None)
+            for port in ports:
+                for name, value in (await scrape(session, port)).items():
+                    if name.startswith("sluice_events_delivered_total"):
+                        sink = name.split('"')[1]
+                        delivered[sink] = delivered.get(sink, 0) + int(value)
+                    elif name.startswith("sluice_dead_letters_total"):
+                        dead += int(value)
+    finally:
+        for worker in workers:
+            stop_worker(worker)
+    return Result(scenario, ctx.events, end - first, peak.max_mib, delivered, dead)
+
+
+async def run_quix(ctx: BenchContext, scenario: Scenario) -> Result:
+    """bench/quix_job.py: the same job with Quix Streams and its own sinks."""
+    slug = ctx.slug(scenario)
+    settings = ctx.settings
+    environment = {
+        **os.environ,
+        "BENCH_BOOTSTRAP": settings.kafka_bootstrap_servers,
+        "BENCH_GROUP": f"bench-{slug}",
+        "BENCH_TOPIC": ctx.topics[scenario.partitions],
+        "BENCH_SINKS": ",".join(scenario.sinks),
+        "BENCH_COMMIT_INTERVAL": str(FLUSH_SECONDS),
+        "BENCH_ES_URL": (ctx.null_elasticsearch_url if scenario.null_elasticsearch
+                         else settings.elasticsearch_url),
+        "BENCH_ES_INDEX": f"bench-{slug}",
+        "BENCH_S3_BUCKET": "sluice-bench",
+        "BENCH_S3_DIRECTORY": slug.replace("-", "_"),
+        "BENCH_S3_ENDPOINT": settings.s3_endpoint_url or "",
+        "BENCH_S3_KEY": settings.aws_access_key_id or "",
+        "BENCH_S3_SECRET": settings.aws_secret_access_key or "",
+        "BENCH_CATALOG": orjson.dumps(list(DEMO_CATALOG)).decode(),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    log = ctx.work_dir / f"{slug}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen([sys.executable, str(REPO_ROOT / "bench" / "quix_job.py")],
+                                   stdout=output, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=environment,
+                                   cwd=ctx.work_dir)
+    started: list[float] = []
+
+    async def first_consumed() -> bool:
+        match = re.search(r"^FIRST ([0-9.]+)$", log.read_text(errors="replace"), re.MULTILINE)
+        if match:
+            started.append(float(match.group(1)))
+        return bool(match)
+
+    try:
+        _, end, peak = await _measure(ctx, scenario, f"bench-{slug}", [process], [log],
+                                      first_consumed)
+    finally:
+        stop_worker(process)
+    # The job printed its exact first-record time (CLOCK_MONOTONIC is system-wide).
+    return Result(scenario, ctx.events, end - started[0], peak.max_mib)
+
+
+async def run_raw(ctx: BenchContext, scenario: Scenario) -> Result:
+    """bench/raw_baseline.py: aiokafka, JSON decode and a local gzip file, nothing else."""
+    slug = ctx.slug(scenario)
+    out = ctx.work_dir / f"{slug}.ndjson.gz"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.raw_baseline", ctx.settings.kafka_bootstrap_servers,
+         ctx.topics[scenario.partitions], f"bench-{slug}", str(ctx.events), str(out),
+         str(ctx.settings.s3_gzip_level)],
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
+    )
+    output, _ = await asyncio.to_thread(process.communicate)
+    if process.returncode != 0:
+        raise RuntimeError(f"raw baseline failed with {process.returncode}: {output!r}")
+    timing = orjson.loads(output.splitlines()[-1])
+    out.unlink(missing_ok=True)
+    return Result(scenario, int(timing["events"]), timing["end"] - timing["first"],
+                  timing["peak_rss_kib"] / 1024, {"file": int(timing["events"])})
+
+
+RUNNERS = {"sluice": run_sluice, "quix": run_quix, "raw": run_raw}
