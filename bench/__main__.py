@@ -86,12 +86,14 @@ async def _prepare(settings: Settings, run_id: str, events: int, partitions: set
 
 
 async def _drop_indices(settings: Settings, prefix: str) -> None:
-    """The local ES-API server slows down as it grows: each scenario starts from nothing."""
+    """The local ES-API server slows down as it grows: each scenario starts from nothing. The
+    scenario's index template goes too (the next scenario's index pattern may overlap it)."""
     client = AsyncElasticsearch(settings.elasticsearch_url)
     try:
         indices = await client.indices.get(index=f"{prefix}*")
         for name in indices.body:
             await client.indices.delete(index=name)
+        await client.options(ignore_status=404).indices.delete_index_template(name=prefix)
     except Exception as error:  # noqa: BLE001 (clean-up only; the next scenario still runs)
         typer.echo(f"  (could not delete indices {prefix}*: {error})")
     finally:
@@ -127,14 +129,14 @@ async def _run(events: int, scenarios: list[Scenario], work_dir: Path) -> list[R
 def main(
     events: int = typer.Option(100_000, help="Events produced (to each topic shape)."),
     only: str = typer.Option("", help="Run only the scenarios with these names "
-                             "(comma-separated, any case); the baseline always runs."),
+                             "(separated by `;`, any case); the baseline always runs."),
     json_out: Path = typer.Option(REPO_ROOT / "bench" / "results" / "latest.json",
                                   "--json", help="Where the results are written as JSON."),
     readme: bool = typer.Option(False, "--update-readme",
                                 help="Write the table into README.md's benchmark section."),
 ) -> None:
     """Run every benchmark scenario on the local stack and print the table."""
-    wanted = [w.strip().lower() for w in only.split(",") if w.strip()]
+    wanted = [w.strip().lower() for w in only.split(";") if w.strip()]
     scenarios = [s for s in SCENARIOS if s.system == "raw" or not wanted
                  or s.name.lower() in wanted]
     stack = LocalStack(_bench_settings())

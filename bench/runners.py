@@ -183,8 +183,9 @@ async def run_sluice(ctx: BenchContext, scenario: Scenario) -> Result:
     try:
         async with aiohttp.ClientSession() as session:
             async def consumed_records() -> int:
-                return sum(int((await scrape(session, port)).get(
-                    "sluice_records_consumed_total", 0)) for port in ports)
+                counts = [(await scrape(session, port)).get("sluice_records_consumed_total", 0)
+                          for port in ports]
+                return int(sum(counts))
 
             async def first_consumed() -> bool:
                 return await consumed_records() > 0

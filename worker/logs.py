@@ -54,7 +54,10 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         },
         "root": {"level": settings.log_level.value, "handlers": ["console"]},
         # aiokafka logs every reconnect attempt at WARNING/ERROR; ours say what it means instead.
-        "loggers": {"aiokafka": {"level": "WARNING"}},
+        # The Elasticsearch client logs every request at INFO (thousands a minute); the sink's
+        # own lines and metrics report bulk results.
+        "loggers": {"aiokafka": {"level": "WARNING"},
+                    "elastic_transport": {"level": "WARNING"}},
     }
 
 

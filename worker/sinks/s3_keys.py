@@ -81,21 +81,27 @@ def render_directory(
     template: str, slot: HourSlot, document: dict[str, Any], topic: str, partition: int
 ) -> str:
     """The directory part of an event's key."""
-    start = slot.start
+    return _render(template, slot.start, _safe(document.get("source_id"), "unknown"),
+                   _safe(document.get("type"), "unknown"), topic, partition)
+
+
+@lru_cache(maxsize=4096)
+def _render(template: str, start: datetime, source_id: str, event_type: str, topic: str,
+            partition: int) -> str:
+    # Called for every event with a handful of distinct arguments: formatted once each.
     day_start = start.replace(hour=0)
-    values = {
+    return template.format_map({
         "year": f"{start.year:04d}",
         "month": f"{start.month:02d}",
         "day": f"{start.day:02d}",
         "hour": f"{start.hour:02d}",
         "date": start.strftime("%Y-%m-%d"),
         "received_day": str(int(day_start.timestamp() * 1000)),
-        "source_id": _safe(document.get("source_id"), "unknown"),
-        "event_type": _safe(document.get("type"), "unknown"),
+        "source_id": source_id,
+        "event_type": event_type,
         "topic": topic,
         "partition": str(partition),
-    }
-    return template.format_map(values)
+    })
 
 
 def object_key(
@@ -114,4 +120,9 @@ def _safe(value: object, default: str) -> str:
     """Key-safe text: path separators and other odd characters become ``_``."""
     if not isinstance(value, str) or not value:
         return default
+    return _safe_text(value)
+
+
+@lru_cache(maxsize=4096)
+def _safe_text(value: str) -> str:
     return _UNSAFE.sub("_", value)[:200]
