@@ -10,6 +10,9 @@ It forwards every request unchanged, unless told to misbehave:
   ``_id`` s with `status` (429) for their first `times` attempts, without forwarding them;
   the rest of the request goes to the server, and the answers are merged in order.
 
+With ``signed=True`` it forwards requests byte for byte, Host and encodings included, so that
+signed requests (S3's SigV4 signs the Host header) still verify upstream.
+
 It runs its own event loop in a thread, so tests that wait synchronously (for a worker process,
 say) do not stall it. Counters say what it saw: requests, and bulk attempts per ``_id``.
 """
@@ -30,11 +33,16 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"
                "content-encoding", "host", "accept-encoding"}
 
 
+# Dropped even by a signed proxy: they describe one connection, not the request.
+_CONNECTION_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+
 class FaultProxy:
     """See the module docstring."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, signed: bool = False) -> None:
         self.upstream = upstream.rstrip("/")
+        self.signed = signed
         self.requests = 0
         self.bulk_attempts: Counter[str] = Counter()
         self.unauthorized = False
@@ -84,7 +92,10 @@ class FaultProxy:
         self._thread.join(timeout=10)
 
     async def _start(self) -> None:
-        self._session = aiohttp.ClientSession()
+        # A signed request's body and encodings pass untouched, both ways.
+        self._session = aiohttp.ClientSession(
+            auto_decompress=not self.signed,
+            skip_auto_headers=["Content-Type"] if self.signed else None)
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
@@ -129,12 +140,13 @@ class FaultProxy:
 
     async def _send(self, request: web.Request, body: bytes) -> tuple[int, dict, bytes]:
         assert self._session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        dropped = _CONNECTION_HEADERS if self.signed else _HOP_BY_HOP
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in dropped}
         async with self._session.request(
             request.method, f"{self.upstream}{request.rel_url}", headers=headers, data=body
         ) as response:
             payload = await response.read()
-            out = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
+            out = {k: v for k, v in response.headers.items() if k.lower() not in dropped}
             return response.status, out, payload
 
     async def _bulk(self, request: web.Request, body: bytes) -> web.Response:

@@ -156,6 +156,8 @@ def create_app(settings: Settings) -> SluiceApp:
         # worker started is skipped.
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.heartbeat_interval,
         consumer_metadata_max_age_ms=int(settings.metadata_refresh_interval * 1000),
         # Sluice serves its own endpoints (worker.ops_server); Faust's web server stays off.
         web_enabled=False,

@@ -153,6 +153,19 @@ class Settings(BaseSettings):
         description="Seconds an idle catalog reader waits before it asks the catalog topic "
         "for updates again (an update reaches every worker within about this time).",
     )
+    session_timeout: float = Field(
+        30.0,
+        ge=6,
+        le=300,
+        description="Seconds without a heartbeat after which the group gives a worker's "
+        "partitions to the others: how long the partitions of a killed or cut-off worker wait.",
+    )
+    heartbeat_interval: float = Field(
+        3.0,
+        gt=0,
+        description="Seconds between a worker's heartbeats to the group (at most a third of "
+        "SLUICE_SESSION_TIMEOUT).",
+    )
     commit_interval: float = Field(
         2.8,
         gt=0,
@@ -383,6 +396,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _heartbeats_fit_the_session(self) -> Settings:
+        if self.heartbeat_interval * 3 > self.session_timeout:
+            raise ValueError(
+                f"SLUICE_HEARTBEAT_INTERVAL ({self.heartbeat_interval:g}s) must be at most a third "
+                f"of SLUICE_SESSION_TIMEOUT ({self.session_timeout:g}s)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_elasticsearch_credential(self) -> Settings:

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import os
 import re
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
-from elasticsearch import AsyncElasticsearch
 
+from tests.e2e.ledger import (
+    assert_exactly_once,
+    elasticsearch_ids,
+    s3_ids,
+    steady_traffic,
+    wait_for_group_caught_up,
+)
 from tests.e2e.processes import SluiceProcess
 from worker.config import Settings
-from worker.group_offsets import group_progress
-from worker.sinks.s3 import make_client_context
 from worker.topics import ensure_topics
 
 pytestmark = [
@@ -33,38 +32,6 @@ pytestmark = [
                        reason="noida-db's group coordinator does not settle after a partition "
                        "increase; set SLUICE_E2E_PARTITION_GROWTH=1 against a real Kafka"),
 ]
-
-
-async def _steady_traffic(settings: Settings, produced: dict[str, int], stop: asyncio.Event,
-                          per_second: float = 150.0) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list,
-                                metadata_max_age_ms=1000, linger_ms=5)
-    await producer.start()
-    try:
-        while not stop.is_set():
-            event_id = uuid.uuid4().hex
-            event = {"type": "track", "event": "Tick", "userId": f"u{event_id[:4]}",
-                     "messageId": event_id}
-            metadata = await producer.send_and_wait(
-                settings.source_topic, orjson.dumps(event), key=event_id.encode())
-            produced[event_id] = metadata.partition
-            await asyncio.sleep(1 / per_second)
-    finally:
-        await producer.stop()
-
-
-async def _wait_for_no_lag(settings: Settings, workers: list[SluiceProcess],
-                           partitions: int, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    progress = []
-    while time.monotonic() < deadline:
-        progress = await group_progress(settings, settings.source_topic)
-        if len(progress) == partitions and all(p.lag == 0 for p in progress):
-            return
-        for worker in workers:
-            assert worker.process.poll() is None, worker.log()[-3000:]
-        await asyncio.sleep(1.0)
-    raise AssertionError(f"workers still lag: {progress}")
 
 
 def _last_assignment(worker: SluiceProcess, topic: str) -> set[int]:
@@ -89,7 +56,7 @@ async def test_source_topic_grows_from_4_to_8_partitions_under_traffic(
     try:
         for worker in workers:
             worker.wait_for_log(rf"partitions assigned: {re.escape(settings.source_topic)}\[\d")
-        traffic = asyncio.create_task(_steady_traffic(settings, produced, stop))
+        traffic = asyncio.create_task(steady_traffic(settings, produced, stop))
         await asyncio.sleep(6)
         scale = subprocess.run(  # noqa: ASYNC221 (the test waits for it on purpose)
             [sys.executable, "-m", "worker", "topics", "scale", "--partitions", "8"],
@@ -101,7 +68,7 @@ async def test_source_topic_grows_from_4_to_8_partitions_under_traffic(
         stop.set()
         await traffic
         assert {partition for partition in produced.values()} == set(range(8))
-        await _wait_for_no_lag(settings, workers, partitions=8)
+        await wait_for_group_caught_up(settings, workers)
         owned = [_last_assignment(worker, settings.source_topic) for worker in workers]
         assert all(owned), f"each worker owns partitions: {owned}"
         assert owned[0] | owned[1] == set(range(8))
@@ -110,23 +77,5 @@ async def test_source_topic_grows_from_4_to_8_partitions_under_traffic(
         codes = [worker.stop() for worker in workers]
     assert codes == [0, 0], [worker.log()[-2000:] for worker in workers]
 
-    es = AsyncElasticsearch(settings.elasticsearch_url)
-    try:
-        pattern = settings.elasticsearch_index.split("%")[0] + "*"
-        await es.indices.refresh(index=pattern)
-        hits = (await es.search(index=pattern, size=10_000, source=False))["hits"]["hits"]
-    finally:
-        await es.close()
-    es_ids = [hit["_id"] for hit in hits]
-    assert len(es_ids) == len(set(es_ids)) and set(es_ids) == set(produced)
-
-    s3_ids: list[str] = []
-    async with make_client_context(settings) as client:
-        listing = await client.list_objects_v2(Bucket=settings.s3_bucket, Prefix="year=")
-        for item in listing.get("Contents", []):
-            response = await client.get_object(Bucket=settings.s3_bucket, Key=item["Key"])
-            async with response["Body"] as body:
-                lines = gzip.decompress(await body.read()).splitlines()
-            s3_ids += [orjson.loads(line)["event_id"] for line in lines]
-    assert len(s3_ids) == len(set(s3_ids)), "an event was written to S3 twice"
-    assert set(s3_ids) == set(produced)
+    assert_exactly_once(set(produced), await elasticsearch_ids(settings), "Elasticsearch")
+    assert_exactly_once(set(produced), await s3_ids(settings), "S3")

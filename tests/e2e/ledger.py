@@ -1,0 +1,104 @@
+"""The books of an end-to-end run: what was produced, and which event ids each sink holds."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+import uuid
+from collections import Counter
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from elasticsearch import AsyncElasticsearch
+
+from tests.e2e.processes import SluiceProcess
+from worker.config import Settings
+from worker.group_offsets import group_progress
+from worker.sinks.s3 import make_client_context
+
+
+async def steady_traffic(settings: Settings, produced: dict[str, int], stop: asyncio.Event,
+                         per_second: float = 150.0) -> None:
+    """Produce one Segment event at a time until `stop`; record id -> partition once acked."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list,
+                                metadata_max_age_ms=1000, linger_ms=5, acks="all")
+    await producer.start()
+    started, sent = time.monotonic(), 0
+    try:
+        while not stop.is_set():
+            event_id = uuid.uuid4().hex
+            event = {"type": "track", "event": "Tick", "userId": f"u{event_id[:4]}",
+                     "messageId": event_id}
+            metadata = await producer.send_and_wait(
+                settings.source_topic, orjson.dumps(event), key=event_id.encode())
+            produced[event_id] = metadata.partition
+            sent += 1
+            ahead = sent / per_second - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+    finally:
+        await producer.stop()
+
+
+async def wait_for_group_caught_up(settings: Settings, workers: list[SluiceProcess],
+                                   timeout: float = 180.0) -> None:
+    """Until the group has committed every record of the source topic; workers must live."""
+    deadline = time.monotonic() + timeout
+    progress: list = []
+    while time.monotonic() < deadline:
+        progress = await group_progress(settings, settings.source_topic)
+        if progress and all(p.lag == 0 for p in progress):
+            return
+        for worker in workers:
+            assert worker.process.poll() is None, worker.log()[-3000:]
+        await asyncio.sleep(1.0)
+    raise AssertionError(f"workers still lag after {timeout:.0f}s: {progress}\n"
+                         + "\n".join(worker.log()[-1500:] for worker in workers))
+
+
+async def elasticsearch_ids(settings: Settings) -> Counter[str]:
+    """How many documents each event id has across the settings' indices."""
+    es = AsyncElasticsearch(settings.elasticsearch_url)
+    pattern = settings.elasticsearch_index.split("%")[0] + "*"
+    ids: Counter[str] = Counter()
+    try:
+        await es.indices.refresh(index=pattern)
+        after: list | None = None
+        while True:
+            page = await es.search(index=pattern, size=5000, source=["event_id"],
+                                   sort=[{"event_id": "asc"}],
+                                   **({"search_after": after} if after else {}))
+            hits = page["hits"]["hits"]
+            if not hits:
+                return ids
+            ids.update(hit["_source"]["event_id"] for hit in hits)
+            after = hits[-1]["sort"]
+    finally:
+        await es.close()
+
+
+async def s3_ids(settings: Settings) -> Counter[str]:
+    """How many times each event id was written to the settings' bucket (all part objects)."""
+    ids: Counter[str] = Counter()
+    async with make_client_context(settings) as client:
+        paginator = client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=settings.s3_bucket,
+                                             Prefix=settings.s3_prefix + "year="):
+            for item in page.get("Contents", []):
+                response = await client.get_object(Bucket=settings.s3_bucket, Key=item["Key"])
+                async with response["Body"] as body:
+                    lines = gzip.decompress(await body.read()).splitlines()
+                ids.update(orjson.loads(line)["event_id"] for line in lines)
+    return ids
+
+
+def assert_exactly_once(produced: set[str], delivered: Counter[str], where: str) -> None:
+    """Every produced id delivered once, nothing else; the message counts what went wrong."""
+    lost = produced - set(delivered)
+    duplicated = {event_id: n for event_id, n in delivered.items() if n > 1}
+    unexpected = set(delivered) - produced
+    assert not (lost or duplicated or unexpected), (
+        f"{where}: {len(lost)} lost (e.g. {sorted(lost)[:3]}), {len(duplicated)} written more "
+        f"than once (e.g. {list(duplicated.items())[:3]}), {len(unexpected)} unexpected"
+    )
