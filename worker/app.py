@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from typing import Any
 
 import faust
-from faust.types import TP, ConsumerT
+from aiokafka.protocol.commit import OffsetCommitRequest
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP, ConsumerT, TransportT
 from prometheus_client.registry import CollectorRegistry
 
 from worker.catalog_table import CatalogTable
@@ -40,6 +43,60 @@ def broker_urls(settings: Settings) -> list[str]:
     return [f"kafka://{server}" for server in settings.bootstrap_server_list]
 
 
+def _reset_generation_keeping_member_id(coordinator: Any) -> None:
+    """aiokafka's reset_generation, minus forgetting the member id.
+
+    aiokafka forgets its member id when a commit is answered ILLEGAL_GENERATION (and the Java
+    client keeps it, rejoining as the same member). A broker that bumps the generation as soon
+    as a rebalance starts (the local stack's does) answers a commit that races the rebalance
+    that way; as a new member the worker then leaves its old id behind as the group's leader,
+    and the group hangs (for minutes: every SyncGroup waits for that leader). An id the broker
+    really does not know is answered UNKNOWN_MEMBER_ID at the next JoinGroup, and aiokafka
+    resets it then.
+    """
+    coordinator.generation = OffsetCommitRequest.DEFAULT_GENERATION_ID
+    coordinator.request_rejoin()
+
+
+class MemberKeepingConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    """Faust's consumer thread whose aiokafka group coordinator keeps its member id."""
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is not None:
+            coordinator.reset_generation = partial(_reset_generation_keeping_member_id,
+                                                   coordinator)
+
+
+class RebalanceAwareConsumer(aiokafka_driver.Consumer):
+    """Faust's aiokafka consumer, with a member-keeping coordinator and no periodic commits
+    while the group rebalances.
+
+    A commit that reaches a broker in the middle of a rebalance may be answered with
+    ILLEGAL_GENERATION (the local stack's broker does); aiokafka then forgets its member id and
+    rejoins as a new member, and the old id stays in the group as a leader nobody plays: the
+    group hangs (seen for minutes). Nothing is lost by waiting: the offsets are committed by the
+    next owner, or by us once the partitions are assigned again.
+    """
+
+    def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
+        return MemberKeepingConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def commit(self, *args: Any, **kwargs: Any) -> bool:
+        app = self.app
+        if app.rebalancing and not app.sluice_settings.commit_on_rebalance \
+                and not app.should_stop:
+            return False
+        return await super().commit(*args, **kwargs)
+
+
+class SluiceTransport(aiokafka_driver.Transport):
+    """The aiokafka transport with the rebalance-aware consumer."""
+
+    Consumer = RebalanceAwareConsumer
+
+
 class SluiceApp(faust.App):
     """A Faust app whose rebalances and shutdown flush the Sluice pipeline before committing."""
 
@@ -48,6 +105,9 @@ class SluiceApp(faust.App):
     catalog: CatalogTable
 
     ops: OpsServer | None = None
+
+    def _new_transport(self) -> TransportT:
+        return SluiceTransport(self.conf.broker_consumer, self)
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -99,6 +159,12 @@ class SluiceApp(faust.App):
         """On a rebalance and at shutdown: flush the sinks, then commit what they acknowledged."""
         logger.info("draining the pipeline (%d records in flight)", self.pipeline.acks.in_flight)
         await self.pipeline.drain(self.sluice_settings.drain_timeout)
+        if not self.should_stop and not self.sluice_settings.commit_on_rebalance:
+            # A rebalance, and a broker that may refuse a commit now (see the setting): what
+            # was written since the last periodic commit is consumed again by the next owner,
+            # and the sinks recognise it (Elasticsearch by _id, S3 by its offset markers).
+            logger.info("rebalance: not committing (SLUICE_COMMIT_ON_REBALANCE=false)")
+            return
         try:
             # Bounded: during a rebalance the group coordinator may not answer at all.
             await asyncio.wait_for(consumer.commit(), self.sluice_settings.drain_timeout)
@@ -158,6 +224,8 @@ def create_app(settings: Settings) -> SluiceApp:
         broker_commit_interval=settings.commit_interval,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
+        broker_rebalance_timeout=settings.rebalance_timeout,
+        consumer_group_instance_id=settings.group_instance_id,
         consumer_metadata_max_age_ms=int(settings.metadata_refresh_interval * 1000),
         # Sluice serves its own endpoints (worker.ops_server); Faust's web server stays off.
         web_enabled=False,

@@ -153,12 +153,35 @@ class Settings(BaseSettings):
         description="Seconds an idle catalog reader waits before it asks the catalog topic "
         "for updates again (an update reaches every worker within about this time).",
     )
+    group_instance_id: str | None = Field(
+        None,
+        description="A stable, unique name for this worker in the consumer group (static "
+        "membership, e.g. the pod name of a StatefulSet): a restarted worker takes its old place "
+        "instead of triggering a rebalance. Apache Kafka only: the local stack's broker never "
+        "expires a static member that stopped. Empty: a new member each start.",
+    )
+    commit_on_rebalance: bool = Field(
+        False,
+        description="Commit what the sinks flushed when partitions are revoked in a rebalance. "
+        "Fewer records are consumed twice by the next owner (the sinks skip them either way), "
+        "but some Kafka-compatible brokers (the local stack's) answer that commit with "
+        "ILLEGAL_GENERATION, the worker rejoins as a new member and the group can hang: enable "
+        "it on Apache Kafka only.",
+    )
     session_timeout: float = Field(
         30.0,
         ge=6,
         le=300,
         description="Seconds without a heartbeat after which the group gives a worker's "
         "partitions to the others: how long the partitions of a killed or cut-off worker wait.",
+    )
+    rebalance_timeout: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="Seconds the group waits for every member to rejoin in a rebalance (each "
+        "first drains its sinks, up to SLUICE_DRAIN_TIMEOUT). Some brokers (the local stack's) "
+        "also wait this long for a member that was killed.",
     )
     heartbeat_interval: float = Field(
         3.0,
@@ -396,6 +419,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _drain_fits_the_rebalance(self) -> Settings:
+        if self.drain_timeout >= self.rebalance_timeout:
+            raise ValueError(
+                f"SLUICE_DRAIN_TIMEOUT ({self.drain_timeout:g}s) must be shorter than "
+                f"SLUICE_REBALANCE_TIMEOUT ({self.rebalance_timeout:g}s): a member that drains "
+                "longer is expelled from the group"
+            )
+        return self
 
     @model_validator(mode="after")
     def _heartbeats_fit_the_session(self) -> Settings:

@@ -52,7 +52,13 @@ def _chaos_settings(settings: Settings) -> Settings:
         # A killed worker's partitions wait this long before the group moves them.
         "session_timeout": 10.0,
         "heartbeat_interval": 1.0,
+        # The local broker waits this long for a killed member in a rebalance.
+        "rebalance_timeout": 20.0,
     })
+
+
+def _worker(settings: Settings, slot: int, log: Path) -> SluiceProcess:
+    return SluiceProcess(settings, ["worker"], log)
 
 
 async def _assignment_logged(worker: SluiceProcess, topic: str) -> None:
@@ -72,13 +78,12 @@ async def test_scale_out_and_in_under_traffic(settings: Settings, tmp_path: Path
     await ensure_topics(settings)
     produced: dict[str, int] = {}
     stop = asyncio.Event()
-    workers = [SluiceProcess(settings, ["worker"], tmp_path / "worker-0.log")]
+    workers = [_worker(settings, 0, tmp_path / "worker-0.log")]
     traffic = asyncio.create_task(steady_traffic(settings, produced, stop, PER_SECOND))
     try:
         await _assignment_logged(workers[0], settings.source_topic)
         await asyncio.sleep(4)
-        workers += [SluiceProcess(settings, ["worker"], tmp_path / f"worker-{n}.log")
-                    for n in (1, 2)]
+        workers += [_worker(settings, n, tmp_path / f"worker-{n}.log") for n in (1, 2)]
         for worker in workers[1:]:
             await _assignment_logged(worker, settings.source_topic)
         await asyncio.sleep(6)
@@ -95,6 +100,7 @@ async def test_scale_out_and_in_under_traffic(settings: Settings, tmp_path: Path
     await _check_books(settings, produced)
 
 
+@pytest.mark.timeout(900 if LONG else 420)
 async def test_sigkill_chaos(settings: Settings, tmp_path: Path) -> None:
     settings = _chaos_settings(settings)
     await ensure_topics(settings)
@@ -104,12 +110,12 @@ async def test_sigkill_chaos(settings: Settings, tmp_path: Path) -> None:
     stop = asyncio.Event()
     starts = 0
 
-    def start_worker() -> SluiceProcess:
+    def start_worker(slot: int) -> SluiceProcess:
         nonlocal starts
         starts += 1
-        return SluiceProcess(settings, ["worker"], tmp_path / f"worker-{starts}.log")
+        return _worker(settings, slot, tmp_path / f"worker-{slot}-start-{starts}.log")
 
-    workers = [start_worker() for _ in range(3)]
+    workers = [start_worker(slot) for slot in range(3)]
     traffic = asyncio.create_task(steady_traffic(settings, produced, stop, PER_SECOND))
     kills: list[str] = []
     try:
@@ -122,7 +128,7 @@ async def test_sigkill_chaos(settings: Settings, tmp_path: Path) -> None:
             workers[victim].process.wait()
             kills.append(f"worker {victim} after {len(produced)} events")
             await asyncio.sleep(chooser.uniform(0.5, 4.0))
-            workers[victim] = start_worker()
+            workers[victim] = start_worker(victim)
         await asyncio.sleep(3)
         stop.set()
         await traffic
