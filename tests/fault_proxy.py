@@ -98,7 +98,8 @@ class FaultProxy:
             skip_auto_headers=["Content-Type"] if self.signed else None)
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        # Signed: bodies pass as sent (aiohttp would inflate a gzip-encoded upload otherwise).
+        self._runner = web.AppRunner(app, access_log=None, auto_decompress=not self.signed)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

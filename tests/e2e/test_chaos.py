@@ -7,7 +7,7 @@ no id twice (Elasticsearch by `_id`, S3 by reading every part object).
 * scale out and in: one worker on a 6-partition topic, two more join while events flow, one
   leaves gracefully (SIGTERM); every worker logs its assignment;
 * SIGKILL chaos: three workers, and a loop that kills a random one at a random moment and
-  restarts it, several times.
+  restarts it under the same name (static membership, as a StatefulSet does), several times.
 
 `SLUICE_E2E_LONG=1` runs the chaos harder (more kills, more traffic); `SLUICE_E2E_SEED` replays
 one run's choices.
@@ -39,6 +39,10 @@ pytestmark = pytest.mark.e2e
 LONG = bool(os.environ.get("SLUICE_E2E_LONG"))
 KILLS = 12 if LONG else 4
 PER_SECOND = 200.0 if LONG else 120.0
+# The local broker never expires a member that was SIGKILLed once the group rebalances (it can
+# even stay the group's leader), so there the chaos workers use static membership and come back
+# under their old names. On Apache Kafka, SLUICE_E2E_DYNAMIC_MEMBERS=1 kills dynamic members.
+STATIC_MEMBERS = not os.environ.get("SLUICE_E2E_DYNAMIC_MEMBERS")
 
 
 def _chaos_settings(settings: Settings) -> Settings:
@@ -57,7 +61,11 @@ def _chaos_settings(settings: Settings) -> Settings:
     })
 
 
-def _worker(settings: Settings, slot: int, log: Path) -> SluiceProcess:
+def _worker(settings: Settings, slot: int, log: Path, static: bool = False) -> SluiceProcess:
+    if static:
+        # As a StatefulSet runs them: a killed worker comes back under its old name and takes
+        # its old place in the group at once.
+        settings = settings.model_copy(update={"group_instance_id": f"worker-{slot}"})
     return SluiceProcess(settings, ["worker"], log)
 
 
@@ -113,7 +121,8 @@ async def test_sigkill_chaos(settings: Settings, tmp_path: Path) -> None:
     def start_worker(slot: int) -> SluiceProcess:
         nonlocal starts
         starts += 1
-        return _worker(settings, slot, tmp_path / f"worker-{slot}-start-{starts}.log")
+        return _worker(settings, slot, tmp_path / f"worker-{slot}-start-{starts}.log",
+                       static=STATIC_MEMBERS)
 
     workers = [start_worker(slot) for slot in range(3)]
     traffic = asyncio.create_task(steady_traffic(settings, produced, stop, PER_SECOND))

@@ -47,11 +47,13 @@ async def _committed(settings: Settings) -> int:
     return sum(p.committed or 0 for p in await group_progress(settings, settings.source_topic))
 
 
-async def _run_through_outage(settings: Settings, proxy: FaultProxy, log: Path) -> None:
+async def _run_through_outage(settings: Settings, proxy: FaultProxy, log: Path,
+                              through_proxy: dict[str, str]) -> None:
+    """The worker reaches one server through the proxy; the books are read from the server."""
     await ensure_topics(settings)
     produced: dict[str, int] = {}
     stop = asyncio.Event()
-    worker = SluiceProcess(settings, ["worker"], log)
+    worker = SluiceProcess(settings.model_copy(update=through_proxy), ["worker"], log)
     traffic = asyncio.create_task(steady_traffic(settings, produced, stop, per_second=80))
     try:
         await asyncio.to_thread(worker.wait_for_log, r"partitions assigned: \S+\[\d", 120)
@@ -88,9 +90,8 @@ async def test_elasticsearch_outage_pauses_commits_and_loses_nothing(
     settings = _outage_settings(settings)
     proxy = FaultProxy(settings.elasticsearch_url).start()
     try:
-        await _run_through_outage(
-            settings.model_copy(update={"elasticsearch_url": proxy.url}), proxy,
-            tmp_path / "worker.log")
+        await _run_through_outage(settings, proxy, tmp_path / "worker.log",
+                                  {"elasticsearch_url": proxy.url})
     finally:
         proxy.stop()
 
@@ -102,8 +103,7 @@ async def test_s3_outage_pauses_commits_and_loses_nothing(
     assert settings.s3_endpoint_url
     proxy = FaultProxy(settings.s3_endpoint_url, signed=True).start()
     try:
-        await _run_through_outage(
-            settings.model_copy(update={"s3_endpoint_url": proxy.url}), proxy,
-            tmp_path / "worker.log")
+        await _run_through_outage(settings, proxy, tmp_path / "worker.log",
+                                  {"s3_endpoint_url": proxy.url})
     finally:
         proxy.stop()

@@ -24,13 +24,16 @@ from worker.topics import ensure_topics
 
 pytestmark = [
     pytest.mark.e2e,
-    # On the local broker (noida-db 0.2.3) the group never settles after the partition count
-    # changes: both workers get UnknownMemberId on commit, are revoked, and are not assigned
-    # again for minutes. That is the emulator's group coordinator, not Sluice; run this against
-    # a real Kafka with SLUICE_E2E_PARTITION_GROWTH=1.
+    # On the local broker (noida-db 0.2.3) the group now settles after the increase (both
+    # workers own partitions within seconds), but the first records of some new partitions are
+    # skipped: the new owner started partitions 4 and 6 at their end offset at assignment (8
+    # and 12) instead of 0, and committed past them. Whether noida's ListOffsets or the client
+    # reset is at fault is not known yet; run this against a real Kafka with
+    # SLUICE_E2E_PARTITION_GROWTH=1.
     pytest.mark.skipif(not os.environ.get("SLUICE_E2E_PARTITION_GROWTH"),
-                       reason="noida-db's group coordinator does not settle after a partition "
-                       "increase; set SLUICE_E2E_PARTITION_GROWTH=1 against a real Kafka"),
+                       reason="on the local broker the first records of new partitions are "
+                       "skipped (under investigation); set SLUICE_E2E_PARTITION_GROWTH=1 "
+                       "against a real Kafka"),
 ]
 
 

@@ -55,7 +55,10 @@ log = logging.getLogger(__name__)
 
 NAME = "s3"
 # S3 error codes that mean "try again later" rather than "this object is unacceptable".
+# BadDigest / IncompleteBody: the bytes were damaged or cut on the way (a proxy, a network);
+# the part on disk is intact and a retry sends it again.
 _TRANSIENT_CODES = frozenset({
+    "BadDigest", "IncompleteBody",
     "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
     "ThrottlingException", "RequestTimeTooSkewed", "AccessDenied", "InvalidAccessKeyId",
     "SignatureDoesNotMatch", "NoSuchBucket", "ExpiredToken", "TokenRefreshRequired",
