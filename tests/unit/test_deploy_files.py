@@ -63,7 +63,9 @@ def test_index_template_file_is_the_one_the_worker_installs() -> None:
 @pytest.mark.parametrize("path", ["README.md", "deploy/README.md"])
 def test_docs_mention_only_existing_settings(path: str) -> None:
     mentioned = set(re.findall(r"SLUICE_[A-Z0-9_]+", (ROOT / path).read_text()))
-    assert mentioned <= KNOWN, mentioned - KNOWN
+    # SLUICE_E2E_* are the test suite's own switches, not worker settings.
+    settings = {name for name in mentioned if not name.startswith("SLUICE_E2E_")}
+    assert settings <= KNOWN, settings - KNOWN
 
 
 def test_athena_table_projects_the_hive_partitions() -> None:
