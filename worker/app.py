@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
+from contextvars import ContextVar
 from typing import Any
 
 import faust
@@ -43,30 +43,55 @@ def broker_urls(settings: Settings) -> list[str]:
     return [f"kafka://{server}" for server in settings.bootstrap_server_list]
 
 
-def _reset_generation_keeping_member_id(coordinator: Any) -> None:
-    """aiokafka's reset_generation, minus forgetting the member id.
-
-    aiokafka forgets its member id when a commit is answered ILLEGAL_GENERATION (and the Java
-    client keeps it, rejoining as the same member). A broker that bumps the generation as soon
-    as a rebalance starts (the local stack's does) answers a commit that races the rebalance
-    that way; as a new member the worker then leaves its old id behind as the group's leader,
-    and the group hangs (for minutes: every SyncGroup waits for that leader). An id the broker
-    really does not know is answered UNKNOWN_MEMBER_ID at the next JoinGroup, and aiokafka
-    resets it then.
-    """
-    coordinator.generation = OffsetCommitRequest.DEFAULT_GENERATION_ID
-    coordinator.request_rejoin()
-
-
 class MemberKeepingConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    """Faust's consumer thread whose aiokafka group coordinator keeps its member id."""
+    """Faust's consumer thread whose aiokafka group coordinator keeps its member id when a
+    commit is answered ILLEGAL_GENERATION.
+
+    aiokafka forgets its member id then (the Java client keeps it and rejoins as the same
+    member). A broker that bumps the generation as soon as a rebalance starts (the local
+    stack's does) answers a commit that races the rebalance that way; as a new member the
+    worker would leave its old id behind as the group's leader, and the group hangs. Only the
+    commit path is changed: UNKNOWN_MEMBER_ID from a heartbeat or JoinGroup still resets the id
+    (keeping it there would make the worker rejoin with a dead id forever).
+    """
 
     async def on_start(self) -> None:
         await super().on_start()
         coordinator = getattr(self._consumer, "_coordinator", None)
         if coordinator is not None:
-            coordinator.reset_generation = partial(_reset_generation_keeping_member_id,
-                                                   coordinator)
+            keep_member_id_on_commit_errors(coordinator)
+
+
+def keep_member_id_on_commit_errors(coordinator: Any) -> None:
+    """Patch one aiokafka group coordinator: a commit answered ILLEGAL_GENERATION (or
+    UNKNOWN_MEMBER_ID) requests a rejoin with the same member id instead of a new one.
+
+    The commit's own task is marked with a context variable, so a heartbeat, JoinGroup or
+    SyncGroup error handled concurrently in another task still resets the id as aiokafka
+    intends. An id the broker really does not know is answered UNKNOWN_MEMBER_ID at the next
+    JoinGroup, and that resets it.
+    """
+    commit_offsets = coordinator._do_commit_offsets
+    reset_generation = coordinator.reset_generation
+    in_commit: ContextVar[bool] = ContextVar("sluice_in_offset_commit", default=False)
+
+    async def do_commit_offsets(*args: Any, **kwargs: Any) -> Any:
+        # A context variable is per task; reset it, as autocommit awaits this inline.
+        token = in_commit.set(True)
+        try:
+            return await commit_offsets(*args, **kwargs)
+        finally:
+            in_commit.reset(token)
+
+    def reset_generation_keeping_member_id_in_commits() -> None:
+        if in_commit.get():
+            coordinator.generation = OffsetCommitRequest.DEFAULT_GENERATION_ID
+            coordinator.request_rejoin()
+        else:
+            reset_generation()
+
+    coordinator._do_commit_offsets = do_commit_offsets
+    coordinator.reset_generation = reset_generation_keeping_member_id_in_commits
 
 
 class RebalanceAwareConsumer(aiokafka_driver.Consumer):
