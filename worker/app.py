@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -43,16 +44,11 @@ def broker_urls(settings: Settings) -> list[str]:
     return [f"kafka://{server}" for server in settings.bootstrap_server_list]
 
 
-class MemberKeepingConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    """Faust's consumer thread whose aiokafka group coordinator keeps its member id when a
-    commit is answered ILLEGAL_GENERATION.
+class SluiceConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with two fixes to how its aiokafka consumer finds its place.
 
-    aiokafka forgets its member id then (the Java client keeps it and rejoins as the same
-    member). A broker that bumps the generation as soon as a rebalance starts (the local
-    stack's does) answers a commit that races the rebalance that way; as a new member the
-    worker would leave its old id behind as the group's leader, and the group hangs. Only the
-    commit path is changed: UNKNOWN_MEMBER_ID from a heartbeat or JoinGroup still resets the id
-    (keeping it there would make the worker rejoin with a dead id forever).
+    - A commit answered ILLEGAL_GENERATION keeps the member id (`keep_member_id_on_commit_errors`).
+    - Seeking to the committed offsets also rewinds partitions that were never committed.
     """
 
     async def on_start(self) -> None:
@@ -60,6 +56,30 @@ class MemberKeepingConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         coordinator = getattr(self._consumer, "_coordinator", None)
         if coordinator is not None:
             keep_member_id_on_commit_errors(coordinator)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Seek every assigned partition to its committed offset, or to its first record when
+        nothing was ever committed for it.
+
+        Faust drops the records it fetched while its flow is stopped (during a rebalance) and
+        relies on this seek to read them again. aiokafka only seeks partitions with a committed
+        offset above 0, so a partition nobody committed yet (one that a `sluice topics scale`
+        just added) kept its advanced position, and the records fetched before the seek were
+        never delivered: 20 of 2,745 in the partition growth test. The group's offset reset
+        policy is "earliest", so the first record is where such a partition starts anyway.
+        """
+        return await self.call_thread(self._seek_to_committed_or_beginning)
+
+    async def _seek_to_committed_or_beginning(self) -> Mapping[TP, int]:
+        consumer = self._ensure_consumer()
+        committed = await consumer.seek_to_committed()
+        for tp, offset in committed.items():
+            if offset == 0:
+                consumer.seek(tp, 0)
+        never_committed = [tp for tp, offset in committed.items() if offset is None]
+        if never_committed:
+            await consumer.seek_to_beginning(*never_committed)
+        return committed
 
 
 def keep_member_id_on_commit_errors(coordinator: Any) -> None:
@@ -106,7 +126,7 @@ class RebalanceAwareConsumer(aiokafka_driver.Consumer):
     """
 
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
-        return MemberKeepingConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return SluiceConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def commit(self, *args: Any, **kwargs: Any) -> bool:
         app = self.app

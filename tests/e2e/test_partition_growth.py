@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 import sys
@@ -22,19 +21,7 @@ from tests.e2e.processes import SluiceProcess
 from worker.config import Settings
 from worker.topics import ensure_topics
 
-pytestmark = [
-    pytest.mark.e2e,
-    # On the local broker (noida-db 0.2.3) the group now settles after the increase (both
-    # workers own partitions within seconds), but the first records of some new partitions are
-    # skipped: the new owner started partitions 4 and 6 at their end offset at assignment (8
-    # and 12) instead of 0, and committed past them. Whether noida's ListOffsets or the client
-    # reset is at fault is not known yet; run this against a real Kafka with
-    # SLUICE_E2E_PARTITION_GROWTH=1.
-    pytest.mark.skipif(not os.environ.get("SLUICE_E2E_PARTITION_GROWTH"),
-                       reason="on the local broker the first records of new partitions are "
-                       "skipped (under investigation); set SLUICE_E2E_PARTITION_GROWTH=1 "
-                       "against a real Kafka"),
-]
+pytestmark = pytest.mark.e2e
 
 
 def _last_assignment(worker: SluiceProcess, topic: str) -> set[int]:

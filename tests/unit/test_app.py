@@ -1,14 +1,20 @@
 import asyncio
-from types import MethodType
+from types import MethodType, SimpleNamespace
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import IllegalGenerationError
 from aiokafka.protocol.commit import OffsetCommitRequest
 from aiokafka.protocol.group import JoinGroupRequest
 from faust.types import TP
 
-from worker.app import broker_urls, describe_partitions, keep_member_id_on_commit_errors
+from worker.app import (
+    SluiceConsumerThread,
+    broker_urls,
+    describe_partitions,
+    keep_member_id_on_commit_errors,
+)
 from worker.config import load_settings
 
 
@@ -81,3 +87,33 @@ async def test_a_reset_in_another_task_during_a_commit_forgets_the_id() -> None:
     release_commit.set()
     await commit
     assert coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID
+
+
+class _PositionedConsumer:
+    """An aiokafka consumer's seek calls, recorded; `committed` is what the group has."""
+
+    def __init__(self, committed: dict[TopicPartition, int | None]) -> None:
+        self.committed = committed
+        self.positions: dict[TopicPartition, int | str] = {}
+
+    async def seek_to_committed(self) -> dict[TopicPartition, int | None]:
+        # aiokafka's own rule: only an offset above 0 moves the position.
+        self.positions.update({tp: o for tp, o in self.committed.items() if o and o > 0})
+        return self.committed
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.positions[tp] = offset
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> bool:
+        self.positions.update({tp: "beginning" for tp in partitions})
+        return True
+
+
+async def test_seeking_to_committed_rewinds_partitions_never_committed_to_their_first_record(
+) -> None:
+    old, zero, new = (TopicPartition("events", n) for n in (0, 1, 4))
+    consumer = _PositionedConsumer({old: 120, zero: 0, new: None})
+    thread = SimpleNamespace(_ensure_consumer=lambda: consumer)
+    committed = await SluiceConsumerThread._seek_to_committed_or_beginning(thread)  # type: ignore[arg-type]
+    assert committed == {old: 120, zero: 0, new: None}  # what Faust records as read offsets
+    assert consumer.positions == {old: 120, zero: 0, new: "beginning"}
