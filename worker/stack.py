@@ -280,6 +280,28 @@ class LocalStack:
             self._pid_file(server).unlink(missing_ok=True)
             log(f"{server.name}: stopped (pid {process.pid})")
 
+    def server(self, name: str) -> Server:
+        """One server of the stack by name (`noida`, `seaweedfs`)."""
+        for server in self.servers():
+            if server.name == name:
+                return server
+        raise StackError(f"no server named {name!r} in the stack")
+
+    def stop_server(self, name: str) -> None:
+        """Stop one server this stack started (its data stays); used to rehearse an outage."""
+        server = self.server(name)
+        process = self.owned_process(server)
+        if process is None:
+            raise StackError(f"{name} was not started by this stack: not stopping it")
+        _terminate(process)
+        self._pid_file(server).unlink(missing_ok=True)
+
+    def start_server(self, name: str, log: Callable[[str], None] = print) -> None:
+        """Start one server again (on its data directory) and wait until it is ready."""
+        server = self.server(name)
+        self._start(server, log)
+        self._wait_ready(server, log)
+
     def status(self) -> list[ServerStatus]:
         """What runs now, and which services answer."""
         report = []

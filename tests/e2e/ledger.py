@@ -10,6 +10,7 @@ from collections import Counter
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from elasticsearch import AsyncElasticsearch
 
 from tests.e2e.processes import SluiceProcess
@@ -19,19 +20,36 @@ from worker.sinks.s3 import make_client_context
 
 
 async def steady_traffic(settings: Settings, produced: dict[str, int], stop: asyncio.Event,
-                         per_second: float = 150.0) -> None:
-    """Produce one Segment event at a time until `stop`; record id -> partition once acked."""
+                         per_second: float = 150.0, unacknowledged: set[str] | None = None,
+                         flowing: asyncio.Event | None = None) -> None:
+    """Produce one Segment event at a time until `stop`; record id -> partition once acked.
+
+    A send that fails raises, unless `unacknowledged` is given (a broker outage is expected):
+    then its id goes there (the broker may or may not have it) and production goes on. While
+    `flowing` is given and clear, production waits.
+    """
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list,
                                 metadata_max_age_ms=1000, linger_ms=5, acks="all")
     await producer.start()
     started, sent = time.monotonic(), 0
     try:
         while not stop.is_set():
+            if flowing is not None and not flowing.is_set():
+                await asyncio.sleep(0.05)
+                started, sent = time.monotonic(), 0  # no burst to make up for the pause
+                continue
             event_id = uuid.uuid4().hex
             event = {"type": "track", "event": "Tick", "userId": f"u{event_id[:4]}",
                      "messageId": event_id}
-            metadata = await producer.send_and_wait(
-                settings.source_topic, orjson.dumps(event), key=event_id.encode())
+            try:
+                metadata = await producer.send_and_wait(
+                    settings.source_topic, orjson.dumps(event), key=event_id.encode())
+            except KafkaError:
+                if unacknowledged is None:
+                    raise
+                unacknowledged.add(event_id)
+                await asyncio.sleep(0.2)
+                continue
             produced[event_id] = metadata.partition
             sent += 1
             ahead = sent / per_second - (time.monotonic() - started)
@@ -93,11 +111,15 @@ async def s3_ids(settings: Settings) -> Counter[str]:
     return ids
 
 
-def assert_exactly_once(produced: set[str], delivered: Counter[str], where: str) -> None:
-    """Every produced id delivered once, nothing else; the message counts what went wrong."""
+def assert_exactly_once(produced: set[str], delivered: Counter[str], where: str,
+                        maybe_produced: frozenset[str] | set[str] = frozenset()) -> None:
+    """Every produced id delivered once, nothing else; the message counts what went wrong.
+
+    `maybe_produced` are ids whose send failed: each may be delivered once, or not at all.
+    """
     lost = produced - set(delivered)
     duplicated = {event_id: n for event_id, n in delivered.items() if n > 1}
-    unexpected = set(delivered) - produced
+    unexpected = set(delivered) - produced - set(maybe_produced)
     assert not (lost or duplicated or unexpected), (
         f"{where}: {len(lost)} lost (e.g. {sorted(lost)[:3]}), {len(duplicated)} written more "
         f"than once (e.g. {list(duplicated.items())[:3]}), {len(unexpected)} unexpected"

@@ -1,0 +1,130 @@
+"""The broker restarts while workers run under traffic: consumption pauses, resumes, 0 lost.
+
+The test owns its broker: a second local stack on free ports (the Kafka broker and the
+Elasticsearch API are one process there, so both go away together), sharing only the session's
+S3 server. The broker is stopped with SIGTERM, left down for a while, and started again on the
+same data directory. S3 parts stay open across the restart (their records uncommitted), and the
+producer keeps sending through the outage.
+
+The producer pauses for a second before the broker stops: the local broker (noida-db 0.2.3)
+loses records it acknowledged in the last milliseconds before a SIGTERM and gives their offsets
+to the next records after the restart. S3's offset markers then skip the new record at a reused
+offset (as any offset-based exactly-once sink would). Apache Kafka flushes its logs on a
+controlled shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.ledger import (
+    assert_exactly_once,
+    elasticsearch_ids,
+    s3_ids,
+    steady_traffic,
+    wait_for_group_caught_up,
+)
+from tests.e2e.processes import SluiceProcess
+from worker.config import Settings
+from worker.group_offsets import group_progress
+from worker.stack import LocalStack
+from worker.topics import ensure_topics
+
+pytestmark = pytest.mark.e2e
+
+BROKER_DOWN_SECONDS = 8.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def own_broker(settings: Settings, tmp_path: Path) -> Iterator[tuple[LocalStack, Settings]]:
+    """A broker (and Elasticsearch API) of this test's own; S3 is the session's server."""
+    kafka_port, es_port = _free_port(), _free_port()
+    own = settings.model_copy(update={
+        "stack_dir": tmp_path / "own-stack",
+        "kafka_bootstrap_servers": f"127.0.0.1:{kafka_port}",
+        "elasticsearch_url": f"http://127.0.0.1:{es_port}",
+    })
+    stack = LocalStack(own)
+    stack.up(log=lambda line: None)
+    try:
+        yield stack, own
+    finally:
+        stack.down(log=lambda line: None)  # leaves the session's S3 server alone: not ours
+
+
+async def _committed(settings: Settings) -> int:
+    return sum(p.committed or 0 for p in await group_progress(settings, settings.source_topic))
+
+
+async def test_broker_restart_under_traffic_loses_nothing(
+    own_broker: tuple[LocalStack, Settings], tmp_path: Path
+) -> None:
+    stack, settings = own_broker
+    settings = settings.model_copy(update={
+        "sinks": ["elasticsearch", "s3"],
+        "topic_partitions": 4,
+        "commit_interval": 0.5,
+        "s3_part_max_age": 12.0,
+        "elasticsearch_batch_max_age": 0.3,
+        "elasticsearch_retry_max": 2.0,
+        "s3_retry_max": 2.0,
+        "session_timeout": 10.0,
+        "heartbeat_interval": 1.0,
+        "rebalance_timeout": 20.0,
+        "drain_timeout": 15.0,
+    })
+    await ensure_topics(settings)
+    produced: dict[str, int] = {}
+    unacknowledged: set[str] = set()
+    stop, flowing = asyncio.Event(), asyncio.Event()
+    flowing.set()
+    workers = [SluiceProcess(settings, ["worker"], tmp_path / f"worker-{n}.log") for n in (1, 2)]
+    traffic = asyncio.create_task(
+        steady_traffic(settings, produced, stop, per_second=80, unacknowledged=unacknowledged,
+                       flowing=flowing))
+    try:
+        for worker in workers:
+            await asyncio.to_thread(worker.wait_for_log, r"partitions assigned: \S+\[\d", 120)
+        await asyncio.sleep(15)  # the first S3 parts are written and committed
+        committed_before = await _committed(settings)
+        assert committed_before > 0, "nothing committed before the restart"
+        flowing.clear()
+        await asyncio.sleep(1)
+        await asyncio.to_thread(stack.stop_server, "noida")
+        flowing.set()
+        await asyncio.sleep(BROKER_DOWN_SECONDS)
+        for worker in workers:
+            assert worker.process.poll() is None, worker.log()[-3000:]
+        await asyncio.to_thread(stack.start_server, "noida", lambda line: None)
+        restarted = time.monotonic()
+        committed_after_restart = await _committed(settings)
+        await asyncio.sleep(8)
+        stop.set()
+        await traffic
+        await wait_for_group_caught_up(settings, workers, timeout=180)
+        print(f"broker down {BROKER_DOWN_SECONDS:.0f}s: caught up "
+              f"{time.monotonic() - restarted:.1f}s after the restart (traffic went on for 8s "
+              f"of it), {len(produced)} events "
+              f"acknowledged, {len(unacknowledged)} sends failed; committed offsets "
+              f"{committed_before} before, {committed_after_restart} right after the restart")
+    finally:
+        stop.set()
+        codes = [worker.stop() for worker in workers]
+    assert codes == [0, 0], [worker.log()[-3000:] for worker in workers]
+    # The broker kept what it acknowledged, and the group's offsets.
+    assert committed_after_restart >= committed_before
+    assert_exactly_once(set(produced), await elasticsearch_ids(settings), "Elasticsearch",
+                        unacknowledged)
+    assert_exactly_once(set(produced), await s3_ids(settings), "S3", unacknowledged)
