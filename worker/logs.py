@@ -34,6 +34,38 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class RepeatedLineFilter(logging.Filter):
+    """Lets one line per message template through per window, for the named libraries' loggers.
+
+    While a broker is down aiokafka logs each reconnect attempt, a few hundred ERROR lines a
+    minute per worker, all alike; one of each per window says the same. The next line after a
+    window says how many were left out.
+    """
+
+    def __init__(self, prefixes: tuple[str, ...] = ("aiokafka",),
+                 window_seconds: float = 30.0) -> None:
+        super().__init__()
+        self.prefixes = tuple(prefixes)
+        self.window_seconds = window_seconds
+        self._last_shown: dict[tuple[str, str], float] = {}
+        self._suppressed: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, str(record.msg))
+        shown = self._last_shown.get(key)
+        if shown is not None and record.created - shown < self.window_seconds:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False
+        self._last_shown[key] = record.created
+        left_out = self._suppressed.pop(key, 0)
+        if left_out:
+            record.msg = f"{record.msg} (and {left_out} more like it in the last " \
+                         f"{self.window_seconds:.0f}s)"
+        return True
+
+
 def logging_config(settings: Settings) -> dict[str, Any]:
     """A `dictConfig` dict; Faust's worker applies it too, so its lines match ours."""
     formatter: dict[str, Any] = (
@@ -45,15 +77,17 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"sluice": formatter},
+        "filters": {"repeats": {"()": f"{__name__}.RepeatedLineFilter"}},
         "handlers": {
             "console": {
                 "class": "logging.StreamHandler",
                 "formatter": "sluice",
+                "filters": ["repeats"],
                 "stream": "ext://sys.stderr",
             }
         },
         "root": {"level": settings.log_level.value, "handlers": ["console"]},
-        # aiokafka logs every reconnect attempt at WARNING/ERROR; ours say what it means instead.
+        # aiokafka logs every reconnect attempt at WARNING/ERROR (RepeatedLineFilter thins them).
         # The Elasticsearch client logs every request at INFO (thousands a minute); the sink's
         # own lines and metrics report bulk results.
         "loggers": {"aiokafka": {"level": "WARNING"},
