@@ -164,6 +164,9 @@ def _weed_binary() -> Path:
 # --- the stack ----------------------------------------------------------------------------------
 
 
+_S3_VOLUME_SIZE_MB = 64
+
+
 class LocalStack:
     """Starts, stops and reports on the local servers described by the settings."""
 
@@ -222,6 +225,10 @@ class LocalStack:
                 f"-master.port={s3_port + 1}", f"-filer.port={s3_port + 2}",
                 f"-volume.port={s3_port + 3}", f"-admin.port={s3_port + 4}",
                 f"-s3.config={self.data_dir / _S3_CREDENTIALS_FILE}",
+                # Every bucket is a collection with volumes of its own, and the number of volumes
+                # is free disk / volume size: with the default 1 GiB, a test run's buckets used
+                # up the 74 volumes of a 74 GiB disk ("failed to find writable volumes").
+                f"-master.volumeSizeLimitMB={_S3_VOLUME_SIZE_MB}",
             ],
             probes=[
                 Probe(

@@ -34,6 +34,7 @@ def test_servers_bind_loopback_and_seaweedfs_telemetry_is_off(stack: LocalStack)
     noida, seaweed = stack.servers()
     assert noida.command[noida.command.index("--host") + 1] == "127.0.0.1"
     assert "-master.telemetry=false" in seaweed.command
+    assert "-master.volumeSizeLimitMB=64" in seaweed.command
     assert "-ip.bind=127.0.0.1" in seaweed.command
 
 
