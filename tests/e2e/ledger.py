@@ -13,7 +13,6 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from elasticsearch import AsyncElasticsearch
 
-from tests.e2e.processes import SluiceProcess
 from worker.config import Settings
 from worker.group_offsets import group_progress
 from worker.sinks.s3 import make_client_context
@@ -59,20 +58,9 @@ async def steady_traffic(settings: Settings, produced: dict[str, int], stop: asy
         await producer.stop()
 
 
-async def wait_for_group_caught_up(settings: Settings, workers: list[SluiceProcess],
-                                   timeout: float = 180.0) -> None:
-    """Until the group has committed every record of the source topic; workers must live."""
-    deadline = time.monotonic() + timeout
-    progress: list = []
-    while time.monotonic() < deadline:
-        progress = await group_progress(settings, settings.source_topic)
-        if progress and all(p.lag == 0 for p in progress):
-            return
-        for worker in workers:
-            assert worker.process.poll() is None, worker.log()[-3000:]
-        await asyncio.sleep(1.0)
-    raise AssertionError(f"workers still lag after {timeout:.0f}s: {progress}\n"
-                         + "\n".join(worker.log()[-1500:] for worker in workers))
+async def committed_total(settings: Settings) -> int:
+    """The group's committed offsets on the source topic, summed over its partitions."""
+    return sum(p.committed or 0 for p in await group_progress(settings, settings.source_topic))
 
 
 async def elasticsearch_ids(settings: Settings) -> Counter[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 from worker.config import Settings
+from worker.group_offsets import group_progress
 
 
 class SluiceProcess:
@@ -59,19 +61,18 @@ class SluiceProcess:
         return self.process.returncode
 
 
-async def wait_for_no_lag(settings: Settings, worker: SluiceProcess,
+async def wait_for_no_lag(settings: Settings, *workers: SluiceProcess,
                           timeout: float = 120.0) -> None:
-    """Wait until the worker's group has committed every record of the source topic."""
-    import asyncio
-
-    from worker.group_offsets import group_progress
-
+    """Wait until the group has committed every record of the source topic; every worker
+    must stay alive meanwhile (its log tail is the failure message if one exits)."""
     deadline = time.monotonic() + timeout
     progress: list = []
     while time.monotonic() < deadline:
         progress = await group_progress(settings, settings.source_topic)
         if progress and all(p.lag == 0 for p in progress):
             return
-        assert worker.process.poll() is None, worker.log()[-3000:]
+        for worker in workers:
+            assert worker.process.poll() is None, worker.log()[-3000:]
         await asyncio.sleep(0.5)
-    raise AssertionError(f"worker still lags: {progress}\n{worker.log()[-3000:]}")
+    raise AssertionError(f"workers still lag after {timeout:.0f}s: {progress}\n"
+                         + "\n".join(worker.log()[-1500:] for worker in workers))

@@ -25,14 +25,13 @@ import pytest
 
 from tests.e2e.ledger import (
     assert_exactly_once,
+    committed_total,
     elasticsearch_ids,
     s3_ids,
     steady_traffic,
-    wait_for_group_caught_up,
 )
-from tests.e2e.processes import SluiceProcess
+from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
-from worker.group_offsets import group_progress
 from worker.stack import LocalStack
 from worker.topics import ensure_topics
 
@@ -63,9 +62,6 @@ def own_broker(settings: Settings, tmp_path: Path) -> Iterator[tuple[LocalStack,
     finally:
         stack.down(log=lambda line: None)  # leaves the session's S3 server alone: not ours
 
-
-async def _committed(settings: Settings) -> int:
-    return sum(p.committed or 0 for p in await group_progress(settings, settings.source_topic))
 
 
 async def test_broker_restart_under_traffic_loses_nothing(
@@ -98,7 +94,7 @@ async def test_broker_restart_under_traffic_loses_nothing(
         for worker in workers:
             await asyncio.to_thread(worker.wait_for_log, r"partitions assigned: \S+\[\d", 120)
         await asyncio.sleep(15)  # the first S3 parts are written and committed
-        committed_before = await _committed(settings)
+        committed_before = await committed_total(settings)
         assert committed_before > 0, "nothing committed before the restart"
         flowing.clear()
         await asyncio.sleep(1)
@@ -109,11 +105,11 @@ async def test_broker_restart_under_traffic_loses_nothing(
             assert worker.process.poll() is None, worker.log()[-3000:]
         await asyncio.to_thread(stack.start_server, "noida", lambda line: None)
         restarted = time.monotonic()
-        committed_after_restart = await _committed(settings)
+        committed_after_restart = await committed_total(settings)
         await asyncio.sleep(8)
         stop.set()
         await traffic
-        await wait_for_group_caught_up(settings, workers, timeout=180)
+        await wait_for_no_lag(settings, *workers, timeout=180)
         print(f"broker down {BROKER_DOWN_SECONDS:.0f}s: caught up "
               f"{time.monotonic() - restarted:.1f}s after the restart (traffic went on for 8s "
               f"of it), {len(produced)} events "

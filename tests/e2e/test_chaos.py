@@ -28,9 +28,8 @@ from tests.e2e.ledger import (
     elasticsearch_ids,
     s3_ids,
     steady_traffic,
-    wait_for_group_caught_up,
 )
-from tests.e2e.processes import SluiceProcess
+from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.topics import ensure_topics
 
@@ -100,7 +99,7 @@ async def test_scale_out_and_in_under_traffic(settings: Settings, tmp_path: Path
         stop.set()
         await traffic
         running = [workers[0], workers[2]]
-        await wait_for_group_caught_up(settings, running, timeout=240)
+        await wait_for_no_lag(settings, *running, timeout=240)
     finally:
         stop.set()
         codes = [worker.stop() for worker in workers]
@@ -141,7 +140,7 @@ async def test_sigkill_chaos(settings: Settings, tmp_path: Path) -> None:
         await asyncio.sleep(3)
         stop.set()
         await traffic
-        await wait_for_group_caught_up(settings, workers, timeout=300)
+        await wait_for_no_lag(settings, *workers, timeout=300)
     except BaseException as error:
         error.add_note(f"chaos seed {seed} (SLUICE_E2E_SEED), kills: {kills}")
         raise

@@ -16,15 +16,14 @@ import pytest
 
 from tests.e2e.ledger import (
     assert_exactly_once,
+    committed_total,
     elasticsearch_ids,
     s3_ids,
     steady_traffic,
-    wait_for_group_caught_up,
 )
-from tests.e2e.processes import SluiceProcess
+from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from tests.fault_proxy import FaultProxy
 from worker.config import Settings
-from worker.group_offsets import group_progress
 from worker.topics import ensure_topics
 
 pytestmark = pytest.mark.e2e
@@ -43,9 +42,6 @@ def _outage_settings(settings: Settings) -> Settings:
     })
 
 
-async def _committed(settings: Settings) -> int:
-    return sum(p.committed or 0 for p in await group_progress(settings, settings.source_topic))
-
 
 async def _run_through_outage(settings: Settings, proxy: FaultProxy, log: Path,
                               through_proxy: dict[str, str]) -> None:
@@ -61,10 +57,10 @@ async def _run_through_outage(settings: Settings, proxy: FaultProxy, log: Path,
         proxy.outage()
         # What was written before the outage may still be committed in its first seconds.
         await asyncio.sleep(3)
-        during = await _committed(settings)
+        during = await committed_total(settings)
         sent_before = len(produced)
         await asyncio.sleep(OUTAGE_SECONDS - 3)
-        assert await _committed(settings) == during, "offsets were committed during the outage"
+        assert await committed_total(settings) == during, "offsets were committed during the outage"
         assert len(produced) > sent_before, "the producer stalled"
         assert worker.process.poll() is None, worker.log()[-3000:]
         proxy.restore()
@@ -72,7 +68,7 @@ async def _run_through_outage(settings: Settings, proxy: FaultProxy, log: Path,
         await asyncio.sleep(3)
         stop.set()
         await traffic
-        await wait_for_group_caught_up(settings, [worker], timeout=120)
+        await wait_for_no_lag(settings, worker, timeout=120)
         print(f"outage of {OUTAGE_SECONDS:.0f}s: caught up {time.monotonic() - restored:.1f}s "
               f"after the restore, {len(produced)} events")
     finally:

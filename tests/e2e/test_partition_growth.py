@@ -15,9 +15,8 @@ from tests.e2e.ledger import (
     elasticsearch_ids,
     s3_ids,
     steady_traffic,
-    wait_for_group_caught_up,
 )
-from tests.e2e.processes import SluiceProcess
+from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.topics import ensure_topics
 
@@ -58,7 +57,7 @@ async def test_source_topic_grows_from_4_to_8_partitions_under_traffic(
         stop.set()
         await traffic
         assert {partition for partition in produced.values()} == set(range(8))
-        await wait_for_group_caught_up(settings, workers)
+        await wait_for_no_lag(settings, *workers)
         owned = [_last_assignment(worker, settings.source_topic) for worker in workers]
         assert all(owned), f"each worker owns partitions: {owned}"
         assert owned[0] | owned[1] == set(range(8))

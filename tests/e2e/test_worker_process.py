@@ -1,28 +1,16 @@
-import asyncio
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.processes import SluiceProcess
+from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.group_offsets import group_progress
 from worker.produce import produce, synthetic_records
 from worker.samples import SAMPLE_FORMS
 
 pytestmark = pytest.mark.e2e
-
-
-async def _wait_for_no_lag(settings: Settings, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        progress = await group_progress(settings, settings.source_topic)
-        if progress and all(p.lag == 0 for p in progress):
-            return
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"group still lags: {progress}")
 
 
 async def test_worker_joins_the_group_logs_its_assignment_and_commits(
@@ -32,7 +20,7 @@ async def test_worker_joins_the_group_logs_its_assignment_and_commits(
     try:
         worker.wait_for_log(rf"partitions assigned: {settings.source_topic}\[0,1,2,3\]")
         await produce(settings, synthetic_records(120, SAMPLE_FORMS, 0.0, 1_048_576, seed=1))
-        await _wait_for_no_lag(settings)
+        await wait_for_no_lag(settings, worker, timeout=60)
         progress = await group_progress(settings, settings.source_topic)
         assert sum(p.end_offset for p in progress) == 120
     finally:
