@@ -1,14 +1,22 @@
-"""Acknowledgements: a source record is acknowledged only when all of its work is durable.
+"""Settlement: a source record is acknowledged only when every piece of its work has an outcome.
 
-Each consumed record gets a ticket with one *share* per (event, sink) pair and one per dead
-letter it must write. Sinks and the dead-letter publisher settle shares as they finish, in any
-order. Tickets are released to Faust **strictly in consumption order per partition**, so the
-offset Faust commits never passes a record that still has an unsettled share.
+Each consumed record gets a ticket listing its **shares**: one per (event, sink) pair and one
+per dead letter it must write, each named by a ``ShareKey`` (the event's ordinal in the record,
+and the sink or stage). Sinks and the dead-letter publisher settle shares as they finish, in
+any order. Settling is idempotent: a second outcome for the same share is ignored and counted
+(``duplicate_settlements``), so a bug that reports twice shows up in the metrics instead of
+releasing a record before its other sinks have it.
 
-Why in order: Faust commits "the end of the first consecutive run of acked offsets", and under
-out-of-order acks that logic can commit past a message still in flight (faust-streaming #606).
-Releasing acks in order makes the acked offsets one consecutive run from the committed offset,
-which is the case Faust gets right.
+Tickets are released to Faust **strictly in consumption order per partition**, so the offset
+Faust commits never passes a record that still has an unsettled share. Why in order: Faust
+commits "the end of the first consecutive run of acked offsets", and under out-of-order acks
+that logic can commit past a message still in flight (faust-streaming #606).
+
+Ownership: the tracker knows which partitions are assigned (``assign``), and every assignment
+is a new *generation*. ``forget`` (on revocation, or to recover a stuck partition) ends the
+generation: its tickets are cancelled, their later outcomes are ignored (``late_settlements``),
+and work started under it is not opened again. A record of a partition that is not assigned
+gets no ticket at all: its partition's owner consumes it.
 
 The tracker also bounds the records in flight: ``reserve()`` waits while the bound is reached,
 so a slow sink slows consumption instead of growing memory.
@@ -17,39 +25,63 @@ so a slow sink slows consumption instead of growing memory.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
 
 from worker.records import KafkaPosition
 
 PartitionKey = tuple[str, int]
+# (the event's ordinal within its record, the sink's name or the dead-letter stage)
+ShareKey = tuple[int, str]
 
 
 class RecordTicket:
     """The outstanding work of one source record."""
 
-    __slots__ = ("position", "remaining", "cancelled", "_ack", "_tracker")
+    __slots__ = ("position", "pending", "cancelled", "opened_at", "_ack", "_tracker")
 
-    def __init__(
-        self, position: KafkaPosition, shares: int, ack: Callable[[], object], tracker: AckTracker
-    ) -> None:
+    def __init__(self, position: KafkaPosition, shares: Iterable[ShareKey],
+                 ack: Callable[[], object], tracker: AckTracker) -> None:
         self.position = position
-        self.remaining = shares
+        self.pending: set[ShareKey] = set(shares)
         self.cancelled = False
+        self.opened_at = time.monotonic()
         self._ack = ack
         self._tracker = tracker
 
     @property
     def done(self) -> bool:
-        return self.remaining <= 0
+        return not self.pending
 
-    def settle(self, shares: int = 1) -> None:
-        """Mark `shares` pieces of this record's work durable (or dead-lettered)."""
+    def is_pending(self, share: ShareKey) -> bool:
+        """True while `share` still waits for its outcome (and the ticket is live)."""
+        return not self.cancelled and share in self.pending
+
+    def settle(self, share: ShareKey) -> None:
+        """Record the outcome of one share; a repeated or unknown share changes nothing."""
         if self.cancelled:
+            self._tracker.late_settlements += 1
             return
-        self.remaining -= shares
-        if self.remaining <= 0:
+        try:
+            self.pending.remove(share)
+        except KeyError:
+            self._tracker.duplicate_settlements += 1
+            return
+        if not self.pending:
             self._tracker._release((self.position.topic, self.position.partition))
+
+
+@dataclass
+class _Partition:
+    """One assigned partition: its generation, its tickets in order, and what was submitted."""
+
+    generation: int
+    queue: deque[RecordTicket] = field(default_factory=deque)
+    # Offset of the last record opened in this generation: a record delivered twice within
+    # one generation (a fetch that raced a seek) is not opened twice.
+    last_offset: int = -1
 
 
 class AckTracker:
@@ -57,22 +89,54 @@ class AckTracker:
 
     def __init__(self, max_in_flight: int) -> None:
         self.max_in_flight = max_in_flight
-        self._queues: dict[PartitionKey, deque[RecordTicket]] = defaultdict(deque)
-        self._generations: dict[PartitionKey, int] = defaultdict(int)
+        self._partitions: dict[PartitionKey, _Partition] = {}
+        self._next_generation = 1
         self._in_flight = 0
         self._has_room = asyncio.Event()
         self._has_room.set()
         self._became_idle = asyncio.Event()
+        self._became_idle.set()
         self.acked = 0
+        self.duplicate_settlements = 0
+        self.late_settlements = 0
 
     @property
     def in_flight(self) -> int:
         """Records consumed whose acknowledgement is still pending."""
         return self._in_flight
 
-    def generation(self, partition: PartitionKey) -> int:
-        """Changes whenever a partition is forgotten (revoked); see `open`."""
-        return self._generations[partition]
+    # --- ownership ------------------------------------------------------------------------
+
+    def assign(self, partitions: Iterable[PartitionKey]) -> None:
+        """These partitions are ours (again): each starts a new generation."""
+        for key in partitions:
+            if key not in self._partitions:
+                self._partitions[key] = _Partition(self._next_generation)
+                self._next_generation += 1
+
+    def assigned(self) -> set[PartitionKey]:
+        return set(self._partitions)
+
+    def generation(self, partition: PartitionKey) -> int | None:
+        """The partition's current generation, None if it is not assigned; see `open`."""
+        state = self._partitions.get(partition)
+        return state.generation if state else None
+
+    def forget(self, partitions: Iterable[PartitionKey]) -> int:
+        """End the partitions' generation: pending tickets are cancelled and never acked (the
+        records are consumed again by the partition's next owner). Returns how many."""
+        dropped = 0
+        for key in partitions:
+            state = self._partitions.pop(key, None)
+            if state is None:
+                continue
+            for ticket in state.queue:
+                ticket.cancelled = True
+            dropped += len(state.queue)
+        self._after_release(dropped, acked=False)
+        return dropped
+
+    # --- tickets --------------------------------------------------------------------------
 
     async def reserve(self) -> None:
         """Wait until one more record may be in flight."""
@@ -80,15 +144,17 @@ class AckTracker:
             self._has_room.clear()
             await self._has_room.wait()
 
-    def open(
-        self, position: KafkaPosition, shares: int, ack: Callable[[], object], generation: int
-    ) -> RecordTicket | None:
-        """A ticket for a record, or None if its partition was revoked since `generation`."""
+    def open(self, position: KafkaPosition, shares: Collection[ShareKey],
+             ack: Callable[[], object], generation: int | None) -> RecordTicket | None:
+        """A ticket for a record, or None if it must not be processed here: its partition is
+        not assigned, was revoked since `generation`, or this record was already opened."""
         key = (position.topic, position.partition)
-        if self._generations[key] != generation:
+        state = self._partitions.get(key)
+        if state is None or state.generation != generation or position.offset <= state.last_offset:
             return None
+        state.last_offset = position.offset
         ticket = RecordTicket(position, shares, ack, self)
-        self._queues[key].append(ticket)
+        state.queue.append(ticket)
         self._in_flight += 1
         self._became_idle.clear()
         if ticket.done:
@@ -96,26 +162,16 @@ class AckTracker:
         return ticket
 
     def _release(self, key: PartitionKey) -> None:
-        queue = self._queues[key]
+        state = self._partitions.get(key)
+        if state is None:
+            return
+        queue = state.queue
         released = 0
         while queue and queue[0].done:
             queue.popleft()._ack()
             released += 1
         if released:
             self._after_release(released)
-
-    def forget(self, partitions: Iterable[PartitionKey]) -> int:
-        """Drop the pending tickets of revoked partitions: they will never be acked (their
-        records are consumed again by the partition's next owner). Returns how many."""
-        dropped = 0
-        for key in partitions:
-            self._generations[key] += 1
-            queue = self._queues.pop(key, deque())
-            for ticket in queue:
-                ticket.cancelled = True
-            dropped += len(queue)
-        self._after_release(dropped, acked=False)
-        return dropped
 
     def _after_release(self, count: int, acked: bool = True) -> None:
         self._in_flight -= count
@@ -131,6 +187,14 @@ class AckTracker:
         if self._in_flight:
             await self._became_idle.wait()
 
+    # --- what is stuck ----------------------------------------------------------------------
+
     def pending_by_partition(self) -> dict[PartitionKey, int]:
         """Records in flight per partition (for logs and progress)."""
-        return {key: len(queue) for key, queue in self._queues.items() if queue}
+        return {key: len(state.queue) for key, state in self._partitions.items() if state.queue}
+
+    def oldest_unsettled(self, now: float | None = None) -> dict[PartitionKey, float]:
+        """Seconds the oldest unacknowledged record of each assigned partition has waited."""
+        now = time.monotonic() if now is None else now
+        return {key: now - state.queue[0].opened_at
+                for key, state in self._partitions.items() if state.queue}

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka.protocol.commit import OffsetCommitRequest
@@ -69,6 +69,14 @@ class SluiceConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         policy is "earliest", so the first record is where such a partition starts anyway.
         """
         return await self.call_thread(self._seek_to_committed_or_beginning)
+
+    async def rejoin_group(self) -> None:
+        """Leave the current generation: the group rebalances, our partitions are revoked
+        (drained, forgotten) and assigned again from their committed offsets."""
+        await self.call_thread(self._request_rejoin)
+
+    async def _request_rejoin(self) -> None:
+        self._ensure_consumer()._coordinator.request_rejoin()
 
     async def _seek_to_committed_or_beginning(self) -> Mapping[TP, int]:
         consumer = self._ensure_consumer()
@@ -128,6 +136,10 @@ class RebalanceAwareConsumer(aiokafka_driver.Consumer):
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
         return SluiceConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def rejoin_group(self) -> None:
+        """See `SluiceConsumerThread.rejoin_group`."""
+        await cast(SluiceConsumerThread, self._thread).rejoin_group()
+
     async def commit(self, *args: Any, **kwargs: Any) -> bool:
         app = self.app
         if app.rebalancing and not app.sluice_settings.commit_on_rebalance \
@@ -150,9 +162,44 @@ class SluiceApp(faust.App):
     catalog: CatalogTable
 
     ops: OpsServer | None = None
+    _background: set[asyncio.Future[None]]
 
     def _new_transport(self) -> TransportT:
         return SluiceTransport(self.conf.broker_consumer, self)
+
+    async def _on_partitions_assigned(self, assigned: set[TP], *args: Any,
+                                      **kwargs: Any) -> None:
+        # First of all, before Faust can resume fetching: the pipeline and the sinks must own
+        # the partitions before any of their records arrives (see Pipeline.assign).
+        partitions = {(tp.topic, tp.partition) for tp in assigned
+                      if tp.topic == self.sluice_settings.source_topic}
+        self.pipeline.assign(partitions)
+        self.pipeline.recovered(partitions)
+        await super()._on_partitions_assigned(assigned, *args, **kwargs)
+
+    def recover_partition(self, partition: tuple[str, int]) -> None:
+        """Consume a partition again from its committed offset: rejoin the group."""
+        task = asyncio.ensure_future(self._rejoin())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _rejoin(self) -> None:
+        try:
+            await cast(RebalanceAwareConsumer, self.consumer).rejoin_group()
+        except Exception:  # noqa: BLE001 (logged; the settle watchdog tries again)
+            log.exception("could not rejoin the consumer group")
+
+    async def recover_stalled(self) -> None:
+        """The settle watchdog: a partition whose oldest record has waited longer than
+        SLUICE_SETTLE_TIMEOUT while every sink answers is consumed again."""
+        stalled = self.pipeline.stalled(self.sluice_settings.settle_timeout)
+        if not stalled:
+            return
+        for sink in self.pipeline.sinks:
+            if await sink.check():
+                return  # a destination is down: the wait is explained, readiness says so
+        for partition, age in stalled.items():
+            self.pipeline.stuck(partition, f"oldest record unsettled for {age:.0f}s")
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -194,6 +241,11 @@ class SluiceApp(faust.App):
         problems = {}
         if not self.source_partitions():
             problems["assignment"] = "no source partition assigned (yet)"
+        stalled = self.pipeline.stalled(self.sluice_settings.settle_timeout)
+        if stalled:
+            problems["settlement"] = "records waiting longer than SLUICE_SETTLE_TIMEOUT in " + \
+                ", ".join(f"{topic}[{partition}] ({age:.0f}s)"
+                          for (topic, partition), age in sorted(stalled.items()))
         for sink in self.pipeline.sinks:
             problem = await sink.check()
             if problem:
@@ -278,9 +330,11 @@ def create_app(settings: Settings) -> SluiceApp:
         topic_allow_declare=False,
     )
     progress = Progress()
+    app._background = set()
     app.sluice_settings = settings
     app.catalog = CatalogTable(settings)
     app.pipeline = Pipeline(settings, DeadLetterPublisher(settings), app.catalog.lookup, progress)
+    app.pipeline.recover = app.recover_partition
     build_sinks(settings, app.pipeline)
     if settings.web_port:
         registry = CollectorRegistry(auto_describe=True)
@@ -308,6 +362,10 @@ def create_app(settings: Settings) -> SluiceApp:
             "progress: %s in_flight=%d catalog_keys=%d",
             progress.line(), app.pipeline.acks.in_flight, len(app.catalog),
         )
+
+    @app.timer(interval=min(10.0, settings.settle_timeout / 4))
+    async def settle_watchdog() -> None:
+        await app.recover_stalled()
 
     @app.on_partitions_assigned.connect
     async def log_assignment(sender: Any, assigned: set[TP], **_: Any) -> None:

@@ -140,6 +140,14 @@ class Settings(BaseSettings):
         description="Seconds a worker waits for its sinks to flush on a rebalance or at "
         "shutdown before leaving unfinished records to be consumed again.",
     )
+    settle_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds a partition's oldest record may wait for every sink before the "
+        "worker reports unready (`/health/ready`); past it, if every sink's destination "
+        "answers, the worker rejoins the group so the partition is consumed again from its "
+        "committed offset (a stuck partition is recovered, never silently stalled).",
+    )
     catalog_load_timeout: float = Field(
         30.0,
         gt=0,
@@ -427,6 +435,15 @@ class Settings(BaseSettings):
                 f"SLUICE_DRAIN_TIMEOUT ({self.drain_timeout:g}s) must be shorter than "
                 f"SLUICE_REBALANCE_TIMEOUT ({self.rebalance_timeout:g}s): a member that drains "
                 "longer is expelled from the group"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _settling_outlasts_the_drain(self) -> Settings:
+        if self.settle_timeout <= self.drain_timeout:
+            raise ValueError(
+                f"SLUICE_SETTLE_TIMEOUT ({self.settle_timeout:g}s) must be longer than "
+                f"SLUICE_DRAIN_TIMEOUT ({self.drain_timeout:g}s)"
             )
         return self
 

@@ -43,6 +43,13 @@ MAX_DEAD_LETTER_REQUEST_BYTES = 64 * 1024 * 1024
 TRUNCATED_VALUE_BYTES = 512 * 1024
 
 
+class _Original:
+    """Marks "the original record's key" (None is a key of its own: no key)."""
+
+
+_ORIGINAL = _Original()
+
+
 def dead_letter_headers(letter: DeadLetter, failed_at: datetime) -> list[tuple[str, bytes]]:
     """The original headers followed by Sluice's own, as the table above describes."""
     position = letter.record.position
@@ -109,13 +116,25 @@ class DeadLetterPublisher:
             await self._send_with_retries(letter, dead_letter_headers(letter, datetime.now(UTC)))
         except (MessageSizeTooLargeError, RecordTooLargeError):
             value = letter.record.value or b""
-            headers = dead_letter_headers(letter, datetime.now(UTC)) + [
+            size_headers = [
                 (f"{DLQ_HEADER_PREFIX}value_truncated", b"true"),
                 (f"{DLQ_HEADER_PREFIX}value_size", str(len(value)).encode()),
             ]
             log.warning("dead letter of %d bytes refused as too large: writing its first %d",
                         len(value), TRUNCATED_VALUE_BYTES)
-            await self._send_with_retries(letter, headers, value[:TRUNCATED_VALUE_BYTES])
+            try:
+                await self._send_with_retries(
+                    letter, dead_letter_headers(letter, datetime.now(UTC)) + size_headers,
+                    value[:TRUNCATED_VALUE_BYTES])
+            except (MessageSizeTooLargeError, RecordTooLargeError):
+                # Still too large (a small topic limit, or huge headers or key): the last resort
+                # keeps only Sluice's own headers, which say where the original record is.
+                log.warning("dead letter refused again as too large: writing it without its "
+                            "value, key and original headers")
+                ours = [(name, header) for name, header in
+                        dead_letter_headers(letter, datetime.now(UTC))
+                        if name.startswith(DLQ_HEADER_PREFIX)]
+                await self._send_with_retries(letter, ours + size_headers, b"", key=None)
         self.published += 1
         position = letter.record.position
         log.info(
@@ -129,9 +148,11 @@ class DeadLetterPublisher:
         )
 
     async def _send_with_retries(
-        self, letter: DeadLetter, headers: list[tuple[str, bytes]], value: bytes | None = None
+        self, letter: DeadLetter, headers: list[tuple[str, bytes]], value: bytes | None = None,
+        key: bytes | None | _Original = _ORIGINAL,
     ) -> None:
         value = letter.record.value if value is None else value
+        record_key = letter.record.key if isinstance(key, _Original) else key
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_is_retriable),
             wait=wait_exponential_jitter(initial=0.2, max=10.0),
@@ -148,7 +169,7 @@ class DeadLetterPublisher:
                     )
                 assert self._producer is not None, "DeadLetterPublisher.start() was not called"
                 delivery = await self._producer.send(
-                    self.topic, key=letter.record.key, value=value, headers=headers
+                    self.topic, key=record_key, value=value, headers=headers
                 )
                 await delivery
 

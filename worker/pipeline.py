@@ -48,6 +48,10 @@ class Pipeline:
         self.progress = progress or Progress()
         self.acks = AckTracker(settings.max_in_flight_records)
         self.dead_letter_counts: Counter[tuple[str, str]] = Counter()
+        # Set by the app: consume a partition again from its committed offset (see `lost`).
+        self.recover: Callable[[PartitionKey], object] | None = None
+        self._recovering: set[PartitionKey] = set()
+        self.recoveries = 0
         # Set once the worker stops: records handed in after the final drain are left alone
         # (not acknowledged), to be consumed again by the partitions' next owner.
         self.closed = False
@@ -102,6 +106,17 @@ class Pipeline:
             )
             return False
 
+    # --- ownership ------------------------------------------------------------------------
+
+    def assign(self, partitions: Collection[PartitionKey]) -> None:
+        """Partitions were assigned: open a generation for each and let the sinks prepare
+        them (the S3 sink takes their markers over). Synchronous on purpose: it runs before
+        Faust resumes fetching, so no record of these partitions can arrive first."""
+        fresh = [key for key in partitions if key not in self.acks.assigned()]
+        self.acks.assign(fresh)
+        for sink in self.sinks:
+            sink.assign(fresh)
+
     async def forget(self, partitions: Collection[PartitionKey]) -> None:
         """Partitions were revoked: drop their unfinished records (no ack, no commit)."""
         dropped = self.acks.forget(partitions)
@@ -110,45 +125,102 @@ class Pipeline:
         if dropped:
             log.info("dropped %d unfinished records of revoked partitions", dropped)
 
+    def lost(self, sink: str, partition: PartitionKey, reason: str) -> None:
+        """A sink lost events of an assigned partition without an outcome (a bug, or the
+        partition's marker taken by another worker): those records would never settle, so the
+        partition is recovered by consuming it again from its committed offset."""
+        self.stuck(partition, f"{sink}: {reason}")
+
+    def stuck(self, partition: PartitionKey, reason: str) -> None:
+        """Records of `partition` cannot settle: consume it again from its committed offset."""
+        if partition not in self.acks.assigned():
+            return  # revoked meanwhile: its next owner consumes it again anyway
+        if partition in self._recovering:
+            return
+        self._recovering.add(partition)
+        self.recoveries += 1
+        log.error("%s[%d]: records can no longer settle (%s): consuming the partition again "
+                  "from its committed offset", *partition, reason,
+                  extra={"topic": partition[0], "partition": partition[1],
+                         "error_class": "PartitionRecovery"})
+        if self.recover is None:
+            log.error("no recovery is wired in: the partition stays stalled")
+            return
+        self.recover(partition)
+
+    def recovered(self, partitions: Collection[PartitionKey]) -> None:
+        """The app reassigned these partitions after a recovery."""
+        self._recovering.difference_update(partitions)
+
+    def stalled(self, bound: float) -> dict[PartitionKey, float]:
+        """Partitions whose oldest record has waited more than `bound` seconds to settle."""
+        return {key: age for key, age in self.acks.oldest_unsettled().items() if age > bound}
+
     # --- the hot path ----------------------------------------------------------------------
 
     async def submit(self, record: SourceRecord, ack: Callable[[], object]) -> None:
-        """Take one source record; returns when its events are handed to every sink."""
+        """Take one source record; returns when its events are handed to every sink.
+
+        Never raises (but for cancellation): a record whose work cannot be handed on is
+        recovered by consuming its partition again (see `lost`), never left unsettled.
+        """
         if self.closed:
             return
         key = (record.position.topic, record.position.partition)
         generation = self.acks.generation(key)
+        if generation is None:
+            return  # not (or no longer) ours: the partition's owner consumes it
         await self.acks.reserve()
+        try:
+            await self._submit(record, ack, generation)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 (no error may leave a record unsettled)
+            log.exception("unexpected error handling %s", record.position)
+            self.lost("pipeline", key, f"{type(error).__name__}: {error}")
+
+    async def _submit(self, record: SourceRecord, ack: Callable[[], object],
+                      generation: int) -> None:
         self.progress.add("records")
         try:
             decoded = decode_record(record.value, self.settings.max_record_bytes)
         except DecodeError as error:
-            ticket = self.acks.open(record.position, 1, ack, generation)
+            ticket = self.acks.open(record.position, [(0, error.stage)], ack, generation)
             if ticket:
-                await self._dead_letter(record, error, ticket)
+                await self._dead_letter(record, error, ticket, share=(0, error.stage))
             return
 
         events: list[Event] = []
-        failures: list[tuple[int | None, DecodeError]] = list(decoded.failures)
+        failures: list[tuple[int, int | None, DecodeError]] = [
+            (ordinal, batch_index, error)
+            for ordinal, (batch_index, error) in enumerate(decoded.failures)
+        ]
+        ordinal = len(failures)
         for raw in decoded.events:
             try:
-                events.append(self._prepare(raw, record))
+                event = self._prepare(raw, record)
             except DecodeError as error:
-                failures.append((raw.batch_index, error))
+                failures.append((ordinal, raw.batch_index, error))
             except Exception as error:  # noqa: BLE001 (no input may crash the agent)
                 log.exception("unexpected error preparing an event of %s", record.position)
-                failures.append((raw.batch_index, UnencodableEvent(
+                failures.append((ordinal, raw.batch_index, UnencodableEvent(
                     f"the event could not be prepared: {type(error).__name__}: {error}")))
+            else:
+                event.ordinal = ordinal
+                events.append(event)
+            ordinal += 1
 
-        shares = len(events) * len(self.sinks) + len(failures)
+        shares = [(event.ordinal, sink.name) for event in events for sink in self.sinks]
+        shares += [(ordinal, error.stage) for ordinal, _, error in failures]
         ticket = self.acks.open(record.position, shares, ack, generation)
         if ticket is None:
-            return  # revoked meanwhile: the partition's next owner consumes it again
+            return  # revoked meanwhile, or already opened: see AckTracker.open
         self.progress.add("events", len(events))
         if failures:
             await asyncio.gather(*(
-                self._dead_letter(record, error, ticket, batch_index=batch_index)
-                for batch_index, error in failures
+                self._dead_letter(record, error, ticket, batch_index=batch_index,
+                                  share=(ordinal, error.stage))
+                for ordinal, batch_index, error in failures
             ))
         if not events or not self.sinks:
             return
@@ -156,8 +228,11 @@ class Pipeline:
             event.ticket = ticket
         # Each sink may hold us here while its buffers are full. Awaited one after the other: a
         # write that does not wait costs no task (gather made one per sink per record), and the
-        # agent cannot move on before every sink has accepted the events anyway.
+        # agent cannot move on before every sink has accepted the events anyway. A partition
+        # revoked while we waited is not written on: its next owner has the records.
         for sink in self.sinks:
+            if ticket.cancelled:
+                return
             await sink.write(events)
 
     def _prepare(self, raw: RawEvent, record: SourceRecord) -> Event:
@@ -176,7 +251,7 @@ class Pipeline:
     def delivered(self, sink: str, events: Sequence[Event]) -> None:
         for event in events:
             if event.ticket:
-                event.ticket.settle()
+                event.ticket.settle((event.ordinal, sink))
         self.progress.add(f"delivered.{sink}", len(events))
 
     async def failed(self, sink: str, failures: Sequence[SinkFailure]) -> None:
@@ -186,6 +261,7 @@ class Pipeline:
                 event.record,
                 failure.error,
                 event.ticket,
+                share=(event.ordinal, sink),
                 batch_index=event.batch_index,
                 event_id=event.event_id,
                 attempts=failure.attempts,
@@ -197,10 +273,17 @@ class Pipeline:
         error: SluiceError,
         ticket: Settlement | None,
         *,
+        share: tuple[int, str],
         batch_index: int | None = None,
         event_id: str | None = None,
         attempts: int = 1,
     ) -> None:
+        """Publish a dead letter for one share, then settle it. A share that already has an
+        outcome (or a revoked record) is not dead-lettered again."""
+        if ticket is not None and not ticket.is_pending(share):
+            if not ticket.cancelled:
+                self.acks.duplicate_settlements += 1
+            return
         letter = DeadLetter(
             record=record,
             stage=error.stage,
@@ -211,8 +294,16 @@ class Pipeline:
             batch_index=batch_index,
             event_id=event_id,
         )
-        await self.dead_letters.publish(letter)
+        try:
+            await self.dead_letters.publish(letter)
+        except asyncio.CancelledError:
+            raise
+        except Exception as failure:  # noqa: BLE001 (the record must not stay unsettled)
+            log.exception("could not write a dead letter for %s", record.position)
+            self.lost("dead-letters", (record.position.topic, record.position.partition),
+                      f"dead letter not written: {type(failure).__name__}: {failure}")
+            return
         self.progress.add(f"dead_lettered.{error.stage}")
         self.dead_letter_counts[(error.stage, error.code)] += 1
         if ticket:
-            ticket.settle()
+            ticket.settle(share)

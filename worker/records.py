@@ -33,9 +33,14 @@ class SourceRecord:
 
 
 class Settlement(Protocol):
-    """The acknowledgement ticket of a record: each (event, sink) outcome settles one share."""
+    """The acknowledgement ticket of a record: each (event, sink) outcome settles one share,
+    named by the event's ordinal in its record and the sink (see ``worker.acks``)."""
 
-    def settle(self, shares: int = 1) -> None: ...
+    cancelled: bool
+
+    def settle(self, share: tuple[int, str]) -> None: ...
+
+    def is_pending(self, share: tuple[int, str]) -> bool: ...
 
 
 @dataclass(slots=True, eq=False)
@@ -44,7 +49,8 @@ class Event:
 
     ``document`` is the JSON document every sink writes (see ``worker.normalize``); ``record``
     and ``batch_index`` say where it came from, so a failure can be dead-lettered with the
-    original bytes.
+    original bytes. ``ordinal`` numbers the record's events (0, 1, …): with a sink's name it
+    names the share of the record's ticket that the sink's outcome settles.
     """
 
     event_id: str
@@ -54,6 +60,12 @@ class Event:
     ticket: Settlement | None = field(default=None, repr=False)
     # The document as JSON, encoded once by the pipeline for every sink that writes it as is.
     encoded: bytes = b""
+    ordinal: int = 0
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the event's partition was revoked: no sink needs to write it any more."""
+        return self.ticket is not None and self.ticket.cancelled
 
     @property
     def position(self) -> KafkaPosition:

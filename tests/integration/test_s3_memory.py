@@ -66,6 +66,7 @@ async def test_memory_stays_flat_while_a_200_mb_part_is_written(
     sink = S3Sink(outcomes, settings)  # type: ignore[arg-type]
     await sink.start()
     topic = settings.source_topic
+    sink.assign([(topic, 0)])
     # Hex of random bytes: gzip gets it to about half, so ~400 MB of documents fill the part.
     blob_size = 16 * 1024
     written = 0

@@ -127,12 +127,16 @@ async def test_events_land_in_hourly_parts_once_and_a_replay_writes_nothing_new(
 class _Outcomes:
     def __init__(self) -> None:
         self.delivered: list[str] = []
+        self.lost: list[tuple[str, int]] = []
 
     def delivered_(self, sink: str, events: Any) -> None:
         self.delivered.extend(e.event_id for e in events)
 
     async def failed(self, sink: str, failures: Any) -> None:
         raise AssertionError(f"unexpected failures: {failures}")
+
+    def lost_(self, sink: str, partition: tuple[str, int], reason: str) -> None:
+        self.lost.append(partition)
 
 
 def _event(offset: int, partition: int, topic: str) -> Event:
@@ -143,11 +147,14 @@ def _event(offset: int, partition: int, topic: str) -> Event:
 
 
 async def _sink(settings: Settings) -> tuple[S3Sink, _Outcomes]:
+    """A started sink that owns the source topic's partitions 0-3."""
     outcomes = _Outcomes()
     listener = type("Listener", (), {"delivered": lambda self, s, e: outcomes.delivered_(s, e),
-                                     "failed": lambda self, s, f: outcomes.failed(s, f)})()
+                                     "failed": lambda self, s, f: outcomes.failed(s, f),
+                                     "lost": lambda self, s, p, r: outcomes.lost_(s, p, r)})()
     sink = S3Sink(listener, settings)  # type: ignore[arg-type]
     await sink.start()
+    sink.assign([(settings.source_topic, partition) for partition in range(4)])
     return sink, outcomes
 
 
@@ -160,9 +167,10 @@ async def test_half_done_flush_of_a_dead_owner_is_undone_and_written_once(
     key = marker_key(s3_settings.s3_prefix, topic, 0)
     orphan = f"logs/year=2026/month=11/day=20/hour=10/{topic}+0+000000000000+000000000004.ndjson.gz"
     async with make_client_context(s3_settings) as client:
-        store = MarkerStore(client, s3_settings.s3_bucket, owner="dead-worker")
-        marker = await store.write(key, Marker(0), None)
-        await store.write(key, Marker(0, Pending(5, [orphan, orphan + ".other"])), marker.etag)
+        store = MarkerStore(client, s3_settings.s3_bucket)
+        marker = await store.write(key, Marker(0), None, "dead-worker")
+        await store.write(key, Marker(0, Pending(5, [orphan, orphan + ".other"])), marker.etag,
+                          "dead-worker")
         await client.put_object(Bucket=s3_settings.s3_bucket, Key=orphan, Body=b"half")
 
     sink, outcomes = await _sink(s3_settings)
@@ -196,7 +204,8 @@ async def test_a_worker_that_lost_its_partition_cannot_commit_a_flush(
         await old_owner.stop()
         await new_owner.stop()
     assert old_outcomes.delivered == []
-    assert new_outcomes.delivered == ["e-0", "e-1", "e-2"]
+    assert old_outcomes.lost == [(topic, 0)]  # the pipeline consumes it again (or forgets it)
+    assert new_outcomes.delivered == ["e-0", "e-1", "e-2"] and new_outcomes.lost == []
     objects = await _objects(s3_settings, "logs/year=")
     ids = [orjson.loads(line)["event_id"] for body in objects.values()
            for line in gzip.decompress(body).splitlines()]

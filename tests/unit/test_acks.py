@@ -1,79 +1,136 @@
 import asyncio
 
-from worker.acks import AckTracker
+from worker.acks import AckTracker, RecordTicket
 from worker.records import KafkaPosition
 
+ES, S3 = "elasticsearch", "s3"
 
-def _open(tracker: AckTracker, partition: int, offset: int, shares: int, acked: list[int]):
-    key = ("events", partition)
-    return tracker.open(
-        KafkaPosition("events", partition, offset), shares, lambda: acked.append(offset),
-        tracker.generation(key),
-    )
+
+def _tracker(max_in_flight: int = 100, partitions: int = 2) -> AckTracker:
+    tracker = AckTracker(max_in_flight)
+    tracker.assign([("events", p) for p in range(partitions)])
+    return tracker
+
+
+def _open(tracker: AckTracker, partition: int, offset: int, shares: list[tuple[int, str]],
+          acked: list[int]) -> RecordTicket:
+    ticket = tracker.open(KafkaPosition("events", partition, offset), shares,
+                          lambda: acked.append(offset), tracker.generation(("events", partition)))
+    assert ticket is not None
+    return ticket
 
 
 def test_acks_are_released_in_consumption_order_whatever_the_settle_order() -> None:
-    tracker, acked = AckTracker(100), []
-    tickets = [_open(tracker, 0, offset, 2, acked) for offset in range(4)]
-    tickets[2].settle(2)
-    tickets[1].settle()
+    tracker, acked = _tracker(), []
+    tickets = [_open(tracker, 0, offset, [(0, ES), (0, S3)], acked) for offset in range(4)]
+    tickets[2].settle((0, ES))
+    tickets[2].settle((0, S3))
+    tickets[1].settle((0, ES))
     assert acked == []  # offset 0 is still open: nothing past it may be acknowledged
-    tickets[0].settle(2)
+    tickets[0].settle((0, S3))
+    tickets[0].settle((0, ES))
     assert acked == [0]
-    tickets[1].settle()
+    tickets[1].settle((0, S3))
     assert acked == [0, 1, 2]
-    tickets[3].settle(2)
+    tickets[3].settle((0, ES))
+    tickets[3].settle((0, S3))
     assert acked == [0, 1, 2, 3]
     assert tracker.in_flight == 0
 
 
+def test_a_second_outcome_for_the_same_share_is_ignored_and_counted() -> None:
+    # Issue 15 (3): an extra settle released a record before its S3 share.
+    tracker, acked = _tracker(), []
+    ticket = _open(tracker, 0, 7, [(0, ES), (0, S3), (1, ES), (1, S3)], acked)
+    ticket.settle((0, ES))
+    ticket.settle((0, ES))
+    ticket.settle((1, ES))
+    ticket.settle((1, ES))
+    ticket.settle((9, ES))  # a share the record never had
+    assert acked == [] and ticket.pending == {(0, S3), (1, S3)}
+    assert tracker.duplicate_settlements == 3
+    ticket.settle((0, S3))
+    ticket.settle((1, S3))
+    assert acked == [7]
+
+
 def test_partitions_are_independent() -> None:
-    tracker, acked = AckTracker(100), []
-    slow = _open(tracker, 0, 10, 1, acked)
-    _open(tracker, 1, 20, 1, acked).settle()
+    tracker, acked = _tracker(), []
+    slow = _open(tracker, 0, 10, [(0, ES)], acked)
+    _open(tracker, 1, 20, [(0, ES)], acked).settle((0, ES))
     assert acked == [20]
-    slow.settle()
+    slow.settle((0, ES))
     assert acked == [20, 10]
 
 
 def test_record_with_no_work_is_acknowledged_at_once_in_order() -> None:
-    tracker, acked = AckTracker(100), []
-    first = _open(tracker, 0, 1, 1, acked)
-    _open(tracker, 0, 2, 0, acked)
+    tracker, acked = _tracker(), []
+    first = _open(tracker, 0, 1, [(0, ES)], acked)
+    _open(tracker, 0, 2, [], acked)
     assert acked == []
-    first.settle()
+    first.settle((0, ES))
     assert acked == [1, 2]
 
 
 def test_forgotten_partition_is_never_acknowledged_and_stale_records_are_refused() -> None:
-    tracker, acked = AckTracker(100), []
+    tracker, acked = _tracker(), []
     key = ("events", 0)
     old_generation = tracker.generation(key)
-    ticket = _open(tracker, 0, 5, 1, acked)
+    ticket = _open(tracker, 0, 5, [(0, ES)], acked)
     assert tracker.forget([key]) == 1
-    ticket.settle()
-    assert acked == [] and tracker.in_flight == 0
-    stale = tracker.open(KafkaPosition("events", 0, 6), 1, lambda: acked.append(6), old_generation)
-    assert stale is None
+    ticket.settle((0, ES))
+    assert acked == [] and tracker.in_flight == 0 and tracker.late_settlements == 1
+    assert tracker.open(KafkaPosition("events", 0, 6), [(0, ES)], lambda: acked.append(6),
+                        old_generation) is None
+    # Assigned again: a new generation, and the old one's work stays refused.
+    tracker.assign([key])
+    assert tracker.generation(key) != old_generation
+    assert tracker.open(KafkaPosition("events", 0, 6), [], lambda: acked.append(6),
+                        old_generation) is None
+    assert acked == []
+
+
+def test_records_of_partitions_not_assigned_get_no_ticket() -> None:
+    tracker = AckTracker(10)
+    assert tracker.generation(("events", 3)) is None
+    assert tracker.open(KafkaPosition("events", 3, 0), [], lambda: None, None) is None
+    assert tracker.in_flight == 0
+
+
+def test_a_record_delivered_twice_in_one_generation_is_opened_once() -> None:
+    tracker, acked = _tracker(), []
+    _open(tracker, 0, 4, [(0, ES)], acked)
+    again = tracker.open(KafkaPosition("events", 0, 4), [(0, ES)], lambda: acked.append(4),
+                         tracker.generation(("events", 0)))
+    assert again is None and tracker.in_flight == 1
+
+
+def test_oldest_unsettled_is_reported_per_partition() -> None:
+    tracker, acked = _tracker(), []
+    ticket = _open(tracker, 1, 0, [(0, ES)], acked)
+    ages = tracker.oldest_unsettled(now=ticket.opened_at + 42)
+    assert ages == {("events", 1): 42}
+    ticket.settle((0, ES))
+    assert tracker.oldest_unsettled() == {}
 
 
 async def test_reserve_waits_while_the_in_flight_bound_is_reached() -> None:
-    tracker, acked = AckTracker(2), []
-    first = _open(tracker, 0, 0, 1, acked)
-    _open(tracker, 0, 1, 1, acked)
+    tracker, acked = _tracker(2), []
+    first = _open(tracker, 0, 0, [(0, ES)], acked)
+    _open(tracker, 0, 1, [(0, ES)], acked)
     waiter = asyncio.create_task(tracker.reserve())
     await asyncio.sleep(0.01)
     assert not waiter.done()
-    first.settle()
+    first.settle((0, ES))
     await asyncio.wait_for(waiter, 1)
     assert tracker.in_flight == 1
 
 
 async def test_wait_idle_returns_once_everything_is_acknowledged() -> None:
-    tracker, acked = AckTracker(10), []
-    ticket = _open(tracker, 0, 0, 1, acked)
+    tracker, acked = _tracker(10), []
+    ticket = _open(tracker, 0, 0, [(0, ES)], acked)
     idle = asyncio.create_task(tracker.wait_idle())
     await asyncio.sleep(0.01)
     assert not idle.done()
-    ticket.settle()
+    ticket.settle((0, ES))
     await asyncio.wait_for(idle, 1)

@@ -41,6 +41,7 @@ def parts():
             reject=lambda e: "too expensive" if e.document.get("event") == "Rejected" else None,
         )
     )
+    pipeline.assign([("events", 0), ("events", 1)])
     return pipeline, sink, dead_letters
 
 

@@ -6,9 +6,16 @@ the event is durably written, ``failed`` (with a named error) when it never will
 drops an event silently and never sleeps the pipeline on its own: when its buffers are full,
 ``write`` simply takes longer to return, which is the backpressure.
 
-``flush`` returns when every event written before it has an outcome. ``forget`` drops buffered
-events of partitions this worker no longer owns: they get no outcome, because their records
-are consumed again by the partition's next owner.
+Ownership: ``assign`` tells a sink which partitions are now this worker's (before any of their
+events arrive); ``forget`` drops buffered and in-flight events of partitions it no longer owns:
+they get no outcome, because their records are consumed again by the partition's next owner.
+A sink ignores events whose ticket is cancelled (``Event.cancelled``) and never re-claims a
+partition on its own. If a sink loses events of a partition it still owns (it cannot give them
+an outcome any more), it says so with ``SinkOutcomes.lost``, and the pipeline consumes that
+partition again.
+
+``flush`` returns when every event written before it has an outcome. Cancelling a ``flush``
+(a drain that timed out) cancels only the wait: work under way goes on and still reports.
 
 What each sink promises (batching knobs, retries, ordering) is stated in its module docstring.
 """
@@ -44,6 +51,9 @@ class SinkOutcomes(Protocol):
     async def failed(self, sink: str, failures: Sequence[SinkFailure]) -> None:
         """These events will never be written by `sink`; returns once they are dead-lettered."""
 
+    def lost(self, sink: str, partition: PartitionKey, reason: str) -> None:
+        """`sink` lost events of `partition` (still assigned) without an outcome."""
+
 
 class Sink(ABC):
     """Base of every sink. Subclasses set `name` and implement `write` and `flush`."""
@@ -59,6 +69,9 @@ class Sink(ABC):
     @abstractmethod
     async def write(self, events: Sequence[Event]) -> None:
         """Accept events; may wait while the sink's buffers are full (backpressure)."""
+
+    def assign(self, partitions: Collection[PartitionKey]) -> None:
+        """These partitions are this worker's now; called before any of their events arrive."""
 
     @abstractmethod
     async def flush(self) -> None:

@@ -63,6 +63,7 @@ class CountingSink(Sink):
     async def flush(self) -> None:
         async with self._lock:
             batch, self._buffer, self._oldest = self._buffer, [], None
+            batch = [event for event in batch if not event.cancelled]
             if not batch:
                 return
             rejected = [(e, reason) for e in batch if self.reject and (reason := self.reject(e))]

@@ -28,6 +28,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,11 +75,14 @@ class ElasticsearchSinkStats:
 
 @dataclass(slots=True)
 class _Item:
-    """One event on its way into a bulk request."""
+    """One event on its way into a bulk request, until it has an outcome (`done`)."""
 
     event: Event
     lines: bytes
+    partition: PartitionKey
+    generation: int
     attempts: int = 0
+    done: bool = False
 
 
 @dataclass
@@ -191,8 +195,12 @@ class ElasticsearchSink(Sink):
         self._batch = _Batch()
         self._requests: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.elasticsearch_max_in_flight_requests)
-        # Events buffered or in flight; `write` waits while this reaches the bound.
+        # Events buffered or in flight; `write` waits while this reaches the bound. Counted per
+        # partition too, so that forgetting a partition frees its room at once, even while a
+        # request holding its events hangs.
         self._outstanding = 0
+        self._outstanding_by_partition: Counter[PartitionKey] = Counter()
+        self._generations: dict[PartitionKey, int] = {}
         self._max_outstanding = settings.elasticsearch_batch_max_events * (
             settings.elasticsearch_max_in_flight_requests + 1
         )
@@ -229,12 +237,17 @@ class ElasticsearchSink(Sink):
 
     async def write(self, events: Sequence[Event]) -> None:
         for event in events:
-            item = _Item(event, self._encode(event))
+            if event.cancelled:
+                continue
+            position = event.position
+            key = (position.topic, position.partition)
+            item = _Item(event, self._encode(event), key, self._generations.get(key, 0))
             if not self._batch.items:
                 self._batch.started = time.monotonic()
             self._batch.items.append(item)
             self._batch.size += len(item.lines)
             self._outstanding += 1
+            self._outstanding_by_partition[key] += 1
             if (len(self._batch.items) >= self.settings.elasticsearch_batch_max_events
                     or self._batch.size >= self.settings.elasticsearch_batch_max_bytes):
                 self._send_batch()
@@ -245,15 +258,19 @@ class ElasticsearchSink(Sink):
     async def flush(self) -> None:
         self._send_batch()
         while self._requests:
-            await asyncio.gather(*list(self._requests), return_exceptions=True)
+            # asyncio.wait, not gather: a cancelled flush (a drain that timed out) must not
+            # cancel the deliveries, whose events would then never get an outcome.
+            await asyncio.wait(list(self._requests))
 
     async def forget(self, partitions: Collection[PartitionKey]) -> None:
+        for key in partitions:
+            self._generations[key] = self._generations.get(key, 0) + 1
+            self._outstanding -= self._outstanding_by_partition.pop(key, 0)
         gone = set(partitions)
-        kept = [i for i in self._batch.items
-                if (i.event.position.topic, i.event.position.partition) not in gone]
-        self._settled(len(self._batch.items) - len(kept))
+        kept = [i for i in self._batch.items if i.partition not in gone]
         self._batch.items = kept
         self._batch.size = sum(len(i.lines) for i in kept)
+        self._wake_writers()
 
     # --- batching -------------------------------------------------------------------------
 
@@ -280,55 +297,75 @@ class ElasticsearchSink(Sink):
             if self._batch.items and time.monotonic() - self._batch.started >= max_age:
                 self._send_batch()
 
-    def _settled(self, count: int) -> None:
-        self._outstanding -= count
+    def _finish(self, items: Sequence[_Item]) -> None:
+        """These items have an outcome (or no longer need one): free their room, once."""
+        for item in items:
+            if item.done:
+                continue
+            item.done = True
+            if self._generations.get(item.partition, 0) == item.generation:
+                self._outstanding -= 1
+                self._outstanding_by_partition[item.partition] -= 1
+        self._wake_writers()
+
+    def _wake_writers(self) -> None:
         if self._outstanding < self._max_outstanding:
             self._room.set()
+
+    def _open_items(self, items: list[_Item]) -> list[_Item]:
+        """The items that still need an outcome; those of revoked partitions are let go."""
+        revoked = [item for item in items if not item.done and item.event.cancelled]
+        self._finish(revoked)
+        return [item for item in items if not item.done]
 
     # --- one batch, until every item has an outcome ---------------------------------------
 
     async def _deliver(self, items: list[_Item]) -> None:
-        """Send a batch until every item has an outcome. Unexpected errors are logged and the
-        remaining items retried: a bug must not lose events silently."""
-        while items:
-            try:
-                await self._deliver_once(items)
-                return
-            except Exception:  # noqa: BLE001
-                log.exception("unexpected error delivering %d documents; retrying them",
-                              len(items))
-                await asyncio.sleep(self._backoff(3))
+        """Send a batch until every item has an outcome, each exactly once.
 
-    async def _deliver_once(self, items: list[_Item]) -> None:
+        `items` is this task's share of the work: a split hands the other half to a task of
+        its own, and every retry sends only the items still open. Unexpected errors are logged
+        and the open items retried: a bug must not lose events silently.
+        """
         request_attempt = 0
-        while items:
-            try:
-                async with self._slots:
-                    body = await self._bulk(items)
-            except _RequestRefused as refusal:
-                if len(items) == 1:
-                    await self._fail([SinkFailure(items[0].event, SinkRejected(
-                        f"{refusal} for this document alone", sink=NAME),
-                        items[0].attempts + 1)])
-                    return
-                half = len(items) // 2
-                self._spawn(items[half:])
-                items = items[:half]
-                continue
-            except _RequestFailed as failure:
-                request_attempt += 1
-                self.stats.request_failures += 1
-                delay = self._backoff(request_attempt)
-                log.warning("bulk request of %d documents failed (%s); retry %d in %.1fs",
-                            len(items), failure, request_attempt, delay,
-                            extra={"documents": len(items), "error_class": "BulkRequestFailed",
-                                   "attempt": request_attempt})
-                await asyncio.sleep(delay)
-                continue
-            request_attempt = 0
-            items = await self._judge(items, body)
-            if items:
-                await asyncio.sleep(self._backoff(max(item.attempts for item in items)))
+        try:
+            while items := self._open_items(items):
+                try:
+                    async with self._slots:
+                        body = await self._bulk(items)
+                    retry = await self._judge(items, body)
+                except _RequestRefused as refusal:
+                    if len(items) == 1:
+                        await self._fail([SinkFailure(items[0].event, SinkRejected(
+                            f"{refusal} for this document alone", sink=NAME),
+                            items[0].attempts + 1)], items)
+                        return
+                    half = len(items) // 2
+                    self._spawn(items[half:])
+                    items = items[:half]
+                    continue
+                except _RequestFailed as failure:
+                    request_attempt += 1
+                    self.stats.request_failures += 1
+                    delay = self._backoff(request_attempt)
+                    log.warning("bulk request of %d documents failed (%s); retry %d in %.1fs",
+                                len(items), failure, request_attempt, delay,
+                                extra={"documents": len(items), "error_class": "BulkRequestFailed",
+                                       "attempt": request_attempt})
+                    await asyncio.sleep(delay)
+                    continue
+                except Exception:  # noqa: BLE001
+                    log.exception("unexpected error delivering %d documents; retrying the open "
+                                  "ones", len(items))
+                    await asyncio.sleep(self._backoff(3))
+                    continue
+                request_attempt = 0
+                items = retry
+                if items:
+                    await asyncio.sleep(self._backoff(max(item.attempts for item in items)))
+        finally:
+            # Only a stopping worker cancels a delivery: its records are not committed.
+            self._finish(items)
 
     def _spawn(self, items: list[_Item]) -> None:
         task = asyncio.create_task(self._deliver(items), name="elasticsearch-bulk-split")
@@ -364,8 +401,9 @@ class ElasticsearchSink(Sink):
         results = body.get("items") or []
         if len(results) != len(items):
             raise _RequestFailed(f"bulk answered {len(results)} items for {len(items)} sent")
-        written: list[Event] = []
+        written: list[_Item] = []
         rejected: list[SinkFailure] = []
+        rejected_items: list[_Item] = []
         retry: list[_Item] = []
         for item, result in zip(items, results, strict=True):
             item.attempts += 1
@@ -374,31 +412,34 @@ class ElasticsearchSink(Sink):
             error = outcome.get("error") or {}
             error_type = error.get("type", "") if isinstance(error, dict) else str(error)
             if status < 300 or (status == 409 and self._operation == b"create"):
-                written.append(item.event)
+                written.append(item)
             elif status == 429 or status >= 500 or error_type in RETRIABLE_ITEM_ERRORS:
                 if item.attempts >= self.settings.elasticsearch_item_max_attempts:
+                    rejected_items.append(item)
                     rejected.append(SinkFailure(item.event, SinkUnavailable(
                         f"{error_type or status}: still refused after {item.attempts} attempts: "
                         f"{_reason(error)}", sink=NAME), item.attempts))
                 else:
                     retry.append(item)
             else:
+                rejected_items.append(item)
                 rejected.append(SinkFailure(item.event, _rejection(status, error), item.attempts))
         if written:
             self.stats.indexed += len(written)
-            self._settled(len(written))
-            self.outcomes.delivered(NAME, written)
+            self._finish(written)
+            self.outcomes.delivered(NAME, [item.event for item in written])
         if rejected:
-            await self._fail(rejected)
+            await self._fail(rejected, rejected_items)
         if retry:
             self.stats.retried += len(retry)
             log.info("%d of %d documents refused for now (429/5xx): retrying them alone",
                      len(retry), len(items))
         return retry
 
-    async def _fail(self, failures: list[SinkFailure]) -> None:
+    async def _fail(self, failures: list[SinkFailure], items: list[_Item]) -> None:
+        """Dead-letter these items; they are done whatever happens (no second report)."""
         self.stats.dead_lettered += len(failures)
-        self._settled(len(failures))
+        self._finish(items)
         await self.outcomes.failed(NAME, failures)
 
     def _backoff(self, attempt: int) -> float:

@@ -14,8 +14,16 @@ What it promises
 * **Exactly-once objects.** Keys are deterministic (topic, partition, first and last offset),
   and a per-partition marker (``worker.sinks.s3_markers``) records how far the partition is
   written, two-phase and with conditional writes: after a crash, a rebalance or a replay, events
-  of records below the marker are not written again, and half-written flushes are finished or
-  undone by the partition's next owner.
+  of records below the marker are not written again, and half-written flushes are finished by
+  the partition's next owner.
+* **Fenced ownership.** A partition's state (its marker, claimed by this worker) is created when
+  the partition is assigned, never by a write; events of partitions this worker does not own,
+  or whose record was revoked, are ignored. Parts are uploaded under staging keys private to
+  the claim and published only after the marker says so, so a former owner that is still
+  running cannot add objects next to its successor's (see ``worker.sinks.s3_markers``). If a
+  flush loses its partition while the worker still has it assigned (another worker claimed it)
+  or fails for an unexpected reason, the sink reports the partition lost and the pipeline
+  consumes it again: no record is left without an outcome.
 * **Failures.** Connection errors, 5xx, throttling, and also 403 / missing bucket after start-up
   are retried with backoff without limit: nothing is acknowledged meanwhile and consumption
   pauses. An object S3 rejects for its content (4xx) dead-letters its events with S3's error.
@@ -25,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import shutil
 import time
 import uuid
@@ -47,22 +54,15 @@ from worker.sinks.s3_keys import (
     object_key,
     render_directory,
     resolve_template,
+    staging_key,
 )
 from worker.sinks.s3_markers import Marker, MarkerStore, OwnershipLost, Pending
+from worker.sinks.s3_objects import Rejected, RetryPolicy, S3Objects
 from worker.sinks.s3_parts import CsvColumns, OpenPart, ndjson_line
 
 log = logging.getLogger(__name__)
 
 NAME = "s3"
-# S3 error codes that mean "try again later" rather than "this object is unacceptable".
-# BadDigest / IncompleteBody: the bytes were damaged or cut on the way (a proxy, a network);
-# the part on disk is intact and a retry sends it again.
-_TRANSIENT_CODES = frozenset({
-    "BadDigest", "IncompleteBody",
-    "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
-    "ThrottlingException", "RequestTimeTooSkewed", "AccessDenied", "InvalidAccessKeyId",
-    "SignatureDoesNotMatch", "NoSuchBucket", "ExpiredToken", "TokenRefreshRequired",
-})
 
 
 class S3StartupError(Exception):
@@ -77,6 +77,8 @@ class S3SinkStats:
     bytes_written: int = 0
     events_written: int = 0
     events_skipped_already_written: int = 0
+    events_ignored_not_owned: int = 0
+    partitions_lost: int = 0
     dead_lettered: int = 0
     request_failures: int = 0
     upload_seconds: float = 0.0
@@ -84,17 +86,25 @@ class S3SinkStats:
 
 @dataclass
 class _PartitionState:
-    """What the sink knows of one source partition it owns."""
+    """What the sink knows of one source partition it owns (from its assignment on)."""
 
-    marker: Marker
+    key: PartitionKey
+    claim: str                    # this claim's owner name in the marker
+    marker: Marker = field(default_factory=Marker)
     parts: dict[str, OpenPart] = field(default_factory=dict)
     next_offset: int = 0          # one past the last record handed to this sink
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    detached: bool = False        # no longer ours: events for it are ignored
+    taken_over: asyncio.Task[None] | None = None
+    detached: bool = False        # no longer ours: nothing more is written for it
 
     @property
     def buffered(self) -> int:
         return sum(len(part.events) for part in self.parts.values())
+
+    def discard_parts(self) -> None:
+        for part in self.parts.values():
+            part.discard()
+        self.parts = {}
 
 
 def make_client_context(settings: Settings) -> Any:
@@ -183,13 +193,15 @@ class S3Sink(Sink):
             self._encode, self._header, self._extension = columns.line, columns.header(), "csv.gz"
         else:
             self._encode, self._header, self._extension = ndjson_line, b"", "ndjson.gz"
+        self._content_type = ("application/x-ndjson" if self._extension.startswith("ndjson")
+                              else "text/csv")
         self._partitions: dict[PartitionKey, _PartitionState] = {}
-        # Bumped when a partition is forgotten: a take-over that was under way is void.
-        self._generations: dict[PartitionKey, int] = {}
+        self._claims = 0
         self._client_context: Any = None
         self._client: Any = None
         self._markers: MarkerStore | None = None
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._objects: S3Objects | None = None
+        self._flushes: dict[PartitionKey, asyncio.Task[None]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._part_counter = 0
 
@@ -199,8 +211,23 @@ class S3Sink(Sink):
         self._spool_dir.mkdir(parents=True, exist_ok=True)
         self._client_context = make_client_context(self.settings)
         self._client = await self._client_context.__aenter__()
-        self._markers = MarkerStore(self._client, self.settings.s3_bucket, self._owner)
+        self._markers = MarkerStore(self._client, self.settings.s3_bucket)
+        object_arguments: dict[str, Any] = {}
+        if self.settings.s3_server_side_encryption:
+            object_arguments["ServerSideEncryption"] = self.settings.s3_server_side_encryption
+        if self.settings.s3_sse_kms_key_id:
+            object_arguments["SSEKMSKeyId"] = self.settings.s3_sse_kms_key_id
+        if self.settings.s3_storage_class:
+            object_arguments["StorageClass"] = self.settings.s3_storage_class
+        self._objects = S3Objects(
+            self._client, self.settings.s3_bucket,
+            RetryPolicy(self.settings.s3_retry_initial, self.settings.s3_retry_max),
+            object_arguments, self.settings.s3_multipart_threshold,
+            self.settings.s3_multipart_chunk_bytes, self._count_request_failure)
         self._ticker = asyncio.create_task(self._flush_when_due(), name="s3-due")
+
+    def _count_request_failure(self) -> None:
+        self.stats.request_failures += 1
 
     async def check(self) -> str | None:
         try:
@@ -212,12 +239,13 @@ class S3Sink(Sink):
     async def stop(self) -> None:
         if self._ticker:
             self._ticker.cancel()
-        for task in list(self._flushes):
+        tasks = list(self._flushes.values()) + [
+            state.taken_over for state in self._partitions.values() if state.taken_over]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._flushes, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for state in self._partitions.values():
-            for part in state.parts.values():
-                part.discard()
+            state.discard_parts()
         if self._client_context:
             await self._client_context.__aexit__(None, None, None)
         shutil.rmtree(self._spool_dir, ignore_errors=True)
@@ -230,6 +258,30 @@ class S3Sink(Sink):
     def buffered_events(self) -> int:
         return sum(state.buffered for state in self._partitions.values())
 
+    # --- ownership ------------------------------------------------------------------------
+
+    def assign(self, partitions: Collection[PartitionKey]) -> None:
+        for key in partitions:
+            if key in self._partitions:
+                continue
+            self._claims += 1
+            state = _PartitionState(key, f"{self._owner}/{self._claims}")
+            state.taken_over = asyncio.create_task(self._take_over(state),
+                                                   name=f"s3-take-over-{key[0]}-{key[1]}")
+            self._partitions[key] = state
+
+    async def forget(self, partitions: Collection[PartitionKey]) -> None:
+        for key in partitions:
+            state = self._partitions.pop(key, None)
+            if state is None:
+                continue
+            state.detached = True
+            if state.taken_over and not state.taken_over.done():
+                state.taken_over.cancel()
+            # A flush under way goes on (its events' outcomes are ignored now); its marker
+            # write fails if the next owner has claimed the partition meanwhile.
+            state.discard_parts()
+
     # --- the contract ---------------------------------------------------------------------
 
     async def write(self, events: Sequence[Event]) -> None:
@@ -237,11 +289,20 @@ class S3Sink(Sink):
             return
         first = events[0].position
         key = (first.topic, first.partition)
-        state = self._partitions.get(key) or await self._take_over(key)
-        if state.detached:
-            return  # revoked: the partition's next owner consumes these records again
+        state = self._partitions.get(key)
+        if state is None:
+            # Not ours (never assigned, or revoked): the partition's owner writes these.
+            self.stats.events_ignored_not_owned += len(events)
+            return
+        assert state.taken_over is not None
+        if not state.taken_over.done():
+            await asyncio.wait([state.taken_over])
+        if state.detached or self._partitions.get(key) is not state:
+            return
         already_written: list[Event] = []
         for event in events:
+            if event.cancelled:
+                continue
             if event.position.offset < state.marker.next_offset:
                 already_written.append(event)
                 continue
@@ -251,23 +312,15 @@ class S3Sink(Sink):
             self.stats.events_skipped_already_written += len(already_written)
             self.outcomes.delivered(NAME, already_written)
         if self._partition_full(state):
-            await self._flush_partition(key)
+            await self._flush_and_wait([key])
         elif self.buffered_events >= self.settings.s3_max_buffered_events:
             fullest = max(self._partitions, key=lambda k: self._partitions[k].buffered)
-            await self._flush_partition(fullest)
+            await self._flush_and_wait([fullest])
 
     async def flush(self) -> None:
-        await asyncio.gather(*(self._flush_partition(key) for key in list(self._partitions)))
+        await self._flush_and_wait(list(self._partitions))
         while self._flushes:
-            await asyncio.gather(*list(self._flushes), return_exceptions=True)
-
-    async def forget(self, partitions: Collection[PartitionKey]) -> None:
-        for key in partitions:
-            self._generations[key] = self._generations.get(key, 0) + 1
-            state = self._partitions.pop(key, None)
-            if state:
-                for part in state.parts.values():
-                    part.discard()
+            await asyncio.wait(list(self._flushes.values()))
 
     # --- filling parts --------------------------------------------------------------------
 
@@ -289,7 +342,8 @@ class S3Sink(Sink):
         # Keep only what acknowledgement and dead-lettering need: not the document.
         line = (event.encoded + b"\n") if (event.encoded and self._header == b"") \
             else self._encode(document)
-        part.add(line, Event(event.event_id, {}, event.record, event.batch_index, event.ticket))
+        part.add(line, Event(event.event_id, {}, event.record, event.batch_index, event.ticket,
+                             ordinal=event.ordinal))
 
     def _partition_full(self, state: _PartitionState) -> bool:
         return any(
@@ -310,203 +364,184 @@ class S3Sink(Sink):
         while True:
             await asyncio.sleep(1.0)
             now_monotonic, now = time.monotonic(), time.time()
-            for key, state in list(self._partitions.items()):
-                if state.parts and not state.lock.locked() and \
-                        self._partition_due(state, now_monotonic, now):
-                    task = asyncio.create_task(self._flush_partition(key), name="s3-flush")
-                    self._flushes.add(task)
-                    task.add_done_callback(self._flush_finished)
-
-    def _flush_finished(self, task: asyncio.Task[None]) -> None:
-        self._flushes.discard(task)
-        if not task.cancelled() and task.exception():
-            log.error("S3 flush failed: %r (its records stay unacknowledged and are consumed "
-                      "again)", task.exception(), exc_info=task.exception())
-
-    # --- taking a partition over ----------------------------------------------------------
-
-    async def _take_over(self, key: PartitionKey) -> _PartitionState:
-        """Read the partition's marker, finish or undo a half-done flush, and claim it."""
-        assert self._markers is not None, "S3Sink.start() was not called"
-        generation = self._generations.get(key, 0)
-        where = marker_key(self.settings.s3_prefix, *key)
-        marker = await self._retrying(f"read marker {where}", self._markers.load, where,
-                                     permanent_4xx=False)
-        next_offset = marker.next_offset
-        if marker.pending:
-            exists = [await self._retrying("check object", self._exists, k, permanent_4xx=False)
-                      for k in marker.pending.keys]
-            if all(exists):
-                next_offset = marker.pending.next_offset
-                log.info("%s[%d]: previous owner's parts all uploaded: rolling forward to %d",
-                         *key, next_offset)
-            else:
-                for object_name, present in zip(marker.pending.keys, exists, strict=True):
-                    if present:
-                        await self._retrying("delete object", self._delete, object_name,
-                                              permanent_4xx=False)
-                log.info("%s[%d]: previous owner's flush was incomplete: removed its parts, "
-                         "rewriting from offset %d", *key, next_offset)
-        claimed = await self._retrying(
-            f"claim marker {where}", self._markers.write, where, Marker(next_offset), marker.etag,
-            permanent_4xx=False)
-        state = _PartitionState(marker=claimed, next_offset=next_offset)
-        if self._generations.get(key, 0) != generation:
-            state.detached = True  # revoked while we were taking it over: write nothing
-            return state
-        self._partitions[key] = state
-        log.info("%s[%d]: S3 holds every record below offset %d", *key, next_offset)
-        return state
+            due = [key for key, state in self._partitions.items()
+                   if state.parts and key not in self._flushes
+                   and self._partition_due(state, now_monotonic, now)]
+            self._start_flushes(due)
 
     # --- flushing -------------------------------------------------------------------------
 
+    async def _flush_and_wait(self, keys: list[PartitionKey]) -> None:
+        """Flush these partitions in tasks of their own and wait for them: cancelling the
+        wait (a drain that timed out) leaves the uploads and their outcomes intact."""
+        tasks = self._start_flushes(keys)
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def _start_flushes(self, keys: list[PartitionKey]) -> list[asyncio.Task[None]]:
+        tasks = []
+        for key in keys:
+            running = self._flushes.get(key)
+            if running is None:
+                running = asyncio.create_task(self._flush_partition(key),
+                                              name=f"s3-flush-{key[0]}-{key[1]}")
+                self._flushes[key] = running
+                running.add_done_callback(lambda task, key=key: self._flush_finished(key, task))
+            tasks.append(running)
+        return tasks
+
+    def _flush_finished(self, key: PartitionKey, task: asyncio.Task[None]) -> None:
+        if self._flushes.get(key) is task:
+            del self._flushes[key]
+
     async def _flush_partition(self, key: PartitionKey) -> None:
         state = self._partitions.get(key)
-        if state is None:
+        if state is None or state.taken_over is None or not state.taken_over.done():
             return
         async with state.lock:
             if not state.parts or self._partitions.get(key) is not state:
                 return
             parts, state.parts = list(state.parts.values()), {}
             through = state.next_offset
-            await self._upload_parts(key, state, parts, through)
+            try:
+                await self._upload_parts(state, parts, through)
+            except OwnershipLost:
+                self._lose(state, f"another worker claimed {marker_key('', *key)}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 (no event may stay without an outcome)
+                log.exception("%s[%d]: S3 flush failed", *key)
+                self._lose(state, f"flush failed: {type(error).__name__}: {error}")
+            finally:
+                for part in parts:
+                    part.discard()
 
-    async def _upload_parts(self, key: PartitionKey, state: _PartitionState,
-                            parts: list[OpenPart], through: int) -> None:
-        assert self._markers is not None
-        where = marker_key(self.settings.s3_prefix, *key)
-        keys = [object_key(self.settings.s3_prefix, p.directory, key[0], key[1],
-                           p.first_offset or 0, p.last_offset, self._extension) for p in parts]
-        uploaded: list[str] = []
+    def _lose(self, state: _PartitionState, reason: str) -> None:
+        """This claim is over while the partition may still be assigned: drop what it holds
+        and tell the pipeline, which consumes the partition again."""
+        if self._partitions.get(state.key) is not state:
+            return  # forgotten meanwhile: the next owner has the records
+        log.warning("%s[%d]: %s: dropping %d buffered events; the partition is consumed again",
+                    *state.key, reason, state.buffered)
+        self._partitions.pop(state.key)
+        state.detached = True
+        state.discard_parts()
+        self.stats.partitions_lost += 1
+        self.outcomes.lost(NAME, state.key, reason)
+
+    async def _upload_parts(self, state: _PartitionState, parts: list[OpenPart],
+                            through: int) -> None:
+        """Stage the parts, commit them in the marker, publish them, move the marker."""
+        assert self._markers is not None and self._objects is not None
+        key, prefix = state.key, self.settings.s3_prefix
+        where = marker_key(prefix, *key)
+        staged: list[tuple[OpenPart, str, str]] = []
         rejected: list[SinkFailure] = []
-        try:
-            pending = Marker(state.marker.next_offset, Pending(through, keys))
-            state.marker = await self._retrying(
-                f"write marker {where}", self._markers.write, where, pending, state.marker.etag,
-                permanent_4xx=False)
-            for part, object_name in zip(parts, keys, strict=True):
-                size = part.finish()
-                started = time.monotonic()
-                try:
-                    await self._retrying(f"upload {object_name}", self._upload, part, object_name,
-                                         size)
-                    self.stats.upload_seconds += time.monotonic() - started
-                    uploaded.append(object_name)
-                    self.stats.objects_written += 1
-                    self.stats.bytes_written += size
-                    log.info("wrote s3://%s/%s: %d events, offsets %s-%d, %d bytes",
-                             self.settings.s3_bucket, object_name, len(part.events),
-                             part.first_offset, part.last_offset, size,
-                             extra={"object_key": object_name, "topic": key[0],
-                                    "partition": key[1], "first_offset": part.first_offset,
-                                    "last_offset": part.last_offset, "events": len(part.events)})
-                except _Rejected as rejection:
-                    rejected.extend(SinkFailure(e, SinkRejected(str(rejection), sink=NAME))
-                                    for e in part.events)
-            if rejected:
-                # Dead-lettered before the marker moves past them: a crash in between must not
-                # leave them neither in S3 nor in the dead-letter topic.
-                self.stats.dead_lettered += len(rejected)
-                await self.outcomes.failed(NAME, rejected)
-            done = Marker(through)
-            state.marker = await self._retrying(
-                f"write marker {where}", self._markers.write, where, done, state.marker.etag,
-                permanent_4xx=False)
-        except OwnershipLost:
-            # Not deleted: the new owner may have written the very same keys itself.
-            log.warning("%s[%d]: another worker owns this partition now: dropping %d parts, "
-                        "its new owner writes them (already uploaded here: %s)",
-                        *key, len(parts), ", ".join(uploaded) or "none")
-            if self._partitions.get(key) is state:
-                self._partitions.pop(key)
-            return
-        finally:
-            for part in parts:
-                part.discard()
-        written = [e for part, name in zip(parts, keys, strict=True) if name in uploaded
-                   for e in part.events]
+        for part in parts:
+            final = object_key(prefix, part.directory, key[0], key[1],
+                               part.first_offset or 0, part.last_offset, self._extension)
+            staging = staging_key(prefix, state.claim, final)
+            size = part.finish()
+            started = time.monotonic()
+            try:
+                await self._objects.retrying(f"upload {staging}", self._objects.upload,
+                                             part.path, staging, size, self._content_type,
+                                             permanent_4xx=True)
+            except Rejected as rejection:
+                rejected.extend(SinkFailure(e, SinkRejected(str(rejection), sink=NAME))
+                                for e in part.events)
+                continue
+            self.stats.upload_seconds += time.monotonic() - started
+            self.stats.bytes_written += size
+            staged.append((part, final, staging))
+        if rejected:
+            # Dead-lettered before the marker moves past them: a crash in between must not
+            # leave them neither in S3 nor in the dead-letter topic.
+            self.stats.dead_lettered += len(rejected)
+            await self.outcomes.failed(NAME, rejected)
+        finals = [final for _, final, _ in staged]
+        stagings = [staging for _, _, staging in staged]
+        # The commit point: from here on, whoever owns the partition publishes these parts.
+        state.marker = await self._objects.retrying(
+            f"write marker {where}", self._markers.write, where,
+            Marker(state.marker.next_offset, Pending(through, finals, stagings)),
+            state.marker.etag, state.claim)
+        await self._publish(finals, stagings)
+        state.marker = await self._objects.retrying(
+            f"write marker {where}", self._markers.write, where, Marker(through),
+            state.marker.etag, state.claim)
+        written = [event for part, _, _ in staged for event in part.events]
+        for part, final, _ in staged:
+            self.stats.objects_written += 1
+            log.info("wrote s3://%s/%s: %d events, offsets %s-%d",
+                     self.settings.s3_bucket, final, len(part.events), part.first_offset,
+                     part.last_offset,
+                     extra={"object_key": final, "topic": key[0], "partition": key[1],
+                            "first_offset": part.first_offset, "last_offset": part.last_offset,
+                            "events": len(part.events)})
         self.stats.events_written += len(written)
         self.outcomes.delivered(NAME, written)
 
-    async def _upload(self, part: OpenPart, object_name: str, size: int) -> None:
-        extra: dict[str, Any] = {"ContentType": "application/x-ndjson"
-                                 if self._extension.startswith("ndjson") else "text/csv",
-                                 "ContentEncoding": "gzip"}
-        if self.settings.s3_server_side_encryption:
-            extra["ServerSideEncryption"] = self.settings.s3_server_side_encryption
-        if self.settings.s3_sse_kms_key_id:
-            extra["SSEKMSKeyId"] = self.settings.s3_sse_kms_key_id
-        if self.settings.s3_storage_class:
-            extra["StorageClass"] = self.settings.s3_storage_class
-        bucket = self.settings.s3_bucket
-        if size <= self.settings.s3_multipart_threshold:
-            await self._client.put_object(Bucket=bucket, Key=object_name,
-                                          Body=part.path.read_bytes(), **extra)
-            return
-        upload = await self._client.create_multipart_upload(Bucket=bucket, Key=object_name,
-                                                            **extra)
-        upload_id = upload["UploadId"]
+    async def _publish(self, finals: list[str], stagings: list[str]) -> None:
+        """Copy staged parts to their final keys, then remove the staged copies. Idempotent:
+        a part already published (by us, a retry, or another owner) is left as it is."""
+        assert self._objects is not None
+        objects = self._objects
+        for final, staging in zip(finals, stagings, strict=True):
+            copied = await objects.retrying(f"publish {final}", objects.copy, staging, final)
+            if not copied and not await objects.retrying("check object", objects.exists, final):
+                # Neither staged nor published: only a lost claim explains it (the new owner
+                # published and cleaned up, then something removed the object) — stop here.
+                raise OwnershipLost(f"{staging} vanished before it was published as {final}")
+        for staging in stagings:
+            await objects.retrying("delete staged part", objects.delete, staging)
+
+    # --- taking a partition over ----------------------------------------------------------
+
+    async def _take_over(self, state: _PartitionState) -> None:
+        """Claim a newly assigned partition; if that fails, the partition is reported lost
+        (never written on with a marker we did not read)."""
         try:
-            completed = []
-            with part.path.open("rb") as spool:
-                number = 1
-                while chunk := spool.read(self.settings.s3_multipart_chunk_bytes):
-                    answer = await self._client.upload_part(
-                        Bucket=bucket, Key=object_name, UploadId=upload_id,
-                        PartNumber=number, Body=chunk)
-                    completed.append({"PartNumber": number, "ETag": answer["ETag"]})
-                    number += 1
-            await self._client.complete_multipart_upload(
-                Bucket=bucket, Key=object_name, UploadId=upload_id,
-                MultipartUpload={"Parts": completed})
-        except BaseException:
-            await self._client.abort_multipart_upload(Bucket=bucket, Key=object_name,
-                                                      UploadId=upload_id)
+            await self._claim(state)
+        except asyncio.CancelledError:
             raise
+        except OwnershipLost as error:
+            self._lose(state, f"another worker claimed the partition while we took it over "
+                              f"({error})")
+        except Exception as error:  # noqa: BLE001
+            log.exception("%s[%d]: taking the partition over failed", *state.key)
+            self._lose(state, f"take-over failed: {type(error).__name__}: {error}")
 
-    async def _exists(self, object_name: str) -> bool:
-        try:
-            await self._client.head_object(Bucket=self.settings.s3_bucket, Key=object_name)
-            return True
-        except ClientError as error:
-            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-                return False
-            raise
-
-    async def _delete(self, object_name: str) -> None:
-        await self._client.delete_object(Bucket=self.settings.s3_bucket, Key=object_name)
-
-    async def _retrying(self, what: str, call: Any, *arguments: Any,
-                        permanent_4xx: bool = True) -> Any:
-        """Run an S3 call until it succeeds; transient failures are retried without limit.
-
-        With `permanent_4xx`, a 4xx that retrying cannot fix raises `_Rejected` (the object's
-        events are dead-lettered); without it (markers, checks) it is retried like the rest.
-        """
-        attempt = 0
-        while True:
-            try:
-                return await call(*arguments)
-            except OwnershipLost:
-                raise
-            except ClientError as error:
-                code = error.response["Error"]["Code"]
-                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                if permanent_4xx and code not in _TRANSIENT_CODES and 400 <= status < 500 \
-                        and status != 429:
-                    raise _Rejected(f"S3 refused to {what}: {code} ({status}): "
-                                    f"{error.response['Error'].get('Message', '')}") from error
-                failure = f"{code} ({status})"
-            except BotoCoreError as error:  # connection trouble; local file errors are not retried
-                failure = f"{type(error).__name__}: {error}"
-            attempt += 1
-            self.stats.request_failures += 1
-            ceiling = min(self.settings.s3_retry_max,
-                          self.settings.s3_retry_initial * 2 ** (attempt - 1))
-            delay = random.uniform(ceiling / 2, ceiling)
-            log.warning("S3: could not %s (%s); retry %d in %.1fs", what, failure, attempt, delay)
-            await asyncio.sleep(delay)
-
-
-class _Rejected(Exception):
-    """S3 refused a request for good (a 4xx that retrying will not fix)."""
+    async def _claim(self, state: _PartitionState) -> None:
+        """Read the partition's marker, finish a half-done flush, and claim the partition."""
+        assert self._markers is not None and self._objects is not None
+        objects, key = self._objects, state.key
+        where = marker_key(self.settings.s3_prefix, *key)
+        marker = await objects.retrying(f"read marker {where}", self._markers.load, where)
+        next_offset = marker.next_offset
+        pending = marker.pending
+        if pending and pending.staged:
+            # Staged parts are complete by construction: roll forward.
+            await self._publish(pending.keys, pending.staged)
+            next_offset = pending.next_offset
+            log.info("%s[%d]: published the previous owner's committed parts: rolled forward "
+                     "to %d", *key, next_offset)
+        elif pending:
+            # A marker of the old form (uploads straight to the final keys).
+            exists = [await objects.retrying("check object", objects.exists, k)
+                      for k in pending.keys]
+            if all(exists):
+                next_offset = pending.next_offset
+                log.info("%s[%d]: previous owner's parts all uploaded: rolling forward to %d",
+                         *key, next_offset)
+            else:
+                for object_name, present in zip(pending.keys, exists, strict=True):
+                    if present:
+                        await objects.retrying("delete object", objects.delete, object_name)
+                log.info("%s[%d]: previous owner's flush was incomplete: removed its parts, "
+                         "rewriting from offset %d", *key, next_offset)
+        state.marker = await objects.retrying(
+            f"claim marker {where}", self._markers.write, where, Marker(next_offset),
+            marker.etag, state.claim)
+        state.next_offset = next_offset
+        log.info("%s[%d]: S3 holds every record below offset %d", *key, next_offset)

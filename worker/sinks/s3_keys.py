@@ -116,6 +116,13 @@ def marker_key(prefix: str, topic: str, partition: int) -> str:
     return f"{prefix}_sluice/markers/{topic}/{partition}.json"
 
 
+def staging_key(prefix: str, claim: str, final_key: str) -> str:
+    """Where an owner uploads a part before publishing it under `final_key` (see
+    ``worker.sinks.s3_markers``): private to one claim of a partition, outside the query
+    layout, so an upload that lands late can never add data a reader sees."""
+    return f"{prefix}_sluice/staging/{claim}/{final_key[len(prefix):]}"
+
+
 def _safe(value: object, default: str) -> str:
     """Key-safe text: path separators and other odd characters become ``_``."""
     if not isinstance(value, str) or not value:

@@ -33,6 +33,8 @@ class OwnershipLost(Exception):
 class Pending:
     next_offset: int
     keys: list[str] = field(default_factory=list)
+    # The staged object of each key (same order); empty for markers of the old form.
+    staged: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class Marker:
 
     def body(self, owner: str) -> bytes:
         pending = (
-            {"next_offset": self.pending.next_offset, "keys": self.pending.keys}
+            {"next_offset": self.pending.next_offset, "keys": self.pending.keys,
+             "staged": self.pending.staged}
             if self.pending else None
         )
         return orjson.dumps({"next_offset": self.next_offset, "pending": pending, "owner": owner})
@@ -52,10 +55,9 @@ class Marker:
 class MarkerStore:
     """Reads and conditionally writes the markers of one bucket and prefix."""
 
-    def __init__(self, client: Any, bucket: str, owner: str) -> None:
+    def __init__(self, client: Any, bucket: str) -> None:
         self.client = client
         self.bucket = bucket
-        self.owner = owner
 
     async def load(self, key: str) -> Marker:
         try:
@@ -69,17 +71,20 @@ class MarkerStore:
         pending = data.get("pending")
         return Marker(
             next_offset=int(data["next_offset"]),
-            pending=Pending(int(pending["next_offset"]), list(pending["keys"]))
+            pending=Pending(int(pending["next_offset"]), list(pending["keys"]),
+                            list(pending.get("staged") or []))
             if pending else None,
             etag=response["ETag"],
         )
 
-    async def write(self, key: str, marker: Marker, expected_etag: str | None) -> Marker:
-        """Write `marker` if the stored one is still `expected_etag`; return it with its ETag."""
+    async def write(self, key: str, marker: Marker, expected_etag: str | None,
+                    owner: str) -> Marker:
+        """Write `marker` as `owner` (one claim) if the stored one is still `expected_etag`;
+        return it with its ETag."""
         condition = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
         try:
             response = await self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=marker.body(self.owner),
+                Bucket=self.bucket, Key=key, Body=marker.body(owner),
                 ContentType="application/json", **condition,
             )
         except ClientError as error:
@@ -90,7 +95,7 @@ class MarkerStore:
                 stored = await self.load(key)
                 if stored.etag and (stored.next_offset, stored.pending) == (
                         marker.next_offset, marker.pending) and await self._owner_of(key) == \
-                        self.owner:
+                        owner:
                     return stored
                 raise OwnershipLost(key) from error
             raise

@@ -1,0 +1,142 @@
+"""S3 object calls of the archive sink, with its retry and triage rules in one place.
+
+Every call is retried with exponential backoff and jitter while the failure is transient
+(connection trouble, 5xx, throttling, and credential or bucket trouble after start-up, which an
+operator fixes without restarting us). A 4xx that retrying cannot fix raises ``Rejected`` when
+the caller says the request's content may be at fault (an object upload); otherwise (markers,
+checks, copies) it is retried like the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from worker.sinks.s3_markers import OwnershipLost
+
+log = logging.getLogger(__name__)
+
+# S3 error codes that mean "try again later" rather than "this object is unacceptable".
+# BadDigest / IncompleteBody: the bytes were damaged or cut on the way (a proxy, a network);
+# the part on disk is intact and a retry sends it again.
+TRANSIENT_CODES = frozenset({
+    "BadDigest", "IncompleteBody",
+    "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
+    "ThrottlingException", "RequestTimeTooSkewed", "AccessDenied", "InvalidAccessKeyId",
+    "SignatureDoesNotMatch", "NoSuchBucket", "ExpiredToken", "TokenRefreshRequired",
+})
+
+
+class Rejected(Exception):
+    """S3 refused a request for good (a 4xx that retrying will not fix)."""
+
+
+@dataclass
+class RetryPolicy:
+    initial: float
+    maximum: float
+
+
+def status_of(error: ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+class S3Objects:
+    """Uploads, copies, checks and deletes objects of one bucket, retrying as described above."""
+
+    def __init__(self, client: Any, bucket: str, policy: RetryPolicy,
+                 object_arguments: dict[str, Any], multipart_threshold: int,
+                 multipart_chunk_bytes: int, on_failure: Callable[[], None]) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.policy = policy
+        # Arguments every stored object gets (encryption, storage class); copies too, since S3
+        # does not carry them over on a copy.
+        self.object_arguments = object_arguments
+        self.multipart_threshold = multipart_threshold
+        self.multipart_chunk_bytes = multipart_chunk_bytes
+        self._on_failure = on_failure
+
+    async def retrying(self, what: str, call: Callable[..., Awaitable[Any]], *arguments: Any,
+                       permanent_4xx: bool = False) -> Any:
+        """Run an S3 call until it succeeds; transient failures are retried without limit."""
+        attempt = 0
+        while True:
+            try:
+                return await call(*arguments)
+            except OwnershipLost:
+                raise
+            except ClientError as error:
+                code = error.response["Error"]["Code"]
+                status = status_of(error)
+                if permanent_4xx and code not in TRANSIENT_CODES and 400 <= status < 500 \
+                        and status != 429:
+                    raise Rejected(f"S3 refused to {what}: {code} ({status}): "
+                                   f"{error.response['Error'].get('Message', '')}") from error
+                failure = f"{code} ({status})"
+            except BotoCoreError as error:  # connection trouble; local file errors are not retried
+                failure = f"{type(error).__name__}: {error}"
+            attempt += 1
+            self._on_failure()
+            ceiling = min(self.policy.maximum, self.policy.initial * 2 ** (attempt - 1))
+            delay = random.uniform(ceiling / 2, ceiling)
+            log.warning("S3: could not %s (%s); retry %d in %.1fs", what, failure, attempt, delay)
+            await asyncio.sleep(delay)
+
+    async def upload(self, path: Path, key: str, size: int, content_type: str) -> None:
+        """Store a local gzip file as `key` (multipart above the threshold)."""
+        extra = {"ContentType": content_type, "ContentEncoding": "gzip", **self.object_arguments}
+        if size <= self.multipart_threshold:
+            body = await asyncio.to_thread(path.read_bytes)
+            await self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+            return
+        upload = await self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)
+        upload_id = upload["UploadId"]
+        try:
+            completed = []
+            with path.open("rb") as spool:
+                number = 1
+                while chunk := spool.read(self.multipart_chunk_bytes):
+                    answer = await self.client.upload_part(
+                        Bucket=self.bucket, Key=key, UploadId=upload_id,
+                        PartNumber=number, Body=chunk)
+                    completed.append({"PartNumber": number, "ETag": answer["ETag"]})
+                    number += 1
+            await self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id,
+                MultipartUpload={"Parts": completed})
+        except BaseException:
+            await self.client.abort_multipart_upload(Bucket=self.bucket, Key=key,
+                                                     UploadId=upload_id)
+            raise
+
+    async def copy(self, source: str, key: str) -> bool:
+        """Copy `source` to `key` (metadata kept); False if `source` does not exist."""
+        try:
+            await self.client.copy_object(
+                Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source},
+                MetadataDirective="COPY", **self.object_arguments)
+        except ClientError as error:
+            if status_of(error) == 404 or error.response["Error"]["Code"] == "NoSuchKey":
+                return False
+            raise
+        return True
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as error:
+            if status_of(error) == 404:
+                return False
+            raise
+
+    async def delete(self, key: str) -> None:
+        await self.client.delete_object(Bucket=self.bucket, Key=key)
