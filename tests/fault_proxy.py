@@ -6,6 +6,8 @@ It forwards every request unchanged, unless told to misbehave:
 * ``outage()`` / ``restore()``: answer every request with 503 until restored;
 * ``drop_next(n)``: close the connection of the next n requests without an answer;
 * ``unauthorized = True``: answer 401 to everything;
+* ``hold_uploads()`` / ``release()``: keep object uploads (PUTs outside ``_sluice/markers/``)
+  waiting, then forward them: an upload that lands late, as a paused old owner's would;
 * ``reject_bulk_items(ids, times, status)``: in ``_bulk`` requests, answer the items with these
   ``_id`` s with `status` (429) for their first `times` attempts, without forwarding them;
   the rest of the request goes to the server, and the answers are merged in order.
@@ -57,6 +59,9 @@ class FaultProxy:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.url = ""
+        self.held = 0
+        self._holding = False
+        self._released = asyncio.Event()
 
     # --- control (from the test's thread) ------------------------------------------------
 
@@ -73,6 +78,14 @@ class FaultProxy:
 
     def restore(self) -> None:
         self._down = False
+
+    def hold_uploads(self) -> None:
+        self._loop.call_soon_threadsafe(self._released.clear)
+        self._holding = True
+
+    def release(self) -> None:
+        self._holding = False
+        self._loop.call_soon_threadsafe(self._released.set)
 
     def reject_bulk_items(self, ids: set[str], times: int = 2, status: int = 429) -> None:
         with self._lock:
@@ -131,6 +144,9 @@ class FaultProxy:
             status = fail or 503
             return _error(status, "unavailable", "injected by the fault proxy")
         body = await request.read()
+        if self._holding and request.method == "PUT" and "/_sluice/markers/" not in request.path:
+            self.held += 1
+            await self._released.wait()
         if request.path.endswith("/_bulk") and request.method in ("POST", "PUT"):
             return await self._bulk(request, body)
         return await self._forward(request, body)
