@@ -54,6 +54,20 @@ class SluiceCollector(Collector):
         yield _gauge("sluice_records_in_flight",
                      "Records consumed and not yet acknowledged by every sink.",
                      self.pipeline.acks.in_flight)
+        oldest = GaugeMetricFamily(
+            "sluice_oldest_unsettled_seconds",
+            "How long the oldest unacknowledged record of each assigned partition has waited "
+            "for its sinks (readiness fails past SLUICE_SETTLE_TIMEOUT).",
+            labels=["topic", "partition"])
+        for (topic, partition), age in sorted(self.pipeline.acks.oldest_unsettled().items()):
+            oldest.add_metric([topic, str(partition)], age)
+        yield oldest
+        yield _counter("sluice_duplicate_settlements",
+                       "Outcomes reported twice for the same (event, sink) and ignored: nonzero "
+                       "means a sink bug.", self.pipeline.acks.duplicate_settlements)
+        yield _counter("sluice_partition_recoveries",
+                       "Partitions consumed again because their records could not settle.",
+                       self.pipeline.recoveries)
         yield _gauge("sluice_catalog_keys", "API keys in the catalog.", len(self.catalog))
         yield _counter("sluice_catalog_invalid_records",
                        "Catalog records that were not valid entries.", self.catalog.invalid_records)

@@ -35,10 +35,10 @@ async def test_a_stale_write_after_revocation_cannot_reclaim_the_partition(
     told they were written. Now A ignores it and B's records are archived, once each."""
     await preflight(s3_settings)
     topic, partition = s3_settings.source_topic, (s3_settings.source_topic, 0)
-    stale, stale_outcomes = await _sink(s3_settings)
-    owner, outcomes = await _sink(s3_settings)
+    stale, stale_outcomes = await _sink(s3_settings, [0])
+    await stale.forget([partition])  # revoked from A ...
+    owner, outcomes = await _sink(s3_settings, [0])
     try:
-        await stale.forget([partition])  # revoked from A ...
         await owner.write([_event(offset, 0, topic) for offset in (1, 2)])  # ... B owns it
         await stale.write([_event(1, 0, topic)])  # A's write arrives late
         await stale.flush()
@@ -70,11 +70,10 @@ async def test_an_old_owners_late_upload_adds_nothing_to_the_archive(
     proxy = FaultProxy(s3_settings.s3_endpoint_url or "", signed=True).start()
     try:
         old, old_outcomes = await _sink(s3_settings.model_copy(
-            update={"s3_endpoint_url": proxy.url}))
-        new, new_outcomes = await _sink(s3_settings)
+            update={"s3_endpoint_url": proxy.url}), [0])
+        new, new_outcomes = await _sink(s3_settings, [])
         try:
             await old.write([_event(offset, 0, topic) for offset in range(3)])
-            await new.forget([partition])
             proxy.hold_uploads()
             old_flush = asyncio.create_task(old.flush())
             deadline = time.monotonic() + 10

@@ -146,15 +146,17 @@ def _event(offset: int, partition: int, topic: str) -> Event:
     return Event(f"e-{offset}", document, record)
 
 
-async def _sink(settings: Settings) -> tuple[S3Sink, _Outcomes]:
-    """A started sink that owns the source topic's partitions 0-3."""
+async def _sink(settings: Settings, partitions: range | list[int] = range(4),
+                ) -> tuple[S3Sink, _Outcomes]:
+    """A started sink that owns these partitions of the source topic (claimed when it returns)."""
     outcomes = _Outcomes()
     listener = type("Listener", (), {"delivered": lambda self, s, e: outcomes.delivered_(s, e),
                                      "failed": lambda self, s, f: outcomes.failed(s, f),
                                      "lost": lambda self, s, p, r: outcomes.lost_(s, p, r)})()
     sink = S3Sink(listener, settings)  # type: ignore[arg-type]
     await sink.start()
-    sink.assign([(settings.source_topic, partition) for partition in range(4)])
+    sink.assign([(settings.source_topic, partition) for partition in partitions])
+    await sink.flush()  # returns once the partitions are taken over
     return sink, outcomes
 
 

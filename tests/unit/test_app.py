@@ -117,3 +117,17 @@ async def test_seeking_to_committed_rewinds_partitions_never_committed_to_their_
     committed = await SluiceConsumerThread._seek_to_committed_or_beginning(thread)  # type: ignore[arg-type]
     assert committed == {old: 120, zero: 0, new: None}  # what Faust records as read offsets
     assert consumer.positions == {old: 120, zero: 0, new: "beginning"}
+
+
+def test_the_faust_and_aiokafka_internals_settlement_relies_on_are_there() -> None:
+    """Contract: the pipeline takes partitions over in `App._on_partitions_assigned` (before
+    Faust resumes fetching) and recovers a stuck partition with the coordinator's
+    `request_rejoin`. An upgrade that renames either must fail here, not in production."""
+    import inspect
+
+    import faust
+
+    parameters = list(inspect.signature(faust.App._on_partitions_assigned).parameters)
+    assert parameters[:2] == ["self", "assigned"]
+    assert callable(GroupCoordinator.request_rejoin)
+    assert list(inspect.signature(GroupCoordinator.request_rejoin).parameters) == ["self"]

@@ -318,6 +318,10 @@ class S3Sink(Sink):
             await self._flush_and_wait([fullest])
 
     async def flush(self) -> None:
+        taking_over = [state.taken_over for state in self._partitions.values()
+                       if state.taken_over and not state.taken_over.done()]
+        if taking_over:
+            await asyncio.wait(taking_over)
         await self._flush_and_wait(list(self._partitions))
         while self._flushes:
             await asyncio.wait(list(self._flushes.values()))
