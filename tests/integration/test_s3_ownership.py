@@ -8,16 +8,24 @@ import asyncio
 import gzip
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import orjson
 import pytest
 
 from tests.fault_proxy import FaultProxy
-from tests.integration.test_s3_sink import _event, _objects, _sink, s3_settings  # noqa: F401
+from tests.integration.test_s3_sink import _event, _objects, _sink
 from worker.config import Settings
 from worker.sinks.s3 import preflight
 
 pytestmark = pytest.mark.integration
+
+
+async def _until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
 
 
 async def _archived_ids(settings: Settings) -> Counter[str]:
@@ -76,10 +84,7 @@ async def test_an_old_owners_late_upload_adds_nothing_to_the_archive(
             await old.write([_event(offset, 0, topic) for offset in range(3)])
             proxy.hold_uploads()
             old_flush = asyncio.create_task(old.flush())
-            deadline = time.monotonic() + 10
-            while proxy.held == 0 and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert proxy.held == 1
+            await _until(lambda: proxy.held == 1, 10)
             await old.forget([partition])  # revoked while its upload hangs
 
             new.assign([partition])  # the next owner; one more record has arrived meanwhile

@@ -27,20 +27,6 @@ pytestmark = pytest.mark.integration
 BASE_HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 
 
-@pytest.fixture
-def s3_settings(settings: Settings, tmp_path: Path) -> Settings:
-    return settings.model_copy(update={
-        "sinks": ["s3"],
-        "s3_time_field": "timestamp",
-        "s3_prefix": "logs/",
-        "s3_part_max_age": 2.0,
-        "s3_hour_close_grace": 0.0,
-        "s3_retry_initial": 0.1,
-        "s3_retry_max": 1.0,
-        "commit_interval": 0.5,
-    })
-
-
 def _events_over_three_hours(count: int) -> tuple[list[bytes], Counter[str]]:
     """Segment events whose timestamps spread over three hours; expected count per hour."""
     values, per_hour = [], Counter()
