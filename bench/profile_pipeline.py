@@ -29,6 +29,7 @@ async def feed(count: int) -> float:
     settings = load_settings(sinks=["counting"], web_port=0)
     pipeline = Pipeline(settings, DeadLetterPublisher(settings), CATALOG.get)
     pipeline.add_sink(lambda outcomes: CountingSink(outcomes, max_age_seconds=0.05))
+    pipeline.assign([("bench", partition) for partition in range(4)])
     await pipeline.sinks[0].start()
     records = [SourceRecord(key, value, KafkaPosition("bench", n % 4, n // 4), 1_763_800_000_000)
                for n, (key, value) in enumerate(bench_events(count))]
