@@ -31,8 +31,10 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             body += chunk
             if len(body) > limit:
                 raise _too_large(f"more than {limit}", limit)
-    except HttpProcessingError as error:  # e.g. a body that says gzip and is not
-        raise BadBody(f"the body cannot be read: {error.message}") from None
+    except (web.RequestPayloadError, HttpProcessingError) as error:
+        # e.g. a body that says gzip and is not
+        reason = getattr(error, "message", None) or str(error)
+        raise BadBody(f"the body cannot be read: {' '.join(str(reason).split())}") from None
     if not body:
         raise BadBody("the body is empty")
     return bytes(body)
