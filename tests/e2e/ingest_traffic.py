@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import base64
 import gzip
-import socket
 import uuid
 
 import aiohttp
 import orjson
 
+from tests.e2e.processes import free_port
 from worker.config import Settings
 from worker.ingest.auth import segment_signature
 
 SECRET, ACCESS_KEY, TOKEN = "e2e-segment-secret", "e2e-firehose-key", "e2e-bearer-token"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def ingest_settings(settings: Settings) -> Settings:
