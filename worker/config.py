@@ -429,7 +429,8 @@ class Settings(BaseSettings):
     ingest_max_body_bytes: int = Field(
         16 * 1024 * 1024, ge=1024,
         description="Largest request body (after gzip decoding) `sluice ingest` reads; larger "
-        "ones get 413 and nothing of them is produced.",
+        "ones get 413 and nothing of them is produced. Keep Firehose's buffering size (and "
+        "Segment's batch size) below it.",
     )
     ingest_produce_timeout: float = Field(
         4.0, gt=0,
