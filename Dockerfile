@@ -14,7 +14,8 @@ RUN pip install --no-cache-dir . \
 
 # Parts spool under SLUICE_STATE_DIR; nothing else is written.
 USER 10001
-EXPOSE 6066
+# 6066: /metrics and /health/* (worker and ingest); 8080: sluice ingest (SLUICE_INGEST_PORT).
+EXPOSE 6066 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6066/health/live', timeout=2)"
 ENTRYPOINT ["sluice"]

@@ -222,6 +222,28 @@ def worker() -> None:
     ).execute_from_commandline()
 
 
+@cli.command()
+def ingest() -> None:
+    """Run the HTTP door: Segment webhooks, Firehose deliveries and JSON / NDJSON POSTs, produced
+    to the source topic (200 once the broker has acknowledged every record)."""
+    from worker.ingest.errors import IngestStartupError
+    from worker.ingest.run import check_settings, serve
+    from worker.logs import configure_logging
+
+    settings = _settings()
+    try:
+        check_settings(settings)
+    except IngestStartupError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    configure_logging(settings)
+    try:
+        asyncio.run(serve(settings))
+    except IngestStartupError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+
+
 @stack_cli.command("up")
 def stack_up() -> None:
     """Start the local servers (idempotent) and wait until each is ready."""

@@ -44,6 +44,14 @@ class S3Format(StrEnum):
     CSV = "csv"
 
 
+class IngestForm(StrEnum):
+    """The request body forms `sluice ingest` accepts, each on its own path."""
+
+    SEGMENT = "segment"
+    FIREHOSE = "firehose"
+    JSON = "json"
+
+
 class LogFormat(StrEnum):
     """How log lines are written."""
 
@@ -391,6 +399,56 @@ class Settings(BaseSettings):
     log_level: LogLevel = Field(LogLevel.INFO, description="Least severe level that is logged.")
     log_format: LogFormat = Field(LogFormat.TEXT, description="`text` or `json` log lines.")
 
+    # --- HTTP ingest (`sluice ingest`) -----------------------------------------------------
+    ingest_host: str = Field("0.0.0.0", description="Address `sluice ingest` listens on.")
+    ingest_port: int = Field(
+        8080, ge=1, le=65535,
+        description="Port of `sluice ingest`'s `/segment`, `/firehose` and `/events` paths "
+        "(its `/metrics` and `/health/*` are on SLUICE_WEB_PORT, like the worker's).",
+    )
+    ingest_forms: Annotated[list[IngestForm], NoDecode] = Field(
+        default_factory=lambda: list(IngestForm),
+        description="Comma-separated request forms `sluice ingest` accepts: "
+        + ", ".join(f"`{form.value}`" for form in IngestForm)
+        + ". Each needs its credentials set, or the server refuses to start.",
+    )
+    ingest_segment_shared_secret: str | None = Field(
+        None, repr=False,
+        description="Segment webhooks: the shared secret; a request's `X-Signature` must be the "
+        "hex HMAC-SHA1 of its body with it.",
+    )
+    ingest_segment_username: str | None = Field(
+        None, description="Segment webhooks: basic-auth user name (instead of, or besides, the "
+        "shared secret)."
+    )
+    ingest_segment_password: str | None = Field(
+        None, repr=False, description="Segment webhooks: basic-auth password."
+    )
+    ingest_firehose_access_key: str | None = Field(
+        None, repr=False,
+        description="Firehose HTTP-endpoint deliveries: the access key Firehose sends in "
+        "`X-Amz-Firehose-Access-Key`.",
+    )
+    ingest_bearer_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, repr=False,
+        description="Plain JSON / NDJSON POSTs: comma-separated bearer tokens accepted in "
+        "`Authorization: Bearer …` (several, to rotate them).",
+    )
+    ingest_max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024,
+        description="Largest request body (after gzip decoding) `sluice ingest` reads; larger "
+        "ones get 413 and nothing of them is produced. Keep Firehose's buffering size (and "
+        "Segment's batch size) below it.",
+    )
+    ingest_produce_timeout: float = Field(
+        4.0, gt=0,
+        description="Seconds a request waits for the broker to acknowledge all its records before "
+        "it is answered 503 (Segment gives up on a webhook after 5 s).",
+    )
+    ingest_retry_after: int = Field(
+        5, ge=1, description="Seconds in the `Retry-After` header of a 503 answer."
+    )
+
     # --- Local stack (development and tests only) ------------------------------------------
     stack_dir: Path = Field(
         Path(".sluice/stack"),
@@ -421,7 +479,8 @@ class Settings(BaseSettings):
     def _prefix_ends_with_slash(cls, value: str) -> str:
         return value if not value or value.endswith("/") else value + "/"
 
-    @field_validator("sinks", "s3_csv_columns", mode="before")
+    @field_validator("sinks", "s3_csv_columns", "ingest_forms", "ingest_bearer_tokens",
+                     mode="before")
     @classmethod
     def _split_sinks(cls, value: object) -> object:
         if isinstance(value, str):
@@ -474,7 +533,8 @@ class Settings(BaseSettings):
         "s3_endpoint_url", "aws_access_key_id", "aws_secret_access_key", "elasticsearch_cloud_id",
         "elasticsearch_api_key", "elasticsearch_username", "elasticsearch_password",
         "elasticsearch_ca_certs", "s3_server_side_encryption", "s3_sse_kms_key_id",
-        "s3_storage_class", mode="before",
+        "s3_storage_class", "ingest_segment_shared_secret", "ingest_segment_username",
+        "ingest_segment_password", "ingest_firehose_access_key", mode="before",
     )
     @classmethod
     def _empty_means_none(cls, value: object) -> object:

@@ -16,9 +16,7 @@ controlled shutdown.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,30 +36,6 @@ from worker.topics import ensure_topics
 pytestmark = pytest.mark.e2e
 
 BROKER_DOWN_SECONDS = 8.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def own_broker(settings: Settings, tmp_path: Path) -> Iterator[tuple[LocalStack, Settings]]:
-    """A broker (and Elasticsearch API) of this test's own; S3 is the session's server."""
-    kafka_port, es_port = _free_port(), _free_port()
-    own = settings.model_copy(update={
-        "stack_dir": tmp_path / "own-stack",
-        "kafka_bootstrap_servers": f"127.0.0.1:{kafka_port}",
-        "elasticsearch_url": f"http://127.0.0.1:{es_port}",
-    })
-    stack = LocalStack(own)
-    stack.up(log=lambda line: None)
-    try:
-        yield stack, own
-    finally:
-        stack.down(log=lambda line: None)  # leaves the session's S3 server alone: not ours
-
 
 
 async def test_broker_restart_under_traffic_loses_nothing(

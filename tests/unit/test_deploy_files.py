@@ -29,7 +29,7 @@ def test_compose_runs_the_real_servers_and_a_worker_built_from_the_dockerfile() 
 
 def test_compose_passes_only_existing_settings_with_valid_values() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    for name in ("sluice-worker", "sluice-produce"):
+    for name in ("sluice-worker", "sluice-produce", "sluice-ingest"):
         variables = _sluice_variables(compose["services"][name]["environment"])
         assert set(variables) <= KNOWN, set(variables) - KNOWN
         fields = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in variables.items()}
@@ -53,6 +53,39 @@ def test_kubernetes_manifests_parse_and_reference_only_existing_settings() -> No
     scaled = documents["keda-scaledobject.yaml"][0]
     assert scaled["spec"]["triggers"][0]["metadata"]["consumerGroup"] == config["SLUICE_APP_ID"]
     assert scaled["spec"]["maxReplicaCount"] == int(config["SLUICE_TOPIC_PARTITIONS"])
+
+
+def test_ingest_has_a_deployment_service_and_autoscaler_apart_from_the_workers() -> None:
+    k8s = ROOT / "deploy" / "k8s"
+    kustomization = yaml.safe_load((k8s / "kustomization.yaml").read_text())
+    assert {"ingest-deployment.yaml", "ingest-service.yaml", "ingest-hpa.yaml"} <= set(
+        kustomization["resources"])
+    assert {path.name for path in k8s.glob("*.yaml")} - set(kustomization["resources"]) == {
+        "kustomization.yaml", "secret.example.yaml"}
+    config = yaml.safe_load((k8s / "configmap.yaml").read_text())["data"]
+    secret = yaml.safe_load((k8s / "secret.example.yaml").read_text())["stringData"]
+    fields = {k.removeprefix(ENV_PREFIX).lower(): v for k, v in {**config, **secret}.items()}
+    from worker.ingest.auth import credential_problems
+
+    assert credential_problems(load_settings(**fields)) == []
+    deployment = yaml.safe_load((k8s / "ingest-deployment.yaml").read_text())
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    worker = yaml.safe_load((k8s / "deployment.yaml").read_text())
+    assert labels != worker["spec"]["selector"]["matchLabels"]  # selectors do not overlap
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["ingest"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"ingest": int(config["SLUICE_INGEST_PORT"]),
+                     "http": int(config["SLUICE_WEB_PORT"])}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    service = yaml.safe_load((k8s / "ingest-service.yaml").read_text())
+    assert service["spec"]["selector"] == labels
+    hpa = yaml.safe_load((k8s / "ingest-hpa.yaml").read_text())
+    assert hpa["kind"] == "HorizontalPodAutoscaler"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert compose["sluice-ingest"]["command"] == ["ingest"]
 
 
 def test_index_template_file_is_the_one_the_worker_installs() -> None:

@@ -1,0 +1,255 @@
+"""`python -m bench.ingest`: a bounded load run of `sluice ingest` on loopback.
+
+Starts `sluice ingest` (a real process, acks=all to the local stack's broker) on a topic of its
+own and sends it requests from N concurrent clients, per scenario until a request count or a
+time limit is reached, whichever comes first. Request bodies and signatures are prepared before
+the clock starts, so the figures are the server's (and the broker's): requests/s, events/s and
+p50/p99 latency from sending a request to its answer. At the end the topic must hold exactly the
+events of the requests answered 200. Not part of `make test` (timing on a shared machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import aiohttp
+import orjson
+import psutil
+import typer
+
+from bench.__main__ import BENCH_STACK_DIR
+from bench.events import bench_events
+from bench.measure import end_offsets
+from bench.runners import REPO_ROOT, free_port
+from worker.config import Settings, load_settings
+from worker.ingest.auth import segment_signature
+from worker.stack import LocalStack
+from worker.topics import ensure_topics
+
+SECRET, ACCESS_KEY, TOKEN = "bench-secret", "bench-key", "bench-token"
+
+Request = tuple[str, bytes, dict[str, str], int]  # path, body, headers, events
+
+
+@dataclass
+class Scenario:
+    """One kind of request, repeated."""
+
+    name: str
+    form: str  # segment | firehose | ndjson
+    events_per_request: int
+    gzipped: bool = False
+
+
+@dataclass
+class Result:
+    """What one scenario measured."""
+
+    name: str
+    requests: int
+    events: int
+    seconds: float
+    requests_per_second: float
+    events_per_second: float
+    p50_ms: float
+    p99_ms: float
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+SCENARIOS = [
+    Scenario("Segment, 1 event per request", "segment", 1),
+    Scenario("Segment batch, 20 events", "segment", 20),
+    Scenario("Firehose, 100 records, gzip", "firehose", 100, gzipped=True),
+    Scenario("NDJSON, 100 events", "ndjson", 100),
+]
+
+
+def _events(count: int) -> tuple[list[dict], list[dict]]:
+    """(Segment events, all events) of the benchmark's realistic traffic."""
+    every = [orjson.loads(value) for _, value in bench_events(count)]
+    return [event for event in every if "type" in event], every
+
+
+def _request(scenario: Scenario, segment: list[dict], every: list[dict], n: int) -> Request:
+    size = scenario.events_per_request
+    if scenario.form == "segment":
+        chosen = [segment[(n * size + i) % len(segment)] for i in range(size)]
+        body = orjson.dumps(chosen[0] if size == 1 else {"batch": chosen})
+        return "/segment", body, {"X-Signature": segment_signature(SECRET, body)}, size
+    chosen = [every[(n * size + i) % len(every)] for i in range(size)]
+    if scenario.form == "ndjson":
+        body = b"".join(orjson.dumps(event) + b"\n" for event in chosen)
+        return "/events", body, {"Authorization": f"Bearer {TOKEN}"}, size
+    body = orjson.dumps({"requestId": f"r{n}", "timestamp": 0, "records": [
+        {"data": base64.b64encode(orjson.dumps(event) + b"\n").decode()} for event in chosen]})
+    headers = {"X-Amz-Firehose-Access-Key": ACCESS_KEY}
+    if scenario.gzipped:
+        body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+    return "/firehose", body, headers, size
+
+
+def _percentile(sorted_values: list[float], share: float) -> float:
+    if not sorted_values:
+        return 0.0
+    return sorted_values[min(len(sorted_values) - 1, int(share * len(sorted_values)))]
+
+
+async def _run(scenario: Scenario, url: str, requests: list[Request], concurrency: int,
+               seconds: float) -> tuple[Result, int]:
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    accepted_events = 0
+    next_index = 0
+    deadline = time.monotonic() + seconds
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal next_index, accepted_events
+        while next_index < len(requests) and time.monotonic() < deadline:
+            path, body, headers, events = requests[next_index]
+            next_index += 1
+            sent = time.perf_counter()
+            async with session.post(url + path, data=body, headers=headers) as response:
+                await response.read()
+            latencies.append(time.perf_counter() - sent)
+            statuses[str(response.status)] = statuses.get(str(response.status), 0) + 1
+            if response.status == 200:
+                accepted_events += events
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+    result = Result(scenario.name, len(latencies), accepted_events, round(elapsed, 2),
+                    round(len(latencies) / elapsed, 1), round(accepted_events / elapsed, 1),
+                    round(_percentile(ordered, 0.50) * 1000, 1),
+                    round(_percentile(ordered, 0.99) * 1000, 1), statuses)
+    return result, accepted_events
+
+
+def _start_ingest(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    import os
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    environment.update(settings.as_environment())
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen([sys.executable, "-m", "worker", "ingest"], env=environment,
+                                stdout=log_file, stderr=subprocess.STDOUT)
+
+
+async def _wait_ready(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            if process.poll() is not None:
+                break
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/health/ready") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"sluice ingest did not become ready: see {log_path}")
+
+
+async def bench(settings: Settings, scenarios: list[Scenario], requests: int, seconds: float,
+                concurrency: int, say: Callable[[str], None]) -> list[Result]:
+    """Run every scenario against one `sluice ingest`; check the topic holds what was accepted."""
+    await ensure_topics(settings)
+    work = REPO_ROOT / ".sluice" / "bench-ingest"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    log_path = work / "ingest.log"
+    process = _start_ingest(settings, log_path)
+    results: list[Result] = []
+    accepted = 0
+    try:
+        await _wait_ready(settings.web_port, process, log_path)
+        cpu_before = psutil.Process(process.pid).cpu_times()
+        url = f"http://127.0.0.1:{settings.ingest_port}"
+        segment, every = _events(20_000)
+        for scenario in scenarios:
+            prepared = [_request(scenario, segment, every, n) for n in range(requests)]
+            result, events = await _run(scenario, url, prepared, concurrency, seconds)
+            accepted += events
+            results.append(result)
+            say(f"{result.name:<32} {result.requests:>6} requests {result.seconds:5.1f}s "
+                f"{result.requests_per_second:>8,.0f} req/s {result.events_per_second:>9,.0f} "
+                f"events/s  p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  "
+                f"{result.statuses}")
+        ingest = psutil.Process(process.pid)
+        cpu = ingest.cpu_times()
+        used = cpu.user + cpu.system - cpu_before.user - cpu_before.system
+        say(f"sluice ingest used {used:.1f} CPU seconds; RSS at the end "
+            f"{ingest.memory_info().rss / 2**20:.0f} MiB")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    on_topic = sum((await end_offsets(settings.kafka_bootstrap_servers,
+                                      settings.source_topic)).values())
+    say(f"topic {settings.source_topic}: {on_topic} records, {accepted} events accepted")
+    if on_topic != accepted:
+        raise RuntimeError(f"the topic holds {on_topic} records, {accepted} were accepted")
+    return results
+
+
+def markdown(results: list[Result], concurrency: int) -> str:
+    """The results as the README's table."""
+    lines = [f"{concurrency} concurrent clients on loopback, one `sluice ingest` process, "
+             "acks=all to the local stack's broker, all on the same 2-core machine.", "",
+             "| scenario | requests | requests/s | events/s | p50 ms | p99 ms |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r.name} | {r.requests:,} | {r.requests_per_second:,.0f} | "
+              f"{r.events_per_second:,.0f} | {r.p50_ms} | {r.p99_ms} |" for r in results]
+    return "\n".join(lines)
+
+
+def main(
+    requests: int = typer.Option(3000, min=1, help="At most this many requests per scenario."),
+    seconds: float = typer.Option(20.0, min=1, help="At most this long per scenario."),
+    concurrency: int = typer.Option(32, min=1, help="Concurrent clients (connections)."),
+    only: str = typer.Option("", help="Only scenarios whose name contains this (any case)."),
+    json_out: Path = typer.Option(REPO_ROOT / "bench" / "results" / "ingest.json", "--json",
+                                  help="Where the results are written as JSON."),
+) -> None:
+    """Load `sluice ingest` on loopback: requests/s, events/s, p50/p99 latency."""
+    run_id = time.strftime("%m%d%H%M%S")
+    settings = load_settings(
+        stack_dir=BENCH_STACK_DIR, source_topic=f"bench-ingest-{run_id}",
+        ingest_host="127.0.0.1", ingest_port=free_port(), web_host="127.0.0.1",
+        web_port=free_port(), ingest_segment_shared_secret=SECRET,
+        ingest_firehose_access_key=ACCESS_KEY, ingest_bearer_tokens=[TOKEN],
+        log_level="WARNING")
+    chosen = [s for s in SCENARIOS if only.lower() in s.name.lower()]
+    stack = LocalStack(settings)
+    started_stack = any(server.down_services for server in stack.status())
+    if started_stack:
+        stack.up()
+    try:
+        results = asyncio.run(bench(settings, chosen, requests, seconds, concurrency,
+                                    typer.echo))
+    finally:
+        if started_stack:
+            stack.down()
+    text = markdown(results, concurrency)
+    typer.echo("\n" + text)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_bytes(orjson.dumps({"concurrency": concurrency, "requests": requests,
+                                       "seconds": seconds,
+                                       "results": [asdict(r) for r in results]},
+                                      option=orjson.OPT_INDENT_2))
+    typer.echo(f"\nJSON: {json_out}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

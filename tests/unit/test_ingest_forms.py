@@ -1,0 +1,109 @@
+"""Request bodies of `sluice ingest`: which records each form yields, with which keys."""
+
+import base64
+
+import orjson
+import pytest
+
+from worker.ingest.errors import BadBody, TooLarge
+from worker.ingest.forms import firehose_records, json_records, segment_records
+from worker.ingest.keys import record_key
+
+LIMIT = 1_048_576
+
+
+def _event(user: str | None = "u1", **extra: object) -> dict:
+    event = {"type": "track", "event": "Signed Up", "messageId": "m1", **extra}
+    if user:
+        event["userId"] = user
+    return event
+
+
+def test_a_single_segment_event_is_produced_unchanged_keyed_by_its_user() -> None:
+    body = orjson.dumps(_event("u1"))
+    [record] = segment_records(body, LIMIT)
+    assert record.value == body and record.key == b"u1"
+
+
+def test_a_segment_batch_becomes_one_record_per_event_with_the_envelope_applied() -> None:
+    body = orjson.dumps({"batch": [_event("u1"), _event(None, anonymousId="a9")],
+                         "sentAt": "2026-11-22T10:00:00Z", "context": {"library": "x"}})
+    records = segment_records(body, LIMIT)
+    assert [r.key for r in records] == [b"u1", b"a9"]
+    first = orjson.loads(records[0].value)
+    assert first["sentAt"] == "2026-11-22T10:00:00Z" and first["context"] == {"library": "x"}
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"{not json", "not valid JSON"),
+    (b"[1, 2]", "not an object"),
+    (orjson.dumps({"requestId": "r", "httpMethod": "GET"}), "not a Segment event"),
+    (orjson.dumps({"batch": [_event(), 3]}), r"batch\[1\]"),
+    (orjson.dumps({"batch": []}), "empty list"),
+])
+def test_a_body_that_is_not_a_segment_event_or_batch_is_refused_with_the_reason(
+        body: bytes, reason: str) -> None:
+    with pytest.raises(BadBody, match=reason):
+        segment_records(body, LIMIT)
+
+
+def test_an_event_above_the_record_limit_is_refused_as_too_large() -> None:
+    with pytest.raises(TooLarge, match="SLUICE_MAX_RECORD_BYTES"):
+        segment_records(orjson.dumps(_event(properties={"x": "y" * 2000})), 1024)
+
+
+def _firehose(*payloads: bytes, request_id: str = "req-1") -> bytes:
+    return orjson.dumps({"requestId": request_id, "timestamp": 1,
+                         "records": [{"data": base64.b64encode(p).decode()} for p in payloads]})
+
+
+def test_firehose_records_are_decoded_and_keyed_by_api_key_user_or_stream() -> None:
+    log_line = orjson.dumps({"requestId": "r1", "identity": {"apiKeyId": "k1"}}) + b"\n"
+    delivery = firehose_records(_firehose(log_line, orjson.dumps(_event("u7")), b"garbage"),
+                                "arn:stream", LIMIT)
+    assert delivery.request_id == "req-1"
+    assert [r.key for r in delivery.records] == [b"k1", b"u7", b"arn:stream"]
+    assert delivery.records[0].value == log_line.strip()
+    assert delivery.records[2].value == b"garbage"  # the worker dead-letters it with its bytes
+
+
+def test_firehose_data_with_several_json_lines_becomes_one_record_per_line() -> None:
+    lines = b'{"requestId": "a"}\n{"requestId": "b"}\n'
+    assert len(firehose_records(_firehose(lines), None, LIMIT).records) == 2
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"{}", "requestId"),
+    (orjson.dumps({"requestId": "r"}), "records"),
+    (orjson.dumps({"requestId": "r", "records": [{"data": "%%%"}]}), r"records\[0\].data"),
+    (orjson.dumps({"requestId": "r", "records": [{}]}), "missing"),
+])
+def test_a_body_that_is_not_a_firehose_request_is_refused(body: bytes, reason: str) -> None:
+    with pytest.raises(BadBody, match=reason):
+        firehose_records(body, None, LIMIT)
+
+
+def test_json_ndjson_and_arrays_are_one_record_per_event() -> None:
+    one, two = orjson.dumps(_event("u1")), orjson.dumps(_event("u2"))
+    assert [r.value for r in json_records(one, LIMIT)] == [one]
+    assert [r.key for r in json_records(one + b"\n\n" + two + b"\n", LIMIT)] == [b"u1", b"u2"]
+    assert [r.key for r in json_records(b"[" + one + b"," + two + b"]", LIMIT)] == [b"u1", b"u2"]
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b'{"type": "track"}\nnope', "line 2 is not JSON"),
+    (b'{"no": "form"}', "not a Segment event"),
+    (b"[]", "empty JSON array"),
+    (b"42", "not an object"),
+])
+def test_json_that_the_worker_could_not_decode_is_refused(body: bytes, reason: str) -> None:
+    with pytest.raises(BadBody, match=reason):
+        json_records(body, LIMIT)
+
+
+def test_keys_name_the_user_then_the_anonymous_id_then_the_fallback() -> None:
+    assert record_key({"type": "track", "userId": 42}, None) == b"42"
+    assert record_key({"type": "track", "anonymousId": "a"}, "f") == b"a"
+    assert record_key({"type": "track"}, "f") == b"f"
+    assert record_key({"requestId": "r", "apiId": "api1"}, None) == b"api1"
+    assert record_key(None, None) is None

@@ -1,0 +1,13 @@
+"""`sluice ingest`: an HTTP door that produces what it receives to the source topic.
+
+One module per concept, in the order a request meets them:
+
+* ``server``: the aiohttp application, its three paths and their answers;
+* ``auth``: who may send (Segment's signature or basic auth, Firehose's access key, bearer tokens);
+* ``body``: reading a request body with a size limit, while it arrives;
+* ``forms``: from a body to the Kafka records it carries (Segment, Firehose, JSON / NDJSON);
+* ``keys``: which key each record gets, so one user's or one source's events keep their order;
+* ``producer``: the idempotent, acks=all producer and what "the broker is unavailable" means;
+* ``metrics``: the Prometheus families of ``/metrics``;
+* ``run``: start-up checks, the servers, and shutdown on SIGTERM.
+"""

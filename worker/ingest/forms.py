@@ -1,0 +1,158 @@
+"""Request bodies: from the bytes of a POST to the Kafka records it carries.
+
+Each path has its form; a body that is not of it is refused whole (400, with the reason), and
+nothing of it is produced:
+
+* ``segment_records``: one Segment event, or a batch ``{"batch": [...], "context", "sentAt"}``.
+  A single event is produced unchanged; a batch becomes one record per event, with the batch's
+  ``context`` and ``sentAt`` applied as the worker applies them (``worker.decoding``), so each
+  event can be keyed by its own user.
+* ``firehose_records``: Firehose's HTTP-endpoint request ``{"requestId", "timestamp",
+  "records": [{"data": "<base64>"}]}``. Each record's data is decoded; data holding several
+  JSON lines (Firehose concatenates records) becomes one record per line. What the data says is
+  the worker's to judge: what it cannot read is dead-lettered there with its bytes, so one bad
+  log line never blocks a whole delivery stream.
+* ``json_records``: a JSON object (or base64 string), a JSON array of them, or NDJSON (one per
+  line), each in a form the worker decodes (checked with the worker's own decoder).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from worker.decoding import DecodedRecord, InputForm, decode_record
+from worker.errors import DecodeError
+from worker.ingest.errors import BadBody, TooLarge
+from worker.ingest.keys import record_key
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRecord:
+    """One record to produce to the source topic."""
+
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FirehoseDelivery:
+    """A Firehose request: its id (echoed in the answer) and its records."""
+
+    request_id: str
+    records: list[IngestRecord]
+
+
+def _decode(value: bytes, what: str) -> DecodedRecord:
+    """The worker's decoding of `value`; any failure (also of one batch element) is a 400."""
+    try:
+        decoded = decode_record(value, max_bytes=len(value) + 1)
+    except DecodeError as error:
+        raise BadBody(f"{what}: {error}") from None
+    if decoded.failures:
+        _, error = decoded.failures[0]
+        raise BadBody(f"{what}: {error}")
+    return decoded
+
+
+def _check_size(records: list[IngestRecord], max_record_bytes: int) -> list[IngestRecord]:
+    for index, record in enumerate(records):
+        if len(record.value) > max_record_bytes:
+            raise TooLarge(f"event {index} is {len(record.value)} bytes, more than the "
+                           f"{max_record_bytes} a record may have (SLUICE_MAX_RECORD_BYTES)")
+    return records
+
+
+def segment_records(body: bytes, max_record_bytes: int) -> list[IngestRecord]:
+    """The records of a Segment webhook body: one event, or one per event of a batch."""
+    decoded = _decode(body, "the body")
+    other = {event.form for event in decoded.events} - {InputForm.SEGMENT,
+                                                         InputForm.SEGMENT_BATCH}
+    if other:
+        raise BadBody("the body is not a Segment event (an object with `type`) or batch "
+                      f"(`batch`); it reads as: {', '.join(sorted(other))}")
+    if decoded.events[0].form is InputForm.SEGMENT:
+        return _check_size([IngestRecord(record_key(decoded.events[0].fields, None), body)],
+                           max_record_bytes)
+    return _check_size([IngestRecord(record_key(event.fields, None), orjson.dumps(event.fields))
+                        for event in decoded.events], max_record_bytes)
+
+
+def _loads(value: bytes) -> Any:
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _firehose_data(index: int, data: object) -> bytes:
+    if not isinstance(data, str):
+        raise BadBody(f"records[{index}].data is missing or not a string (base64 expected)")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise BadBody(f"records[{index}].data is not valid base64: {error}") from None
+
+
+def _firehose_lines(raw: bytes) -> list[bytes]:
+    """One value per JSON document: the whole data if it parses, else its non-empty lines."""
+    stripped = raw.strip()
+    if not stripped:
+        return []
+    if _loads(stripped) is not None:
+        return [stripped]
+    return [line.strip() for line in stripped.splitlines() if line.strip()]
+
+
+def firehose_records(body: bytes, fallback_key: str | None,
+                     max_record_bytes: int) -> FirehoseDelivery:
+    """The request id and records of a Firehose HTTP-endpoint delivery."""
+    request = _loads(body)
+    if not isinstance(request, dict):
+        raise BadBody("the body is not a Firehose request: expected a JSON object with "
+                      "`requestId` and `records`")
+    request_id = request.get("requestId")
+    if not isinstance(request_id, str) or not request_id:
+        raise BadBody("the Firehose request has no `requestId` (a non-empty string)")
+    items = request.get("records")
+    if not isinstance(items, list):
+        raise BadBody("the Firehose request has no `records` list")
+    records = []
+    for index, item in enumerate(items):
+        data = item.get("data") if isinstance(item, dict) else None
+        for value in _firehose_lines(_firehose_data(index, data)):
+            parsed = _loads(value)
+            event = parsed if isinstance(parsed, dict) else None
+            records.append(IngestRecord(record_key(event, fallback_key), value))
+    return FirehoseDelivery(request_id, _check_size(records, max_record_bytes))
+
+
+def _json_values(body: bytes) -> list[tuple[str, bytes]]:
+    """(what, value) per record: the body, the elements of an array, or the lines of NDJSON."""
+    whole = _loads(body)
+    if isinstance(whole, list):
+        if not whole:
+            raise BadBody("the body is an empty JSON array: no event in it")
+        return [(f"element {n}", orjson.dumps(item)) for n, item in enumerate(whole)]
+    if whole is not None:
+        return [("the body", body.strip())]
+    values = []
+    for number, line in enumerate(body.splitlines(), start=1):
+        if line.strip():
+            if _loads(line) is None:
+                raise BadBody(f"line {number} is not JSON (the body is neither JSON nor NDJSON)")
+            values.append((f"line {number}", line.strip()))
+    return values
+
+
+def json_records(body: bytes, max_record_bytes: int) -> list[IngestRecord]:
+    """The records of a plain JSON or NDJSON body; each must be a form the worker reads."""
+    records = []
+    for what, value in _json_values(body):
+        decoded = _decode(value, what)
+        records.append(IngestRecord(record_key(decoded.events[0].fields, None), value))
+    return _check_size(records, max_record_bytes)

@@ -1,0 +1,41 @@
+"""Prometheus metrics of `sluice ingest`, in a registry of its own (served on ``/metrics``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.registry import CollectorRegistry
+
+
+class IngestMetrics:
+    """Requests by path form and status, events produced, bytes read, request latency."""
+
+    def __init__(self, broker_available: Callable[[], bool]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("sluice_ingest_requests", "Requests answered, by form and status.",
+                                ["form", "status"], registry=self.registry)
+        self.events = Counter("sluice_ingest_events",
+                              "Records produced and acknowledged by the broker, by form.",
+                              ["form"], registry=self.registry)
+        self.bytes = Counter("sluice_ingest_request_bytes",
+                             "Request body bytes read (after gzip decoding), by form.",
+                             ["form"], registry=self.registry)
+        self.seconds = Histogram("sluice_ingest_request_seconds",
+                                 "Time from a request's arrival to its answer, by form.", ["form"],
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10),
+                                 registry=self.registry)
+        available = Gauge("sluice_ingest_broker_available",
+                          "1 while a producer is connected to the broker, else 0.",
+                          registry=self.registry)
+        available.set_function(lambda: 1.0 if broker_available() else 0.0)
+
+    def answered(self, form: str, status: int, events: int, body_bytes: int,
+                 seconds: float) -> None:
+        """Count one answered request."""
+        self.requests.labels(form, str(status)).inc()
+        if events:
+            self.events.labels(form).inc(events)
+        if body_bytes:
+            self.bytes.labels(form).inc(body_bytes)
+        self.seconds.labels(form).observe(seconds)
