@@ -1,16 +1,17 @@
-"""Settlement: a source record is acknowledged only when every piece of its work has an outcome.
+"""Settlement: source records are acknowledged only when every piece of their work has an outcome.
 
-Each consumed record gets a ticket listing its **shares**: one per (event, sink) pair and one
-per dead letter it must write, each named by a ``ShareKey`` (the event's ordinal in the record,
-and the sink or stage). Sinks and the dead-letter publisher settle shares as they finish, in
+Each batch of consumed records of one partition (a contiguous range of offsets; a single record
+is a batch of one) gets a ticket listing its **shares**: one per (event, sink) pair and one per
+dead letter it must write, each named by a ``ShareKey`` (the event's ordinal in the batch, and
+the sink or stage). Sinks and the dead-letter publisher settle shares as they finish, in
 any order. Settling is idempotent: a second outcome for the same share is ignored and counted
 (``duplicate_settlements``), so a bug that reports twice shows up in the metrics instead of
 releasing a record before its other sinks have it.
 
-Tickets are released to Faust **strictly in consumption order per partition**, so the offset
-Faust commits never passes a record that still has an unsettled share. Why in order: Faust
-commits "the end of the first consecutive run of acked offsets", and under out-of-order acks
-that logic can commit past a message still in flight (faust-streaming #606).
+Tickets are released **strictly in consumption order per partition**, and a partition's
+committable offset (``committable``) is the end of the last released ticket: the offset the
+consumer commits never passes a record that still has an unsettled share, whatever order the
+sinks finish in.
 
 Ownership: the tracker knows which partitions are assigned (``assign``), and every assignment
 is a new *generation*. ``forget`` (on revocation, or to recover a stuck partition) ends the
@@ -38,13 +39,17 @@ ShareKey = tuple[int, str]
 
 
 class RecordTicket:
-    """The outstanding work of one source record."""
+    """The outstanding work of a contiguous range of source records of one partition."""
 
-    __slots__ = ("position", "pending", "cancelled", "opened_at", "_ack", "_tracker")
+    __slots__ = ("position", "end_offset", "records", "pending", "cancelled", "opened_at",
+                 "_ack", "_tracker")
 
-    def __init__(self, position: KafkaPosition, shares: Iterable[ShareKey],
-                 ack: Callable[[], object], tracker: AckTracker) -> None:
-        self.position = position
+    def __init__(self, position: KafkaPosition, end_offset: int, records: int,
+                 shares: Iterable[ShareKey], ack: Callable[[], object] | None,
+                 tracker: AckTracker) -> None:
+        self.position = position        # of the first record
+        self.end_offset = end_offset    # one past the last record
+        self.records = records
         self.pending: set[ShareKey] = set(shares)
         self.cancelled = False
         self.opened_at = time.monotonic()
@@ -82,6 +87,8 @@ class _Partition:
     # Offset of the last record opened in this generation: a record delivered twice within
     # one generation (a fetch that raced a seek) is not opened twice.
     last_offset: int = -1
+    # One past the last record of the last released ticket: what may be committed.
+    settled_end: int | None = None
 
 
 class AckTracker:
@@ -132,30 +139,44 @@ class AckTracker:
                 continue
             for ticket in state.queue:
                 ticket.cancelled = True
-            dropped += len(state.queue)
+                dropped += ticket.records
         self._after_release(dropped, acked=False)
         return dropped
 
     # --- tickets --------------------------------------------------------------------------
 
     async def reserve(self) -> None:
-        """Wait until one more record may be in flight."""
+        """Wait until more records may be in flight (a batch may overshoot the bound once)."""
         while self._in_flight >= self.max_in_flight:
             self._has_room.clear()
             await self._has_room.wait()
 
+    def last_opened(self, partition: PartitionKey) -> int:
+        """Offset of the last record opened in the partition's generation (-1: none)."""
+        state = self._partitions.get(partition)
+        return state.last_offset if state else -1
+
+    def committable(self, partition: PartitionKey) -> int | None:
+        """The offset to commit for the partition: one past the last record whose work, and
+        all work before it, has an outcome. None until something settled in this generation."""
+        state = self._partitions.get(partition)
+        return state.settled_end if state else None
+
     def open(self, position: KafkaPosition, shares: Collection[ShareKey],
-             ack: Callable[[], object], generation: int | None) -> RecordTicket | None:
-        """A ticket for a record, or None if it must not be processed here: its partition is
-        not assigned, was revoked since `generation`, or this record was already opened."""
+             ack: Callable[[], object] | None, generation: int | None, *,
+             end_offset: int | None = None, records: int = 1) -> RecordTicket | None:
+        """A ticket for records from `position` up to `end_offset` (default: that record
+        alone), or None if they must not be processed here: their partition is not assigned,
+        was revoked since `generation`, or they were already opened."""
         key = (position.topic, position.partition)
         state = self._partitions.get(key)
         if state is None or state.generation != generation or position.offset <= state.last_offset:
             return None
-        state.last_offset = position.offset
-        ticket = RecordTicket(position, shares, ack, self)
+        end = position.offset + 1 if end_offset is None else end_offset
+        state.last_offset = end - 1
+        ticket = RecordTicket(position, end, records, shares, ack, self)
         state.queue.append(ticket)
-        self._in_flight += 1
+        self._in_flight += records
         self._became_idle.clear()
         if ticket.done:
             self._release(key)
@@ -168,8 +189,11 @@ class AckTracker:
         queue = state.queue
         released = 0
         while queue and queue[0].done:
-            queue.popleft()._ack()
-            released += 1
+            ticket = queue.popleft()
+            state.settled_end = ticket.end_offset
+            released += ticket.records
+            if ticket._ack is not None:
+                ticket._ack()
         if released:
             self._after_release(released)
 
@@ -191,7 +215,8 @@ class AckTracker:
 
     def pending_by_partition(self) -> dict[PartitionKey, int]:
         """Records in flight per partition (for logs and progress)."""
-        return {key: len(state.queue) for key, state in self._partitions.items() if state.queue}
+        return {key: sum(ticket.records for ticket in state.queue)
+                for key, state in self._partitions.items() if state.queue}
 
     def oldest_unsettled(self, now: float | None = None) -> dict[PartitionKey, float]:
         """Seconds the oldest unacknowledged record of each assigned partition has waited."""

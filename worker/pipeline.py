@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -29,6 +30,22 @@ from worker.records import DeadLetter, Event, Settlement, SourceRecord
 from worker.sinks.base import Sink, SinkFailure
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Failure:
+    """An event (or a whole record) that failed before reaching the sinks."""
+
+    ordinal: int
+    record: SourceRecord
+    batch_index: int | None
+    error: SluiceError
+
+
+@dataclass(slots=True)
+class _Prepared:
+    events: list[Event] = field(default_factory=list)
+    failures: list[_Failure] = field(default_factory=list)
 
 
 class Pipeline:
@@ -158,82 +175,108 @@ class Pipeline:
 
     # --- the hot path ----------------------------------------------------------------------
 
-    async def submit(self, record: SourceRecord, ack: Callable[[], object]) -> None:
-        """Take one source record; returns when its events are handed to every sink.
+    async def submit(self, record: SourceRecord,
+                     ack: Callable[[], object] | None = None) -> None:
+        """Take one source record (a batch of one); see `submit_batch`."""
+        await self.submit_batch([record], ack)
 
-        Never raises (but for cancellation): a record whose work cannot be handed on is
+    async def submit_batch(self, records: Sequence[SourceRecord],
+                           ack: Callable[[], object] | None = None) -> None:
+        """Take consecutive records of one partition, as fetched; returns when their events
+        are handed to every sink. Their acknowledgement is the partition's committable offset
+        (`committable`), and `ack` if given, once every share of the batch is settled.
+
+        Never raises (but for cancellation): a batch whose work cannot be handed on is
         recovered by consuming its partition again (see `lost`), never left unsettled.
         """
-        if self.closed:
+        if self.closed or not records:
             return
-        key = (record.position.topic, record.position.partition)
+        first = records[0].position
+        key = (first.topic, first.partition)
         generation = self.acks.generation(key)
         if generation is None:
             return  # not (or no longer) ours: the partition's owner consumes it
+        seen = self.acks.last_opened(key)
+        if first.offset <= seen:  # delivered again within this generation: open the rest
+            records = [record for record in records if record.position.offset > seen]
+            if not records:
+                return
         await self.acks.reserve()
         try:
-            await self._submit(record, ack, generation)
+            await self._submit(key, records, ack, generation)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 (no error may leave a record unsettled)
-            log.exception("unexpected error handling %s", record.position)
+            log.exception("unexpected error handling %s[%d] offsets %d-%d", *key,
+                          records[0].position.offset, records[-1].position.offset)
             self.lost("pipeline", key, f"{type(error).__name__}: {error}")
 
-    async def _submit(self, record: SourceRecord, ack: Callable[[], object],
-                      generation: int) -> None:
-        self.progress.add("records")
-        try:
-            decoded = decode_record(record.value, self.settings.max_record_bytes)
-        except DecodeError as error:
-            ticket = self.acks.open(record.position, [(0, error.stage)], ack, generation)
-            if ticket:
-                await self._dead_letter(record, error, ticket, share=(0, error.stage))
-            return
+    def committable(self, partition: PartitionKey) -> int | None:
+        """The offset that may be committed for `partition` (see AckTracker.committable)."""
+        return self.acks.committable(partition)
 
-        events: list[Event] = []
-        failures: list[tuple[int, int | None, DecodeError]] = [
-            (ordinal, batch_index, error)
-            for ordinal, (batch_index, error) in enumerate(decoded.failures)
-        ]
-        ordinal = len(failures)
-        for raw in decoded.events:
-            try:
-                event = self._prepare(raw, record)
-            except DecodeError as error:
-                failures.append((ordinal, raw.batch_index, error))
-            except Exception as error:  # noqa: BLE001 (no input may crash the agent)
-                log.exception("unexpected error preparing an event of %s", record.position)
-                failures.append((ordinal, raw.batch_index, UnencodableEvent(
-                    f"the event could not be prepared: {type(error).__name__}: {error}")))
-            else:
-                event.ordinal = ordinal
-                events.append(event)
-            ordinal += 1
-
+    async def _submit(self, key: PartitionKey, records: Sequence[SourceRecord],
+                      ack: Callable[[], object] | None, generation: int) -> None:
+        self.progress.add("records", len(records))
+        prepared = self._prepare_batch(records)
+        events, failures = prepared.events, prepared.failures
         shares = [(event.ordinal, sink.name) for event in events for sink in self.sinks]
-        shares += [(ordinal, error.stage) for ordinal, _, error in failures]
-        ticket = self.acks.open(record.position, shares, ack, generation)
+        shares += [(failure.ordinal, failure.error.stage) for failure in failures]
+        ticket = self.acks.open(records[0].position, shares, ack, generation,
+                                end_offset=records[-1].position.offset + 1,
+                                records=len(records))
         if ticket is None:
             return  # revoked meanwhile, or already opened: see AckTracker.open
         self.progress.add("events", len(events))
         if failures:
             await asyncio.gather(*(
-                self._dead_letter(record, error, ticket, batch_index=batch_index,
-                                  share=(ordinal, error.stage))
-                for ordinal, batch_index, error in failures
+                self._dead_letter(failure.record, failure.error, ticket,
+                                  batch_index=failure.batch_index,
+                                  share=(failure.ordinal, failure.error.stage))
+                for failure in failures
             ))
         if not events or not self.sinks:
             return
         for event in events:
             event.ticket = ticket
-        # Each sink may hold us here while its buffers are full. Awaited one after the other: a
-        # write that does not wait costs no task (gather made one per sink per record), and the
-        # agent cannot move on before every sink has accepted the events anyway. A partition
-        # revoked while we waited is not written on: its next owner has the records.
+        # Each sink may hold us here while its buffers are full. Awaited one after the other:
+        # the agent cannot move on before every sink has accepted the events anyway. A
+        # partition revoked while we waited is not written on: its next owner has the records.
         for sink in self.sinks:
             if ticket.cancelled:
                 return
             await sink.write(events)
+
+    def _prepare_batch(self, records: Sequence[SourceRecord]) -> _Prepared:
+        """Decode, normalise, enrich and encode a batch; number its events and failures."""
+        prepared = _Prepared()
+        events, failures = prepared.events, prepared.failures
+        ordinal = 0
+        max_bytes = self.settings.max_record_bytes
+        for record in records:
+            try:
+                decoded = decode_record(record.value, max_bytes)
+            except DecodeError as error:
+                failures.append(_Failure(ordinal, record, None, error))
+                ordinal += 1
+                continue
+            for batch_index, error in decoded.failures:
+                failures.append(_Failure(ordinal, record, batch_index, error))
+                ordinal += 1
+            for raw in decoded.events:
+                try:
+                    event = self._prepare(raw, record)
+                except DecodeError as error:
+                    failures.append(_Failure(ordinal, record, raw.batch_index, error))
+                except Exception as error:  # noqa: BLE001 (no input may crash the agent)
+                    log.exception("unexpected error preparing an event of %s", record.position)
+                    failures.append(_Failure(ordinal, record, raw.batch_index, UnencodableEvent(
+                        f"the event could not be prepared: {type(error).__name__}: {error}")))
+                else:
+                    event.ordinal = ordinal
+                    events.append(event)
+                ordinal += 1
+        return prepared
 
     def _prepare(self, raw: RawEvent, record: SourceRecord) -> Event:
         """Normalise, enrich and encode one event; DecodeError if it cannot be."""
