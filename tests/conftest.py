@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from worker.config import Settings, load_settings
-from worker.stack import LocalStack
+from worker.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, LocalStack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_STACK_DIR = REPO_ROOT / ".sluice" / "test-stack"
@@ -79,4 +79,7 @@ def settings(stack: LocalStack, request: pytest.FixtureRequest, tmp_path: Path) 
         elasticsearch_template_name=name,
         web_port=0,
         state_dir=tmp_path / "state",
+        # The local S3 server's keys: no longer defaults (unset means the AWS chain).
+        aws_access_key_id=LOCAL_S3_ACCESS_KEY,
+        aws_secret_access_key=LOCAL_S3_SECRET_KEY,
     )
