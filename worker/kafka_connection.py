@@ -233,9 +233,14 @@ def describe_failure(error: BaseException, settings: Settings, server: str) -> s
                 f"SLUICE_KAFKA_BOOTSTRAP_SERVERS, and {protocol}")
     # The broker closed the connection while we set it up: usually a listener that expects
     # another protocol (TLS, SASL) than the client speaks.
+    also = []
+    if settings.kafka_security_protocol in _TLS:  # TLS 1.3 refuses a client certificate late
+        also.append("for mutual TLS, SLUICE_KAFKA_SSL_CERT_FILE and SLUICE_KAFKA_SSL_KEY_FILE")
+    if settings.kafka_security_protocol in _SASL:
+        also.append("SLUICE_KAFKA_SASL_MECHANISM")
     return (f"Kafka at {server} closed the connection during set-up ({type(error).__name__}: "
             f"{error}): check {protocol} (TLS and SASL listeners close connections that do not "
-            "speak their protocol) and SLUICE_KAFKA_SASL_MECHANISM")
+            "speak their protocol)" + "".join(f"; {hint}" for hint in also))
 
 
 def _path(value: object) -> str | None:
