@@ -5,8 +5,9 @@ wrong setting fails with one message naming the settings to check."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +18,12 @@ from aiokafka.structs import TopicPartition
 from tests.security_fronts import (
     Front,
     NamespacedBroker,
-    NamespaceUnavailable,
     SaslPolicy,
     msk_iam_token_checker,
     server_tls,
 )
 from worker.config import Settings, load_settings
 from worker.kafka_connection import KafkaConnectionFailure, check_connection, client_options
-from worker.stack import _noida_binary
 from worker.topics import TopicSpec, ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -33,37 +32,13 @@ USERS = {"sluice": "s3cret-pass"}
 AWS_KEY, AWS_SECRET, REGION = "AKIASLUICETEST", "test-secret-key", "eu-west-1"
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamespacedBroker]:
-    """The local broker in a network namespace of its own (see tests/security_fronts.py)."""
-    broker = NamespacedBroker(tmp_path_factory.mktemp("netns-broker"), _noida_binary())
-    try:
-        broker.start()
-    except NamespaceUnavailable as error:
-        broker.stop()
-        pytest.skip(f"needs network namespaces (root and `ip netns`): {error}")
-    yield broker
-    broker.stop()
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ca") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return path
-
-
 @pytest.fixture
-def front(broker: NamespacedBroker, ca: trustme.CA) -> Iterator[Front]:
+def front(netns_broker: NamespacedBroker, tls_ca: trustme.CA) -> Iterator[Front]:
     """SASL_SSL on the broker's advertised address: PLAIN, SCRAM and MSK IAM tokens."""
     policy = SaslPolicy(("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"), USERS,
                         msk_iam_token_checker(AWS_KEY, AWS_SECRET, REGION))
-    front = Front(broker.port, unix_path=broker.unix_path, tls=server_tls(ca), sasl=policy)
+    front = Front(netns_broker.port, unix_path=netns_broker.unix_path, tls=server_tls(tls_ca),
+                  sasl=policy)
     yield front.start()
     front.stop()
 
@@ -80,6 +55,14 @@ def secure_settings(broker: NamespacedBroker, ca_file: Path, tmp_path: Path,
     }
     values.update(overrides)
     return load_settings(**values)
+
+
+@pytest.fixture
+def secure(netns_broker: NamespacedBroker, tls_ca_file: Path,
+           tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for the namespaced broker behind a front (SASL_SSL, SCRAM-SHA-512 unless
+    overridden)."""
+    return functools.partial(secure_settings, netns_broker, tls_ca_file, tmp_path)
 
 
 async def round_trip(settings: Settings) -> list[bytes]:
@@ -106,9 +89,9 @@ async def round_trip(settings: Settings) -> list[bytes]:
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
 async def test_each_password_mechanism_produces_and_consumes_over_sasl_ssl(
-    front: Front, broker: NamespacedBroker, ca_file: Path, tmp_path: Path, mechanism: str,
+    front: Front, secure: Callable[..., Settings], mechanism: str,
 ) -> None:
-    settings = secure_settings(broker, ca_file, tmp_path, kafka_sasl_mechanism=mechanism)
+    settings = secure(kafka_sasl_mechanism=mechanism)
     assert await round_trip(settings) == [b"a", b"b", b"c"]
     assert front.sasl is not None
     assert (mechanism, "sluice") in front.sasl.logins
@@ -116,7 +99,7 @@ async def test_each_password_mechanism_produces_and_consumes_over_sasl_ssl(
 
 
 async def test_msk_iam_tokens_from_the_aws_chain_are_accepted_over_oauthbearer(
-    front: Front, broker: NamespacedBroker, ca_file: Path, tmp_path: Path,
+    front: Front, secure: Callable[..., Settings], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     credentials = tmp_path / "credentials"
@@ -126,7 +109,7 @@ async def test_msk_iam_tokens_from_the_aws_chain_are_accepted_over_oauthbearer(
                      "AWS_PROFILE"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
-    settings = secure_settings(broker, ca_file, tmp_path, kafka_sasl_mechanism="OAUTHBEARER",
+    settings = secure(kafka_sasl_mechanism="OAUTHBEARER",
                                kafka_sasl_username=None, kafka_sasl_password=None,
                                kafka_aws_region=REGION)
     assert await round_trip(settings) == [b"a", b"b", b"c"]
@@ -134,13 +117,14 @@ async def test_msk_iam_tokens_from_the_aws_chain_are_accepted_over_oauthbearer(
 
 
 async def test_mutual_tls_client_certificate_is_required_and_used(
-    broker: NamespacedBroker, ca: trustme.CA, ca_file: Path, tmp_path: Path,
+    netns_broker: NamespacedBroker, tls_ca: trustme.CA, secure: Callable[..., Settings],
+    tmp_path: Path,
 ) -> None:
     client_ca = trustme.CA()
-    front = Front(broker.port, unix_path=broker.unix_path,
-                  tls=server_tls(ca, client_ca=client_ca)).start()
+    front = Front(netns_broker.port, unix_path=netns_broker.unix_path,
+                  tls=server_tls(tls_ca, client_ca=client_ca)).start()
     try:
-        without = secure_settings(broker, ca_file, tmp_path, kafka_security_protocol="SSL",
+        without = secure(kafka_security_protocol="SSL",
                                   kafka_sasl_mechanism=None)
         with pytest.raises(KafkaConnectionFailure, match="SLUICE_KAFKA_SSL_CERT_FILE"):
             await check_connection(without)
@@ -148,7 +132,7 @@ async def test_mutual_tls_client_certificate_is_required_and_used(
         cert, key = tmp_path / "client.pem", tmp_path / "client.key"
         issued.cert_chain_pems[0].write_to_path(str(cert))
         issued.private_key_pem.write_to_path(str(key))
-        with_cert = secure_settings(broker, ca_file, tmp_path, kafka_security_protocol="SSL",
+        with_cert = secure(kafka_security_protocol="SSL",
                                     kafka_sasl_mechanism=None, kafka_ssl_cert_file=cert,
                                     kafka_ssl_key_file=key)
         assert await round_trip(with_cert) == [b"a", b"b", b"c"]
@@ -157,31 +141,31 @@ async def test_mutual_tls_client_certificate_is_required_and_used(
 
 
 async def test_wrong_ca_fails_naming_the_ca_setting(
-    front: Front, broker: NamespacedBroker, tmp_path: Path,
+    front: Front, secure: Callable[..., Settings], tmp_path: Path,
 ) -> None:
     other_ca = tmp_path / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(other_ca))
-    settings = secure_settings(broker, other_ca, tmp_path)
+    settings = secure(kafka_ssl_ca_file=other_ca)
     with pytest.raises(KafkaConnectionFailure, match="not trusted.*SLUICE_KAFKA_SSL_CA_FILE"):
         await check_connection(settings)
 
 
 async def test_wrong_password_fails_naming_the_login_settings(
-    front: Front, broker: NamespacedBroker, ca_file: Path, tmp_path: Path,
+    front: Front, secure: Callable[..., Settings],
 ) -> None:
-    settings = secure_settings(broker, ca_file, tmp_path, kafka_sasl_password="wrong")
+    settings = secure(kafka_sasl_password="wrong")
     with pytest.raises(KafkaConnectionFailure,
                        match="SLUICE_KAFKA_SASL_USERNAME and SLUICE_KAFKA_SASL_PASSWORD"):
         await check_connection(settings)
 
 
 async def test_mechanism_the_broker_refuses_fails_naming_the_mechanism_setting(
-    broker: NamespacedBroker, ca: trustme.CA, ca_file: Path, tmp_path: Path,
+    netns_broker: NamespacedBroker, tls_ca: trustme.CA, secure: Callable[..., Settings],
 ) -> None:
-    front = Front(broker.port, unix_path=broker.unix_path, tls=server_tls(ca),
+    front = Front(netns_broker.port, unix_path=netns_broker.unix_path, tls=server_tls(tls_ca),
                   sasl=SaslPolicy(("SCRAM-SHA-512",), USERS)).start()
     try:
-        settings = secure_settings(broker, ca_file, tmp_path, kafka_sasl_mechanism="PLAIN")
+        settings = secure(kafka_sasl_mechanism="PLAIN")
         with pytest.raises(KafkaConnectionFailure, match="SLUICE_KAFKA_SASL_MECHANISM"):
             await check_connection(settings)
     finally:
@@ -189,9 +173,9 @@ async def test_mechanism_the_broker_refuses_fails_naming_the_mechanism_setting(
 
 
 async def test_plaintext_client_on_a_tls_listener_fails_naming_the_protocol(
-    front: Front, broker: NamespacedBroker, ca_file: Path, tmp_path: Path,
+    front: Front, secure: Callable[..., Settings],
 ) -> None:
-    settings = secure_settings(broker, ca_file, tmp_path, kafka_security_protocol="PLAINTEXT",
+    settings = secure(kafka_security_protocol="PLAINTEXT",
                                kafka_sasl_mechanism=None, kafka_ssl_ca_file=None)
     with pytest.raises(KafkaConnectionFailure, match="SLUICE_KAFKA_SECURITY_PROTOCOL"):
         await asyncio.wait_for(check_connection(settings), 60)
