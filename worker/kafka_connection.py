@@ -215,8 +215,11 @@ def describe_failure(error: BaseException, settings: Settings, server: str) -> s
                 f"{protocol} (does this listener speak TLS?) and, for mutual TLS, "
                 "SLUICE_KAFKA_SSL_CERT_FILE and SLUICE_KAFKA_SSL_KEY_FILE")
     if isinstance(error, kafka_errors.UnsupportedSaslMechanismError):
-        return (f"Kafka at {server} refused the SASL mechanism: {error}: check "
-                "SLUICE_KAFKA_SASL_MECHANISM")
+        mechanism = settings.kafka_sasl_mechanism.value if settings.kafka_sasl_mechanism else ""
+        offered = str(error).split("Enabled mechanisms are:")[-1].strip() \
+            if "Enabled mechanisms" in str(error) else "not said"
+        return (f"Kafka at {server} refused the SASL mechanism {mechanism} (offered: "
+                f"{offered}): check SLUICE_KAFKA_SASL_MECHANISM")
     if isinstance(error, kafka_errors.SaslAuthenticationFailed
                   | kafka_errors.IllegalSaslStateError):
         credentials = ("the AWS credentials and the cluster's IAM policy (or "
