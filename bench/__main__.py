@@ -63,7 +63,9 @@ SCENARIOS = [
 
 
 def _bench_settings() -> Settings:
-    return load_settings(stack_dir=BENCH_STACK_DIR)
+    from worker.stack import with_local_credentials
+
+    return with_local_credentials(load_settings(stack_dir=BENCH_STACK_DIR))
 
 
 async def _prepare(settings: Settings, run_id: str, events: int, partitions: set[int],

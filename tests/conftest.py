@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
+from tests.security_fronts import NamespacedBroker, NamespaceUnavailable
 from worker.config import Settings, load_settings
-from worker.stack import LocalStack
+from worker.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, LocalStack, _noida_binary
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_STACK_DIR = REPO_ROOT / ".sluice" / "test-stack"
@@ -79,4 +81,35 @@ def settings(stack: LocalStack, request: pytest.FixtureRequest, tmp_path: Path) 
         elasticsearch_template_name=name,
         web_port=0,
         state_dir=tmp_path / "state",
+        # The local S3 server's keys: no longer defaults (unset means the AWS chain).
+        aws_access_key_id=LOCAL_S3_ACCESS_KEY,
+        aws_secret_access_key=LOCAL_S3_SECRET_KEY,
     )
+
+
+@pytest.fixture(scope="module")
+def netns_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamespacedBroker]:
+    """A broker of its own in a network namespace, for TLS and SASL fronts on its advertised
+    address (tests/security_fronts.py); skips where namespaces cannot be made."""
+    broker = NamespacedBroker(tmp_path_factory.mktemp("netns-broker"), _noida_binary())
+    try:
+        broker.start()
+    except NamespaceUnavailable as error:
+        broker.stop()
+        pytest.skip(f"needs network namespaces (root and `ip netns`): {error}")
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_ca() -> trustme.CA:
+    """A throwaway CA for the TLS tests (keys live in memory and temporary files only)."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_ca_file(tls_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test CA's certificate as a PEM file, as the settings take it."""
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(path))
+    return path

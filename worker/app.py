@@ -25,6 +25,7 @@ from prometheus_client.registry import CollectorRegistry
 from worker.catalog_table import CatalogTable
 from worker.config import Settings, SinkName
 from worker.deadletter import DeadLetterPublisher
+from worker.kafka_connection import check_connection, faust_credentials
 from worker.metrics import SluiceCollector
 from worker.ops_server import OpsServer
 from worker.pipeline import Pipeline
@@ -291,11 +292,13 @@ def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
 async def preflight(settings: Settings) -> None:
     """Before a worker starts: topics exist, and every configured sink's destination is usable.
 
-    Raises a sink's start-up error with a message that says what to check.
+    Raises KafkaConnectionFailure or a sink's start-up error with a message that says what to
+    check.
     """
     from worker.sinks import elasticsearch, s3
     from worker.topics import ensure_topics
 
+    await check_connection(settings)  # bad CA, password, mechanism: one message, no traceback
     await ensure_topics(settings)
     if SinkName.ELASTICSEARCH in settings.sinks:
         await elasticsearch.preflight(settings)
@@ -310,6 +313,7 @@ def create_app(settings: Settings) -> SluiceApp:
     app = SluiceApp(
         settings.app_id,
         broker=broker_urls(settings),
+        broker_credentials=faust_credentials(settings),
         # Nothing local needs to persist: the catalog is re-read from its topic at start.
         store="memory://",
         datadir=str(settings.state_dir),

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from worker.config import Settings
+from worker.kafka_connection import client_options
 
 
 class CatalogEntry(BaseModel):
@@ -93,7 +94,7 @@ async def publish_entries(
 ) -> int:
     """Write entries (and tombstones for deleted ids) to the catalog topic; return the count."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_server_list, acks="all", enable_idempotence=True
+        **client_options(settings), acks="all", enable_idempotence=True
     )
     await producer.start()
     try:

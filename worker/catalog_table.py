@@ -46,6 +46,7 @@ from pydantic import ValidationError
 
 from worker.catalog import CatalogEntry
 from worker.config import Settings
+from worker.kafka_connection import client_options
 from worker.topics import partition_counts
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class CatalogTable:
         partitions = (await partition_counts(self.settings, [topic]))[topic]
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_server_list,
+            **client_options(self.settings),
             client_id=f"{self.settings.app_id}-catalog",
             group_id=None,
             enable_auto_commit=False,

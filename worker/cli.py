@@ -174,7 +174,9 @@ def topics_scale(
 async def _existing_topics(settings: Settings) -> set[str]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_server_list)
+    from worker.kafka_connection import client_options
+
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         return set(await admin.list_topics())
@@ -197,6 +199,7 @@ def worker() -> None:
     import faust
 
     from worker.app import create_app, preflight
+    from worker.kafka_connection import KafkaConnectionFailure
     from worker.logs import configure_logging, logging_config
     from worker.sinks.elasticsearch import ElasticsearchStartupError
     from worker.sinks.s3 import S3StartupError
@@ -207,7 +210,7 @@ def worker() -> None:
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(preflight(settings))
-    except (ElasticsearchStartupError, S3StartupError) as error:
+    except (ElasticsearchStartupError, S3StartupError, KafkaConnectionFailure) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
     app = create_app(settings)
@@ -247,13 +250,16 @@ def ingest() -> None:
 @stack_cli.command("up")
 def stack_up() -> None:
     """Start the local servers (idempotent) and wait until each is ready."""
-    from worker.stack import LocalStack, StackError
+    from worker.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, LocalStack, StackError
 
     try:
         LocalStack(_settings()).up()
     except StackError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
+    typer.echo("S3 keys of the local stack (a worker needs them, they are no default): "
+               f"SLUICE_AWS_ACCESS_KEY_ID={LOCAL_S3_ACCESS_KEY} "
+               f"SLUICE_AWS_SECRET_ACCESS_KEY={LOCAL_S3_SECRET_KEY}")
 
 
 @stack_cli.command("down")
@@ -439,4 +445,13 @@ def show_settings(
 
 def main() -> None:
     """Entry point of the `sluice` console script."""
-    sys.exit(cli())
+    from aiokafka.errors import KafkaError
+
+    from worker.kafka_connection import KafkaConnectionFailure, explain_kafka_failure
+
+    try:
+        sys.exit(cli())
+    except (KafkaError, KafkaConnectionFailure) as error:
+        # Any command's Kafka client: one message naming the settings, not a traceback.
+        typer.echo(f"error: {explain_kafka_failure(error)}", err=True)
+        sys.exit(1)

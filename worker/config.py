@@ -52,6 +52,14 @@ class IngestForm(StrEnum):
     JSON = "json"
 
 
+class S3AddressingStyle(StrEnum):
+    """How the bucket is named in S3 requests."""
+
+    AUTO = "auto"
+    PATH = "path"
+    VIRTUAL = "virtual"
+
+
 class LogFormat(StrEnum):
     """How log lines are written."""
 
@@ -66,6 +74,24 @@ class LogLevel(StrEnum):
     INFO = "INFO"
     WARNING = "WARNING"
     ERROR = "ERROR"
+
+
+class KafkaSecurityProtocol(StrEnum):
+    """How Kafka clients talk to the brokers: TLS or not, SASL or not."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class KafkaSaslMechanism(StrEnum):
+    """The SASL mechanisms Sluice's Kafka clients can authenticate with."""
+
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+    OAUTHBEARER = "OAUTHBEARER"
 
 
 TopicName = Annotated[str, Field(pattern=_TOPIC_NAME.pattern)]
@@ -122,6 +148,54 @@ class Settings(BaseSettings):
         60.0, gt=0,
         description="Seconds between topic metadata refreshes: partitions added to the source "
         "topic are picked up (and rebalanced) within this time, without a restart.",
+    )
+
+    # --- Kafka security (every Kafka client; worker.kafka_connection) ----------------------
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        KafkaSecurityProtocol.PLAINTEXT,
+        description="`PLAINTEXT`, `SSL` (TLS), `SASL_PLAINTEXT` or `SASL_SSL` (SASL over TLS: "
+        "MSK, Confluent Cloud, Aiven, Redpanda Cloud).",
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
+        None,
+        description="SASL mechanism for the SASL_* protocols: `PLAIN`, `SCRAM-SHA-256`, "
+        "`SCRAM-SHA-512` or `OAUTHBEARER` (AWS MSK IAM tokens unless "
+        "SLUICE_KAFKA_SASL_OAUTH_TOKEN is set).",
+    )
+    kafka_sasl_username: str | None = Field(
+        None, description="SASL user name (PLAIN and SCRAM)."
+    )
+    kafka_sasl_password: str | None = Field(
+        None, repr=False, description="SASL password (PLAIN and SCRAM)."
+    )
+    kafka_sasl_oauth_token: str | None = Field(
+        None,
+        repr=False,
+        description="A fixed OAUTHBEARER token; empty: AWS MSK IAM tokens signed with the "
+        "standard AWS credential chain (environment, profile, IRSA, instance role).",
+    )
+    kafka_aws_region: str | None = Field(
+        None,
+        description="Region of the MSK cluster, for IAM tokens; empty: SLUICE_S3_REGION.",
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        None,
+        description="CA bundle (PEM) that signed the brokers' certificates; empty: the "
+        "system's trusted CAs.",
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS."
+    )
+    kafka_ssl_key_file: Path | None = Field(
+        None, description="Private key (PEM) of the client certificate."
+    )
+    kafka_ssl_key_password: str | None = Field(
+        None, repr=False, description="Password of the client key, if it is encrypted."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True,
+        description="Check that a broker's certificate names the host connected to (switch "
+        "off only for testing).",
     )
 
     # --- Pipeline ---------------------------------------------------------------------------
@@ -306,13 +380,25 @@ class Settings(BaseSettings):
         description="Bucket that hourly archive files are written to.",
     )
     aws_access_key_id: str | None = Field(
-        "devkey",
-        description="S3 access key; empty to use the standard AWS credential chain.",
+        None,
+        description="S3 access key; empty: the standard AWS credential chain (AWS_* environment, "
+        "shared files, IRSA, instance role). `sluice stack`, `sluice demo` and the tests use "
+        "the local stack's keys.",
     )
     aws_secret_access_key: str | None = Field(
-        "devsecret",
-        description="S3 secret key; empty to use the standard AWS credential chain.",
+        None,
+        description="S3 secret key; empty: the standard AWS credential chain.",
         repr=False,
+    )
+    s3_addressing_style: S3AddressingStyle = Field(
+        S3AddressingStyle.AUTO,
+        description="`auto` (path-style with SLUICE_S3_ENDPOINT_URL, virtual-hosted on AWS), "
+        "`path` or `virtual`.",
+    )
+    s3_ca_bundle: Path | None = Field(
+        None,
+        description="CA bundle (PEM) to verify the S3 endpoint's TLS certificate; empty: the "
+        "system's trusted CAs.",
     )
     s3_prefix: str = Field(
         "", description="Prefix of every object key (e.g. `logs/`); `/` is added if missing."
@@ -516,6 +602,15 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Settings:
+        from worker.kafka_connection import security_problems
+
+        problems = security_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _one_elasticsearch_credential(self) -> Settings:
         basic_auth = self.elasticsearch_username or self.elasticsearch_password
         if self.elasticsearch_api_key and basic_auth:
@@ -534,7 +629,10 @@ class Settings(BaseSettings):
         "elasticsearch_api_key", "elasticsearch_username", "elasticsearch_password",
         "elasticsearch_ca_certs", "s3_server_side_encryption", "s3_sse_kms_key_id",
         "s3_storage_class", "ingest_segment_shared_secret", "ingest_segment_username",
-        "ingest_segment_password", "ingest_firehose_access_key", mode="before",
+        "ingest_segment_password", "ingest_firehose_access_key", "kafka_sasl_mechanism",
+        "kafka_sasl_username", "kafka_sasl_password", "kafka_sasl_oauth_token",
+        "kafka_aws_region", "kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file",
+        "kafka_ssl_key_password", "s3_ca_bundle", mode="before",
     )
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
@@ -558,8 +656,17 @@ class Settings(BaseSettings):
                 text = _plain(value)
             if hide_secrets and field.repr is False:
                 text = "***"
+            elif hide_secrets and name == "elasticsearch_url":
+                text = redact_url(text)  # user:password in the URL
             environment[f"{ENV_PREFIX}{name.upper()}"] = text
         return environment
+
+    @property
+    def s3_addressing_style_for_endpoint(self) -> str:
+        """`path` or `virtual`: `auto` is path-style for a custom endpoint, else virtual."""
+        if self.s3_addressing_style != S3AddressingStyle.AUTO:
+            return self.s3_addressing_style.value
+        return "path" if self.s3_endpoint_url else "virtual"
 
     @property
     def bootstrap_server_list(self) -> list[str]:

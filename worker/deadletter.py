@@ -33,6 +33,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
 from worker.config import Settings
+from worker.kafka_connection import client_options
 from worker.records import DLQ_HEADER_PREFIX, DeadLetter
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class DeadLetterPublisher:
     async def start(self) -> None:
         # aiokafka clients bind to the running loop: create it here, not in __init__.
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_server_list,
+            **client_options(self.settings),
             client_id=f"{self.settings.app_id}-dead-letters",
             acks="all",
             enable_idempotence=True,

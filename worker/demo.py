@@ -26,7 +26,7 @@ from worker.dlq import dead_letter_end_offsets, read_dead_letters
 from worker.group_offsets import PartitionProgress, group_progress
 from worker.produce import produce, synthetic_records
 from worker.samples import DEMO_CATALOG, SAMPLE_FORMS
-from worker.stack import LocalStack
+from worker.stack import LocalStack, with_local_credentials
 from worker.topics import ensure_topics
 
 Say = Callable[[str], None]
@@ -88,7 +88,7 @@ def run_demo(settings: Settings, record_count: int, say: Say = print) -> None:
     delivered_path = demo_dir / "delivered.ndjson"
     delivered_path.unlink(missing_ok=True)
     sinks = list(dict.fromkeys([*settings.sinks, SinkName.COUNTING]))  # counting lists events
-    settings = settings.model_copy(update={
+    settings = with_local_credentials(settings).model_copy(update={
         "counting_sink_record_path": delivered_path,
         "sinks": sinks,
         # Hourly parts would make the demo wait minutes for its first S3 objects.

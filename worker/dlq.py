@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from worker.config import Settings
+from worker.kafka_connection import client_options
 from worker.records import DLQ_HEADER_PREFIX
 from worker.topics import partition_counts
 
@@ -75,7 +76,7 @@ async def dead_letter_end_offsets(settings: Settings) -> dict[int, int]:
     """The dead-letter topic's end offset per partition (to read only what comes after)."""
     topic = settings.dead_letter_topic_name
     count = (await partition_counts(settings, [topic]))[topic]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_server_list, group_id=None)
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=None)
     await consumer.start()
     try:
         ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(count)])
@@ -97,7 +98,7 @@ async def read_dead_letters(
         settings)
     ends = {TopicPartition(topic, p): end for p, end in end_offsets.items()
             if end > start_offsets.get(p, 0)}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_server_list, group_id=None,
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=None,
                                 enable_auto_commit=False)
     await consumer.start()
     letters: list[DeadLetterRecord] = []
@@ -168,7 +169,7 @@ async def replay(settings: Settings, letters: list[DeadLetterRecord], rate: floa
                  tick: Callable[[int], None] | None = None) -> int:
     """Produce the letters back to the source topic at most `rate` per second."""
     topic = settings.dead_letter_topic_name
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list, acks="all",
+    producer = AIOKafkaProducer(**client_options(settings), acks="all",
                                 enable_idempotence=True,
                                 max_request_size=2 * settings.max_record_bytes + 65536)
     await producer.start()

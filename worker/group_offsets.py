@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from worker.config import Settings
+from worker.kafka_connection import client_options
 from worker.topics import partition_counts
 
 
@@ -33,9 +34,9 @@ async def group_progress(settings: Settings, topic: str, group: str | None = Non
     partitions = (await partition_counts(settings, [topic]))[topic]
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_server_list, enable_auto_commit=False
+        **client_options(settings), enable_auto_commit=False
     )
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_server_list)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await consumer.start()
     await admin.start()
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from worker.config import Settings
+from worker.kafka_connection import client_options
 from worker.samples import SampleTraffic, malformed_records
 
 Tick = Callable[[int], None]
@@ -56,7 +57,7 @@ async def produce(settings: Settings, records: Iterator[Record],
     """Send the records (at most `rate` per second if set); return how many of each kind."""
     kinds: Counter[str] = Counter()
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_server_list, acks="all", linger_ms=10,
+        **client_options(settings), acks="all", linger_ms=10,
         max_request_size=2 * settings.max_record_bytes + 65536,
     )
     await producer.start()

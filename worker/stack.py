@@ -37,6 +37,19 @@ LOOPBACK = "127.0.0.1"
 
 # SeaweedFS identities: the keys the S3 server accepts. Written next to its data at start.
 _S3_CREDENTIALS_FILE = "s3-identities.json"
+# The local S3 server's keys. Never a default of the settings: a production worker without
+# keys must use the AWS credential chain. `sluice stack`, `sluice demo`, the tests and the
+# benchmark add them (with_local_credentials).
+LOCAL_S3_ACCESS_KEY = "devkey"
+LOCAL_S3_SECRET_KEY = "devsecret"  # noqa: S105 (the local stack's, on loopback only)
+
+
+def with_local_credentials(settings: Settings) -> Settings:
+    """The settings with the local stack's S3 keys, unless keys are set already."""
+    if settings.aws_access_key_id:
+        return settings
+    return settings.model_copy(update={"aws_access_key_id": LOCAL_S3_ACCESS_KEY,
+                                       "aws_secret_access_key": LOCAL_S3_SECRET_KEY})
 
 
 class StackError(Exception):
@@ -396,8 +409,8 @@ class LocalStack:
                     "name": "sluice-dev",
                     "credentials": [
                         {
-                            "accessKey": self.settings.aws_access_key_id or "devkey",
-                            "secretKey": self.settings.aws_secret_access_key or "devsecret",
+                            "accessKey": self.settings.aws_access_key_id or LOCAL_S3_ACCESS_KEY,
+                            "secretKey": self.settings.aws_secret_access_key or LOCAL_S3_SECRET_KEY,
                         }
                     ],
                     "actions": ["Admin", "Read", "Write", "List", "Tagging"],

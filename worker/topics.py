@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from worker.config import Settings
+from worker.kafka_connection import client_options
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None
     """Create the topics that are missing; return the names created. Existing ones are kept."""
     specs = specs if specs is not None else required_topics(settings)
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_server_list, client_id=f"{settings.app_id}-admin"
+        **client_options(settings), client_id=f"{settings.app_id}-admin"
     )
     await admin.start()
     try:
@@ -108,7 +109,7 @@ async def _describe_partition_counts(
 
 async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
     """Partition count of each of the given, existing topics."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_server_list)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         return await _describe_partition_counts(admin, topics)
@@ -128,7 +129,7 @@ async def scale_source_topic(settings: Settings, partitions: int) -> tuple[int, 
     their next metadata refresh (SLUICE_METADATA_REFRESH_INTERVAL) and rebalance.
     """
     topic = settings.source_topic
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_server_list)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         if topic not in set(await admin.list_topics()):
@@ -153,7 +154,7 @@ async def topic_configs(settings: Settings, topics: list[str]) -> dict[str, dict
     """The configs that matter to Sluice (cleanup policy, retention) of existing topics."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_server_list)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         responses = await admin.describe_configs(

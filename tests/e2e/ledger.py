@@ -15,6 +15,7 @@ from elasticsearch import AsyncElasticsearch
 
 from worker.config import Settings
 from worker.group_offsets import group_progress
+from worker.kafka_connection import client_options
 from worker.sinks.s3 import make_client_context
 
 
@@ -27,7 +28,7 @@ async def steady_traffic(settings: Settings, produced: dict[str, int], stop: asy
     then its id goes there (the broker may or may not have it) and production goes on. While
     `flowing` is given and clear, production waits.
     """
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list,
+    producer = AIOKafkaProducer(**client_options(settings),
                                 metadata_max_age_ms=1000, linger_ms=5, acks="all")
     await producer.start()
     started, sent = time.monotonic(), 0

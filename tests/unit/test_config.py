@@ -78,7 +78,19 @@ def test_empty_s3_endpoint_means_aws_default(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_secret_is_not_shown_in_the_settings_repr() -> None:
-    assert "devsecret" not in repr(load_settings())
+    assert "s3-secret" not in repr(load_settings(aws_secret_access_key="s3-secret"))
+
+
+def test_s3_keys_are_unset_by_default_so_the_aws_chain_is_used() -> None:
+    settings = load_settings()
+    assert settings.aws_access_key_id is None
+    assert settings.aws_secret_access_key is None
+
+
+def test_shown_settings_hide_user_and_password_in_the_elasticsearch_url() -> None:
+    settings = load_settings(elasticsearch_url="https://elastic:pa55@es1:9200,https://es2:9200")
+    shown = settings.as_environment(hide_secrets=True)["SLUICE_ELASTICSEARCH_URL"]
+    assert shown == "https://***@es1:9200,https://es2:9200"
 
 
 def test_every_setting_has_a_description() -> None:

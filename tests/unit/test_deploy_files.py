@@ -43,7 +43,9 @@ def test_kubernetes_manifests_parse_and_reference_only_existing_settings() -> No
     config = documents["configmap.yaml"][0]["data"]
     secret = documents["secret.example.yaml"][0]["stringData"]
     assert set(config) | set(secret) <= KNOWN
-    load_settings(**{k.removeprefix(ENV_PREFIX).lower(): v for k, v in config.items()})
+    # The pod gets both (envFrom): the Secret completes the SASL login.
+    load_settings(**{k.removeprefix(ENV_PREFIX).lower(): v
+                     for k, v in {**config, **secret}.items()})
     deployment = documents["deployment.yaml"][0]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
@@ -86,6 +88,35 @@ def test_ingest_has_a_deployment_service_and_autoscaler_apart_from_the_workers()
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     assert compose["sluice-ingest"]["command"] == ["ingest"]
+
+
+def test_compose_has_a_commented_sasl_ssl_example_that_is_valid() -> None:
+    lines = [line.split("SASL-EXAMPLE", 1)[1].strip()
+             for line in (ROOT / "docker-compose.yml").read_text().splitlines()
+             if "# SASL-EXAMPLE " in line]
+    example = yaml.safe_load("\n".join(lines))
+    assert set(example) <= KNOWN, set(example) - KNOWN
+    example["SLUICE_KAFKA_SASL_PASSWORD"] = "from-the-environment"
+    settings = load_settings(**{k.removeprefix(ENV_PREFIX).lower(): v
+                                for k, v in example.items()})
+    assert settings.kafka_security_protocol.value == "SASL_SSL"
+
+
+def test_kubernetes_tls_and_sasl_material_comes_from_secrets_and_mounted_cas() -> None:
+    documents = {path.name: next(yaml.safe_load_all(path.read_text()))
+                 for path in (ROOT / "deploy" / "k8s").glob("*.yaml")}
+    config = documents["configmap.yaml"]["data"]
+    secret = documents["secret.example.yaml"]["stringData"]
+    assert config["SLUICE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert {"SLUICE_KAFKA_SASL_USERNAME", "SLUICE_KAFKA_SASL_PASSWORD"} <= set(secret)
+    assert not {"SLUICE_KAFKA_SASL_PASSWORD", "SLUICE_ELASTICSEARCH_API_KEY"} & set(config)
+    pod = documents["deployment.yaml"]["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    from_secret = {v["name"] for v in pod["volumes"] if "secret" in v}
+    for setting in ("SLUICE_KAFKA_SSL_CA_FILE", "SLUICE_ELASTICSEARCH_CA_CERTS"):
+        directory = str(Path(config[setting]).parent)
+        volume = next(name for name, path in mounts.items() if path == directory)
+        assert volume in from_secret, f"{setting} is not mounted from a Secret"
 
 
 def test_index_template_file_is_the_one_the_worker_installs() -> None:

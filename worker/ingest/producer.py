@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 from worker.config import Settings
 from worker.ingest.errors import Unavailable
 from worker.ingest.forms import IngestRecord
+from worker.kafka_connection import client_options
 from worker.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class IngestProducer:
     def _new_producer(self) -> AIOKafkaProducer:
         timeout_ms = int(self.settings.ingest_produce_timeout * 1000)
         return AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_server_list,
+            **client_options(self.settings),
             acks="all",
             enable_idempotence=True,
             linger_ms=2,

@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
-from elastic_transport import ConnectionTimeout, TransportError
+from elastic_transport import ConnectionTimeout, TlsError, TransportError
 from elasticsearch import (
     ApiError,
     AsyncElasticsearch,
@@ -145,6 +145,12 @@ async def preflight(settings: Settings) -> None:
                 log.info("Elasticsearch at %s: credentials accepted (no cluster-info privilege)",
                          where)
                 break
+            except TlsError as error:  # retrying cannot make a certificate trusted
+                raise ElasticsearchStartupError(
+                    f"Elasticsearch at {where}: the TLS certificate is not trusted ({error}). "
+                    "Check SLUICE_ELASTICSEARCH_CA_CERTS (the CA that signed it) and the host in "
+                    "SLUICE_ELASTICSEARCH_URL."
+                ) from error
             except (TransportConnectionError, ConnectionTimeout, TransportError, ApiError) as error:
                 if time.monotonic() > deadline:
                     raise ElasticsearchStartupError(

@@ -42,7 +42,7 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, SSLError
 
 from worker.config import S3Format, S3TimeField, Settings
 from worker.errors import SinkRejected
@@ -108,15 +108,21 @@ class _PartitionState:
 
 
 def make_client_context(settings: Settings) -> Any:
-    """An aiobotocore S3 client context manager for the settings (path-style addressing)."""
+    """An aiobotocore S3 client context manager for the settings.
+
+    Without SLUICE_AWS_ACCESS_KEY_ID, botocore finds credentials along the standard AWS chain
+    (environment, shared files, IRSA, instance role). TLS is verified against
+    SLUICE_S3_CA_BUNDLE, or the system's CAs.
+    """
     return get_session().create_client(
         "s3",
         region_name=settings.s3_region,
         endpoint_url=settings.s3_endpoint_url,
         aws_access_key_id=settings.aws_access_key_id,
         aws_secret_access_key=settings.aws_secret_access_key,
+        verify=str(settings.s3_ca_bundle) if settings.s3_ca_bundle else None,
         config=AioConfig(
-            s3={"addressing_style": "path"},
+            s3={"addressing_style": settings.s3_addressing_style_for_endpoint},
             retries={"max_attempts": 2, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
@@ -151,6 +157,8 @@ async def preflight(settings: Settings) -> None:
                         "they may list and write the bucket."
                     ) from error
                 failure: Exception = error
+            except (NoCredentialsError, SSLError) as error:
+                raise S3StartupError(_not_retried_message(where, error)) from error
             except BotoCoreError as error:
                 failure = error
             if time.monotonic() > deadline:
@@ -160,6 +168,15 @@ async def preflight(settings: Settings) -> None:
                     "SLUICE_S3_REGION."
                 ) from failure
             await asyncio.sleep(1.0)
+
+
+def _not_retried_message(where: str, error: Exception) -> str:
+    if isinstance(error, NoCredentialsError):
+        return (f"{where}: no AWS credentials found. Set SLUICE_AWS_ACCESS_KEY_ID / "
+                "SLUICE_AWS_SECRET_ACCESS_KEY, or give the worker credentials through the AWS "
+                "chain (AWS_* environment, AWS_PROFILE, IRSA, an instance role).")
+    return (f"{where}: the TLS certificate is not trusted ({error}). Check SLUICE_S3_CA_BUNDLE "
+            "(the CA that signed the endpoint's certificate) and SLUICE_S3_ENDPOINT_URL.")
 
 
 async def _create_bucket(client: Any, settings: Settings) -> None:
