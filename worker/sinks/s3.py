@@ -329,7 +329,12 @@ class S3Sink(Sink):
             self.stats.events_skipped_already_written += len(already_written)
             self.outcomes.delivered(NAME, already_written)
         if self._partition_full(state):
-            await self._flush_and_wait([key])
+            # Off the agent's path: the upload runs while the agent goes on. One flush per
+            # partition at a time; a partition that fills up again meanwhile waits for it.
+            running = self._flushes.get(key)
+            if running is not None:
+                await asyncio.wait([running])
+            self._start_flushes([key])
         elif self.buffered_events >= self.settings.s3_max_buffered_events:
             fullest = max(self._partitions, key=lambda k: self._partitions[k].buffered)
             await self._flush_and_wait([fullest])
