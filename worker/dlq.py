@@ -76,12 +76,24 @@ async def dead_letter_end_offsets(settings: Settings) -> dict[int, int]:
     topic = settings.dead_letter_topic_name
     count = (await partition_counts(settings, [topic]))[topic]
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_server_list, group_id=None)
-    await consumer.start()
+    await _start(consumer)
     try:
         ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(count)])
         return {tp.partition: offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()
+
+
+async def _start(consumer: AIOKafkaConsumer) -> None:
+    """Start a consumer without a group so that it can be stopped at any time after.
+
+    Such a consumer's coordinator starts a background task in `start()`; if `stop()` cancels
+    that task before it ever ran (nothing awaited in between, as when there is nothing to
+    read), aiokafka's `stop()` raises CancelledError (aiokafka 0.14). One turn of the event
+    loop lets the task begin, and its own cancellation handling then works.
+    """
+    await consumer.start()
+    await asyncio.sleep(0)
 
 
 async def read_dead_letters(
@@ -97,9 +109,11 @@ async def read_dead_letters(
         settings)
     ends = {TopicPartition(topic, p): end for p, end in end_offsets.items()
             if end > start_offsets.get(p, 0)}
+    if not ends:
+        return []  # an empty topic (or nothing new): no consumer to start
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_server_list, group_id=None,
                                 enable_auto_commit=False)
-    await consumer.start()
+    await _start(consumer)
     letters: list[DeadLetterRecord] = []
     try:
         consumer.assign(list(ends))
@@ -147,6 +161,24 @@ def inspect(letters: list[DeadLetterRecord], selection: DeadLetterFilter,
         if len(kept) < samples_per_class:
             kept.append(letter)
     return result
+
+
+def describe_sample(letter: DeadLetterRecord, width: int = 80) -> list[str]:
+    """Two lines for a person: where the letter came from (with its batch index) and why, and
+    the start of its value (a null value and an empty one told apart)."""
+    headers = letter.headers
+    where = (f"{headers.get('source.topic')}[{headers.get('source.partition')}]@"
+             f"{headers.get('source.offset')}")
+    if headers.get("batch_index") is not None:
+        where += f" batch[{headers['batch_index']}]"
+    if letter.value is None:
+        value = "null (no value)"
+    elif not letter.value:
+        value = "empty (0 bytes)"
+    else:
+        more = f" … ({len(letter.value)} bytes)" if len(letter.value) > width else ""
+        value = repr(letter.value[:width].decode(errors="replace")) + more
+    return [f"{where}: {headers.get('error.message', '')[:160]}", f"  value: {value}"]
 
 
 def replay_value(letter: DeadLetterRecord) -> bytes | None:
