@@ -5,7 +5,9 @@ Replay re-produces the original bytes to the source topic. For one event of a ba
 (``sluice.batch_index``), only that event is replayed, with the batch's shared ``context`` and
 ``sentAt`` applied, so the batch's good events are not sent twice. Events with a producer id
 (``messageId`` / ``requestId``) keep it, so Elasticsearch overwrites instead of duplicating.
-Replayed records carry ``sluice.replayed_from: <dlq topic>/<partition>/<offset>``.
+Replayed records carry ``sluice.replayed_from: <dlq topic>/<partition>/<offset>`` and, when a
+sink failed them, ``sluice.replay.sinks: <that sink>``: the worker writes them to that sink
+only, so the sinks that already hold the event do not get it twice (``worker.routing``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from worker.config import Settings
+from worker.config import Settings, SinkName
 from worker.records import DLQ_HEADER_PREFIX
+from worker.routing import REPLAY_SINKS_HEADER
 from worker.topics import partition_counts
 
 
@@ -196,6 +199,18 @@ def replay_value(letter: DeadLetterRecord) -> bytes | None:
     return orjson.dumps(event)
 
 
+def replay_headers(letter: DeadLetterRecord, topic: str) -> list[tuple[str, bytes]]:
+    """The original headers, where the replay comes from, and, for a letter a sink failed, that
+    sink: the pipeline then writes it to that sink only (`worker.routing`), not again to the
+    sinks that already have it."""
+    origin = f"{topic}/{letter.partition}/{letter.offset}"
+    headers = list(letter.original_headers) + [
+        (f"{DLQ_HEADER_PREFIX}replayed_from", origin.encode())]
+    if letter.stage in {sink.value for sink in SinkName}:
+        headers.append((REPLAY_SINKS_HEADER, letter.stage.encode()))
+    return headers
+
+
 async def replay(settings: Settings, letters: list[DeadLetterRecord], rate: float = 500.0,
                  tick: Callable[[int], None] | None = None) -> int:
     """Produce the letters back to the source topic at most `rate` per second."""
@@ -207,9 +222,7 @@ async def replay(settings: Settings, letters: list[DeadLetterRecord], rate: floa
     started = time.monotonic()
     try:
         for sent, letter in enumerate(letters, start=1):
-            headers = list(letter.original_headers) + [
-                (f"{DLQ_HEADER_PREFIX}replayed_from",
-                 f"{topic}/{letter.partition}/{letter.offset}".encode())]
+            headers = replay_headers(letter, topic)
             await producer.send_and_wait(settings.source_topic, value=replay_value(letter),
                                          key=letter.key, headers=headers)
             if tick:

@@ -26,6 +26,7 @@ from worker.errors import DecodeError, SluiceError, UnencodableEvent
 from worker.normalize import normalize
 from worker.progress import Progress
 from worker.records import DeadLetter, Event, Settlement, SourceRecord
+from worker.routing import route
 from worker.sinks.base import Sink, SinkFailure
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class Pipeline:
             return
 
         events: list[Event] = []
-        failures: list[tuple[int | None, DecodeError]] = list(decoded.failures)
+        failures: list[tuple[int | None, SluiceError]] = list(decoded.failures)
         for raw in decoded.events:
             try:
                 events.append(self._prepare(raw, record))
@@ -140,7 +141,10 @@ class Pipeline:
                 failures.append((raw.batch_index, UnencodableEvent(
                     f"the event could not be prepared: {type(error).__name__}: {error}")))
 
-        shares = len(events) * len(self.sinks) + len(failures)
+        # A dead letter's replay goes only to the sink(s) that failed it (worker.routing).
+        targets = route(record, self.sinks)
+        failures += targets.absent_failures(events)
+        shares = len(events) * len(targets.sinks) + len(failures)
         ticket = self.acks.open(record.position, shares, ack, generation)
         if ticket is None:
             return  # revoked meanwhile: the partition's next owner consumes it again
@@ -150,14 +154,14 @@ class Pipeline:
                 self._dead_letter(record, error, ticket, batch_index=batch_index)
                 for batch_index, error in failures
             ))
-        if not events or not self.sinks:
+        if not events or not targets.sinks:
             return
         for event in events:
             event.ticket = ticket
         # Each sink may hold us here while its buffers are full. Awaited one after the other: a
         # write that does not wait costs no task (gather made one per sink per record), and the
         # agent cannot move on before every sink has accepted the events anyway.
-        for sink in self.sinks:
+        for sink in targets.sinks:
             await sink.write(events)
 
     def _prepare(self, raw: RawEvent, record: SourceRecord) -> Event:

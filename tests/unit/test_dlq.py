@@ -68,3 +68,16 @@ def test_inspect_sample_tells_null_from_empty_and_shows_the_batch_index() -> Non
     assert sample(b'{"batch": []}', "3") == ["events[2]@7 batch[3]: no good",
                                              """  value: '{"batch": []}'"""]
     assert sample(b"x" * 100)[1] == f"  value: {'x' * 80!r} … (100 bytes)"
+
+
+def test_replay_of_a_sink_failure_names_that_sink_and_a_decode_failure_none() -> None:
+    from worker.dlq import replay_headers
+
+    sink_letter = DeadLetterRecord(1, 5, None, b"{}", {"stage": "elasticsearch"},
+                                   (("trace", b"abc"),))
+    assert replay_headers(sink_letter, "events.dlq") == [
+        ("trace", b"abc"), ("sluice.replayed_from", b"events.dlq/1/5"),
+        ("sluice.replay.sinks", b"elasticsearch")]
+    decode_letter = DeadLetterRecord(1, 6, None, b"{", {"stage": "decode"})
+    assert replay_headers(decode_letter, "events.dlq") == [
+        ("sluice.replayed_from", b"events.dlq/1/6")]
