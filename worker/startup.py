@@ -63,13 +63,14 @@ async def wait_for_broker(settings: Settings) -> None:
             return
         except (KafkaError, OSError, TimeoutError) as error:
             last_error = str(error) or type(error).__name__
-        if time.monotonic() + BROKER_RETRY_SECONDS >= deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             break
         if not announced:
             log.warning("no Kafka broker answers at %s yet (%s); waiting up to %.0fs",
                         settings.kafka_bootstrap_servers, last_error, timeout)
             announced = True
-        await asyncio.sleep(BROKER_RETRY_SECONDS)
+        await asyncio.sleep(min(BROKER_RETRY_SECONDS, remaining))
     raise StartupError(
         f"no Kafka broker answered at {settings.kafka_bootstrap_servers} within {timeout:g}s "
         f"({last_error}): check SLUICE_KAFKA_BOOTSTRAP_SERVERS (host:port of your brokers), that "
