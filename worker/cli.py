@@ -192,16 +192,21 @@ def _settings() -> Settings:
         raise typer.Exit(2) from error
 
 
-@cli.command()
-def worker() -> None:
-    """Run a worker: join the consumer group and process the source topic until stopped.
+WORKER_HELP = (
+    "Run a worker: join the consumer group and process the source topic until stopped.\n\n"
+    "Configuration comes from SLUICE_* environment variables, or from a .env file in the "
+    "working directory for variables the environment does not set; the command has no options. "
+    "`sluice settings` prints the effective values, `sluice settings --markdown` every setting "
+    "with its default and meaning.\n\n"
+    "A bad value stops the worker at once (exit code 2) naming the variable; a broker, "
+    "Elasticsearch or S3 that does not answer within its start-up timeout, or a web port in "
+    "use, stops it with one line naming the setting to check (exit code 1)."
+)
 
-    Configuration comes from SLUICE_* environment variables (or a .env file in the working
-    directory, for variables not set in the environment); there are no options. `sluice
-    settings` prints the effective values, `sluice settings --markdown` every setting with its
-    default. A bad value stops the worker at once (exit code 2) naming the variable; an
-    unreachable broker, Elasticsearch or S3 after their start-up timeouts (exit code 1).
-    """
+
+@cli.command(help=WORKER_HELP)
+def worker() -> None:
+    """Run a worker (see WORKER_HELP)."""
     import faust
 
     from worker.app import create_app, preflight

@@ -133,3 +133,15 @@ def test_misspelled_variable_is_reported_with_the_closest_setting(tmp_path: Path
         "warning: SLUICE_ZZZ is not a Sluice setting and is ignored (`sluice settings "
         "--markdown` lists every setting)",
     ]
+
+
+def test_worker_help_says_where_configuration_comes_from() -> None:
+    from typer.testing import CliRunner
+
+    from worker.cli import cli
+
+    result = CliRunner().invoke(cli, ["worker", "--help"], terminal_width=200)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0
+    assert "SLUICE_* environment variables" in text and ".env file" in text
+    assert "`sluice settings` prints the effective values" in text
