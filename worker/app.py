@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any, cast
@@ -25,7 +26,7 @@ from prometheus_client.registry import CollectorRegistry
 from worker.catalog_table import CatalogTable
 from worker.config import Settings, SinkName
 from worker.deadletter import DeadLetterPublisher
-from worker.kafka_connection import check_connection, faust_credentials
+from worker.kafka_connection import faust_credentials
 from worker.metrics import SluiceCollector
 from worker.ops_server import OpsServer
 from worker.pipeline import Pipeline
@@ -292,13 +293,16 @@ def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
 async def preflight(settings: Settings) -> None:
     """Before a worker starts: topics exist, and every configured sink's destination is usable.
 
-    Raises KafkaConnectionFailure or a sink's start-up error with a message that says what to
-    check.
+    Raises a sink's start-up error, `worker.startup.StartupError` or KafkaConnectionFailure,
+    with a message that says what to check.
     """
     from worker.sinks import elasticsearch, s3
+    from worker.startup import check_codecs, wait_for_broker
     from worker.topics import ensure_topics
 
-    await check_connection(settings)  # bad CA, password, mechanism: one message, no traceback
+    check_codecs()
+    # Waits for an unreachable broker; a TLS or SASL refusal fails at once, naming the settings.
+    await wait_for_broker(settings)
     await ensure_topics(settings)
     if SinkName.ELASTICSEARCH in settings.sinks:
         await elasticsearch.preflight(settings)
@@ -306,8 +310,12 @@ async def preflight(settings: Settings) -> None:
         await s3.preflight(settings)
 
 
-def create_app(settings: Settings) -> SluiceApp:
-    """A configured app with its pipeline. Topics must already exist (`worker.topics`)."""
+def create_app(settings: Settings, web_socket: socket.socket | None = None) -> SluiceApp:
+    """A configured app with its pipeline. Topics must already exist (`worker.topics`).
+
+    `web_socket` is the endpoints' listening socket when the caller bound it already
+    (`worker.startup.bind_web_port`); otherwise the endpoints bind SLUICE_WEB_PORT themselves.
+    """
     # Faust creates only the last level of its data directory.
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     app = SluiceApp(
@@ -343,7 +351,8 @@ def create_app(settings: Settings) -> SluiceApp:
     if settings.web_port:
         registry = CollectorRegistry(auto_describe=True)
         registry.register(SluiceCollector(app.pipeline, app.catalog, app.lag))
-        app.ops = OpsServer(settings.web_host, settings.web_port, registry, app.readiness)
+        app.ops = OpsServer(settings.web_host, settings.web_port, registry, app.readiness,
+                            web_socket)
 
     source = app.topic(
         settings.source_topic,

@@ -57,7 +57,7 @@ def dlq_inspect(
     samples: int = typer.Option(3, min=0, help="Samples shown per stage and error class."),
 ) -> None:
     """Count dead letters by stage and error class, with a few samples of each."""
-    from worker.dlq import inspect, read_dead_letters
+    from worker.dlq import describe_sample, inspect, read_dead_letters
 
     settings = _settings()
     selection = _dlq_filter(stage, error_class, since, until)
@@ -67,12 +67,8 @@ def dlq_inspect(
     for (stage_name, error_name), count in result.counts.most_common():
         typer.echo(f"  {count:>8}  {stage_name:<14} {error_name}")
         for letter in result.samples[(stage_name, error_name)]:
-            preview = (letter.value or b"")[:80].decode(errors="replace")
-            typer.echo(f"            {letter.headers.get('source.topic')}["
-                       f"{letter.headers.get('source.partition')}]@"
-                       f"{letter.headers.get('source.offset')}: "
-                       f"{letter.headers.get('error.message', '')[:160]}")
-            typer.echo(f"              value: {preview!r}")
+            for line in describe_sample(letter):
+                typer.echo(f"            {line}")
 
 
 @dlq_cli.command("replay")
@@ -185,7 +181,12 @@ async def _existing_topics(settings: Settings) -> set[str]:
 
 
 def _settings() -> Settings:
-    """Load settings or leave with the readable error (exit code 2, like a usage error)."""
+    """Load settings or leave with the readable error (exit code 2, like a usage error); warn
+    about SLUICE_* variables that are no setting (see worker.unknown_settings)."""
+    from worker.unknown_settings import unknown_variable_warnings
+
+    for line in unknown_variable_warnings():
+        typer.echo(line, err=True)
     try:
         return load_settings()
     except SettingsError as error:
@@ -193,9 +194,21 @@ def _settings() -> Settings:
         raise typer.Exit(2) from error
 
 
-@cli.command()
+WORKER_HELP = (
+    "Run a worker: join the consumer group and process the source topic until stopped.\n\n"
+    "Configuration comes from SLUICE_* environment variables, or from a .env file in the "
+    "working directory for variables the environment does not set; the command has no options. "
+    "`sluice settings` prints the effective values, `sluice settings --markdown` every setting "
+    "with its default and meaning.\n\n"
+    "A bad value stops the worker at once (exit code 2) naming the variable; a broker, "
+    "Elasticsearch or S3 that does not answer within its start-up timeout, or a web port in "
+    "use, stops it with one line naming the setting to check (exit code 1)."
+)
+
+
+@cli.command(help=WORKER_HELP)
 def worker() -> None:
-    """Run a worker: join the consumer group and process the source topic until stopped."""
+    """Run a worker (see WORKER_HELP)."""
     import faust
 
     from worker.app import create_app, preflight
@@ -203,17 +216,20 @@ def worker() -> None:
     from worker.logs import configure_logging, logging_config
     from worker.sinks.elasticsearch import ElasticsearchStartupError
     from worker.sinks.s3 import S3StartupError
+    from worker.startup import StartupError, bind_web_port
 
     settings = _settings()
     configure_logging(settings)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
+        web_socket = bind_web_port(settings)
         loop.run_until_complete(preflight(settings))
-    except (ElasticsearchStartupError, S3StartupError, KafkaConnectionFailure) as error:
+    except (ElasticsearchStartupError, S3StartupError, StartupError,
+            KafkaConnectionFailure) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
-    app = create_app(settings)
+    app = create_app(settings, web_socket)
     faust.Worker(
         app,
         loop=loop,
@@ -439,8 +455,31 @@ def show_settings(
         update_readme.write_text(text[:start] + settings_table_markdown() + text[end:])
         typer.echo(f"updated the settings table in {update_readme}")
         return
-    for variable, value in _settings().as_environment(hide_secrets=True).items():
-        typer.echo(f"{variable}={value}")
+    for line in effective_settings_lines(_settings()):
+        typer.echo(line)
+
+
+def effective_settings_lines(settings: Settings) -> list[str]:
+    """Every setting as `VARIABLE=value` (secrets hidden); unset ones say so, with the value in
+    effect when it is derived from others."""
+    from worker.sinks.s3_parts import DEFAULT_CSV_COLUMNS
+
+    derived = {
+        "SLUICE_DEAD_LETTER_TOPIC": f"{settings.dead_letter_topic_name} (from SLUICE_SOURCE_TOPIC)",
+        "SLUICE_S3_CSV_COLUMNS": ",".join(DEFAULT_CSV_COLUMNS),
+    }
+    given = settings.as_environment(hide_secrets=True)
+    lines = []
+    for name in Settings.model_fields:
+        variable = f"SLUICE_{name.upper()}"
+        value = given.get(variable, "")
+        if value:
+            lines.append(f"{variable}={value}")
+        elif variable in derived:
+            lines.append(f"{variable}=  # unset: {derived[variable]}")
+        else:
+            lines.append(f"{variable}=  # unset")
+    return lines
 
 
 def main() -> None:

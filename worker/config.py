@@ -144,6 +144,11 @@ class Settings(BaseSettings):
         description="Retention of the dead-letter topic when Sluice creates it: time to notice, "
         "fix and replay.",
     )
+    kafka_startup_timeout: float = Field(
+        30.0, gt=0,
+        description="Seconds a starting worker waits for a broker of "
+        "SLUICE_KAFKA_BOOTSTRAP_SERVERS to answer before it exits saying so.",
+    )
     metadata_refresh_interval: float = Field(
         60.0, gt=0,
         description="Seconds between topic metadata refreshes: partitions added to the source "
@@ -730,10 +735,12 @@ def settings_table_markdown() -> str:
     for name, field in Settings.model_fields.items():
         annotation = field.annotation
         type_name = _type_name(annotation)
-        default = field.default
-        if isinstance(default, StrEnum):
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, list):  # as the variable would be written: comma-separated
+            default = ",".join(_plain(item) for item in default)
+        elif isinstance(default, StrEnum):
             default = default.value
-        shown_default = "" if default is None else f"`{default}`"
+        shown_default = "" if default in (None, "") else f"`{default}`"
         rows.append(
             f"| `{ENV_PREFIX}{name.upper()}` | {type_name} | {shown_default} | "
             f"{field.description} |"

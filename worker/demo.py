@@ -186,10 +186,16 @@ async def _s3_report(settings: Settings) -> list[str]:
             async with response["Body"] as body:
                 events += gzip.decompress(await body.read()).count(b"\n")
     endpoint = settings.s3_endpoint_url or "AWS S3"
-    lines = [f"   s3 {endpoint} bucket {settings.s3_bucket}: {len(keys)} objects, "
-             f"{events} events, {sum(size for _, size in keys)} bytes (gzip)"]
-    lines += [f"     {key}" for key, _ in sorted(keys)[-3:]]
-    return lines
+    return [f"   s3 {endpoint} bucket {settings.s3_bucket}: {len(keys)} objects, "
+            f"{events} events, {sum(size for _, size in keys)} bytes (gzip)"
+            ] + object_listing([key for key, _ in keys])
+
+
+def object_listing(keys: list[str], shown: int = 3) -> list[str]:
+    """The last `shown` object keys in key order, saying so when there are more."""
+    listed = sorted(keys)[-shown:]
+    heading = [f"     the last {len(listed)} of them:"] if len(keys) > len(listed) else []
+    return heading + [f"     {key}" for key in listed]
 
 
 def _report_delivered(settings: Settings, delivered_path: Path, say: Say) -> None:

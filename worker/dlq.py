@@ -5,7 +5,9 @@ Replay re-produces the original bytes to the source topic. For one event of a ba
 (``sluice.batch_index``), only that event is replayed, with the batch's shared ``context`` and
 ``sentAt`` applied, so the batch's good events are not sent twice. Events with a producer id
 (``messageId`` / ``requestId``) keep it, so Elasticsearch overwrites instead of duplicating.
-Replayed records carry ``sluice.replayed_from: <dlq topic>/<partition>/<offset>``.
+Replayed records carry ``sluice.replayed_from: <dlq topic>/<partition>/<offset>`` and, when a
+sink failed them, ``sluice.replay.sinks: <that sink>``: the worker writes them to that sink
+only, so the sinks that already hold the event do not get it twice (``worker.routing``).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from worker.config import Settings
+from worker.config import Settings, SinkName
 from worker.kafka_connection import client_options
 from worker.records import DLQ_HEADER_PREFIX
+from worker.routing import REPLAY_SINKS_HEADER
 from worker.topics import partition_counts
 
 
@@ -77,12 +80,24 @@ async def dead_letter_end_offsets(settings: Settings) -> dict[int, int]:
     topic = settings.dead_letter_topic_name
     count = (await partition_counts(settings, [topic]))[topic]
     consumer = AIOKafkaConsumer(**client_options(settings), group_id=None)
-    await consumer.start()
+    await _start(consumer)
     try:
         ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(count)])
         return {tp.partition: offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()
+
+
+async def _start(consumer: AIOKafkaConsumer) -> None:
+    """Start a consumer without a group so that it can be stopped at any time after.
+
+    Such a consumer's coordinator starts a background task in `start()`; if `stop()` cancels
+    that task before it ever ran (nothing awaited in between, as when there is nothing to
+    read), aiokafka's `stop()` raises CancelledError (aiokafka 0.14). One turn of the event
+    loop lets the task begin, and its own cancellation handling then works.
+    """
+    await consumer.start()
+    await asyncio.sleep(0)
 
 
 async def read_dead_letters(
@@ -98,9 +113,11 @@ async def read_dead_letters(
         settings)
     ends = {TopicPartition(topic, p): end for p, end in end_offsets.items()
             if end > start_offsets.get(p, 0)}
+    if not ends:
+        return []  # an empty topic (or nothing new): no consumer to start
     consumer = AIOKafkaConsumer(**client_options(settings), group_id=None,
                                 enable_auto_commit=False)
-    await consumer.start()
+    await _start(consumer)
     letters: list[DeadLetterRecord] = []
     try:
         consumer.assign(list(ends))
@@ -150,6 +167,24 @@ def inspect(letters: list[DeadLetterRecord], selection: DeadLetterFilter,
     return result
 
 
+def describe_sample(letter: DeadLetterRecord, width: int = 80) -> list[str]:
+    """Two lines for a person: where the letter came from (with its batch index) and why, and
+    the start of its value (a null value and an empty one told apart)."""
+    headers = letter.headers
+    where = (f"{headers.get('source.topic')}[{headers.get('source.partition')}]@"
+             f"{headers.get('source.offset')}")
+    if headers.get("batch_index") is not None:
+        where += f" batch[{headers['batch_index']}]"
+    if letter.value is None:
+        value = "null (no value)"
+    elif not letter.value:
+        value = "empty (0 bytes)"
+    else:
+        more = f" … ({len(letter.value)} bytes)" if len(letter.value) > width else ""
+        value = repr(letter.value[:width].decode(errors="replace")) + more
+    return [f"{where}: {headers.get('error.message', '')[:160]}", f"  value: {value}"]
+
+
 def replay_value(letter: DeadLetterRecord) -> bytes | None:
     """What to send back: the record, or only the failed event of a batch record."""
     index = letter.headers.get("batch_index")
@@ -165,6 +200,18 @@ def replay_value(letter: DeadLetterRecord) -> bytes | None:
     return orjson.dumps(event)
 
 
+def replay_headers(letter: DeadLetterRecord, topic: str) -> list[tuple[str, bytes]]:
+    """The original headers, where the replay comes from, and, for a letter a sink failed, that
+    sink: the pipeline then writes it to that sink only (`worker.routing`), not again to the
+    sinks that already have it."""
+    origin = f"{topic}/{letter.partition}/{letter.offset}"
+    headers = list(letter.original_headers) + [
+        (f"{DLQ_HEADER_PREFIX}replayed_from", origin.encode())]
+    if letter.stage in {sink.value for sink in SinkName}:
+        headers.append((REPLAY_SINKS_HEADER, letter.stage.encode()))
+    return headers
+
+
 async def replay(settings: Settings, letters: list[DeadLetterRecord], rate: float = 500.0,
                  tick: Callable[[int], None] | None = None) -> int:
     """Produce the letters back to the source topic at most `rate` per second."""
@@ -176,9 +223,7 @@ async def replay(settings: Settings, letters: list[DeadLetterRecord], rate: floa
     started = time.monotonic()
     try:
         for sent, letter in enumerate(letters, start=1):
-            headers = list(letter.original_headers) + [
-                (f"{DLQ_HEADER_PREFIX}replayed_from",
-                 f"{topic}/{letter.partition}/{letter.offset}".encode())]
+            headers = replay_headers(letter, topic)
             await producer.send_and_wait(settings.source_topic, value=replay_value(letter),
                                          key=letter.key, headers=headers)
             if tick:

@@ -41,7 +41,21 @@ CHECK_TIMEOUT_MS = 15_000
 
 
 class KafkaConnectionFailure(Exception):
-    """Kafka cannot be used with these settings; the message names the settings to check."""
+    """Kafka cannot be used with these settings; the message names the settings to check.
+
+    `unreachable` is True when no broker answered at all (worth waiting for), False when one
+    answered and refused us (TLS, SASL: waiting will not help)."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+def _is_unreachable(error: BaseException) -> bool:
+    """No answer at all (refused, timed out), as opposed to a TLS or SASL refusal."""
+    if isinstance(error, ssl.SSLError):
+        return False
+    return isinstance(error, (OSError, TimeoutError, kafka_errors.KafkaConnectionError))
 
 
 def security_problems(settings: Settings) -> list[str]:
@@ -181,6 +195,7 @@ async def check_connection(settings: Settings) -> None:
     """
     options = client_options(settings)
     failure = ""
+    unreachable = True
     for server in settings.bootstrap_server_list:
         host, port = server.rsplit(":", 1)
         try:
@@ -190,11 +205,12 @@ async def check_connection(settings: Settings) -> None:
             )
         except Exception as error:  # noqa: BLE001 (every failure is explained below)
             failure = describe_failure(error, settings, server)
+            unreachable = unreachable and _is_unreachable(error)
             log.debug("Kafka connection check of %s failed: %r", server, error)
             continue
         connection.close()
         return
-    raise KafkaConnectionFailure(failure)
+    raise KafkaConnectionFailure(failure, unreachable=unreachable)
 
 
 def describe_failure(error: BaseException, settings: Settings, server: str) -> str:

@@ -11,6 +11,7 @@ It starts before the worker joins its group, so liveness answers during start-up
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -27,9 +28,11 @@ class OpsServer:
     """A small aiohttp server on its own port."""
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry,
-                 readiness: ReadinessCheck) -> None:
+                 readiness: ReadinessCheck, sock: socket.socket | None = None) -> None:
         self.host = host
         self.port = port
+        # Bound before the worker started (worker.startup.bind_web_port), or bound here.
+        self.sock = sock
         self.registry = registry
         self.readiness = readiness
         self._runner: web.AppRunner | None = None
@@ -41,7 +44,9 @@ class OpsServer:
         app.router.add_get("/health/ready", self._ready)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        site = (web.SockSite(self._runner, self.sock) if self.sock is not None
+                else web.TCPSite(self._runner, self.host, self.port))
+        await site.start()
         log.info("metrics and health on http://%s:%d (/metrics, /health/live, /health/ready)",
                  self.host, self.port)
 

@@ -27,6 +27,7 @@ from worker.errors import DecodeError, SluiceError, UnencodableEvent
 from worker.normalize import normalize
 from worker.progress import Progress
 from worker.records import DeadLetter, Event, Settlement, SourceRecord
+from worker.routing import route
 from worker.sinks.base import Sink, SinkFailure
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,17 @@ class _Failure:
 
 @dataclass(slots=True)
 class _Prepared:
+    """A batch's events and failures; `routed` holds the events of replayed records, which go
+    only to the sinks their dead letter names (``worker.routing``)."""
+
     events: list[Event] = field(default_factory=list)
     failures: list[_Failure] = field(default_factory=list)
+    routed: dict[str, list[Event]] | None = None
+
+    def for_sink(self, sink: str) -> list[Event]:
+        if self.routed is None:
+            return self.events
+        return self.routed.get(sink, [])
 
 
 class Pipeline:
@@ -220,7 +230,8 @@ class Pipeline:
         self.progress.add("records", len(records))
         prepared = self._prepare_batch(records)
         events, failures = prepared.events, prepared.failures
-        shares = [(event.ordinal, sink.name) for event in events for sink in self.sinks]
+        shares = [(event.ordinal, sink.name) for sink in self.sinks
+                  for event in prepared.for_sink(sink.name)]
         shares += [(failure.ordinal, failure.error.stage) for failure in failures]
         ticket = self.acks.open(records[0].position, shares, ack, generation,
                                 end_offset=records[-1].position.offset + 1,
@@ -245,7 +256,9 @@ class Pipeline:
         for sink in self.sinks:
             if ticket.cancelled:
                 return
-            await sink.write(events)
+            sink_events = prepared.for_sink(sink.name)
+            if sink_events:
+                await sink.write(sink_events)
 
     def _prepare_batch(self, records: Sequence[SourceRecord]) -> _Prepared:
         """Decode, normalise, enrich and encode a batch; number its events and failures."""
@@ -263,6 +276,7 @@ class Pipeline:
             for batch_index, error in decoded.failures:
                 failures.append(_Failure(ordinal, record, batch_index, error))
                 ordinal += 1
+            first_event = len(events)
             for raw in decoded.events:
                 try:
                     event = self._prepare(raw, record)
@@ -276,7 +290,26 @@ class Pipeline:
                     event.ordinal = ordinal
                     events.append(event)
                 ordinal += 1
+            if record.headers or prepared.routed is not None:
+                ordinal = self._route(prepared, record, events[first_event:], ordinal)
         return prepared
+
+    def _route(self, prepared: _Prepared, record: SourceRecord, record_events: list[Event],
+               ordinal: int) -> int:
+        """File a record's events by the sinks they go to; a replayed record's go only to the
+        sinks that failed them (``worker.routing``). Returns the next free ordinal."""
+        targets = route(record, self.sinks)
+        if prepared.routed is None:
+            if len(targets.sinks) == len(self.sinks) and not targets.absent:
+                return ordinal  # the common case: every event to every sink
+            earlier = prepared.events[:len(prepared.events) - len(record_events)]
+            prepared.routed = {sink.name: list(earlier) for sink in self.sinks}
+        for sink in targets.sinks:
+            prepared.routed[sink.name].extend(record_events)
+        for batch_index, error in targets.absent_failures(record_events):
+            prepared.failures.append(_Failure(ordinal, record, batch_index, error))
+            ordinal += 1
+        return ordinal
 
     def _prepare(self, raw: RawEvent, record: SourceRecord) -> Event:
         """Normalise, enrich and encode one event; DecodeError if it cannot be."""

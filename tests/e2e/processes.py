@@ -26,10 +26,12 @@ def free_port() -> int:
 class SluiceProcess:
     """A `python -m worker …` process with the given settings, logging to a file."""
 
-    def __init__(self, settings: Settings, args: list[str], log_path: Path) -> None:
+    def __init__(self, settings: Settings, args: list[str], log_path: Path,
+                 extra_environment: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         environment = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
         environment.update(settings.as_environment())
+        environment.update(extra_environment or {})
         with log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "worker", *args],

@@ -70,3 +70,24 @@ async def test_inspect_counts_and_replay_sends_back_only_what_was_chosen(
     assert "replayed 1 dead letters" in replayed.stdout
     values = await _source_values(settings)
     assert [orjson.loads(value)["messageId"] for value in values] == ["fixme"]
+
+
+async def test_inspect_and_dry_run_on_an_empty_dead_letter_topic(settings: Settings) -> None:
+    await ensure_topics(settings)
+    inspected = _sluice(settings, "dlq", "inspect")
+    assert inspected.returncode == 0, inspected.stderr
+    assert f"{settings.dead_letter_topic_name}: 0 dead letters" in inspected.stdout
+    replayed = _sluice(settings, "dlq", "replay", "--dry-run")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "would replay 0 dead letters" in replayed.stdout
+
+
+async def test_reading_a_partition_range_that_ends_at_once_stops_cleanly(
+    settings: Settings,
+) -> None:
+    # The root of the empty-topic crash: a group-less consumer stopped right after it started.
+    from worker.dlq import read_dead_letters
+
+    await ensure_topics(settings)
+    assert await read_dead_letters(settings, {0: 5}, {0: 5}) == []
+    assert await read_dead_letters(settings) == []

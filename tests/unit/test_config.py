@@ -110,3 +110,50 @@ def test_credentials_in_urls_are_redacted_for_messages() -> None:
 
     assert redact_url("https://elastic:s3cret@es.example.com:9243") == "https://***@es.example.com:9243"
     assert redact_url("http://127.0.0.1:9200") == "http://127.0.0.1:9200"
+
+
+def test_settings_table_shows_list_defaults_as_the_variable_would_be_written() -> None:
+    table = settings_table_markdown()
+    assert "PydanticUndefined" not in table
+    assert "| `SLUICE_SINKS` | list | `elasticsearch,s3` |" in table
+    assert "| `SLUICE_S3_CSV_COLUMNS` | list |  |" in table
+
+
+def test_sluice_settings_shows_unset_settings_and_the_derived_dead_letter_topic() -> None:
+    from worker.cli import effective_settings_lines
+
+    lines = effective_settings_lines(load_settings(source_topic="clicks",
+                                                   elasticsearch_api_key="secret"))
+    assert "SLUICE_DEAD_LETTER_TOPIC=  # unset: clicks.dlq (from SLUICE_SOURCE_TOPIC)" in lines
+    assert "SLUICE_GROUP_INSTANCE_ID=  # unset" in lines
+    assert "SLUICE_ELASTICSEARCH_API_KEY=***" in lines
+    assert len(lines) == len(Settings.model_fields)
+
+
+def test_misspelled_variable_is_reported_with_the_closest_setting(tmp_path: Path) -> None:
+    from worker.unknown_settings import unknown_variable_warnings
+
+    (tmp_path / ".env").write_text("SLUICE_S3_BUCKT=archive\n")
+    warnings = unknown_variable_warnings(
+        {"SLUICE_ELASTICSERCH_URL": "http://x:1", "SLUICE_SINKS": "s3", "SLUICE_ZZZ": "1",
+         "PATH": "/bin"}, tmp_path / ".env")
+    assert warnings == [
+        "warning: SLUICE_ELASTICSERCH_URL is not a Sluice setting and is ignored (did you mean "
+        "SLUICE_ELASTICSEARCH_URL? `sluice settings --markdown` lists every setting)",
+        "warning: SLUICE_S3_BUCKT is not a Sluice setting and is ignored (did you mean "
+        "SLUICE_S3_BUCKET? `sluice settings --markdown` lists every setting)",
+        "warning: SLUICE_ZZZ is not a Sluice setting and is ignored (`sluice settings "
+        "--markdown` lists every setting)",
+    ]
+
+
+def test_worker_help_says_where_configuration_comes_from() -> None:
+    from typer.testing import CliRunner
+
+    from worker.cli import cli
+
+    result = CliRunner().invoke(cli, ["worker", "--help"], terminal_width=200)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0
+    assert "SLUICE_* environment variables" in text and ".env file" in text
+    assert "`sluice settings` prints the effective values" in text

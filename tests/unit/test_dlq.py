@@ -51,3 +51,33 @@ def test_replay_of_one_batch_event_sends_only_that_event_with_the_shared_context
 def test_replay_of_a_whole_record_sends_its_bytes_unchanged() -> None:
     letter = _letter("decode", "InvalidJson", "2026-11-22T10:00:00.000+00:00", b"{broken")
     assert replay_value(letter) == b"{broken"
+
+
+def test_inspect_sample_tells_null_from_empty_and_shows_the_batch_index() -> None:
+    from worker.dlq import describe_sample
+
+    def sample(value: bytes | None, batch_index: str | None = None) -> list[str]:
+        headers = {"source.topic": "events", "source.partition": "2", "source.offset": "7",
+                   "error.message": "no good"}
+        if batch_index is not None:
+            headers["batch_index"] = batch_index
+        return describe_sample(DeadLetterRecord(0, 0, None, value, headers))
+
+    assert sample(None) == ["events[2]@7: no good", "  value: null (no value)"]
+    assert sample(b"") == ["events[2]@7: no good", "  value: empty (0 bytes)"]
+    assert sample(b'{"batch": []}', "3") == ["events[2]@7 batch[3]: no good",
+                                             """  value: '{"batch": []}'"""]
+    assert sample(b"x" * 100)[1] == f"  value: {'x' * 80!r} … (100 bytes)"
+
+
+def test_replay_of_a_sink_failure_names_that_sink_and_a_decode_failure_none() -> None:
+    from worker.dlq import replay_headers
+
+    sink_letter = DeadLetterRecord(1, 5, None, b"{}", {"stage": "elasticsearch"},
+                                   (("trace", b"abc"),))
+    assert replay_headers(sink_letter, "events.dlq") == [
+        ("trace", b"abc"), ("sluice.replayed_from", b"events.dlq/1/5"),
+        ("sluice.replay.sinks", b"elasticsearch")]
+    decode_letter = DeadLetterRecord(1, 6, None, b"{", {"stage": "decode"})
+    assert replay_headers(decode_letter, "events.dlq") == [
+        ("sluice.replayed_from", b"events.dlq/1/6")]

@@ -168,3 +168,38 @@ async def test_records_after_the_pipeline_closed_are_left_unacknowledged(parts) 
     acked: list[int] = []
     await pipeline.submit(_record(b"{bad", 0), lambda: acked.append(0))
     assert acked == [] and dead_letters.letters == []
+
+
+async def test_replayed_record_goes_only_to_the_sink_that_failed_it(parts) -> None:
+    from dataclasses import replace
+
+    pipeline, sink, dead_letters = parts
+    archive = pipeline.add_sink(lambda outcomes: CountingSink(outcomes, max_age_seconds=60))
+    archive.name = "archive"
+    acked: list[int] = []
+    replayed = replace(_record({**TRACK, "messageId": "m-1"}, 0),
+                       headers=(("sluice.replay.sinks", b"counting"),))
+    await pipeline.submit(replayed, lambda: acked.append(0))
+    await pipeline.submit(_record({**TRACK, "messageId": "m-2"}, 1), lambda: acked.append(1))
+    await sink.flush()
+    await archive.flush()
+    assert sink.counts["track"] == 2  # the replay and the ordinary record
+    assert archive.counts["track"] == 1  # only the ordinary record: it had the replay already
+    assert acked == [0, 1] and dead_letters.letters == []
+
+
+async def test_replay_for_a_sink_this_worker_lacks_is_dead_lettered_for_that_sink(parts) -> None:
+    from dataclasses import replace
+
+    pipeline, sink, dead_letters = parts
+    acked: list[int] = []
+    replayed = replace(_record({**TRACK, "messageId": "m-1"}, 0),
+                       headers=(("sluice.replay.sinks", b"elasticsearch"),))
+    await pipeline.submit(replayed, lambda: acked.append(0))
+    await sink.flush()
+    assert sink.counts["track"] == 0
+    (letter,) = dead_letters.letters
+    assert (letter.stage, letter.error_class, letter.retriable) == (
+        "elasticsearch", "SinkUnavailable", True)
+    assert "SLUICE_SINKS" in letter.message
+    assert acked == [0]

@@ -27,3 +27,11 @@ def test_firehose_envelope_carries_base64_json_of_a_segment_event() -> None:
 def test_batch_record_counts_its_events() -> None:
     record = SampleTraffic().record("segment_batch")
     assert record.event_count == len(orjson.loads(record.value)["batch"]) >= 2
+
+
+def test_demo_says_when_it_lists_only_the_last_objects() -> None:
+    from worker.demo import object_listing
+
+    assert object_listing(["d", "a", "c", "b"]) == [
+        "     the last 3 of them:", "     b", "     c", "     d"]
+    assert object_listing(["b", "a"]) == ["     a", "     b"]

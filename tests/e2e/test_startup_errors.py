@@ -1,0 +1,66 @@
+"""A worker that cannot start says why in one message naming the setting: no traceback."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.processes import SluiceProcess
+from worker.config import Settings
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _exit(worker: SluiceProcess, timeout: float = 60.0) -> int:
+    worker.process.wait(timeout=timeout)
+    return worker.process.returncode
+
+
+def test_unreachable_broker_is_awaited_then_named(settings: Settings, tmp_path: Path) -> None:
+    settings = settings.model_copy(update={
+        "kafka_bootstrap_servers": f"127.0.0.1:{_free_port()}", "kafka_startup_timeout": 3.0})
+    started = time.monotonic()
+    worker = SluiceProcess(settings, ["worker"], tmp_path / "worker.log")
+    assert _exit(worker) == 1
+    waited = time.monotonic() - started
+    log = worker.log()
+    assert "Traceback" not in log, log
+    assert "SLUICE_KAFKA_BOOTSTRAP_SERVERS" in log and "within 3s" in log, log
+    assert waited >= 3.0, f"exited after {waited:.1f}s, before the start-up timeout"
+
+
+def test_web_port_in_use_is_one_line_naming_the_setting(settings: Settings,
+                                                        tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = settings.model_copy(update={"web_host": "127.0.0.1", "web_port": port})
+        worker = SluiceProcess(settings, ["worker"], tmp_path / "worker.log")
+        assert _exit(worker) == 1
+    log = worker.log()
+    assert "Traceback" not in log, log
+    (line,) = [line for line in log.splitlines() if line.startswith("error:")]
+    assert f"port {port}" in line and "SLUICE_WEB_PORT" in line and "SLUICE_WEB_HOST" in line
+
+
+def test_misspelled_variable_is_reported_at_start_with_the_closest_name(
+    settings: Settings, tmp_path: Path
+) -> None:
+    worker = SluiceProcess(settings, ["worker"], tmp_path / "worker.log",
+                           extra_environment={"SLUICE_ELASTICSERCH_URL": "http://x:1"})
+    try:
+        worker.wait_for_log(r"partitions assigned")
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+    assert ("warning: SLUICE_ELASTICSERCH_URL is not a Sluice setting and is ignored (did you "
+            "mean SLUICE_ELASTICSEARCH_URL?") in worker.log()

@@ -1,0 +1,57 @@
+"""Which sinks a record's events go to: every sink, except for a dead letter's replay.
+
+`sluice dlq replay` marks a replayed record with the sink (or sinks) that failed it, in the
+``sluice.replay.sinks`` header (comma-separated sink names). Its events then go to those sinks
+only: the others already hold them, and writing them there again would duplicate them (S3 keys
+the records it has by offset, and a replay has a new offset). A named sink this worker does not
+run cannot take them now: each such event is dead-lettered again for that sink (retriable), so
+that a replay on a worker that has it delivers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from worker.errors import SinkUnavailable
+from worker.records import DLQ_HEADER_PREFIX, Event, SourceRecord
+from worker.sinks.base import Sink
+
+REPLAY_SINKS_HEADER = f"{DLQ_HEADER_PREFIX}replay.sinks"
+
+
+@dataclass(frozen=True)
+class Route:
+    """The sinks a record's events are written to, and the sinks it names that are absent."""
+
+    sinks: Sequence[Sink]
+    absent: Sequence[str] = field(default=())
+
+    def absent_failures(self, events: Sequence[Event]) -> list[tuple[int | None,
+                                                                     SinkUnavailable]]:
+        """One failure per event and absent sink: each is dead-lettered for that sink."""
+        return [
+            (event.batch_index, SinkUnavailable(
+                f"replayed for sink {name}, which this worker does not run (SLUICE_SINKS): "
+                f"replay it again on a worker with {name}", sink=name))
+            for event in events for name in self.absent
+        ]
+
+
+def replay_sinks(record: SourceRecord) -> list[str] | None:
+    """The sink names a replayed record is meant for; None for an ordinary record."""
+    for name, value in record.headers:
+        if name == REPLAY_SINKS_HEADER:
+            return [part.strip() for part in value.decode(errors="replace").split(",")
+                    if part.strip()]
+    return None
+
+
+def route(record: SourceRecord, sinks: Sequence[Sink]) -> Route:
+    """Every sink for an ordinary record; only the named ones for a replayed one."""
+    wanted = replay_sinks(record)
+    if wanted is None:
+        return Route(sinks)
+    present = {sink.name for sink in sinks}
+    return Route([sink for sink in sinks if sink.name in wanted],
+                 [name for name in dict.fromkeys(wanted) if name not in present])

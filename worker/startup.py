@@ -1,0 +1,109 @@
+"""What must hold before a worker joins its group, each failing with one message that names the
+setting to fix (never a traceback): the Kafka codecs can be decoded, a broker answers, and the
+HTTP endpoints' port is free.
+
+The Elasticsearch and S3 checks live with their sinks (``preflight`` there); these are the
+worker's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import time
+
+from aiokafka import codec
+from aiokafka.errors import KafkaError
+
+from worker.config import Settings
+from worker.kafka_connection import KafkaConnectionFailure, check_connection
+
+log = logging.getLogger(__name__)
+
+# Seconds between two attempts to reach a broker while a worker starts.
+BROKER_RETRY_SECONDS = 1.0
+
+
+class StartupError(Exception):
+    """A start-up check failed; the message says which setting to check and how."""
+
+
+def missing_codecs() -> list[str]:
+    """The Kafka compression codecs this installation of aiokafka cannot decode."""
+    checks = {"gzip": codec.has_gzip, "snappy": codec.has_snappy, "lz4": codec.has_lz4,
+              "zstd": codec.has_zstd}
+    return [name for name, available in checks.items() if not available()]
+
+
+def check_codecs() -> None:
+    """Refuse to start when a codec is missing: the first batch in it would stop the worker,
+    and a restarted worker would stop again on the same batch (a crash loop)."""
+    missing = missing_codecs()
+    if missing:
+        raise StartupError(
+            f"this installation cannot decode Kafka batches compressed with {', '.join(missing)} "
+            "(producers such as librdkafka and the Java client use them): install Sluice with "
+            "its dependencies (`pip install sluice`, which brings aiokafka[lz4,snappy,zstd]), or "
+            "`pip install cramjam` into this environment"
+        )
+
+
+async def wait_for_broker(settings: Settings) -> None:
+    """Wait until a broker of SLUICE_KAFKA_BOOTSTRAP_SERVERS answers, at most
+    SLUICE_KAFKA_STARTUP_TIMEOUT seconds; StartupError naming the setting if none does."""
+    timeout = settings.kafka_startup_timeout
+    deadline = time.monotonic() + timeout
+    last_error = "no answer"
+    announced = False
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            await asyncio.wait_for(check_connection(settings), max(remaining, 0.1))
+            return
+        except KafkaConnectionFailure as failure:
+            if not failure.unreachable:
+                raise  # a broker answered and refused us (TLS, SASL): waiting will not help
+            last_error = str(failure)
+        except (KafkaError, OSError, TimeoutError) as error:
+            last_error = str(error) or type(error).__name__
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        if not announced:
+            log.warning("no Kafka broker answers at %s yet (%s); waiting up to %.0fs",
+                        settings.kafka_bootstrap_servers, last_error, timeout)
+            announced = True
+        await asyncio.sleep(min(BROKER_RETRY_SECONDS, remaining))
+    raise StartupError(
+        f"no Kafka broker answered at {settings.kafka_bootstrap_servers} within {timeout:g}s "
+        f"({last_error}): check SLUICE_KAFKA_BOOTSTRAP_SERVERS (host:port of your brokers), that "
+        "the brokers run, and that this host reaches them (network, firewall, the brokers' "
+        "advertised listeners); SLUICE_KAFKA_STARTUP_TIMEOUT sets how long to wait"
+    )
+
+
+def bind_web_port(settings: Settings) -> socket.socket | None:
+    """The listening socket of the HTTP endpoints, bound now so that a port in use stops the
+    worker before it joins the group, with a message naming the setting; None when they are
+    switched off (SLUICE_WEB_PORT=0)."""
+    if not settings.web_port:
+        return None
+    family = socket.AF_INET6 if ":" in settings.web_host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.web_host, settings.web_port))
+        sock.listen(128)
+    except OSError as error:
+        sock.close()
+        reason = ("is already in use (another worker on this host?)"
+                  if error.errno == errno.EADDRINUSE else f"cannot be used: {error.strerror}")
+        raise StartupError(
+            f"port {settings.web_port} on {settings.web_host} for /metrics and /health {reason}: "
+            "set SLUICE_WEB_PORT to a free port (0 switches the endpoints off) or "
+            "SLUICE_WEB_HOST to another address"
+        ) from None
+    sock.setblocking(False)
+    return sock
