@@ -16,8 +16,9 @@ the consumer thread, the commit timer) and replaces only that path:
 Faust's rules are kept, record for record:
 
 - the read-offset rule: records below a partition's read offset are dropped. A seek (Faust's
-  ``perform_seek`` after a rebalance, or ``rewind``) sets the read offset; a batch fetched
-  *before* a seek is dropped whole (its partition is read again from the new position);
+  ``perform_seek`` after a rebalance, or ``rewind``) sets the read offset; a fetch that was in
+  flight during a seek is dropped and the seek done again after it, so its records are read
+  again from the new position (never dropped *and* skipped);
 - flow suspension: nothing is delivered while ``flow_active`` is false (a rebalance); a batch
   fetched then makes the consumer seek back to the committed offsets, as Faust does, and a
   handler still running when the flow is suspended is cancelled (``wait_first``), as Faust's
@@ -130,6 +131,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         # batch fetched under an older stamp is stale (see ``is_current``).
         self._seek_generation = 0
         self._rewinds: dict[TP, int] = {}
+        self._pending_rewinds: dict[TP, int] = {}
 
     def attach(
         self,
@@ -164,13 +166,26 @@ class BatchConsumer(aiokafka_driver.Consumer):
     async def rewind(self, tp: TP, offset: int) -> None:
         """Deliver the partition's records from ``offset`` on again.
 
-        Seeks the aiokafka consumer (in its thread) and sets Faust's read offset; batches of
-        the partition fetched before are dropped, undelivered.
+        Takes effect at once for what is already fetched: the rest of the partition's records
+        in hand are dropped, undelivered, and Faust's read offset is set to ``offset``. The
+        drain loop seeks the aiokafka consumer between two fetches (``_apply_rewinds``), never
+        while one is in flight: a fetch that returns after the seek could hold records of the
+        new position, which could then be neither delivered nor fetched again.
         """
         self._rewinds[tp] = self._rewinds.get(tp, 0) + 1
-        await self.seek_wait({tp: offset})
-        # seek_wait keeps no read offset for offset 0; Faust's seek() stores None then.
+        self._pending_rewinds[tp] = offset
+        # As Faust's seek(): no read offset (None) for offset 0.
         self._read_offset[tp] = offset if offset else None
+
+    async def _apply_rewinds(self) -> set[TP]:
+        """Seek the partitions rewound since the last fetch; returns them."""
+        if not self._pending_rewinds:
+            return set()
+        pending, self._pending_rewinds = self._pending_rewinds, {}
+        await self.seek_wait(pending)
+        for tp, offset in pending.items():
+            self._read_offset[tp] = offset if offset else None
+        return set(pending)
 
     async def perform_seek(self) -> None:
         """Faust's seek of every partition to its committed offset; earlier batches go stale."""
@@ -212,6 +227,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(CONSUMER_FETCHING)
+                await self._apply_rewinds()
                 generation = self._seek_generation
                 rewinds = dict(self._rewinds)
                 records, active = await self._wait_next_records(FETCH_TIMEOUT_SECONDS)
@@ -219,9 +235,19 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 await self.sleep(0)
                 if records and not self.should_stop:
                     if not self.flow_active:
-                        await self._seek_back_after_stopped_flow()
-                    elif generation == self._seek_generation:
-                        await self._deliver(records, active, generation, rewinds)
+                        await self._seek_back_to_committed()
+                    elif generation != self._seek_generation:
+                        # Seeks to committed ran while this fetch was in flight: its records
+                        # may come from either position. Drop them and seek again, so that
+                        # whatever the fetch took is read again from the committed offsets.
+                        await self._seek_back_to_committed()
+                    else:
+                        rewound = await self._apply_rewinds()
+                        # Records of a partition rewound during the fetch are from the old
+                        # position; the seek just done makes the partition's records come again.
+                        await self._deliver(
+                            {tp: raw for tp, raw in records.items() if tp not in rewound},
+                            active, generation, rewinds)
                 unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -239,9 +265,9 @@ class BatchConsumer(aiokafka_driver.Consumer):
         finally:
             unset_flag(CONSUMER_FETCHING)
 
-    async def _seek_back_after_stopped_flow(self) -> None:
-        # Faust's getmany does this: records fetched while the flow was stopped are dropped,
-        # and the seek to the committed offsets makes them come again.
+    async def _seek_back_to_committed(self) -> None:
+        # Faust's getmany does this for a fetch that returns while the flow is stopped: its
+        # records are dropped, and the seek to the committed offsets makes them come again.
         try:
             await self.perform_seek()
         except Exception as exc:  # noqa: BLE001 (Faust logs and goes on, as here)

@@ -71,11 +71,14 @@ class Harness:
         self.script: list[tuple[Callable[[], Any] | None, dict[TP, list[ConsumerRecord]]]] = []
         self.consumer._wait_next_records = self._next  # type: ignore[method-assign]
         self.seeks: list[dict[TP, int]] = []
+        self.log: list[str] = []  # fetches and seeks, in order
 
         async def seek_wait(partitions: dict[TP, int]) -> None:
             self.seeks.append(dict(partitions))
+            self.log.append(f"seek {sorted((tp.partition, o) for tp, o in partitions.items())}")
 
         async def seek_to_committed() -> dict[TP, int]:
+            self.log.append("seek to committed")
             return {tp: self.settled.get(tp, 0) for tp in assigned}
 
         self.consumer.seek_wait = seek_wait  # type: ignore[method-assign]
@@ -95,10 +98,12 @@ class Harness:
             self.consumer._stopped.set()
             return None, None
         before, batch = self.script.pop(0)
+        self.log.append("fetch starts")
         if before is not None:
             result = before()
             if asyncio.iscoroutine(result):
                 await result
+        self.log.append("fetch returns")
         return batch, set(self.consumer._get_active_partitions())
 
     async def run(self) -> None:
@@ -218,6 +223,9 @@ async def test_fetch_that_overlaps_a_rewind_is_dropped() -> None:
     h.fetch({P0: records(P0, 3, 4)})
     await h.run()
     assert h.delivered == [(P1, [0]), (P0, [3, 4])]
+    # The seek comes after the fetch returned, never during it: whatever that fetch took from
+    # partition 0 is fetched again from offset 3.
+    assert h.log[:4] == ["fetch starts", "fetch returns", "seek [(0, 3)]", "fetch starts"]
 
 
 async def test_fetch_that_overlaps_a_seek_to_committed_is_dropped() -> None:
@@ -225,6 +233,9 @@ async def test_fetch_that_overlaps_a_seek_to_committed_is_dropped() -> None:
     h.fetch({P0: records(P0, 7, 9)}, before=h.consumer.perform_seek)
     await h.run()
     assert h.delivered == []
+    # Dropped, so sought again after the fetch: those records are read again from committed.
+    assert h.log[:4] == ["fetch starts", "seek to committed", "fetch returns",
+                         "seek to committed"]
 
 
 async def test_commit_offsets_come_from_committable() -> None:
