@@ -26,30 +26,11 @@ import orjson
 from isal import igzip
 from zlib_ng import gzip_ng
 
-from bench.events import bench_events
-from worker.catalog import CatalogEntry
-from worker.decoding import decode_record
-from worker.enrich import enrich
-from worker.normalize import normalize
-from worker.records import KafkaPosition, SourceRecord
-from worker.samples import DEMO_CATALOG
+from bench.documents import documents
 
 # Events per compressed buffer: about 0.6 MiB of NDJSON, the order of an S3 part's spool chunk.
 BUFFER_EVENTS = 1000
 ROUNDS = 3
-
-
-def documents(count: int) -> list[dict[str, Any]]:
-    """The benchmark's events as the worker's normalised, enriched documents."""
-    catalog = {entry["api_key_id"]: CatalogEntry(**entry) for entry in DEMO_CATALOG}
-    docs = []
-    for offset, (key, value) in enumerate(bench_events(count)):
-        record = SourceRecord(key, value, KafkaPosition("bench", 0, offset), 1_763_800_000_000)
-        for raw in decode_record(value, 1 << 20).events:
-            _, document = normalize(raw, record)
-            enrich(document, catalog.get)
-            docs.append(document)
-    return docs
 
 
 def best_seconds(work: Callable[[], Any], rounds: int = ROUNDS) -> float:
