@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from time import monotonic
 from typing import Any, Protocol
 
+from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
@@ -181,11 +182,19 @@ class BatchConsumer(aiokafka_driver.Consumer):
         """Seek the partitions rewound since the last fetch; returns them."""
         if not self._pending_rewinds:
             return set()
-        pending, self._pending_rewinds = self._pending_rewinds, {}
-        await self.seek_wait(pending)
-        for tp, offset in pending.items():
-            self._read_offset[tp] = offset if offset else None
-        return set(pending)
+        requested, self._pending_rewinds = self._pending_rewinds, {}
+        # A partition revoked since its rewind is not ours to seek (aiokafka would raise): its
+        # next owner starts from the committed offset anyway.
+        assigned = self.assignment()
+        pending = {tp: offset for tp, offset in requested.items() if tp in assigned}
+        if pending:
+            try:
+                await self.seek_wait(pending)
+            except IllegalStateError as exc:  # revoked between the check and the seek
+                self.log.info("rewind skipped for partitions no longer assigned: %r", exc)
+            for tp, offset in pending.items():
+                self._read_offset[tp] = offset if offset else None
+        return set(requested)
 
     async def perform_seek(self) -> None:
         """Faust's seek of every partition to its committed offset; earlier batches go stale."""

@@ -228,6 +228,19 @@ async def test_fetch_that_overlaps_a_rewind_is_dropped() -> None:
     assert h.log[:4] == ["fetch starts", "fetch returns", "seek [(0, 3)]", "fetch starts"]
 
 
+async def test_rewind_of_a_partition_revoked_meanwhile_is_not_sought() -> None:
+    h = Harness()
+
+    async def rewind_then_lose_p1() -> None:
+        await h.consumer.rewind(P1, 0)
+        h.consumer.assignment = lambda: {P0}  # type: ignore[method-assign]
+
+    h.fetch({P0: records(P0, 0, 0), P1: records(P1, 4, 5)}, before=rewind_then_lose_p1)
+    await h.run()
+    assert h.seeks == []
+    assert h.delivered == [(P0, [0])]
+
+
 async def test_fetch_that_overlaps_a_seek_to_committed_is_dropped() -> None:
     h = Harness()
     h.fetch({P0: records(P0, 7, 9)}, before=h.consumer.perform_seek)
