@@ -282,6 +282,22 @@ async def _async_noop(*_: Any) -> None:
     return None
 
 
+async def test_other_topics_keep_faust_per_message_path() -> None:
+    other = TP("other", 0)
+    h = Harness(assigned=(P0, other))
+    messages: list[tuple[str, int]] = []
+
+    async def callback(message: Any) -> None:
+        messages.append((message.topic, message.offset))
+
+    h.consumer.callback = callback
+    h.consumer._read_offset[other] = 1  # Faust's rule there too: below it is dropped
+    h.fetch({P0: records(P0, 0, 1), other: records(other, 0, 2)})
+    await h.run()
+    assert h.delivered == [(P0, [0, 1])]
+    assert messages == [("other", 1), ("other", 2)]
+
+
 async def test_starting_without_attach_says_what_to_call() -> None:
     app = _App("t-unattached", broker="kafka://127.0.0.1:1", store="memory://",
                web_enabled=False)
