@@ -1,11 +1,12 @@
 """gzip of NDJSON parts, compressed a whole buffer at a time with python-isal (igzip).
 
 Measured by ``python -m bench.codecs`` on the benchmark's normalised documents (about 780 bytes
-of JSON each, 1000-event buffers): igzip level 1 compresses about 0.8-0.9 µs an event at a ratio
-of 8.5; the standard library's gzip level 6, written one event at a time as S3 parts are written
-today, costs about 17 µs an event at a ratio of 10.2. Level 1 is the default: about 18 times
-faster for about 20% more bytes; level 2 gains 1% of size for 10% of speed, level 3 is
-slower and no smaller, level 0 is for CPU-starved workers (ratio 6.4).
+of JSON each, 1000-event buffers, two runs on the shared 2-core machine): igzip level 1
+compresses at 0.5-0.9 µs an event for a ratio of 8.4; the standard library's gzip level 6,
+written one event at a time as S3 parts are written today, costs 7.6-17 µs an event for a ratio
+of 10.2. Level 1 is the default: 14-18 times faster for about 20% more bytes. Level 2 is no
+faster and barely smaller (8.5), level 3 is slower and no smaller, level 0 is for CPU-starved
+workers (ratio 6.3). zlib-ng level 6 (ratio 10.5) costs 3-4.5 µs an event, if bytes matter more.
 
 The output is one ordinary gzip stream (a single member), whatever the number of buffers: any
 gzip reader, DuckDB and Athena read it.
@@ -34,7 +35,7 @@ def check_level(level: int) -> int:
     if level not in LEVELS:
         raise InvalidGzipLevel(
             f"gzip level {level} is not available: python-isal (igzip) levels are 0 to 3 "
-            f"(1 is the default: about 18x the speed of zlib level 6 for ~20% more bytes)")
+            f"(1 is the default: 14-18x the speed of zlib level 6 for ~20% more bytes)")
     return level
 
 
