@@ -19,7 +19,7 @@ from elasticsearch import AsyncElasticsearch
 
 from bench.events import bench_events
 from bench.measure import end_offsets
-from bench.report import machine, markdown, rows, update_readme
+from bench.report import git_commit, machine, markdown, rows, update_readme
 from bench.runners import (
     REPO_ROOT,
     RUNNERS,
@@ -42,6 +42,8 @@ ES, S3 = "elasticsearch", "s3"
 SCENARIOS = [
     Scenario("raw baseline: aiokafka + JSON decode + gzip file", "raw",
              note="the most Python does here"),
+    Scenario("plain bulk loader → Elasticsearch", "bulk", (ES,),
+             note="the same documents in plain _bulk requests: what the local ES-API accepts"),
     Scenario("Sluice → S3", "sluice", (S3,)),
     Scenario("Quix Streams → S3", "quix", (S3,)),
     Scenario("Sluice → Elasticsearch", "sluice", (ES,), note="local ES-API server"),
@@ -141,6 +143,11 @@ def main(
     wanted = [w.strip().lower() for w in only.split(";") if w.strip()]
     scenarios = [s for s in SCENARIOS if s.system == "raw" or not wanted
                  or s.name.lower() in wanted]
+    unknown = set(wanted) - {s.name.lower() for s in SCENARIOS}
+    if unknown:
+        names = "; ".join(s.name for s in SCENARIOS)
+        raise typer.BadParameter(f"no scenario named {', '.join(sorted(unknown))}; the "
+                                 f"scenarios are: {names}", param_hint="--only")
     stack = LocalStack(_bench_settings())
     started_stack = any(server.down_services for server in stack.status())
     if started_stack:
@@ -159,6 +166,7 @@ def main(
     typer.echo("\n" + text)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_bytes(orjson.dumps({"events": events, "machine": machine(),
+                                       "commit": git_commit(REPO_ROOT),
                                        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                        "results": table}, option=orjson.OPT_INDENT_2))
     typer.echo(f"\nJSON: {json_out}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,19 @@ def _same_job(a: Scenario, b: Scenario) -> bool:
         b.sinks, b.null_elasticsearch, b.partitions, b.workers, b.settings)
 
 
+def _to_elasticsearch(scenario: Scenario) -> bool:
+    return "elasticsearch" in scenario.sinks and not scenario.null_elasticsearch
+
+
 def rows(results: list[Result]) -> list[dict[str, Any]]:
-    """One row per scenario with its ratios against the raw baseline and Quix Streams."""
+    """One row per scenario with its ratios against the raw baseline, Quix Streams and, for
+    rows that write to the ES-API server, the plain bulk loader."""
     baseline = next((r for r in results if r.scenario.system == "raw"), None)
+    loader = next((r for r in results if r.scenario.system == "bulk"), None)
     table = []
     for result in results:
+        if result.peak_rss_mib <= 0:
+            raise ValueError(f"{result.scenario.name}: no peak RSS was measured")
         quix = next((r for r in results if r.scenario.system == "quix"
                      and _same_job(r.scenario, result.scenario)), None)
         table.append({
@@ -41,12 +50,28 @@ def rows(results: list[Result]) -> list[dict[str, Any]]:
                             if baseline else None),
             "vs_quix": (round(result.events_per_second / quix.events_per_second, 2)
                         if quix and result.scenario.system != "quix" else None),
+            "vs_bulk_loader": (
+                round(result.events_per_second / loader.events_per_second, 2)
+                if loader and _to_elasticsearch(result.scenario)
+                and result.scenario.system not in ("bulk", "raw") else None),
             "peak_rss_mib": round(result.peak_rss_mib, 1),
             "delivered": result.delivered,
             "dead_letters": result.dead_letters,
             "note": result.scenario.note,
         })
     return table
+
+
+def git_commit(repo: Path) -> str | None:
+    """The checked-out commit, with `-dirty` when the work tree has uncommitted changes."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=repo, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None  # not a git checkout (an unpacked release)
+    return f"{commit}-dirty" if dirty.strip() else commit
 
 
 def machine() -> dict[str, Any]:
@@ -64,13 +89,15 @@ def markdown(table: list[dict[str, Any]], events: int) -> str:
         f"{events:,} events (500–800 bytes, 7 in 10 Segment events, 3 in 10 access logs), "
         "4 partitions unless said otherwise, all servers on the same 2-core machine.",
         "",
-        "| scenario | events/s | vs raw baseline | vs Quix Streams | peak RSS (MiB) | note |",
-        "|---|---:|---:|---:|---:|---|",
+        "| scenario | events/s | vs raw baseline | vs Quix Streams | vs bulk loader "
+        "| peak RSS (MiB) | note |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in table:
         lines.append(
             f"| {row['scenario']} | {row['events_per_second']:,} | {_ratio(row['vs_baseline'])} "
-            f"| {_ratio(row['vs_quix'])} | {row['peak_rss_mib']:.0f} | {row['note']} |")
+            f"| {_ratio(row['vs_quix'])} | {_ratio(row.get('vs_bulk_loader'))} "
+            f"| {row['peak_rss_mib']:.0f} | {row['note']} |")
     return "\n".join(lines)
 
 

@@ -44,7 +44,7 @@ class Scenario:
     """One measured run: which system, which sinks, how many workers on which topic."""
 
     name: str
-    system: str  # "sluice", "quix" or "raw"
+    system: str  # "sluice", "quix", "raw" or "bulk" (the plain bulk loader)
     sinks: tuple[str, ...] = ()
     partitions: int = 4
     workers: int = 1
@@ -276,4 +276,22 @@ async def run_raw(ctx: BenchContext, scenario: Scenario) -> Result:
                   timing["peak_rss_kib"] / 1024, {"file": int(timing["events"])})
 
 
-RUNNERS = {"sluice": run_sluice, "quix": run_quix, "raw": run_raw}
+async def run_bulk_loader(ctx: BenchContext, scenario: Scenario) -> Result:
+    """bench/bulk_loader.py: Sluice's documents sent to the ES-API with plain `_bulk` requests."""
+    slug = ctx.slug(scenario)
+    url = ctx.settings.elasticsearch_url.split(",")[0]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.bulk_loader", url, f"bench-{slug}-%Y.%m.%d",
+         f"bench-{slug}", str(ctx.events)],
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
+    )
+    output, _ = await asyncio.to_thread(process.communicate)
+    if process.returncode != 0:
+        raise RuntimeError(f"bulk loader failed with {process.returncode}: {output!r}")
+    timing = orjson.loads(output.splitlines()[-1])
+    return Result(scenario, int(timing["events"]), timing["end"] - timing["first"],
+                  timing["peak_rss_kib"] / 1024, {"elasticsearch": int(timing["events"])},
+                  int(timing["errors"]))
+
+
+RUNNERS = {"sluice": run_sluice, "quix": run_quix, "raw": run_raw, "bulk": run_bulk_loader}

@@ -1,0 +1,366 @@
+"""Faust consumption in batches: each fetched batch reaches the pipeline as one unit.
+
+Faust delivers every record on its own: ``Consumer._drain_messages`` awaits
+``wait_first(callback(message), suspend_flow.wait())`` per record, then the conductor, a queue, a
+stream and a per-message ack follow (about 100 µs a record). ``BatchConsumer`` keeps everything
+else Faust does (the app and worker lifecycle, the consumer group and its rebalance callbacks,
+the consumer thread, the commit timer) and replaces only that path:
+
+- its drain loop takes each batch that ``_wait_next_records`` fetched in the consumer thread and
+  hands it, per partition, to a *route* (``DirectRoute``: await a handler; ``AgentRoute`` in
+  ``worker.faust_batch_agent``: one Faust event per batch to an agent);
+- commits come from ``committable(tp)`` (one past the last settled record of the partition)
+  instead of Faust's per-message acks: the commit timer commits what the pipeline settled;
+- ``rewind(tp, offset)`` makes a partition deliver its records from ``offset`` again.
+
+Faust's rules are kept, record for record:
+
+- the read-offset rule: records below a partition's read offset are dropped. A seek (Faust's
+  ``perform_seek`` after a rebalance, or ``rewind``) sets the read offset; a fetch that was in
+  flight during a seek is dropped and the seek done again after it, so its records are read
+  again from the new position (never dropped *and* skipped);
+- flow suspension: nothing is delivered while ``flow_active`` is false (a rebalance); a batch
+  fetched then makes the consumer seek back to the committed offsets, as Faust does, and a
+  handler still running when the flow is suspended is cancelled (``wait_first``), as Faust's
+  per-message callback is; a cancelled batch counts as not delivered;
+- the consumer generation: delivery of a fetched batch stops when the generation changes;
+- only partitions that are assigned and not paused are delivered;
+- fairness: at most ``max_records_per_partition`` records per handler call, partitions taken in
+  turn, so one partition's large fetch does not hold the others back.
+
+Topics that are not batched (none in Sluice today) still go through Faust's per-message path
+and per-message acks, so an agent on another topic or a table keeps working.
+
+Every Faust and aiokafka internal used here is pinned by ``tests/unit/test_faust_contract.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from time import monotonic
+from typing import Any, Protocol
+
+from aiokafka.errors import IllegalStateError
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
+
+from worker.records import KafkaPosition, SourceRecord
+
+# Fairness cap: records handed over per partition in one handler call.
+DEFAULT_MAX_RECORDS_PER_PARTITION = 500
+
+# How long one fetch waits for records, as in Faust's drain loop.
+FETCH_TIMEOUT_SECONDS = 1.0
+
+BatchHandler = Callable[[TP, list[SourceRecord]], Awaitable[None]]
+Committable = Callable[[TP], int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBatch:
+    """Consecutive records of one partition, as fetched, and the seek stamp they were read under.
+
+    ``stamp`` lets a later step (an agent behind a channel) recognise a batch that a seek or
+    rewind has made stale while it waited (``BatchConsumer.is_current``).
+    """
+
+    tp: TP
+    records: list[SourceRecord]
+    stamp: tuple[int, int]
+
+
+class BatchRoute(Protocol):
+    """Where the consumer's drain loop hands each batch."""
+
+    async def deliver(self, batch: RecordBatch) -> None: ...
+
+
+class DirectRoute:
+    """Hand each batch straight to an async handler, awaited by the drain loop."""
+
+    def __init__(self, handle: BatchHandler) -> None:
+        self.handle = handle
+
+    async def deliver(self, batch: RecordBatch) -> None:
+        await self.handle(batch.tp, batch.records)
+
+
+class BatchesNotAttached(RuntimeError):
+    """The batch consumer started before ``attach`` told it where batches go."""
+
+
+def source_records(raw: Sequence[Any]) -> list[SourceRecord]:
+    """aiokafka ``ConsumerRecord``s as Sluice's plain records (bytes untouched).
+
+    The same fields as ``worker.app.source_record`` makes from a Faust message, read straight
+    from the aiokafka record: no Faust ``Message`` is built.
+    """
+    out = []
+    append = out.append
+    for record in raw:
+        headers = record.headers
+        append(SourceRecord(
+            record.key,
+            record.value,
+            KafkaPosition(record.topic, record.partition, record.offset),
+            # aiokafka gives milliseconds; a missing time (None or 0) is None, as in
+            # worker.app.source_record.
+            record.timestamp or None,
+            tuple((str(name), bytes(value or b"")) for name, value in headers) if headers else (),
+        ))
+    return out
+
+
+class BatchConsumer(aiokafka_driver.Consumer):
+    """Faust's aiokafka consumer, delivering batches to a route and committing ``committable``.
+
+    Combine it with another consumer subclass by listing it first
+    (``class C(BatchConsumer, RebalanceAwareConsumer)``); call ``attach`` before the app starts.
+    """
+
+    max_records_per_partition: int = DEFAULT_MAX_RECORDS_PER_PARTITION
+    _route: BatchRoute | None = None
+    _committable: Committable | None = None
+    _batch_topics: frozenset[str] = frozenset()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Bumped by every seek to the committed offsets / by every rewind of a partition: a
+        # batch fetched under an older stamp is stale (see ``is_current``).
+        self._seek_generation = 0
+        self._rewinds: dict[TP, int] = {}
+        self._pending_rewinds: dict[TP, int] = {}
+
+    def attach(
+        self,
+        topics: Iterable[str],
+        route: BatchRoute,
+        committable: Committable,
+        *,
+        max_records_per_partition: int = DEFAULT_MAX_RECORDS_PER_PARTITION,
+    ) -> None:
+        """Deliver the records of ``topics`` to ``route`` in batches and commit ``committable``.
+
+        ``committable(tp)`` returns the next offset to commit for a partition (one past its last
+        settled record) or None while nothing new is settled; the commit timer calls it.
+        """
+        if max_records_per_partition < 1:
+            raise ValueError("max_records_per_partition must be at least 1")
+        self._batch_topics = frozenset(topics)
+        self._route = route
+        self._committable = committable
+        self.max_records_per_partition = max_records_per_partition
+
+    # -- seeking --------------------------------------------------------------------------
+
+    def stamp(self, tp: TP) -> tuple[int, int]:
+        """The seek stamp of a partition now: changes with every seek that affects it."""
+        return self._seek_generation, self._rewinds.get(tp, 0)
+
+    def is_current(self, batch: RecordBatch) -> bool:
+        """False when a seek or rewind since the batch was fetched makes it stale."""
+        return batch.stamp == self.stamp(batch.tp)
+
+    async def rewind(self, tp: TP, offset: int) -> None:
+        """Deliver the partition's records from ``offset`` on again.
+
+        Takes effect at once for what is already fetched: the rest of the partition's records
+        in hand are dropped, undelivered, and Faust's read offset is set to ``offset``. The
+        drain loop seeks the aiokafka consumer between two fetches (``_apply_rewinds``), never
+        while one is in flight: a fetch that returns after the seek could hold records of the
+        new position, which could then be neither delivered nor fetched again.
+        """
+        self._rewinds[tp] = self._rewinds.get(tp, 0) + 1
+        self._pending_rewinds[tp] = offset
+        # As Faust's seek(): no read offset (None) for offset 0.
+        self._read_offset[tp] = offset if offset else None
+
+    async def _apply_rewinds(self) -> set[TP]:
+        """Seek the partitions rewound since the last fetch; returns them."""
+        if not self._pending_rewinds:
+            return set()
+        requested, self._pending_rewinds = self._pending_rewinds, {}
+        # A partition revoked since its rewind is not ours to seek (aiokafka would raise): its
+        # next owner starts from the committed offset anyway.
+        assigned = self.assignment()
+        pending = {tp: offset for tp, offset in requested.items() if tp in assigned}
+        if pending:
+            try:
+                await self.seek_wait(pending)
+            except IllegalStateError as exc:  # revoked between the check and the seek
+                self.log.info("rewind skipped for partitions no longer assigned: %r", exc)
+            for tp, offset in pending.items():
+                self._read_offset[tp] = offset if offset else None
+        return set(requested)
+
+    async def perform_seek(self) -> None:
+        """Faust's seek of every partition to its committed offset; earlier batches go stale."""
+        self._seek_generation += 1
+        await super().perform_seek()
+
+    # -- commits --------------------------------------------------------------------------
+
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        """Faust's partitions with acked messages, plus every assigned batched partition."""
+        tps = set(super()._filter_tps_with_pending_acks(topics))
+        if self._batch_topics:
+            for tp in self.assignment():
+                if tp.topic in self._batch_topics and (
+                    topics is None or tp in topics or tp.topic in topics
+                ):
+                    tps.add(tp)
+        return iter(tps)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The offset Faust's commit uses: ``committable`` for batched partitions."""
+        if tp.topic in self._batch_topics and self._committable is not None:
+            return self._committable(tp)
+        return super()._new_offset(tp)
+
+    # -- the drain loop -------------------------------------------------------------------
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        """Fetch batches in the consumer thread and deliver them, until the consumer stops.
+
+        Replaces Faust's per-message loop; its stop conditions and error handling are Faust's.
+        """
+        if self._route is None:
+            raise BatchesNotAttached(
+                "BatchConsumer.attach(topics, route, committable) was not called before start")
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                await self._apply_rewinds()
+                generation = self._seek_generation
+                rewinds = dict(self._rewinds)
+                records, active = await self._wait_next_records(FETCH_TIMEOUT_SECONDS)
+                # As Faust: the fetch may return at once; give the loop a turn.
+                await self.sleep(0)
+                if records and not self.should_stop:
+                    if not self.flow_active:
+                        await self._seek_back_to_committed()
+                    elif generation != self._seek_generation:
+                        # Seeks to committed ran while this fetch was in flight: its records
+                        # may come from either position. Drop them and seek again, so that
+                        # whatever the fetch took is read again from the committed offsets.
+                        await self._seek_back_to_committed()
+                    else:
+                        rewound = await self._apply_rewinds()
+                        # Records of a partition rewound during the fetch are from the old
+                        # position; the seek just done makes the partition's records come again.
+                        await self._deliver(
+                            {tp: raw for tp, raw in records.items() if tp not in rewound},
+                            active, generation, rewinds)
+                unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
+
+    async def _seek_back_to_committed(self) -> None:
+        # Faust's getmany does this for a fetch that returns while the flow is stopped: its
+        # records are dropped, and the seek to the committed offsets makes them come again.
+        try:
+            await self.perform_seek()
+        except Exception as exc:  # noqa: BLE001 (Faust logs and goes on, as here)
+            self.log.warning("exception performing seek when flow not active %r", exc)
+
+    async def _deliver(
+        self,
+        records: Mapping[TP, list[Any]],
+        active: set[TP] | None,
+        generation: int,
+        rewinds: Mapping[TP, int],
+    ) -> None:
+        """Deliver one fetch: partitions in turn, at most the fairness cap per handler call."""
+        consumer_generation = self.app.consumer_generation_id
+        pending = {
+            tp: raw for tp, raw in records.items()
+            if raw and (active is None or tp in active or tp in self._buffered_partitions)
+        }
+        cap = self.max_records_per_partition
+        start = 0
+        while pending:
+            for tp in list(pending):
+                raw = pending[tp]
+                if not self._may_deliver(generation, consumer_generation):
+                    return
+                if rewinds.get(tp, 0) != self._rewinds.get(tp, 0) or not self._owns(tp):
+                    del pending[tp]  # rewound or revoked since the fetch: stale
+                    continue
+                chunk = raw[start:start + cap]
+                if start + cap >= len(raw):
+                    del pending[tp]
+                if tp.topic in self._batch_topics:
+                    await self._deliver_batch(tp, chunk, (generation, rewinds.get(tp, 0)))
+                else:
+                    await self._deliver_messages(tp, chunk)
+            start += cap
+
+    def _may_deliver(self, generation: int, consumer_generation: int) -> bool:
+        return (
+            self.flow_active
+            and not self.should_stop
+            and generation == self._seek_generation
+            and consumer_generation == self.app.consumer_generation_id
+        )
+
+    def _owns(self, tp: TP) -> bool:
+        return tp in self._get_active_partitions() or tp in self._buffered_partitions
+
+    async def _deliver_batch(self, tp: TP, raw: list[Any], stamp: tuple[int, int]) -> None:
+        read_offset = self._read_offset[tp]
+        if read_offset is not None and raw[0].offset < read_offset:
+            raw = [record for record in raw if record.offset >= read_offset]
+            if not raw:
+                return
+        # Set before the handler runs: a rewind it asks for must not be overwritten after.
+        self._read_offset[tp] = raw[-1].offset + 1
+        self._track(tp)
+        batch = RecordBatch(tp, source_records(raw), stamp)
+        route = self._route
+        assert route is not None  # attach() sets it with the batch topics
+        await self.wait_first(route.deliver(batch), self.suspend_flow.wait())
+
+    def _track(self, tp: TP) -> None:
+        # What Faust's per-message path feeds its monitor: the end offset (for lag) and the
+        # time a stream last took an event (the livelock detector warns without it).
+        monitor = self.app.monitor
+        if monitor is not None:
+            monitor.track_tp_end_offset(tp, self.highwater(tp))
+            monitor.stream_inbound_time[tp] = monotonic()
+
+    async def _deliver_messages(self, tp: TP, raw: list[Any]) -> None:
+        """Faust's own per-message path, for topics that are not batched."""
+        get_read_offset = self._read_offset.__getitem__
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        for record in raw:
+            if not self.flow_active:
+                return
+            offset = record.offset
+            r_offset = get_read_offset(tp)
+            if r_offset is not None and offset < r_offset:
+                continue
+            if r_offset and offset - r_offset > 1 and acks_enabled_for(tp.topic):
+                await self._add_gap(tp, r_offset + 1, offset)
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            message = self._to_message(tp, record)
+            await self.wait_first(self.callback(message), self.suspend_flow.wait())
+            self._read_offset[tp] = offset
