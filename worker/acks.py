@@ -218,6 +218,13 @@ class AckTracker:
         return {key: sum(ticket.records for ticket in state.queue)
                 for key, state in self._partitions.items() if state.queue}
 
+    def oldest_offset(self, partition: PartitionKey) -> int | None:
+        """Offset of the partition's oldest unacknowledged record (None: nothing pending)."""
+        state = self._partitions.get(partition)
+        if state is None or not state.queue:
+            return None
+        return state.queue[0].position.offset
+
     def oldest_unsettled(self, now: float | None = None) -> dict[PartitionKey, float]:
         """Seconds the oldest unacknowledged record of each assigned partition has waited."""
         now = time.monotonic() if now is None else now

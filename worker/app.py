@@ -26,6 +26,8 @@ from prometheus_client.registry import CollectorRegistry
 from worker.catalog_table import CatalogTable
 from worker.config import Settings, SinkName
 from worker.deadletter import DeadLetterPublisher
+from worker.faust_batch_agent import AgentRoute
+from worker.faust_batches import BatchConsumer
 from worker.kafka_connection import faust_credentials
 from worker.metrics import SluiceCollector
 from worker.ops_server import OpsServer
@@ -150,10 +152,15 @@ class RebalanceAwareConsumer(aiokafka_driver.Consumer):
         return await super().commit(*args, **kwargs)
 
 
-class SluiceTransport(aiokafka_driver.Transport):
-    """The aiokafka transport with the rebalance-aware consumer."""
+class SluiceConsumer(BatchConsumer, RebalanceAwareConsumer):
+    """The source topic read in batches (``worker.faust_batches``), commits from the pipeline's
+    settled offsets, and the rebalance-aware group membership above."""
 
-    Consumer = RebalanceAwareConsumer
+
+class SluiceTransport(aiokafka_driver.Transport):
+    """The aiokafka transport with Sluice's consumer."""
+
+    Consumer = SluiceConsumer
 
 
 class SluiceApp(faust.App):
@@ -180,10 +187,29 @@ class SluiceApp(faust.App):
         await super()._on_partitions_assigned(assigned, *args, **kwargs)
 
     def recover_partition(self, partition: tuple[str, int]) -> None:
-        """Consume a partition again from its committed offset: rejoin the group."""
-        task = asyncio.ensure_future(self._rejoin())
+        """Consume a partition again from its oldest unsettled record (see `_rewind`)."""
+        task = asyncio.ensure_future(self._rewind(partition))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _rewind(self, partition: tuple[str, int]) -> None:
+        """Rewind the consumer first (what is fetched or queued becomes stale and is dropped),
+        then end the partition's generation and start a new one: nothing of the old position
+        can be opened in the new generation. Without a record to go back to, rejoin."""
+        offset = self.pipeline.acks.oldest_offset(partition)
+        if offset is None:
+            await self._rejoin()
+            return
+        try:
+            await cast(SluiceConsumer, self.consumer).rewind(TP(*partition), offset)
+        except Exception:  # noqa: BLE001 (logged; a rejoin recovers as well)
+            log.exception("could not rewind %s[%d]; rejoining the group", *partition)
+            await self._rejoin()
+            return
+        await self.pipeline.forget([partition])
+        self.pipeline.assign([partition])
+        self.pipeline.recovered([partition])
+        log.info("%s[%d]: consuming again from offset %d", *partition, offset)
 
     async def _rejoin(self) -> None:
         try:
@@ -362,12 +388,19 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
         value_serializer="raw",
     )
 
-    @app.agent(source, name="sluice-pipeline")
-    async def process(stream: faust.StreamT) -> None:
-        # Acks are ours: a record is acknowledged when its sinks are done, not when the loop
-        # moves on (see worker.acks).
-        async for event in stream.noack().events():
-            await app.pipeline.submit(source_record(event.message), event.ack)
+    # The source topic is read in batches: each fetched batch of a partition (at most
+    # SLUICE_BATCH_MAX_RECORDS records) is one event of the `sluice-pipeline` agent, and the
+    # commit timer commits each partition's settled offset (worker.faust_batches, worker.acks).
+    async def handle(tp: TP, records: list[SourceRecord]) -> None:
+        await app.pipeline.submit_batch(records)
+
+    route = AgentRoute(app, handle, name="sluice-pipeline")
+    app.topics.add(source)  # subscribed here: no agent reads the topic message by message
+    cast(SluiceConsumer, app.consumer).attach(
+        [settings.source_topic], route,
+        lambda tp: app.pipeline.committable((tp.topic, tp.partition)),
+        max_records_per_partition=settings.batch_max_records,
+    )
 
     @app.timer(interval=PROGRESS_INTERVAL_SECONDS)
     async def report_progress() -> None:

@@ -227,13 +227,21 @@ class Settings(BaseSettings):
         description="Seconds a worker waits for its sinks to flush on a rebalance or at "
         "shutdown before leaving unfinished records to be consumed again.",
     )
+    batch_max_records: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Records of one partition handed to the pipeline as one batch, at most: "
+        "a fetch is split so that partitions take turns (fairness); larger batches cost less "
+        "per record.",
+    )
     settle_timeout: float = Field(
         600.0,
         gt=0,
         description="Seconds a partition's oldest record may wait for every sink before the "
         "worker reports unready (`/health/ready`); past it, if every sink's destination "
-        "answers, the worker rejoins the group so the partition is consumed again from its "
-        "committed offset (a stuck partition is recovered, never silently stalled).",
+        "answers, the worker rewinds the partition so it is consumed again from its oldest "
+        "unsettled record (a stuck partition is recovered, never silently stalled).",
     )
     catalog_load_timeout: float = Field(
         30.0,

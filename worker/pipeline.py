@@ -155,7 +155,7 @@ class Pipeline:
     def lost(self, sink: str, partition: PartitionKey, reason: str) -> None:
         """A sink lost events of an assigned partition without an outcome (a bug, or the
         partition's marker taken by another worker): those records would never settle, so the
-        partition is recovered by consuming it again from its committed offset."""
+        partition is recovered by consuming it again from its oldest unsettled record."""
         self.stuck(partition, f"{sink}: {reason}")
 
     def stuck(self, partition: PartitionKey, reason: str) -> None:
@@ -167,7 +167,7 @@ class Pipeline:
         self._recovering.add(partition)
         self.recoveries += 1
         log.error("%s[%d]: records can no longer settle (%s): consuming the partition again "
-                  "from its committed offset", *partition, reason,
+                  "from its oldest unsettled record", *partition, reason,
                   extra={"topic": partition[0], "partition": partition[1],
                          "error_class": "PartitionRecovery"})
         if self.recover is None:
