@@ -1,9 +1,9 @@
 """The hot path alone: the pipeline fed in-process, no broker, no network.
 
 `python -m bench.profile_pipeline [EVENTS] [--profile]` feeds the benchmark's events through
-`Pipeline.submit` with the counting sink (and, with `--s3-parts`, into gzip parts as the S3 sink
-builds them) and prints microseconds per record; `--profile` adds a pyinstrument report. It
-separates Sluice's own per-record cost from Faust's and the servers'.
+`Pipeline.submit_batch` (batches of 500 records of a partition, as the batch consumer hands them
+over) with the counting sink and prints microseconds per record; `--profile` adds a pyinstrument
+report. It separates Sluice's own per-record cost from Faust's and the servers'.
 """
 
 from __future__ import annotations
@@ -35,13 +35,19 @@ async def feed(count: int) -> float:
                for n, (key, value) in enumerate(bench_events(count))]
     acked = 0
 
-    def ack() -> None:
+    def ack(count: int) -> None:
         nonlocal acked
-        acked += 1
+        acked += count
 
-    started = time.perf_counter()
+    # As the batch consumer hands them over: up to 500 consecutive records of one partition.
+    by_partition: dict[int, list[SourceRecord]] = {}
     for record in records:
-        await pipeline.submit(record, ack)
+        by_partition.setdefault(record.position.partition, []).append(record)
+    batches = [(part[i:i + 500]) for part in by_partition.values()
+               for i in range(0, len(part), 500)]
+    started = time.perf_counter()
+    for batch in batches:
+        await pipeline.submit_batch(batch, lambda n=len(batch): ack(n))
     while acked < count:
         await asyncio.sleep(0.001)
     seconds = time.perf_counter() - started

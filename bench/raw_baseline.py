@@ -1,5 +1,6 @@
 """The raw baseline: what Python can do at most here. A plain aiokafka consumer that only
-decodes each record's JSON and gzips the records to a local file, nothing else.
+decodes each record's JSON and gzips the records to a local file (igzip, as Sluice's S3
+parts), nothing else.
 
 Run as `python -m bench.raw_baseline BOOTSTRAP TOPIC GROUP EVENTS OUT_FILE GZIP_LEVEL`; prints one
 JSON line with the monotonic times of the first record and of the durable end (file closed and
@@ -9,7 +10,6 @@ fsynced), the event count and its peak RSS.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import os
 import re
 import sys
@@ -17,6 +17,8 @@ import time
 
 import orjson
 from aiokafka import AIOKafkaConsumer
+
+from worker.compression import GzipWriter
 
 
 async def consume(bootstrap: str, topic: str, group: str, expected: int, out_path: str,
@@ -28,8 +30,8 @@ async def consume(bootstrap: str, topic: str, group: str, expected: int, out_pat
     first = 0.0
     count = 0
     try:
-        with open(out_path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb",
-                                                        compresslevel=level) as out:
+        # The same compressor and level as Sluice's S3 parts (worker.compression).
+        with open(out_path, "wb") as raw, GzipWriter(raw, level) as out:
             while count < expected:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
                 for records in batches.values():

@@ -55,7 +55,7 @@ def test_object_keys_carry_topic_partition_and_offsets() -> None:
 
 
 def test_part_spools_gzip_lines_and_tracks_offsets(tmp_path: Path) -> None:
-    part = OpenPart(tmp_path / "p.gz", "d/", HourSlot.of("2026-11-22T21:00:00.000Z"), 6)
+    part = OpenPart(tmp_path / "p.gz", "d/", HourSlot.of("2026-11-22T21:00:00.000Z"), 1)
     for offset in (5, 3, 9):
         record = SourceRecord(None, b"", KafkaPosition("events", 0, offset))
         part.add(ndjson_line({"n": offset}), Event(f"e{offset}", {}, record))

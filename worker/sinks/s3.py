@@ -317,13 +317,17 @@ class S3Sink(Sink):
         if state.detached or self._partitions.get(key) is not state:
             return
         already_written: list[Event] = []
+        fresh: list[Event] = []
+        below = state.marker.next_offset
         for event in events:
             if event.cancelled:
                 continue
-            if event.position.offset < state.marker.next_offset:
+            if event.position.offset < below:
                 already_written.append(event)
-                continue
-            self._append(state, event)
+            else:
+                fresh.append(event)
+        if fresh:
+            self._append(state, fresh)
         state.next_offset = max(state.next_offset, events[-1].position.offset + 1)
         if already_written:
             self.stats.events_skipped_already_written += len(already_written)
@@ -350,26 +354,32 @@ class S3Sink(Sink):
 
     # --- filling parts --------------------------------------------------------------------
 
-    def _append(self, state: _PartitionState, event: Event) -> None:
-        document = event.document
-        time_field = self.settings.s3_time_field
-        stamp = document["received_at" if time_field == S3TimeField.RECEIVED_AT else "timestamp"]
-        slot = HourSlot.of(stamp)
-        position = event.position
-        directory = render_directory(self._template, slot, document, position.topic,
-                                     position.partition)
-        part = state.parts.get(directory)
-        if part is None:
-            self._part_counter += 1
-            path = self._spool_dir / (
-                f"{position.topic}-{position.partition}-{self._part_counter}.part.gz")
-            part = OpenPart(path, directory, slot, self.settings.s3_gzip_level, self._header)
-            state.parts[directory] = part
-        # Keep only what acknowledgement and dead-lettering need: not the document.
-        line = (event.encoded + b"\n") if (event.encoded and self._header == b"") \
-            else self._encode(document)
-        part.add(line, Event(event.event_id, {}, event.record, event.batch_index, event.ticket,
-                             ordinal=event.ordinal))
+    def _append(self, state: _PartitionState, events: list[Event]) -> None:
+        """File events into their parts (by directory), each part compressing whole buffers."""
+        by_part: dict[str, tuple[list[bytes], list[Event]]] = {}
+        stamp_field = ("received_at" if self.settings.s3_time_field == S3TimeField.RECEIVED_AT
+                       else "timestamp")
+        plain = self._header == b""
+        for event in events:
+            document = event.document
+            slot = HourSlot.of(document[stamp_field])
+            position = event.position
+            directory = render_directory(self._template, slot, document, position.topic,
+                                         position.partition)
+            if directory not in state.parts:
+                self._part_counter += 1
+                path = self._spool_dir / (
+                    f"{position.topic}-{position.partition}-{self._part_counter}.part.gz")
+                state.parts[directory] = OpenPart(path, directory, slot,
+                                                  self.settings.s3_gzip_level, self._header)
+            lines, stubs = by_part.setdefault(directory, ([], []))
+            lines.append((event.encoded + b"\n") if (event.encoded and plain)
+                         else self._encode(document))
+            # Keep only what acknowledgement and dead-lettering need: not the document.
+            stubs.append(Event(event.event_id, {}, event.record, event.batch_index, event.ticket,
+                               ordinal=event.ordinal))
+        for directory, (lines, stubs) in by_part.items():
+            state.parts[directory].add_many(lines, stubs)
 
     def _partition_full(self, state: _PartitionState) -> bool:
         return any(

@@ -1,14 +1,15 @@
 """Open parts: one spool file per (partition, directory) while an hourly part is being filled.
 
-Lines are compressed as they arrive into a local gzip file, so memory stays flat whatever the
-part's size; the finished file is what is uploaded. The line format is NDJSON (one normalised
-document per line) or CSV with a header and a column mapping (seed 004's style).
+Lines are collected and compressed a whole buffer at a time (igzip, ``worker.compression``) into
+a local gzip file, so memory stays flat whatever the part's size (at most one buffer of
+uncompressed lines per open part); the finished file is what is uploaded. The line format is
+NDJSON (one normalised document per line) or CSV with a header and a column mapping (seed 004's
+style).
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from worker.compression import GzipWriter
 from worker.records import Event
 from worker.sinks.s3_keys import HourSlot
 
@@ -70,6 +72,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+# Uncompressed bytes collected before they are compressed in one call.
+BUFFER_BYTES = 256 * 1024
+
+
 class OpenPart:
     """A part being filled: its spool file, its hour, the offsets and events it holds."""
 
@@ -83,32 +89,46 @@ class OpenPart:
         self.last_offset = -1
         self.events: list[Event] = []
         self._raw = path.open("wb")
-        # mtime=0: the same lines always give the same bytes.
-        self._gzip = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=level, mtime=0)
-        if header:
-            self._gzip.write(header)
+        self._gzip = GzipWriter(self._raw, level)
+        self._lines: list[bytes] = [header] if header else []
+        self._buffered = len(header)
 
     def add(self, line: bytes, event: Event) -> None:
-        self._gzip.write(line)
-        offset = event.position.offset
-        if self.first_offset is None or offset < self.first_offset:
-            self.first_offset = offset
-        self.last_offset = max(self.last_offset, offset)
-        self.events.append(event)
+        self.add_many([line], [event])
+
+    def add_many(self, lines: list[bytes], events: list[Event]) -> None:
+        """Add the lines of these events (same order); compress once a buffer is full."""
+        self._lines.extend(lines)
+        self._buffered += sum(map(len, lines))
+        if self._buffered >= BUFFER_BYTES:
+            self._compress()
+        for event in events:
+            offset = event.position.offset
+            if self.first_offset is None or offset < self.first_offset:
+                self.first_offset = offset
+            if offset > self.last_offset:
+                self.last_offset = offset
+        self.events.extend(events)
+
+    def _compress(self) -> None:
+        if self._lines:
+            self._gzip.write_lines(self._lines)
+            self._lines, self._buffered = [], 0
 
     @property
     def compressed_bytes(self) -> int:
-        """Bytes written to the spool file so far (zlib holds back a little)."""
-        return self._raw.tell()
+        """Bytes compressed so far, plus the buffer still to compress."""
+        return self._gzip.bytes_out + self._buffered // 8  # igzip level 1: ~8.5x
 
     def finish(self) -> int:
         """Close the spool file; return its final size."""
+        self._compress()
         self._gzip.close()
         self._raw.close()
         return self.path.stat().st_size
 
     def discard(self) -> None:
         if not self._raw.closed:
-            self._gzip.close()
             self._raw.close()
+        self._lines = []
         self.path.unlink(missing_ok=True)
