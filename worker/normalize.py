@@ -250,10 +250,24 @@ def _optional_int(fields: dict[str, Any], name: str) -> int | None:
     raise WrongType(f"`{name}` is {_describe(value)}, expected a number")
 
 
+# UTC ISO-8601 with a Z, to the second or the millisecond, years 1000-9999: what Segment's
+# libraries send. Such a value is already (nearly) in the form documents carry.
+_UTC_ISO = re.compile(r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3})?Z")
+
+
 def _optional_timestamp(fields: dict[str, Any], name: str) -> str | None:
     value = fields.get(name)
     if value is None or value == "":
         return None
+    if type(value) is str and _UTC_ISO.fullmatch(value):
+        # The common case, without the round trip through datetime: checked for a real date
+        # and time, and given milliseconds if it has none (the same text the slow path makes).
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return value if len(value) == 24 else value[:-1] + ".000Z"
     parsed = parse_timestamp(value)
     if parsed is None:
         raise InvalidTimestamp(

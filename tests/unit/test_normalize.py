@@ -167,3 +167,20 @@ def test_timestamps_in_every_accepted_format_become_utc(value: object, expected:
 @pytest.mark.parametrize("value", ["tomorrow", True, [1], 10**30], ids=str)
 def test_unparseable_timestamps_are_none(value: object) -> None:
     assert parse_timestamp(value) is None
+
+
+@pytest.mark.parametrize("text", [
+    "2026-11-23T12:09:23Z", "2015-02-23T22:28:55.111Z", "9999-12-31T23:59:59.999Z",
+    "1000-01-01T00:00:00.000Z", "2026-02-30T00:00:00Z", "0999-01-01T00:00:00Z",
+    "2026-11-23T24:00:00Z", "2026-13-01T00:00:00.000Z", "2024-02-29T23:59:59.500Z",
+])
+def test_the_utc_iso_fast_path_gives_what_the_general_parser_gives(text: str) -> None:
+    from worker.errors import InvalidTimestamp
+    from worker.normalize import _optional_timestamp, format_timestamp, parse_timestamp
+
+    parsed = parse_timestamp(text)
+    if parsed is None:
+        with pytest.raises(InvalidTimestamp):
+            _optional_timestamp({"timestamp": text}, "timestamp")
+    else:
+        assert _optional_timestamp({"timestamp": text}, "timestamp") == format_timestamp(parsed)
