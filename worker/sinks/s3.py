@@ -397,8 +397,11 @@ class S3Sink(Sink):
         )
 
     async def _flush_when_due(self) -> None:
+        # Checked four times per part age (at most every second): a part is uploaded at most a
+        # quarter of its age late.
+        interval = min(1.0, self.settings.s3_part_max_age / 4)
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(interval)
             now_monotonic, now = time.monotonic(), time.time()
             due = [key for key, state in self._partitions.items()
                    if state.parts and key not in self._flushes
