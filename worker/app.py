@@ -28,6 +28,7 @@ from worker.config import Settings, SinkName
 from worker.deadletter import DeadLetterPublisher
 from worker.faust_batch_agent import AgentRoute
 from worker.faust_batches import BatchConsumer
+from worker.gc_tuning import tune_for_throughput
 from worker.kafka_connection import faust_credentials
 from worker.metrics import SluiceCollector
 from worker.ops_server import OpsServer
@@ -236,6 +237,7 @@ class SluiceApp(faust.App):
         # Before the consumer starts: the first record must meet started sinks and the catalog.
         await self.catalog.start()
         await self.pipeline.start()
+        tune_for_throughput()
 
     async def on_stop(self) -> None:
         await super().on_stop()  # stops the consumer: drains the pipeline and commits
