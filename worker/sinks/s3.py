@@ -40,14 +40,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, SSLError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.config import S3Format, S3TimeField, Settings
 from worker.errors import SinkRejected
 from worker.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
+from worker.sinks.s3_bucket import S3StartupError, make_client_context, preflight
 from worker.sinks.s3_keys import (
     HourSlot,
     marker_key,
@@ -63,10 +62,8 @@ from worker.sinks.s3_parts import CsvColumns, OpenPart, ndjson_line
 log = logging.getLogger(__name__)
 
 NAME = "s3"
-
-
-class S3StartupError(Exception):
-    """S3 cannot be used with these settings; the message says what to check."""
+# The client and the start-up check live in s3_bucket; importable from here as before.
+__all__ = ["NAME", "S3Sink", "S3SinkStats", "S3StartupError", "make_client_context", "preflight"]
 
 
 @dataclass
@@ -105,90 +102,6 @@ class _PartitionState:
         for part in self.parts.values():
             part.discard()
         self.parts = {}
-
-
-def make_client_context(settings: Settings) -> Any:
-    """An aiobotocore S3 client context manager for the settings.
-
-    Without SLUICE_AWS_ACCESS_KEY_ID, botocore finds credentials along the standard AWS chain
-    (environment, shared files, IRSA, instance role). TLS is verified against
-    SLUICE_S3_CA_BUNDLE, or the system's CAs.
-    """
-    return get_session().create_client(
-        "s3",
-        region_name=settings.s3_region,
-        endpoint_url=settings.s3_endpoint_url,
-        aws_access_key_id=settings.aws_access_key_id,
-        aws_secret_access_key=settings.aws_secret_access_key,
-        verify=str(settings.s3_ca_bundle) if settings.s3_ca_bundle else None,
-        config=AioConfig(
-            s3={"addressing_style": settings.s3_addressing_style_for_endpoint},
-            retries={"max_attempts": 2, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=60,
-        ),
-    )
-
-
-async def preflight(settings: Settings) -> None:
-    """Check the bucket is reachable with these credentials (creating it if allowed)."""
-    where = f"{settings.s3_endpoint_url or 'AWS S3'} bucket {settings.s3_bucket!r}"
-    deadline = time.monotonic() + settings.s3_startup_timeout
-    async with make_client_context(settings) as client:
-        while True:
-            try:
-                await client.head_bucket(Bucket=settings.s3_bucket)
-                return
-            except ClientError as error:
-                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                if status == 404:
-                    if not settings.s3_create_bucket:
-                        raise S3StartupError(
-                            f"{where} does not exist: create it, or set "
-                            "SLUICE_S3_CREATE_BUCKET=true"
-                        ) from error
-                    await _create_bucket(client, settings)
-                    log.info("created S3 bucket %s", settings.s3_bucket)
-                    return
-                if status in (401, 403):
-                    raise S3StartupError(
-                        f"{where}: access refused ({status}). Check SLUICE_AWS_ACCESS_KEY_ID / "
-                        "SLUICE_AWS_SECRET_ACCESS_KEY (or the AWS credential chain) and that "
-                        "they may list and write the bucket."
-                    ) from error
-                failure: Exception = error
-            except (NoCredentialsError, SSLError) as error:
-                raise S3StartupError(_not_retried_message(where, error)) from error
-            except BotoCoreError as error:
-                failure = error
-            if time.monotonic() > deadline:
-                raise S3StartupError(
-                    f"{where} did not answer within {settings.s3_startup_timeout:.0f}s "
-                    f"(SLUICE_S3_STARTUP_TIMEOUT): {failure}. Check SLUICE_S3_ENDPOINT_URL and "
-                    "SLUICE_S3_REGION."
-                ) from failure
-            await asyncio.sleep(1.0)
-
-
-def _not_retried_message(where: str, error: Exception) -> str:
-    if isinstance(error, NoCredentialsError):
-        return (f"{where}: no AWS credentials found. Set SLUICE_AWS_ACCESS_KEY_ID / "
-                "SLUICE_AWS_SECRET_ACCESS_KEY, or give the worker credentials through the AWS "
-                "chain (AWS_* environment, AWS_PROFILE, IRSA, an instance role).")
-    return (f"{where}: the TLS certificate is not trusted ({error}). Check SLUICE_S3_CA_BUNDLE "
-            "(the CA that signed the endpoint's certificate) and SLUICE_S3_ENDPOINT_URL.")
-
-
-async def _create_bucket(client: Any, settings: Settings) -> None:
-    arguments: dict[str, Any] = {"Bucket": settings.s3_bucket}
-    if settings.s3_region != "us-east-1":
-        arguments["CreateBucketConfiguration"] = {"LocationConstraint": settings.s3_region}
-    try:
-        await client.create_bucket(**arguments)
-    except ClientError as error:
-        # AWS in us-east-1 answers 200; other S3 servers say the bucket is already ours.
-        if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou",):
-            raise
 
 
 class S3Sink(Sink):
