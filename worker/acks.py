@@ -121,8 +121,8 @@ class AckTracker:
                 self._partitions[key] = _Partition(self._next_generation)
                 self._next_generation += 1
 
-    def assigned(self) -> set[PartitionKey]:
-        return set(self._partitions)
+    def is_assigned(self, partition: PartitionKey) -> bool:
+        return partition in self._partitions
 
     def generation(self, partition: PartitionKey) -> int | None:
         """The partition's current generation, None if it is not assigned; see `open`."""

@@ -34,7 +34,7 @@ from worker.metrics import SluiceCollector
 from worker.ops_server import OpsServer
 from worker.pipeline import Pipeline
 from worker.progress import Progress
-from worker.records import KafkaPosition, SourceRecord
+from worker.records import SourceRecord
 from worker.sinks.counting import CountingSink
 from worker.sinks.elasticsearch import ElasticsearchSink
 from worker.sinks.s3 import S3Sink
@@ -196,27 +196,25 @@ class SluiceApp(faust.App):
     async def _rewind(self, partition: tuple[str, int]) -> None:
         """Rewind the consumer first (what is fetched or queued becomes stale and is dropped),
         then end the partition's generation and start a new one: nothing of the old position
-        can be opened in the new generation. Without a record to go back to, rejoin."""
+        can be opened in the new generation. Without a record to go back to, rejoin the group
+        (the assignment that follows ends the recovery). If either fails, the settle watchdog
+        tries again."""
+        consumer = cast(SluiceConsumer, self.consumer)
         offset = self.pipeline.acks.oldest_offset(partition)
-        if offset is None:
-            await self._rejoin()
-            return
         try:
-            await cast(SluiceConsumer, self.consumer).rewind(TP(*partition), offset)
-        except Exception:  # noqa: BLE001 (logged; a rejoin recovers as well)
-            log.exception("could not rewind %s[%d]; rejoining the group", *partition)
-            await self._rejoin()
+            if offset is None:
+                await consumer.rejoin_group()
+                return
+            await consumer.rewind(TP(*partition), offset)
+        except Exception:  # noqa: BLE001 (logged; the watchdog tries again)
+            log.exception("could not recover %s[%d]; the settle watchdog tries again",
+                          *partition)
+            self.pipeline.recovered([partition])
             return
         await self.pipeline.forget([partition])
         self.pipeline.assign([partition])
         self.pipeline.recovered([partition])
         log.info("%s[%d]: consuming again from offset %d", *partition, offset)
-
-    async def _rejoin(self) -> None:
-        try:
-            await cast(RebalanceAwareConsumer, self.consumer).rejoin_group()
-        except Exception:  # noqa: BLE001 (logged; the settle watchdog tries again)
-            log.exception("could not rejoin the consumer group")
 
     async def recover_stalled(self) -> None:
         """The settle watchdog: a partition whose oldest record has waited longer than
@@ -428,21 +426,6 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
         log.info("partitions revoked: %s", describe_partitions(revoked, settings.source_topic))
 
     return app
-
-
-def source_record(message: Any) -> SourceRecord:
-    """A Faust message as Sluice's plain record (bytes untouched)."""
-    headers = message.headers or ()
-    if isinstance(headers, dict):
-        headers = headers.items()
-    timestamp = message.timestamp
-    return SourceRecord(
-        key=message.key,
-        value=message.value,
-        position=KafkaPosition(message.topic, message.partition, message.offset),
-        timestamp_ms=int(timestamp * 1000) if timestamp else None,
-        headers=tuple((str(name), bytes(value or b"")) for name, value in headers),
-    )
 
 
 def describe_partitions(partitions: set[TP], topic: str) -> str:

@@ -95,7 +95,7 @@ class BatchesNotAttached(RuntimeError):
 def source_records(raw: Sequence[Any]) -> list[SourceRecord]:
     """aiokafka ``ConsumerRecord``s as Sluice's plain records (bytes untouched).
 
-    The same fields as ``worker.app.source_record`` makes from a Faust message, read straight
+    The fields Sluice keeps of a record (``worker.records.SourceRecord``), read straight
     from the aiokafka record: no Faust ``Message`` is built.
     """
     out = []
@@ -106,8 +106,7 @@ def source_records(raw: Sequence[Any]) -> list[SourceRecord]:
             record.key,
             record.value,
             KafkaPosition(record.topic, record.partition, record.offset),
-            # aiokafka gives milliseconds; a missing time (None or 0) is None, as in
-            # worker.app.source_record.
+            # aiokafka gives milliseconds; a missing time (None or 0) is None.
             record.timestamp or None,
             tuple((str(name), bytes(value or b"")) for name, value in headers) if headers else (),
         ))

@@ -139,7 +139,7 @@ class Pipeline:
         """Partitions were assigned: open a generation for each and let the sinks prepare
         them (the S3 sink takes their markers over). Synchronous on purpose: it runs before
         Faust resumes fetching, so no record of these partitions can arrive first."""
-        fresh = [key for key in partitions if key not in self.acks.assigned()]
+        fresh = [key for key in partitions if not self.acks.is_assigned(key)]
         self.acks.assign(fresh)
         for sink in self.sinks:
             sink.assign(fresh)
@@ -159,8 +159,9 @@ class Pipeline:
         self.stuck(partition, f"{sink}: {reason}")
 
     def stuck(self, partition: PartitionKey, reason: str) -> None:
-        """Records of `partition` cannot settle: consume it again from its committed offset."""
-        if partition not in self.acks.assigned():
+        """Records of `partition` cannot settle: consume it again from its oldest unsettled
+        record (the app's `recover`), once at a time until `recovered`."""
+        if not self.acks.is_assigned(partition):
             return  # revoked meanwhile: its next owner consumes it again anyway
         if partition in self._recovering:
             return
