@@ -1,0 +1,161 @@
+"""S3 sink settings: the bucket, credentials, layout, object format and part limits."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import NoDecode
+
+
+class S3TimeField(StrEnum):
+    """Which time files an event under its hour in S3."""
+
+    RECEIVED_AT = "received_at"
+    TIMESTAMP = "timestamp"
+
+
+class S3Format(StrEnum):
+    """The line format of S3 objects."""
+
+    NDJSON = "ndjson"
+    CSV = "csv"
+
+
+class S3AddressingStyle(StrEnum):
+    """How the bucket is named in S3 requests."""
+
+    AUTO = "auto"
+    PATH = "path"
+    VIRTUAL = "virtual"
+
+
+class S3Settings(BaseModel):
+    """Where and how the S3 sink archives events."""
+
+    s3_endpoint_url: str | None = Field(
+        "http://127.0.0.1:8333",
+        description="S3 endpoint for S3-compatible servers; empty for AWS's own endpoints.",
+    )
+    s3_region: str = Field("us-east-1", description="S3 region.")
+    s3_bucket: str = Field(
+        "sluice-archive",
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Bucket that hourly archive files are written to.",
+    )
+    aws_access_key_id: str | None = Field(
+        None,
+        description="S3 access key; empty: the standard AWS credential chain (AWS_* environment, "
+        "shared files, IRSA, instance role). `sluice stack`, `sluice demo` and the tests use "
+        "the local stack's keys.",
+    )
+    aws_secret_access_key: str | None = Field(
+        None,
+        description="S3 secret key; empty: the standard AWS credential chain.",
+        repr=False,
+    )
+    s3_addressing_style: S3AddressingStyle = Field(
+        S3AddressingStyle.AUTO,
+        description="`auto` (path-style with SLUICE_S3_ENDPOINT_URL, virtual-hosted on AWS), "
+        "`path` or `virtual`.",
+    )
+    s3_ca_bundle: Path | None = Field(
+        None,
+        description="CA bundle (PEM) to verify the S3 endpoint's TLS certificate; empty: the "
+        "system's trusted CAs.",
+    )
+    s3_prefix: str = Field(
+        "", description="Prefix of every object key (e.g. `logs/`); `/` is added if missing."
+    )
+    s3_key_template: str = Field(
+        "hive",
+        description="Directory of an object under the prefix: `hive` "
+        "(`year=YYYY/month=MM/day=DD/hour=HH/`), `segment` "
+        "(`segment-logs/{source_id}/{received_day}/`) or a template with `{year}`, `{month}`, "
+        "`{day}`, `{hour}`, `{date}`, `{received_day}`, `{source_id}`, `{event_type}`, "
+        "`{topic}`, `{partition}`.",
+    )
+    s3_time_field: S3TimeField = Field(
+        S3TimeField.RECEIVED_AT,
+        description="Which time files an event under its hour: `received_at` or `timestamp` "
+        "(event time).",
+    )
+    s3_format: S3Format = Field(
+        S3Format.NDJSON, description="Object format: gzip `ndjson` (one document per line) or "
+        "gzip `csv`."
+    )
+    s3_csv_columns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CSV columns, comma-separated `name=path.in.document` (or `name`); default "
+        "event_id, type, event, timestamp, received_at, user_id, anonymous_id, api_key_id, "
+        "customer_id, usage_plan_name, status.",
+    )
+    s3_part_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024,
+        description="A partition's open parts are uploaded when one reaches this compressed size …",
+    )
+    s3_part_max_events: int = Field(
+        1_000_000, ge=1, description="… or holds this many events …"
+    )
+    s3_part_max_age: float = Field(
+        300.0, gt=0, description="… or its oldest event has waited this many seconds …"
+    )
+    s3_hour_close_grace: float = Field(
+        60.0, ge=0,
+        description="… or this many seconds after its hour has ended (late events of a closed "
+        "hour get a part of their own).",
+    )
+    s3_max_buffered_events: int = Field(
+        100_000, ge=1,
+        description="Events held in open parts across partitions; past it the fullest partition "
+        "is uploaded early (keep below SLUICE_MAX_IN_FLIGHT_RECORDS).",
+    )
+    s3_multipart_threshold: int = Field(
+        16 * 1024 * 1024, ge=5 * 1024 * 1024,
+        description="Parts larger than this are uploaded with multipart upload.",
+    )
+    s3_multipart_chunk_bytes: int = Field(
+        8 * 1024 * 1024, ge=5 * 1024 * 1024, description="Chunk size of multipart uploads."
+    )
+    s3_gzip_level: int = Field(
+        1, ge=0, le=3,
+        description="gzip level of objects (igzip, 0-3). 1: about 18 times the speed of zlib's "
+        "level 6 for about 20% more bytes (measured with `python -m bench.codecs`).",
+    )
+    s3_server_side_encryption: str | None = Field(
+        None, description="`AES256` or `aws:kms` (server-side encryption of objects)."
+    )
+    s3_sse_kms_key_id: str | None = Field(None, description="KMS key for `aws:kms` encryption.")
+    s3_storage_class: str | None = Field(
+        None, description="Storage class of objects, e.g. `STANDARD_IA`; empty for the default."
+    )
+    s3_create_bucket: bool = Field(
+        True, description="Create the bucket at start-up if it does not exist."
+    )
+    s3_retry_initial: float = Field(0.5, gt=0, description="First S3 retry delay in seconds.")
+    s3_retry_max: float = Field(30.0, gt=0, description="Longest S3 retry delay in seconds.")
+    s3_startup_timeout: float = Field(
+        30.0, gt=0, description="Seconds a starting worker waits for S3 to answer."
+    )
+
+    @field_validator("s3_key_template")
+    @classmethod
+    def _check_key_template(cls, value: str) -> str:
+        from worker.sinks.s3_keys import resolve_template
+
+        resolve_template(value)
+        return value
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix_ends_with_slash(cls, value: str) -> str:
+        return value if not value or value.endswith("/") else value + "/"
+
+    @property
+    def s3_addressing_style_for_endpoint(self) -> str:
+        """`path` or `virtual`: `auto` is path-style for a custom endpoint, else virtual."""
+        if self.s3_addressing_style != S3AddressingStyle.AUTO:
+            return self.s3_addressing_style.value
+        return "path" if self.s3_endpoint_url else "virtual"
