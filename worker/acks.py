@@ -103,6 +103,9 @@ class AckTracker:
         self._has_room.set()
         self._became_idle = asyncio.Event()
         self._became_idle.set()
+        # Set when the last record in flight was acknowledged: everything consumed is settled,
+        # so a commit now loses nothing by being early (see BatchConsumer's commit loop).
+        self.all_settled = asyncio.Event()
         self.acked = 0
         self.duplicate_settlements = 0
         self.late_settlements = 0
@@ -205,6 +208,8 @@ class AckTracker:
             self._has_room.set()
         if self._in_flight == 0:
             self._became_idle.set()
+            if acked and count:
+                self.all_settled.set()
 
     async def wait_idle(self) -> None:
         """Return once no record is in flight."""

@@ -400,6 +400,7 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
         [settings.source_topic], route,
         lambda tp: app.pipeline.committable((tp.topic, tp.partition)),
         max_records_per_partition=settings.batch_max_records,
+        all_settled=app.pipeline.acks.all_settled,
     )
 
     @app.timer(interval=PROGRESS_INTERVAL_SECONDS)

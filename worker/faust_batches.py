@@ -37,6 +37,7 @@ Every Faust and aiokafka internal used here is pinned by ``tests/unit/test_faust
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from time import monotonic
@@ -46,12 +47,15 @@ from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
+from mode import Service
 
 from worker.records import KafkaPosition, SourceRecord
 
 # Fairness cap: records handed over per partition in one handler call.
 DEFAULT_MAX_RECORDS_PER_PARTITION = 500
 
+# The shortest time between two commits made early because every record was settled.
+MIN_COMMIT_SPACING = 0.1
 # How long one fetch waits for records, as in Faust's drain loop.
 FETCH_TIMEOUT_SECONDS = 1.0
 
@@ -140,17 +144,21 @@ class BatchConsumer(aiokafka_driver.Consumer):
         committable: Committable,
         *,
         max_records_per_partition: int = DEFAULT_MAX_RECORDS_PER_PARTITION,
+        all_settled: asyncio.Event | None = None,
     ) -> None:
         """Deliver the records of ``topics`` to ``route`` in batches and commit ``committable``.
 
         ``committable(tp)`` returns the next offset to commit for a partition (one past its last
         settled record) or None while nothing new is settled; the commit timer calls it.
+        ``all_settled``, if given, is set whenever every record consumed has been settled: the
+        commit loop then commits at once instead of at its next tick (see ``_commit_handler``).
         """
         if max_records_per_partition < 1:
             raise ValueError("max_records_per_partition must be at least 1")
         self._batch_topics = frozenset(topics)
         self._route = route
         self._committable = committable
+        self._all_settled = all_settled
         self.max_records_per_partition = max_records_per_partition
 
     # -- seeking --------------------------------------------------------------------------
@@ -212,6 +220,37 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 ):
                     tps.add(tp)
         return iter(tps)
+
+    @Service.task
+    async def _commit_handler(self) -> None:
+        """Faust's commit timer (every ``commit_interval``), and a commit as soon as every
+        record consumed is settled.
+
+        Under steady load records are always in flight and commits come from the timer, as in
+        Faust. When the stream pauses or ends, the last flush (an S3 part, a bulk request) would
+        otherwise wait up to a whole interval to be committed: a worker stopped or killed
+        meanwhile makes its successor consume those records again. Early commits are spaced at
+        least ``MIN_COMMIT_SPACING`` apart, so a trickle of records cannot turn into a commit
+        storm.
+        """
+        interval = self.commit_interval
+        while not self.should_stop:
+            await self._wait_for_commit_due(interval)
+            if self.should_stop:
+                break
+            if self._all_settled is not None:
+                # Cleared before the commit: whatever settles during it sets it again.
+                self._all_settled.clear()
+            await self.commit()
+            await self.sleep(min(MIN_COMMIT_SPACING, interval))
+
+    async def _wait_for_commit_due(self, interval: float) -> None:
+        """Return after ``interval`` seconds, or earlier once everything consumed settled."""
+        if self._all_settled is None:
+            await self.sleep(interval)
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._all_settled.wait(), timeout=interval)
 
     def _new_offset(self, tp: TP) -> int | None:
         """The offset Faust's commit uses: ``committable`` for batched partitions."""

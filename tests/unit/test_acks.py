@@ -134,3 +134,23 @@ async def test_wait_idle_returns_once_everything_is_acknowledged() -> None:
     assert not idle.done()
     ticket.settle((0, ES))
     await asyncio.wait_for(idle, 1)
+
+
+def test_all_settled_is_signalled_when_the_last_record_in_flight_is_acknowledged() -> None:
+    tracker, acked = _tracker(10), []
+    tracker.all_settled.clear()
+    first = _open(tracker, 0, 0, [(0, ES)], acked)
+    second = _open(tracker, 1, 0, [(0, ES)], acked)
+    first.settle((0, ES))
+    assert not tracker.all_settled.is_set()  # partition 1 still has a record in flight
+    second.settle((0, ES))
+    assert tracker.all_settled.is_set()
+
+
+def test_all_settled_is_not_signalled_by_a_revocation() -> None:
+    tracker, acked = _tracker(10), []
+    tracker.all_settled.clear()
+    _open(tracker, 0, 0, [(0, ES)], acked)
+    tracker.forget([("events", 0)])
+    assert tracker.in_flight == 0
+    assert not tracker.all_settled.is_set()  # nothing new may be committed

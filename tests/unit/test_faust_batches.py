@@ -4,6 +4,7 @@ are scripted: what is delivered, in which pieces, what is dropped, and what is c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -276,6 +277,37 @@ async def test_commit_timer_commits_the_settled_offsets() -> None:
     assert h.consumer._committed_offset[P0] == 10
     await h.consumer.commit()
     assert committed == [{P0: 10, P1: 1}]  # nothing new settled: nothing committed
+
+
+async def test_commit_loop_commits_at_once_when_every_record_is_settled() -> None:
+    h = Harness()
+    all_settled = asyncio.Event()
+    h.consumer.attach([TOPIC], DirectRoute(h.handle), h.settled.get, all_settled=all_settled)
+    h.consumer.commit_interval = 3600.0  # the timer alone would not commit during this test
+    commits: list[float] = []
+
+    async def commit(*_: Any, **__: Any) -> bool:
+        commits.append(asyncio.get_running_loop().time())
+        return True
+
+    h.consumer.commit = commit  # type: ignore[method-assign]
+    loop = asyncio.create_task(h.consumer._commit_handler.fun(h.consumer))
+    try:
+        await asyncio.sleep(0.05)
+        assert commits == []  # nothing settled yet: the loop waits for its timer
+        all_settled.set()
+        for _ in range(200):
+            if commits:
+                break
+            await asyncio.sleep(0.01)
+        assert len(commits) == 1
+        assert not all_settled.is_set()  # consumed by that commit
+        await asyncio.sleep(0.2)
+        assert len(commits) == 1  # and nothing more until something settles again
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
 
 
 async def _async_noop(*_: Any) -> None:

@@ -20,6 +20,7 @@ from faust.sensors.monitor import Monitor
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
+from mode.services import ServiceTask
 
 from worker.faust_batches import BatchConsumer
 
@@ -186,3 +187,14 @@ def test_batch_consumer_overrides_exist_in_faust(name: str) -> None:
     # Every method BatchConsumer overrides must still exist on Faust's consumer.
     assert hasattr(aiokafka_driver.Consumer, name)
     assert getattr(BatchConsumer, name) is not getattr(aiokafka_driver.Consumer, name)
+
+
+def test_the_commit_loop_is_a_service_task_replaced_by_name() -> None:
+    # BatchConsumer replaces Faust's commit timer by defining a task of the same name: mode
+    # starts a service's tasks by attribute name, so only the override runs.
+    base_tasks = faust_consumer.Consumer._tasks[faust_consumer.Consumer._get_class_id()]
+    assert "_commit_handler" in base_tasks
+    assert isinstance(faust_consumer.Consumer.__dict__["_commit_handler"], ServiceTask)
+    ours = BatchConsumer._tasks[BatchConsumer._get_class_id()]
+    assert "_commit_handler" in ours
+    assert BatchConsumer._commit_handler is BatchConsumer.__dict__["_commit_handler"]

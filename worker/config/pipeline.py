@@ -112,8 +112,9 @@ class PipelineSettings(BaseModel):
     commit_interval: float = Field(
         2.8,
         gt=0,
-        description="Seconds between offset commits (only offsets every sink has acknowledged "
-        "are ever committed).",
+        description="Seconds between offset commits under load; when every record consumed "
+        "has been acknowledged (the stream paused or ended), the worker commits at once. Only "
+        "offsets every sink has acknowledged are ever committed.",
     )
     counting_sink_flush_interval: float = Field(
         1.0,
