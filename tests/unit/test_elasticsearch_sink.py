@@ -204,3 +204,16 @@ def test_template_maps_ids_as_keywords_and_times_as_dates() -> None:
     assert properties["context"]["type"] == "object"
     assert "data_stream" not in template
     assert index_template("events", data_stream=True)["data_stream"] == {}
+
+
+async def test_the_client_parses_answers_with_orjson() -> None:
+    from elasticsearch import OrjsonSerializer
+
+    from worker.sinks.elasticsearch import make_client
+
+    client = make_client(load_settings())
+    try:
+        serializer = client.transport.serializers.get_serializer("application/json")
+        assert isinstance(serializer, OrjsonSerializer)
+    finally:
+        await client.close()

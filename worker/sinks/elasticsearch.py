@@ -41,6 +41,7 @@ from elasticsearch import (
     AsyncElasticsearch,
     AuthenticationException,
     AuthorizationException,
+    OrjsonSerializer,
 )
 
 from worker.config import Settings, redact_url
@@ -99,6 +100,9 @@ def make_client(settings: Settings) -> AsyncElasticsearch:
         "max_retries": 0,
         "retry_on_timeout": False,
         "verify_certs": settings.elasticsearch_verify_certs,
+        # Bulk answers (an item per document) are parsed with orjson instead of the standard
+        # library's json: the same results, a fraction of the CPU on the agent's event loop.
+        "serializer": OrjsonSerializer(),
     }
     if settings.elasticsearch_cloud_id:
         options["cloud_id"] = settings.elasticsearch_cloud_id
