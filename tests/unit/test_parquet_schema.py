@@ -92,14 +92,16 @@ def test_integers_beyond_64_bits_are_refused_by_the_normaliser() -> None:
 
 def test_a_part_streams_row_groups_to_its_spool_file(tmp_path: Path) -> None:
     documents = _sample_documents(200)
-    part = ParquetFormat("zstd", 64 * 1024).open_part(
+    parquet_format = ParquetFormat("zstd", 64 * 1024)
+    part = parquet_format.open_part(
         tmp_path / "events-0-1", "hour=20/", HourSlot.of("2026-11-22T20:00:00.000Z"))
     assert part.path.name == "events-0-1.part.parquet"
-    events = [Event(d["event_id"], {}, SourceRecord(None, b"", KafkaPosition("events", 0, n)))
-              for n, d in enumerate(documents)]
+    events = [Event(d["event_id"], d, SourceRecord(None, b"", KafkaPosition("events", 0, n)),
+                    encoded=orjson.dumps(d)) for n, d in enumerate(documents)]
     before = part.compressed_bytes
     for start in range(0, len(documents), 100):
-        part.add_many(documents[start:start + 100], events[start:start + 100])
+        batch = events[start:start + 100]
+        part.add_many([parquet_format.item(event) for event in batch], batch)
     assert part.path.stat().st_size > 0  # row groups were written while the part filled
     assert part.compressed_bytes > before
     size = part.finish()
@@ -118,6 +120,7 @@ def test_a_part_streams_row_groups_to_its_spool_file(tmp_path: Path) -> None:
 def test_a_discarded_part_leaves_no_file(tmp_path: Path) -> None:
     part = ParquetFormat("snappy", 1 << 20).open_part(
         tmp_path / "p", "d/", HourSlot.of("2026-11-22T20:00:00.000Z"))
-    part.add_many(_sample_documents(1), [])
+    documents = _sample_documents(1)
+    part.add_many([Event("e", d, RECORD) for d in documents], [])
     part.discard()
     assert list(tmp_path.iterdir()) == []

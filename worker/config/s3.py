@@ -109,10 +109,10 @@ class S3Settings(BaseModel):
         "NDJSON (measured with `python -m bench.codecs`).",
     )
     s3_parquet_row_group_bytes: int = Field(
-        32 * 1024 * 1024, ge=64 * 1024,
+        16 * 1024 * 1024, ge=64 * 1024,
         description="Uncompressed column data of a Parquet row group: collected in memory per "
-        "open part, then compressed and written to the part's spool file (about 50,000 "
-        "benchmark events, 3 MiB with zstd).",
+        "open part, then compressed and written to the part's spool file (16 MiB: about "
+        "25,000 benchmark events, 1.7 MiB with zstd).",
     )
     s3_part_max_bytes: int = Field(
         64 * 1024 * 1024, ge=1024,

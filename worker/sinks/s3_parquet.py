@@ -24,9 +24,10 @@ from worker.parquet_schema import SCHEMA, record_batch
 from worker.records import Event
 from worker.sinks.s3_keys import HourSlot
 
-# Documents converted to Arrow at a time: large enough for pyarrow's per-call cost not to
-# matter (about 3 µs an event at 1000), small enough to hold little.
+# Documents are converted to Arrow a batch at a time: large enough for pyarrow's per-call cost
+# not to matter (about 3 µs an event at 1000), small enough to hold little (by their JSON size).
 CONVERT_ROWS = 1000
+CONVERT_BYTES = 1024 * 1024
 # Uncompressed Arrow bytes per compressed Parquet byte, to estimate a row group not yet
 # written (zstd on the benchmark's documents: ~9.6; the estimate errs towards larger).
 ESTIMATED_RATIO = 8
@@ -42,8 +43,9 @@ class ParquetFormat:
         self._compression = compression
         self._row_group_bytes = row_group_bytes
 
-    def item(self, event: Event) -> dict[str, Any]:
-        return event.document
+    def item(self, event: Event) -> Event:
+        # The whole event until its batch is converted: the document, and the size of its JSON.
+        return event
 
     def open_part(self, path: Path, directory: str, slot: HourSlot) -> ParquetPart:
         return ParquetPart(path.with_name(path.name + ".part.parquet"), directory, slot,
@@ -66,13 +68,17 @@ class ParquetPart:
         self._file = pa.OSFile(str(path), "wb")
         self._writer = pq.ParquetWriter(self._file, SCHEMA, compression=compression)
         self._documents: list[dict[str, Any]] = []
+        self._document_bytes = 0
         self._batches: list[pa.RecordBatch] = []
         self._batch_bytes = 0
 
     def add_many(self, items: list[Any], events: list[Event]) -> None:
-        """Add these events' documents (same order); convert and write as batches fill up."""
-        self._documents.extend(items)
-        if len(self._documents) >= CONVERT_ROWS:
+        """Add these events' documents (``items``: the events with their documents, in the
+        order of ``events``); convert and write as batches fill up."""
+        for item in items:
+            self._documents.append(item.document)
+            self._document_bytes += len(item.encoded)
+        if len(self._documents) >= CONVERT_ROWS or self._document_bytes >= CONVERT_BYTES:
             self._convert()
         for event in events:
             offset = event.position.offset
@@ -85,7 +91,7 @@ class ParquetPart:
     def _convert(self) -> None:
         if self._documents:
             batch = record_batch(self._documents)
-            self._documents = []
+            self._documents, self._document_bytes = [], 0
             self._batches.append(batch)
             self._batch_bytes += batch.nbytes
         if self._batch_bytes >= self._row_group_bytes:
@@ -96,6 +102,11 @@ class ParquetPart:
             table = pa.Table.from_batches(self._batches, schema=SCHEMA)
             self._writer.write_table(table, row_group_size=table.num_rows)
             self._batches, self._batch_bytes = [], 0
+            del table
+            # Hand the row group's memory back: without it the allocator (mimalloc) keeps about
+            # three row groups' worth resident (measured: +79 MiB instead of +46 MiB of RSS
+            # for 16 MiB row groups).
+            pa.default_memory_pool().release_unused()
 
     @property
     def compressed_bytes(self) -> int:
