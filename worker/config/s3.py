@@ -105,8 +105,8 @@ class S3Settings(BaseModel):
     s3_parquet_compression: S3ParquetCompression = Field(
         S3ParquetCompression.ZSTD,
         description="Compression of Parquet objects: `zstd`, `snappy`, `gzip` or `none`. zstd: "
-        "about half the bytes of snappy at the same speed, and 30% fewer bytes than gzip "
-        "NDJSON (measured with `python -m bench.codecs`).",
+        "about half the bytes of snappy at about the same speed, and a quarter fewer bytes than "
+        "gzip NDJSON (measured with `python -m bench.codecs`).",
     )
     s3_parquet_row_group_bytes: int = Field(
         16 * 1024 * 1024, ge=64 * 1024,
