@@ -124,3 +124,28 @@ def test_a_discarded_part_leaves_no_file(tmp_path: Path) -> None:
     part.add_many([Event("e", d, RECORD) for d in documents], [])
     part.discard()
     assert list(tmp_path.iterdir()) == []
+
+
+def _hive_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_struct(arrow_type):
+        fields = ", ".join(f"{_quoted(field.name)}:{_hive_type(field.type)}"
+                           for field in arrow_type)
+        return f"struct<{fields}>"
+    return {pa.string(): "string", TIMESTAMP: "timestamp", pa.int64(): "bigint",
+            pa.int32(): "int", pa.bool_(): "boolean"}[arrow_type]
+
+
+def _quoted(name: str) -> str:
+    return f"`{name}`" if name in {"type", "timestamp", "partition", "offset"} else name
+
+
+def test_the_athena_parquet_table_has_the_schemas_columns_and_types() -> None:
+    ddl = (Path(__file__).resolve().parents[2] / "deploy" / "athena"
+           / "events_parquet_table.sql").read_text()
+    body = ddl.split("CREATE EXTERNAL TABLE IF NOT EXISTS sluice_events_parquet (", 1)[1]
+    body = body.split("\n)\nPARTITIONED BY", 1)[0]
+    columns = [line.strip().rstrip(",").split(None, 1) for line in body.strip().splitlines()]
+    assert [(name, kind.strip()) for name, kind in columns] == [
+        (_quoted(field.name), _hive_type(field.type)) for field in SCHEMA]
+    assert "STORED AS PARQUET" in ddl
+    assert "year=${year}/month=${month}/day=${day}/hour=${hour}/" in ddl
