@@ -4,7 +4,7 @@ A worker archives Segment events and access logs spread over three hours (access
 keys of two usage plans and one unknown key) as Parquet, hive layout; DuckDB (httpfs from the
 duckdb-ext-httpfs package) reads ``s3://…/year=*/month=*/day=*/hour=*/*.parquet`` with hive
 partitioning: the counts per hour and per usage plan equal what was produced, the columns have
-their types, and a query reaches into ``properties``.
+their types, and a query reaches into ``properties``; a replay writes no object twice.
 """
 
 from __future__ import annotations
@@ -102,3 +102,10 @@ async def test_duckdb_reads_the_parquet_archive_from_the_bucket(
     first, = connection.sql(
         f"SELECT min(timestamp) AT TIME ZONE 'UTC', min(kafka.offset) FROM {archive}").fetchall()
     assert first == (BASE_HOUR.replace(tzinfo=None), 0)
+
+    # The same offset markers as the other formats: a replay (a new consumer group) adds nothing.
+    replay = settings.model_copy(update={"app_id": settings.app_id + "-replay"})
+    worker = _run_worker(replay, tmp_path, "replay")
+    await wait_for_no_lag(replay, worker)
+    assert worker.stop() == 0
+    assert sorted(await _objects(settings, "logs/year=")) == sorted(keys)
