@@ -45,6 +45,8 @@ SCENARIOS = [
     Scenario("plain bulk loader → Elasticsearch", "bulk", (ES,),
              note="the same documents in plain _bulk requests: what the local ES-API accepts"),
     Scenario("Sluice → S3", "sluice", (S3,)),
+    Scenario("Sluice → S3 Parquet", "sluice", (S3,), settings={"s3_format": "parquet"},
+             note="SLUICE_S3_FORMAT=parquet (zstd); the row above is gzip NDJSON"),
     Scenario("Quix Streams → S3", "quix", (S3,)),
     Scenario("Sluice → Elasticsearch", "sluice", (ES,), note="local ES-API server"),
     Scenario("Quix Streams → Elasticsearch", "quix", (ES,), note="local ES-API server"),

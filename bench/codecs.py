@@ -7,9 +7,13 @@ enriched from the demo catalog) as the worker does, then measures, best of a few
   does per event) and as NDJSON lines of a whole batch;
 - gzip of whole buffers of NDJSON lines (the S3 sink's part contents) with python-isal (igzip,
   levels 0-3), zlib-ng (levels 1 and 6) and the standard library's zlib (levels 1 and 6), and,
-  for comparison, stdlib gzip level 6 written one event at a time (today's S3 parts).
+  for comparison, stdlib gzip level 6 written one event at a time (today's S3 parts);
+- Parquet parts (SLUICE_S3_FORMAT=parquet): the documents converted to the schema's Arrow
+  columns (worker/parquet_schema.py), then written with each compression codec in row groups of
+  the default size, as the S3 sink's Parquet parts are.
 
-It prints MB/s of input, µs per event and the compression ratio (input / output bytes).
+It prints MB/s of input, µs per event and the compression ratio (input / output bytes; for
+Parquet, NDJSON bytes / Parquet bytes, so the ratios compare with gzip's), and bytes per event.
 """
 
 from __future__ import annotations
@@ -93,6 +97,41 @@ def gzip_rows(docs: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def parquet_rows(docs: list[dict[str, Any]]) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from worker.config.s3 import S3ParquetCompression, S3Settings
+    from worker.parquet_schema import SCHEMA, record_batch
+
+    size = sum(len(orjson.dumps(d, option=orjson.OPT_APPEND_NEWLINE)) for d in docs)
+    chunks = [docs[i:i + BUFFER_EVENTS] for i in range(0, len(docs), BUFFER_EVENTS)]
+    out = [row("conversion to Arrow columns", best_seconds(
+        lambda: [record_batch(chunk) for chunk in chunks]), len(docs), size, None)]
+    batches = [record_batch(chunk) for chunk in chunks]
+    row_group_bytes = S3Settings.model_fields["s3_parquet_row_group_bytes"].default
+
+    def write(codec: str) -> int:
+        sink = io.BytesIO()
+        with pq.ParquetWriter(sink, SCHEMA, compression=codec) as writer:
+            group: list[pa.RecordBatch] = []
+            for batch in batches:
+                group.append(batch)
+                if sum(b.nbytes for b in group) >= row_group_bytes:
+                    writer.write_table(pa.Table.from_batches(group))
+                    group = []
+            if group:
+                writer.write_table(pa.Table.from_batches(group))
+        return len(sink.getvalue())
+
+    for codec in S3ParquetCompression:
+        written = write(codec.value)
+        seconds = best_seconds(lambda codec=codec: write(codec.value))
+        out.append(row(f"parquet {codec.value}, {written / len(docs):.0f} bytes/event", seconds,
+                       len(docs), size, written))
+    return out
+
+
 def main(argv: list[str]) -> None:
     """Print the JSON and gzip tables for --events N benchmark events (default 20,000)."""
     count = int(argv[argv.index("--events") + 1]) if "--events" in argv else 20_000
@@ -104,6 +143,8 @@ def main(argv: list[str]) -> None:
     print("\n".join(json_rows(docs)))
     print(f"\ngzip of NDJSON ({BUFFER_EVENTS} events per buffer)\n{header}")
     print("\n".join(gzip_rows(docs)))
+    print(f"\nParquet (after conversion; ratio against NDJSON)\n{header}")
+    print("\n".join(parquet_rows(docs)))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ def rows(results: list[Result]) -> list[dict[str, Any]]:
             "peak_rss_mib": round(result.peak_rss_mib, 1),
             "delivered": result.delivered,
             "dead_letters": result.dead_letters,
+            "s3_bytes_per_event": (round(result.s3_bytes / result.events, 1)
+                                   if result.s3_bytes and result.events else None),
             "note": result.scenario.note,
         })
     return table
@@ -84,20 +86,25 @@ def _ratio(value: float | None, suffix: str = "×") -> str:
     return f"{value:.2f}{suffix}" if value is not None else "–"
 
 
+def _bytes(value: float | None) -> str:
+    return f"{value:.0f}" if value is not None else "–"
+
+
 def markdown(table: list[dict[str, Any]], events: int) -> str:
     lines = [
         f"{events:,} events (500–800 bytes, 7 in 10 Segment events, 3 in 10 access logs), "
         "4 partitions unless said otherwise, all servers on the same 2-core machine.",
         "",
         "| scenario | events/s | vs raw baseline | vs Quix Streams | vs bulk loader "
-        "| peak RSS (MiB) | note |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| peak RSS (MiB) | S3 bytes/event | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in table:
         lines.append(
             f"| {row['scenario']} | {row['events_per_second']:,} | {_ratio(row['vs_baseline'])} "
             f"| {_ratio(row['vs_quix'])} | {_ratio(row.get('vs_bulk_loader'))} "
-            f"| {row['peak_rss_mib']:.0f} | {row['note']} |")
+            f"| {row['peak_rss_mib']:.0f} | {_bytes(row.get('s3_bytes_per_event'))} "
+            f"| {row['note']} |")
     return "\n".join(lines)
 
 

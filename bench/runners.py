@@ -66,6 +66,7 @@ class Result:
     peak_rss_mib: float
     delivered: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
+    s3_bytes: int = 0  # object bytes Sluice's S3 sink uploaded (its metric)
 
     @property
     def events_per_second(self) -> float:
@@ -195,7 +196,7 @@ async def run_sluice(ctx: BenchContext, scenario: Scenario) -> Result:
 
             # Delivery counts are read before the end: a drained worker is gone.
             delivered: dict[str, int] = {}
-            dead = 0
+            dead = s3_bytes = 0
             first, end, peak = await _measure(
                 ctx, scenario, settings.app_id, workers, logs, first_consumed,
                 all_consumed if scenario.drain_at_end else None)
@@ -206,10 +207,12 @@ async def run_sluice(ctx: BenchContext, scenario: Scenario) -> Result:
                         delivered[sink] = delivered.get(sink, 0) + int(value)
                     elif name.startswith("sluice_dead_letters_total"):
                         dead += int(value)
+                    elif name == "sluice_s3_bytes_written_total":
+                        s3_bytes += int(value)
     finally:
         for worker in workers:
             stop_worker(worker)
-    return Result(scenario, ctx.events, end - first, peak.max_mib, delivered, dead)
+    return Result(scenario, ctx.events, end - first, peak.max_mib, delivered, dead, s3_bytes)
 
 
 async def run_quix(ctx: BenchContext, scenario: Scenario) -> Result:

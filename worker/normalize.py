@@ -34,6 +34,9 @@ ACCESS_LOG_TYPE = "access_log"
 
 # Epoch numbers above this are milliseconds (1e11 seconds is the year 5138).
 _EPOCH_MILLIS_THRESHOLD = 100_000_000_000
+# Integer fields are 64-bit columns in Parquet (worker/parquet_schema.py) and `long` in
+# Elasticsearch; the JSON parser accepts up to 2**64 - 1.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # str.isdigit() accepts "²" and other digits int() refuses.
 _ASCII_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
@@ -243,11 +246,11 @@ def _optional_int(fields: dict[str, Any], name: str) -> int | None:
         return None
     if isinstance(value, bool):
         raise WrongType(f"`{name}` is {_describe(value)}, expected a number")
-    if isinstance(value, int):
+    if isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX:
         return value
     if isinstance(value, str) and _ASCII_INTEGER.fullmatch(value.strip()):
         return int(value)
-    raise WrongType(f"`{name}` is {_describe(value)}, expected a number")
+    raise WrongType(f"`{name}` is {_describe(value)}, expected a number (a 64-bit integer)")
 
 
 # UTC ISO-8601 with a Z, to the second or the millisecond, years 1000-9999: what Segment's

@@ -1,4 +1,4 @@
-"""The S3 archive sink: hourly gzip NDJSON (or CSV) parts per partition, exactly once.
+"""The S3 archive sink: hourly gzip NDJSON, CSV or Parquet parts per partition, exactly once.
 
 What it promises
 ----------------
@@ -42,11 +42,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.config import S3Format, S3TimeField, Settings
+from worker.config import S3TimeField, Settings
 from worker.errors import SinkRejected
 from worker.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
 from worker.sinks.s3_bucket import S3StartupError, make_client_context, preflight
+from worker.sinks.s3_formats import Part, part_format
 from worker.sinks.s3_keys import (
     HourSlot,
     marker_key,
@@ -57,7 +58,6 @@ from worker.sinks.s3_keys import (
 )
 from worker.sinks.s3_markers import Marker, MarkerStore, OwnershipLost, Pending
 from worker.sinks.s3_objects import Rejected, RetryPolicy, S3Objects
-from worker.sinks.s3_parts import CsvColumns, OpenPart, ndjson_line
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class _PartitionState:
     key: PartitionKey
     claim: str                    # this claim's owner name in the marker
     marker: Marker = field(default_factory=Marker)
-    parts: dict[str, OpenPart] = field(default_factory=dict)
+    parts: dict[str, Part] = field(default_factory=dict)
     next_offset: int = 0          # one past the last record handed to this sink
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     taken_over: asyncio.Task[None] | None = None
@@ -118,13 +118,8 @@ class S3Sink(Sink):
         self._owner = f"{settings.app_id}/{instance}"
         # A directory of its own: several workers may share a state directory on one machine.
         self._spool_dir = settings.state_dir / "s3-spool" / instance
-        if settings.s3_format == S3Format.CSV:
-            columns = CsvColumns(settings.s3_csv_columns)
-            self._encode, self._header, self._extension = columns.line, columns.header(), "csv.gz"
-        else:
-            self._encode, self._header, self._extension = ndjson_line, b"", "ndjson.gz"
-        self._content_type = ("application/x-ndjson" if self._extension.startswith("ndjson")
-                              else "text/csv")
+        self._format = part_format(settings)
+        self._extension, self._content_type = self._format.extension, self._format.content_type
         self._partitions: dict[PartitionKey, _PartitionState] = {}
         self._claims = 0
         self._client_context: Any = None
@@ -269,10 +264,10 @@ class S3Sink(Sink):
 
     def _append(self, state: _PartitionState, events: list[Event]) -> None:
         """File events into their parts (by directory), each part compressing whole buffers."""
-        by_part: dict[str, tuple[list[bytes], list[Event]]] = {}
+        by_part: dict[str, tuple[list[Any], list[Event]]] = {}
         stamp_field = ("received_at" if self.settings.s3_time_field == S3TimeField.RECEIVED_AT
                        else "timestamp")
-        plain = self._header == b""
+        item = self._format.item
         for event in events:
             document = event.document
             slot = HourSlot.of(document[stamp_field])
@@ -282,12 +277,10 @@ class S3Sink(Sink):
             if directory not in state.parts:
                 self._part_counter += 1
                 path = self._spool_dir / (
-                    f"{position.topic}-{position.partition}-{self._part_counter}.part.gz")
-                state.parts[directory] = OpenPart(path, directory, slot,
-                                                  self.settings.s3_gzip_level, self._header)
+                    f"{position.topic}-{position.partition}-{self._part_counter}")
+                state.parts[directory] = self._format.open_part(path, directory, slot)
             lines, stubs = by_part.setdefault(directory, ([], []))
-            lines.append((event.encoded + b"\n") if (event.encoded and plain)
-                         else self._encode(document))
+            lines.append(item(event))
             # Keep only what acknowledgement and dead-lettering need: not the document.
             stubs.append(Event(event.event_id, {}, event.record, event.batch_index, event.ticket,
                                ordinal=event.ordinal))
@@ -381,13 +374,13 @@ class S3Sink(Sink):
         self.stats.partitions_lost += 1
         self.outcomes.lost(NAME, state.key, reason)
 
-    async def _upload_parts(self, state: _PartitionState, parts: list[OpenPart],
+    async def _upload_parts(self, state: _PartitionState, parts: list[Part],
                             through: int) -> None:
         """Stage the parts, commit them in the marker, publish them, move the marker."""
         assert self._markers is not None and self._objects is not None
         key, prefix = state.key, self.settings.s3_prefix
         where = marker_key(prefix, *key)
-        staged: list[tuple[OpenPart, str, str]] = []
+        staged: list[tuple[Part, str, str]] = []
         rejected: list[SinkFailure] = []
         for part in parts:
             final = object_key(prefix, part.directory, key[0], key[1],
