@@ -24,6 +24,13 @@ class S3Format(StrEnum):
     CSV = "csv"
 
 
+class S3Publish(StrEnum):
+    """How parts reach the query layout."""
+
+    PARTS = "parts"
+    HOURLY = "hourly"
+
+
 class S3AddressingStyle(StrEnum):
     """How the bucket is named in S3 requests."""
 
@@ -91,6 +98,20 @@ class S3Settings(BaseModel):
         description="CSV columns, comma-separated `name=path.in.document` (or `name`); default "
         "event_id, type, event, timestamp, received_at, user_id, anonymous_id, api_key_id, "
         "customer_id, usage_plan_name, status.",
+    )
+    s3_publish: S3Publish = Field(
+        S3Publish.PARTS,
+        description="`parts`: each part is published in the query layout as soon as it is "
+        "written (fresh within SLUICE_S3_PART_MAX_AGE, several objects per hour); `hourly`: a "
+        "partition's parts wait under `_sluice/hour-parts/` and are merged into one object per "
+        "(partition, hour) once the hour has closed (or a few, at "
+        "SLUICE_S3_MERGE_TARGET_BYTES). Records are acknowledged when their part is written "
+        "either way.",
+    )
+    s3_merge_target_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024,
+        description="`hourly`: largest merged object; an hour of a partition above it is "
+        "merged into several objects (whole parts each).",
     )
     s3_part_max_bytes: int = Field(
         64 * 1024 * 1024, ge=1024,

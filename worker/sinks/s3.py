@@ -42,11 +42,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.config import S3Format, S3TimeField, Settings
+from worker.config import S3Format, S3Publish, S3TimeField, Settings
 from worker.errors import SinkRejected
 from worker.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
 from worker.sinks.s3_bucket import S3StartupError, make_client_context, preflight
+from worker.sinks.s3_hourly import HourlyMerger, hour_part_key, with_hour_parts
 from worker.sinks.s3_keys import (
     HourSlot,
     marker_key,
@@ -125,6 +126,11 @@ class S3Sink(Sink):
             self._encode, self._header, self._extension = ndjson_line, b"", "ndjson.gz"
         self._content_type = ("application/x-ndjson" if self._extension.startswith("ndjson")
                               else "text/csv")
+        # Hourly publication: hour parts of CSV have no header; the merged object gets one.
+        self._hourly = settings.s3_publish == S3Publish.HOURLY
+        self._part_header = b"" if self._hourly else self._header
+        self._merger: HourlyMerger | None = None
+        self._merging: asyncio.Task[None] | None = None
         self._partitions: dict[PartitionKey, _PartitionState] = {}
         self._claims = 0
         self._client_context: Any = None
@@ -155,6 +161,16 @@ class S3Sink(Sink):
             object_arguments, self.settings.s3_multipart_threshold,
             self.settings.s3_multipart_chunk_bytes, self._count_request_failure)
         self._ticker = asyncio.create_task(self._flush_when_due(), name="s3-due")
+        # Always on: hour parts left in a marker (hourly mode switched off) are merged too.
+        self._merger = HourlyMerger(
+            self.settings.s3_prefix, self._objects, self._markers, self._spool_dir,
+            grace=self.settings.s3_hour_close_grace, quiet=self.settings.s3_part_max_age,
+            target_bytes=self.settings.s3_merge_target_bytes, header=self._header.decode(),
+            content_type=self._content_type, lose=self._lose)
+        self._merging = asyncio.create_task(self._merger.run(
+            lambda: [s for s in self._partitions.values()
+                     if s.taken_over and s.taken_over.done()],
+            min(1.0, self.settings.s3_part_max_age / 4)), name="s3-hourly-merges")
 
     def _count_request_failure(self) -> None:
         self.stats.request_failures += 1
@@ -169,6 +185,10 @@ class S3Sink(Sink):
     async def stop(self) -> None:
         if self._ticker:
             self._ticker.cancel()
+        if self._merging:
+            # A merge cut short here is finished by the partition's next owner.
+            self._merging.cancel()
+            await asyncio.gather(self._merging, return_exceptions=True)
         tasks = list(self._flushes.values()) + [
             state.taken_over for state in self._partitions.values() if state.taken_over]
         for task in tasks:
@@ -284,7 +304,7 @@ class S3Sink(Sink):
                 path = self._spool_dir / (
                     f"{position.topic}-{position.partition}-{self._part_counter}.part.gz")
                 state.parts[directory] = OpenPart(path, directory, slot,
-                                                  self.settings.s3_gzip_level, self._header)
+                                                  self.settings.s3_gzip_level, self._part_header)
             lines, stubs = by_part.setdefault(directory, ([], []))
             lines.append((event.encoded + b"\n") if (event.encoded and plain)
                          else self._encode(document))
@@ -392,6 +412,8 @@ class S3Sink(Sink):
         for part in parts:
             final = object_key(prefix, part.directory, key[0], key[1],
                                part.first_offset or 0, part.last_offset, self._extension)
+            if self._hourly:
+                final = hour_part_key(prefix, key[0], key[1], part.slot, final)
             staging = staging_key(prefix, state.claim, final)
             size = part.finish()
             started = time.monotonic()
@@ -416,11 +438,12 @@ class S3Sink(Sink):
         # The commit point: from here on, whoever owns the partition publishes these parts.
         state.marker = await self._objects.retrying(
             f"write marker {where}", self._markers.write, where,
-            Marker(state.marker.next_offset, Pending(through, finals, stagings)),
+            state.marker.moved(state.marker.next_offset, Pending(through, finals, stagings)),
             state.marker.etag, state.claim)
         await self._publish(finals, stagings)
         state.marker = await self._objects.retrying(
-            f"write marker {where}", self._markers.write, where, Marker(through),
+            f"write marker {where}", self._markers.write, where,
+            with_hour_parts(prefix, state.marker.moved(through), finals),
             state.marker.etag, state.claim)
         written = [event for part, _, _ in staged for event in part.events]
         for part, final, _ in staged:
@@ -472,10 +495,12 @@ class S3Sink(Sink):
         marker = await objects.retrying(f"read marker {where}", self._markers.load, where)
         next_offset = marker.next_offset
         pending = marker.pending
+        claimed = marker
         if pending and pending.staged:
             # Staged parts are complete by construction: roll forward.
             await self._publish(pending.keys, pending.staged)
             next_offset = pending.next_offset
+            claimed = with_hour_parts(self.settings.s3_prefix, marker, pending.keys)
             log.info("%s[%d]: published the previous owner's committed parts: rolled forward "
                      "to %d", *key, next_offset)
         elif pending:
@@ -493,7 +518,7 @@ class S3Sink(Sink):
                 log.info("%s[%d]: previous owner's flush was incomplete: removed its parts, "
                          "rewriting from offset %d", *key, next_offset)
         state.marker = await objects.retrying(
-            f"claim marker {where}", self._markers.write, where, Marker(next_offset),
+            f"claim marker {where}", self._markers.write, where, claimed.moved(next_offset),
             marker.etag, state.claim)
         state.next_offset = next_offset
         log.info("%s[%d]: S3 holds every record below offset %d", *key, next_offset)
