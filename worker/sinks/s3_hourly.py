@@ -152,22 +152,30 @@ class HourlyMerger:
         """Finish the partition's merge under way, then merge each due (hour, directory)."""
         if state.marker.merge is not None:
             await self._complete(state, state.marker.merge)
-        for hour, directory, keys in self._due(state, time.time(), time.monotonic()):
-            async with state.lock:
-                if state.detached:
-                    raise _Detached
-                present = set(state.marker.hour_parts)
-                keys = [key for key in keys if key in present]
-                if not keys or state.marker.merge is not None:
-                    continue
-                sizes = [(key, await self._size(key)) for key in keys]
-                plan = MergePlan(plan_outputs(directory, sizes, self.target_bytes),
-                                 "" if is_parquet(keys[0]) else self.header)
-                await self._write_marker(state, replace(state.marker, merge=plan))
-            log.info("%s[%d]: merging %d parts of hour %s into %d object(s)", *state.key,
-                     len(keys), hour, len(plan.outputs))
+        while (plan := await self._plan_next(state)) is not None:
             kill_point("merge-planned")
             await self._complete(state, plan)
+
+    async def _plan_next(self, state: PartitionState) -> MergePlan | None:
+        """Commit the plan of the next due (hour, directory) in the marker, if one is due."""
+        # Under the partition's lock: a flush under way holds it, so its parts are either
+        # still open (the hour waits for them) or committed in the marker (and merged).
+        async with state.lock:
+            if state.detached:
+                raise _Detached
+            due = self._due(state, time.time(), time.monotonic())
+            if not due:
+                return None
+            hour, directory, keys = due[0]
+            del self._seen[(state.key, hour, directory)]
+            sizes = [(key, await self._size(key)) for key in keys]
+            header = "" if is_parquet(keys[0]) else self.header
+            plan = MergePlan(plan_outputs(directory, sizes, self.target_bytes,
+                                          len(gzip_header(header))), header)
+            await self._write_marker(state, replace(state.marker, merge=plan))
+        log.info("%s[%d]: merging %d parts of hour %s into %d object(s)", *state.key,
+                 len(keys), hour, len(plan.outputs))
+        return plan
 
     # --- what is due ----------------------------------------------------------------------
 
@@ -191,7 +199,6 @@ class HourlyMerger:
             moved_on = any(later > hour for later in hours)
             if moved_on or now_monotonic - seen[1] >= self.quiet:
                 due.append((hour, directory, keys))
-                del self._seen[seen_key]
         return due
 
     # --- doing it -------------------------------------------------------------------------

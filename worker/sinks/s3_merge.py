@@ -50,19 +50,20 @@ class PartName:
 
 
 def plan_outputs(directory_key: str, parts: Sequence[tuple[str, int]],
-                 target_bytes: int) -> tuple[MergeOutput, ...]:
+                 target_bytes: int, overhead: int = 0) -> tuple[MergeOutput, ...]:
     """Group one (partition, hour, directory)'s parts, in offset order, into outputs of at most
     `target_bytes` (an output holds at least one part); each output is named
     ``<directory_key><topic>+<partition>+<first>+<last>.<ext>`` after its first and last part.
 
-    `parts` are (hour part key, size in bytes)."""
+    `parts` are (hour part key, size in bytes); `overhead` is what each output adds to its
+    parts (a CSV header's gzip member)."""
     ordered = sorted(parts, key=lambda item: PartName.parse(item[0].rsplit("/", 1)[1]).first)
     groups: list[list[str]] = []
     size = 0
     for key, part_bytes in ordered:
         if not groups or (size + part_bytes > target_bytes and groups[-1]):
             groups.append([])
-            size = 0
+            size = overhead
         groups[-1].append(key)
         size += part_bytes
     outputs = []
