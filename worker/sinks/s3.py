@@ -24,6 +24,9 @@ What it promises
   flush loses its partition while the worker still has it assigned (another worker claimed it)
   or fails for an unexpected reason, the sink reports the partition lost and the pipeline
   consumes it again: no record is left without an outcome.
+* **Hourly objects.** With SLUICE_S3_PUBLISH=hourly, parts are published under
+  ``_sluice/hour-parts/`` instead, and ``worker.sinks.s3_hourly`` merges each closed hour of a
+  partition into one object (or a few) of the query layout.
 * **Failures.** Connection errors, 5xx, throttling, and also 403 / missing bucket after start-up
   are retried with backoff without limit: nothing is acknowledged meanwhile and consumption
   pauses. An object S3 rejects for its content (4xx) dead-letters its events with S3's error.
