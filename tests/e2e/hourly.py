@@ -57,6 +57,16 @@ async def read_objects(settings: Settings, prefix: str) -> dict[str, bytes]:
     return objects
 
 
+async def list_keys(settings: Settings, prefix: str) -> list[str]:
+    """The keys under `prefix` (below the bucket)."""
+    keys = []
+    async with make_client_context(settings) as client:
+        paginator = client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=settings.s3_bucket, Prefix=prefix):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+    return keys
+
+
 async def markers(settings: Settings) -> dict[str, dict]:
     """The partitions' markers, as JSON."""
     found = await read_objects(settings, settings.s3_prefix + "_sluice/markers/")
@@ -68,7 +78,7 @@ async def wait_for_merges(settings: Settings, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     left: object = None
     while time.monotonic() < deadline:
-        parts = await read_objects(settings, settings.s3_prefix + "_sluice/hour-parts/")
+        parts = await list_keys(settings, settings.s3_prefix + "_sluice/hour-parts/")
         pending = {key: (m.get("hour_parts"), m.get("merge"))
                    for key, m in (await markers(settings)).items()
                    if m.get("hour_parts") or m.get("merge")}

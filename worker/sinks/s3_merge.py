@@ -106,8 +106,8 @@ def merge_parquet(parts: Sequence[Path], out: Path) -> None:
                                if metadata.num_row_groups and metadata.num_columns else "zstd")
                 writer = pq.ParquetWriter(out, source.schema_arrow, compression=compression)
             for index in range(source.num_row_groups):
-                writer.write_table(source.read_row_group(index),
-                                   row_group_size=source.metadata.row_group(index).num_rows)
+                rows = source.metadata.row_group(index).num_rows
+                writer.write_table(source.read_row_group(index), row_group_size=max(1, rows))
     finally:
         if writer is not None:
             writer.close()
