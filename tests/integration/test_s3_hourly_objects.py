@@ -66,7 +66,11 @@ async def test_parquet_hour_parts_merge_into_one_file_duckdb_reads(
 
     sink, _ = await _sink(s3_settings, [0])
     try:
+        assert sink.hour_parts_waiting == 3
         await wait_for_merges(s3_settings, timeout=60)
+        assert sink.merges is not None
+        assert (sink.merges.objects_merged, sink.merges.parts_merged) == (1, 3)
+        assert sink.hour_parts_waiting == 0
     finally:
         await sink.stop()
 

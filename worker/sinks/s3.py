@@ -211,6 +211,15 @@ class S3Sink(Sink):
     def buffered_events(self) -> int:
         return sum(state.buffered for state in self._partitions.values())
 
+    @property
+    def merges(self) -> HourlyMerger | None:
+        """The hourly merges' counters (None before start)."""
+        return self._merger
+
+    @property
+    def hour_parts_waiting(self) -> int:
+        return sum(len(state.marker.hour_parts) for state in self._partitions.values())
+
     # --- ownership ------------------------------------------------------------------------
 
     def assign(self, partitions: Collection[PartitionKey]) -> None:

@@ -212,7 +212,12 @@ class HourlyMerger:
             if await objects.retrying("check object", objects.exists, output.key):
                 continue
             if not await self._build_and_upload(output, plan.header):
-                return  # a part is missing and the output is not there: tried again later
+                if state.detached or await objects.retrying("check object", objects.exists,
+                                                            output.key):
+                    raise _Detached  # the partition's next owner got there first
+                log.error("%s[%d]: an hour part of %s is missing; the merge waits", *state.key,
+                          output.key)
+                return
             kill_point("merge-output-uploaded")
         for number, part in enumerate(plan.parts):
             await objects.retrying("delete merged part", objects.delete, part)
@@ -248,8 +253,6 @@ class HourlyMerger:
                     downloads.append(local)
                     if not await objects.retrying(f"download {part}", self._download, part,
                                                   local):
-                        log.error("hour part %s of %s is missing; the merge waits", part,
-                                  output.key)
                         return False
                     if not parquet:
                         await asyncio.to_thread(append_gzip, out, local)
