@@ -10,7 +10,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from worker.sinks.s3_hourly import hour_part_key, is_hour_part, split_hour_part, with_hour_parts
+from worker.sinks.s3_hourly import (
+    HourlyMerger,
+    hour_part_key,
+    is_hour_part,
+    split_hour_part,
+    with_hour_parts,
+)
 from worker.sinks.s3_keys import HourSlot, object_key
 from worker.sinks.s3_markers import Marker, MergeOutput, MergePlan, Pending
 from worker.sinks.s3_merge import append_gzip, gzip_header, merge_parquet, plan_outputs
@@ -100,3 +106,39 @@ def test_parquet_parts_merge_row_group_by_row_group(tmp_path: Path) -> None:
     assert result.metadata.row_group(0).column(0).compression == "ZSTD"
     assert result.read().column("event_id").to_pylist() == [
         f"e-{number}-{i}" for number in range(3) for i in range(5)]
+
+
+class _State:
+    """The parts of a sink's partition state the merger reads."""
+
+    def __init__(self, hour_parts: tuple[str, ...], open_slots: dict[str, HourSlot]) -> None:
+        self.key = ("events", 3)
+        self.marker = Marker(100, hour_parts=hour_parts)
+        self.parts = {directory: type("Part", (), {"slot": slot})()
+                      for directory, slot in open_slots.items()}
+
+
+def _merger() -> HourlyMerger:
+    return HourlyMerger("logs/", None, None, Path("."),  # type: ignore[arg-type]
+                        grace=60.0, quiet=300.0, target_bytes=1 << 20, header="",
+                        content_type="x", lose=print)
+
+
+def test_an_hour_is_due_once_closed_and_the_partition_moved_on_or_went_quiet() -> None:
+    merger, end = _merger(), SLOT.end_epoch
+    later = HourSlot(datetime(2026, 11, 20, 10, tzinfo=UTC))
+    nine = (_part(0, 9), _part(10, 19))
+    # Open hour (and its grace): never due.
+    assert merger._due(_State(nine, {}), end + 59, 0.0) == []
+    # Closed, but the partition still fills a part of that hour: waits for it.
+    assert merger._due(_State(nine, {DIRECTORY: SLOT}), end + 61, 0.0) == []
+    # Closed, a later hour has begun: due at once.
+    moved_on = _State(nine, {"year=2026/month=11/day=20/hour=10/": later})
+    assert merger._due(moved_on, end + 61, 0.0) == [
+        ("2026-11-20T09", "logs/" + DIRECTORY, list(nine))]
+    # Closed and nothing later: due once no part of the hour has come for `quiet` seconds.
+    quiet = _merger()
+    assert quiet._due(_State(nine, {}), end + 61, 1000.0) == []
+    assert quiet._due(_State(nine, {}), end + 61, 1299.0) == []
+    assert quiet._due(_State(nine + (_part(20, 29),), {}), end + 61, 1299.0) == []  # a new part
+    assert quiet._due(_State(nine + (_part(20, 29),), {}), end + 61, 1599.0) != []
