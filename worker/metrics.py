@@ -118,6 +118,12 @@ def _s3(sink: S3Sink) -> Iterator[Metric]:
     yield upload
     yield _gauge("sluice_s3_open_parts", "Parts being filled.", sink.open_parts)
     yield _gauge("sluice_s3_buffered_events", "Events in open parts.", sink.buffered_events)
+    yield _counter("sluice_s3_objects_merged", "Objects written by hourly merges.",
+                   sink.merges.objects_merged if sink.merges else 0)
+    yield _counter("sluice_s3_hour_parts_merged", "Hour parts merged (and removed).",
+                   sink.merges.parts_merged if sink.merges else 0)
+    yield _gauge("sluice_s3_hour_parts_waiting", "Hour parts of owned partitions not merged yet.",
+                 sink.hour_parts_waiting)
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:

@@ -29,13 +29,13 @@ from worker.config.kafka import (
     TopicName,
 )
 from worker.config.pipeline import PipelineSettings, SinkName
-from worker.config.s3 import S3AddressingStyle, S3Format, S3Settings, S3TimeField
+from worker.config.s3 import S3AddressingStyle, S3Format, S3Publish, S3Settings, S3TimeField
 
 __all__ = [
     "ENV_PREFIX", "IngestForm", "KafkaSaslMechanism", "KafkaSecurityProtocol", "LogFormat",
-    "LogLevel", "S3AddressingStyle", "S3Format", "S3TimeField", "Settings", "SettingsError",
-    "SinkName", "TopicName", "format_validation_error", "load_settings", "redact_url",
-    "settings_table_markdown",
+    "LogLevel", "S3AddressingStyle", "S3Format", "S3Publish", "S3TimeField", "Settings",
+    "SettingsError", "SinkName", "TopicName", "format_validation_error", "load_settings",
+    "redact_url", "settings_table_markdown",
 ]
 
 ENV_PREFIX = "SLUICE_"

@@ -34,6 +34,13 @@ class S3ParquetCompression(StrEnum):
     NONE = "none"
 
 
+class S3Publish(StrEnum):
+    """How parts reach the query layout."""
+
+    PARTS = "parts"
+    HOURLY = "hourly"
+
+
 class S3AddressingStyle(StrEnum):
     """How the bucket is named in S3 requests."""
 
@@ -113,6 +120,20 @@ class S3Settings(BaseModel):
         description="Uncompressed column data of a Parquet row group: collected in memory per "
         "open part, then compressed and written to the part's spool file (16 MiB: about "
         "25,000 benchmark events, 1.7 MiB with zstd).",
+    )
+    s3_publish: S3Publish = Field(
+        S3Publish.PARTS,
+        description="`parts`: each part is published in the query layout as soon as it is "
+        "written (fresh within SLUICE_S3_PART_MAX_AGE, several objects per hour); `hourly`: a "
+        "partition's parts wait under `_sluice/hour-parts/` and are merged into one object per "
+        "(partition, hour) once the hour has closed (or a few, at "
+        "SLUICE_S3_MERGE_TARGET_BYTES). Records are acknowledged when their part is written "
+        "either way.",
+    )
+    s3_merge_target_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024,
+        description="`hourly`: largest merged object; an hour of a partition above it is "
+        "merged into several objects (whole parts each).",
     )
     s3_part_max_bytes: int = Field(
         64 * 1024 * 1024, ge=1024,

@@ -24,6 +24,9 @@ What it promises
   flush loses its partition while the worker still has it assigned (another worker claimed it)
   or fails for an unexpected reason, the sink reports the partition lost and the pipeline
   consumes it again: no record is left without an outcome.
+* **Hourly objects.** With SLUICE_S3_PUBLISH=hourly, parts are published under
+  ``_sluice/hour-parts/`` instead, and ``worker.sinks.s3_hourly`` merges each closed hour of a
+  partition into one object (or a few) of the query layout.
 * **Failures.** Connection errors, 5xx, throttling, and also 403 / missing bucket after start-up
   are retried with backoff without limit: nothing is acknowledged meanwhile and consumption
   pauses. An object S3 rejects for its content (4xx) dead-letters its events with S3's error.
@@ -42,12 +45,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.config import S3TimeField, Settings
+from worker.config import S3Publish, S3TimeField, Settings
 from worker.errors import SinkRejected
 from worker.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
 from worker.sinks.s3_bucket import S3StartupError, make_client_context, preflight
 from worker.sinks.s3_formats import Part, part_format
+from worker.sinks.s3_hourly import HourlyMerger, hour_part_key, with_hour_parts
 from worker.sinks.s3_keys import (
     HourSlot,
     marker_key,
@@ -120,6 +124,10 @@ class S3Sink(Sink):
         self._spool_dir = settings.state_dir / "s3-spool" / instance
         self._format = part_format(settings)
         self._extension, self._content_type = self._format.extension, self._format.content_type
+        # Hourly publication: hour parts of CSV have no header; the merged object gets one.
+        self._hourly = settings.s3_publish == S3Publish.HOURLY
+        self._merger: HourlyMerger | None = None
+        self._merging: asyncio.Task[None] | None = None
         self._partitions: dict[PartitionKey, _PartitionState] = {}
         self._claims = 0
         self._client_context: Any = None
@@ -150,6 +158,16 @@ class S3Sink(Sink):
             object_arguments, self.settings.s3_multipart_threshold,
             self.settings.s3_multipart_chunk_bytes, self._count_request_failure)
         self._ticker = asyncio.create_task(self._flush_when_due(), name="s3-due")
+        # Always on: hour parts left in a marker (hourly mode switched off) are merged too.
+        self._merger = HourlyMerger(
+            self.settings.s3_prefix, self._objects, self._markers, self._spool_dir,
+            grace=self.settings.s3_hour_close_grace, quiet=self.settings.s3_part_max_age,
+            target_bytes=self.settings.s3_merge_target_bytes, header=self._format.header.decode(),
+            content_type=self._content_type, lose=self._lose)
+        self._merging = asyncio.create_task(self._merger.run(
+            lambda: [s for s in self._partitions.values()
+                     if s.taken_over and s.taken_over.done()],
+            min(1.0, self.settings.s3_part_max_age / 4)), name="s3-hourly-merges")
 
     def _count_request_failure(self) -> None:
         self.stats.request_failures += 1
@@ -164,6 +182,10 @@ class S3Sink(Sink):
     async def stop(self) -> None:
         if self._ticker:
             self._ticker.cancel()
+        if self._merging:
+            # A merge cut short here is finished by the partition's next owner.
+            self._merging.cancel()
+            await asyncio.gather(self._merging, return_exceptions=True)
         tasks = list(self._flushes.values()) + [
             state.taken_over for state in self._partitions.values() if state.taken_over]
         for task in tasks:
@@ -182,6 +204,15 @@ class S3Sink(Sink):
     @property
     def buffered_events(self) -> int:
         return sum(state.buffered for state in self._partitions.values())
+
+    @property
+    def merges(self) -> HourlyMerger | None:
+        """The hourly merges' counters (None before start)."""
+        return self._merger
+
+    @property
+    def hour_parts_waiting(self) -> int:
+        return sum(len(state.marker.hour_parts) for state in self._partitions.values())
 
     # --- ownership ------------------------------------------------------------------------
 
@@ -278,7 +309,8 @@ class S3Sink(Sink):
                 self._part_counter += 1
                 path = self._spool_dir / (
                     f"{position.topic}-{position.partition}-{self._part_counter}")
-                state.parts[directory] = self._format.open_part(path, directory, slot)
+                state.parts[directory] = self._format.open_part(
+                    path, directory, slot, with_header=not self._hourly)
             lines, stubs = by_part.setdefault(directory, ([], []))
             lines.append(item(event))
             # Keep only what acknowledgement and dead-lettering need: not the document.
@@ -385,13 +417,15 @@ class S3Sink(Sink):
         for part in parts:
             final = object_key(prefix, part.directory, key[0], key[1],
                                part.first_offset or 0, part.last_offset, self._extension)
+            if self._hourly:
+                final = hour_part_key(prefix, key[0], key[1], part.slot, final)
             staging = staging_key(prefix, state.claim, final)
             size = part.finish()
             started = time.monotonic()
             try:
                 await self._objects.retrying(f"upload {staging}", self._objects.upload,
                                              part.path, staging, size, self._content_type,
-                                             permanent_4xx=True)
+                                             self._format.content_encoding, permanent_4xx=True)
             except Rejected as rejection:
                 rejected.extend(SinkFailure(e, SinkRejected(str(rejection), sink=NAME))
                                 for e in part.events)
@@ -409,11 +443,12 @@ class S3Sink(Sink):
         # The commit point: from here on, whoever owns the partition publishes these parts.
         state.marker = await self._objects.retrying(
             f"write marker {where}", self._markers.write, where,
-            Marker(state.marker.next_offset, Pending(through, finals, stagings)),
+            state.marker.moved(state.marker.next_offset, Pending(through, finals, stagings)),
             state.marker.etag, state.claim)
         await self._publish(finals, stagings)
         state.marker = await self._objects.retrying(
-            f"write marker {where}", self._markers.write, where, Marker(through),
+            f"write marker {where}", self._markers.write, where,
+            with_hour_parts(prefix, state.marker.moved(through), finals),
             state.marker.etag, state.claim)
         written = [event for part, _, _ in staged for event in part.events]
         for part, final, _ in staged:
@@ -465,10 +500,12 @@ class S3Sink(Sink):
         marker = await objects.retrying(f"read marker {where}", self._markers.load, where)
         next_offset = marker.next_offset
         pending = marker.pending
+        claimed = marker
         if pending and pending.staged:
             # Staged parts are complete by construction: roll forward.
             await self._publish(pending.keys, pending.staged)
             next_offset = pending.next_offset
+            claimed = with_hour_parts(self.settings.s3_prefix, marker, pending.keys)
             log.info("%s[%d]: published the previous owner's committed parts: rolled forward "
                      "to %d", *key, next_offset)
         elif pending:
@@ -486,7 +523,7 @@ class S3Sink(Sink):
                 log.info("%s[%d]: previous owner's flush was incomplete: removed its parts, "
                          "rewriting from offset %d", *key, next_offset)
         state.marker = await objects.retrying(
-            f"claim marker {where}", self._markers.write, where, Marker(next_offset),
+            f"claim marker {where}", self._markers.write, where, claimed.moved(next_offset),
             marker.etag, state.claim)
         state.next_offset = next_offset
         log.info("%s[%d]: S3 holds every record below offset %d", *key, next_offset)

@@ -49,16 +49,22 @@ class Part(Protocol):
 
 
 class PartFormat(Protocol):
-    """One object format: the extension of its keys, its content type, and its parts."""
+    """One object format: the extension of its keys, its content and transfer encoding, the
+    header its files start with (CSV's column names; merged hourly objects get it once), and
+    its parts."""
 
     extension: str
     content_type: str
+    content_encoding: str | None
+    header: bytes
 
     def item(self, event: Event) -> Any:
         """What a part of this format stores for the event (a line, or the document)."""
 
-    def open_part(self, path: Path, directory: str, slot: HourSlot) -> Part:
-        """A new part spooling to `path` (the path is given its format's suffix)."""
+    def open_part(self, path: Path, directory: str, slot: HourSlot,
+                  with_header: bool = True) -> Part:
+        """A new part spooling to `path` (the path is given its format's suffix); without the
+        header when it is to be merged into an object that has one."""
 
 
 class NdjsonFormat:
@@ -66,6 +72,8 @@ class NdjsonFormat:
 
     extension = "ndjson.gz"
     content_type = "application/x-ndjson"
+    content_encoding = "gzip"
+    header = b""
 
     def __init__(self, gzip_level: int) -> None:
         self._level = gzip_level
@@ -74,7 +82,8 @@ class NdjsonFormat:
         # The pipeline encoded the document once already (for every sink that writes it as is).
         return (event.encoded + b"\n") if event.encoded else ndjson_line(event.document)
 
-    def open_part(self, path: Path, directory: str, slot: HourSlot) -> Part:
+    def open_part(self, path: Path, directory: str, slot: HourSlot,
+                  with_header: bool = True) -> Part:
         return OpenPart(_with_suffix(path, ".part.gz"), directory, slot, self._level)
 
 
@@ -83,17 +92,20 @@ class CsvFormat:
 
     extension = "csv.gz"
     content_type = "text/csv"
+    content_encoding = "gzip"
 
     def __init__(self, columns: list[str], gzip_level: int) -> None:
         self._columns = CsvColumns(columns)
-        self._header = self._columns.header()
+        self.header = self._columns.header()
         self._level = gzip_level
 
     def item(self, event: Event) -> bytes:
         return self._columns.line(event.document)
 
-    def open_part(self, path: Path, directory: str, slot: HourSlot) -> Part:
-        return OpenPart(_with_suffix(path, ".part.gz"), directory, slot, self._level, self._header)
+    def open_part(self, path: Path, directory: str, slot: HourSlot,
+                  with_header: bool = True) -> Part:
+        return OpenPart(_with_suffix(path, ".part.gz"), directory, slot, self._level,
+                        self.header if with_header else b"")
 
 
 def _with_suffix(path: Path, suffix: str) -> Path:

@@ -4,6 +4,10 @@ One small JSON object per source partition (``_sluice/markers/<topic>/<partition
 
 ``{"next_offset": N, "pending": {"next_offset": M, "keys": [...]} | null, "owner": "..."}``
 
+In ``hourly`` publication (SLUICE_S3_PUBLISH) the marker also lists the partition's hour parts
+not yet merged (``hour_parts``) and the merge under way (``merge``: its output keys and the
+parts each is made of); see ``worker.sinks.s3_hourly``.
+
 Every record of the partition below ``next_offset`` is in S3 (or never had an event for it).
 Writing parts is two-phase: the marker first names the parts about to be uploaded
 (``pending``), then the parts are uploaded, then the marker moves ``next_offset`` to M. A worker
@@ -18,7 +22,7 @@ lost the partition but still flushes gets 412 Precondition Failed and stops (``O
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -38,10 +42,44 @@ class Pending:
 
 
 @dataclass(frozen=True)
+class MergeOutput:
+    """One object of the query layout and the hour parts it is made of, in order."""
+
+    key: str
+    parts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    """A merge of hour parts, committed in the marker before any output is written."""
+
+    outputs: tuple[MergeOutput, ...]
+    header: str = ""              # CSV: the header the merged objects start with
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return tuple(part for output in self.outputs for part in output.parts)
+
+    def as_json(self) -> dict[str, object]:
+        return {"outputs": [{"key": o.key, "parts": list(o.parts)} for o in self.outputs],
+                "header": self.header}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> MergePlan:
+        outputs = data["outputs"]
+        assert isinstance(outputs, list)
+        return cls(tuple(MergeOutput(o["key"], tuple(o["parts"])) for o in outputs),
+                   str(data.get("header") or ""))
+
+
+@dataclass(frozen=True)
 class Marker:
     next_offset: int = 0
     pending: Pending | None = None
     etag: str | None = None
+    # Hourly publication: committed hour parts not merged yet, and the merge under way.
+    hour_parts: tuple[str, ...] = ()
+    merge: MergePlan | None = None
 
     def body(self, owner: str) -> bytes:
         pending = (
@@ -49,7 +87,22 @@ class Marker:
              "staged": self.pending.staged}
             if self.pending else None
         )
-        return orjson.dumps({"next_offset": self.next_offset, "pending": pending, "owner": owner})
+        data: dict[str, object] = {"next_offset": self.next_offset, "pending": pending,
+                                   "owner": owner}
+        if self.hour_parts:
+            data["hour_parts"] = list(self.hour_parts)
+        if self.merge:
+            data["merge"] = self.merge.as_json()
+        return orjson.dumps(data)
+
+    def moved(self, next_offset: int, pending: Pending | None = None) -> Marker:
+        """This marker at another offset (and pending flush), its hourly state kept."""
+        return replace(self, next_offset=next_offset, pending=pending)
+
+    @property
+    def state(self) -> tuple[object, ...]:
+        """What the marker says, without its ETag."""
+        return (self.next_offset, self.pending, self.hour_parts, self.merge)
 
 
 class MarkerStore:
@@ -69,12 +122,15 @@ class MarkerStore:
         async with response["Body"] as stream:
             data = orjson.loads(await stream.read())
         pending = data.get("pending")
+        merge = data.get("merge")
         return Marker(
             next_offset=int(data["next_offset"]),
             pending=Pending(int(pending["next_offset"]), list(pending["keys"]),
                             list(pending.get("staged") or []))
             if pending else None,
             etag=response["ETag"],
+            hour_parts=tuple(data.get("hour_parts") or ()),
+            merge=MergePlan.from_json(merge) if merge else None,
         )
 
     async def write(self, key: str, marker: Marker, expected_etag: str | None,
@@ -93,13 +149,12 @@ class MarkerStore:
                 # A retried PUT whose first attempt landed also gets 412: if the stored marker is
                 # exactly what we meant to write, as us, it is ours.
                 stored = await self.load(key)
-                if stored.etag and (stored.next_offset, stored.pending) == (
-                        marker.next_offset, marker.pending) and await self._owner_of(key) == \
-                        owner:
+                if stored.etag and stored.state == marker.state \
+                        and await self._owner_of(key) == owner:
                     return stored
                 raise OwnershipLost(key) from error
             raise
-        return Marker(marker.next_offset, marker.pending, response["ETag"])
+        return replace(marker, etag=response["ETag"])
 
     async def _owner_of(self, key: str) -> str | None:
         response = await self.client.get_object(Bucket=self.bucket, Key=key)

@@ -90,9 +90,13 @@ class S3Objects:
             log.warning("S3: could not %s (%s); retry %d in %.1fs", what, failure, attempt, delay)
             await asyncio.sleep(delay)
 
-    async def upload(self, path: Path, key: str, size: int, content_type: str) -> None:
-        """Store a local gzip file as `key` (multipart above the threshold)."""
-        extra = {"ContentType": content_type, "ContentEncoding": "gzip", **self.object_arguments}
+    async def upload(self, path: Path, key: str, size: int, content_type: str,
+                     content_encoding: str | None = "gzip") -> None:
+        """Store a local file (gzip unless told otherwise) as `key` (multipart above the
+        threshold)."""
+        extra = {"ContentType": content_type, **self.object_arguments}
+        if content_encoding:
+            extra["ContentEncoding"] = content_encoding
         if size <= self.multipart_threshold:
             body = await asyncio.to_thread(path.read_bytes)
             await self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)

@@ -38,6 +38,9 @@ class ParquetFormat:
 
     extension = "parquet"
     content_type = "application/vnd.apache.parquet"
+    # A Parquet file is compressed inside (per column chunk); it is stored as it is.
+    content_encoding = None
+    header = b""
 
     def __init__(self, compression: str, row_group_bytes: int) -> None:
         self._compression = compression
@@ -47,7 +50,8 @@ class ParquetFormat:
         # The whole event until its batch is converted: the document, and the size of its JSON.
         return event
 
-    def open_part(self, path: Path, directory: str, slot: HourSlot) -> ParquetPart:
+    def open_part(self, path: Path, directory: str, slot: HourSlot,
+                  with_header: bool = True) -> ParquetPart:
         return ParquetPart(path.with_name(path.name + ".part.parquet"), directory, slot,
                            self._compression, self._row_group_bytes)
 

@@ -1,0 +1,144 @@
+"""Hourly merges without S3: hour-part keys, the merge plan, and merging gzip and Parquet files."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from worker.sinks.s3_hourly import (
+    HourlyMerger,
+    hour_part_key,
+    is_hour_part,
+    split_hour_part,
+    with_hour_parts,
+)
+from worker.sinks.s3_keys import HourSlot, object_key
+from worker.sinks.s3_markers import Marker, MergeOutput, MergePlan, Pending
+from worker.sinks.s3_merge import append_gzip, gzip_header, merge_parquet, plan_outputs
+
+SLOT = HourSlot(datetime(2026, 11, 20, 9, tzinfo=UTC))
+DIRECTORY = "year=2026/month=11/day=20/hour=09/"
+
+
+def _part(first: int, last: int, prefix: str = "logs/") -> str:
+    final = object_key(prefix, DIRECTORY, "events", 3, first, last, "ndjson.gz")
+    return hour_part_key(prefix, "events", 3, SLOT, final)
+
+
+def test_an_hour_part_lives_outside_the_query_layout_and_names_its_hour_and_directory() -> None:
+    key = _part(0, 9)
+    assert key == ("logs/_sluice/hour-parts/events/3/2026-11-20T09/year=2026/month=11/day=20/"
+                   "hour=09/events+3+000000000000+000000000009.ndjson.gz")
+    assert is_hour_part("logs/", key)
+    assert not is_hour_part("logs/", "logs/" + DIRECTORY + "events+3+0+9.ndjson.gz")
+    assert split_hour_part("logs/", key) == ("2026-11-20T09", "logs/" + DIRECTORY)
+
+
+def test_the_plan_groups_parts_in_offset_order_up_to_the_target_size() -> None:
+    parts = [(_part(20, 29), 400), (_part(0, 9), 400), (_part(10, 19), 400), (_part(30, 39), 50)]
+    single = plan_outputs("logs/" + DIRECTORY, parts, target_bytes=10_000)
+    assert single == (MergeOutput(
+        "logs/" + DIRECTORY + "events+3+000000000000+000000000039.ndjson.gz",
+        (_part(0, 9), _part(10, 19), _part(20, 29), _part(30, 39))),)
+    several = plan_outputs("logs/" + DIRECTORY, parts, target_bytes=800)
+    assert [output.key.rsplit("/", 1)[1] for output in several] == [
+        "events+3+000000000000+000000000019.ndjson.gz",
+        "events+3+000000000020+000000000039.ndjson.gz"]
+    # A part above the target is an output of its own.
+    assert len(plan_outputs("logs/" + DIRECTORY, parts, target_bytes=10)) == 4
+
+
+def test_the_marker_keeps_hour_parts_and_the_merge_plan_through_a_flush() -> None:
+    plan = MergePlan((MergeOutput("logs/x.ndjson.gz", (_part(0, 9),)),), header="a,b\n")
+    marker = Marker(10, None, None, (_part(0, 9), _part(10, 19)), plan)
+    body = orjson.loads(marker.body("me"))
+    assert body["hour_parts"] == [_part(0, 9), _part(10, 19)]
+    assert MergePlan.from_json(body["merge"]) == plan
+    moved = marker.moved(20, Pending(30, ["k"], ["s"]))
+    assert (moved.hour_parts, moved.merge, moved.next_offset) == (marker.hour_parts, plan, 20)
+    # Only hour parts join the list; a key already there is not added twice.
+    added = with_hour_parts("logs/", marker, [_part(10, 19), _part(20, 29), "logs/other.gz"])
+    assert added.hour_parts == (_part(0, 9), _part(10, 19), _part(20, 29))
+    # A marker of parts mode reads and writes as before.
+    assert set(orjson.loads(Marker(5).body("me"))) == {"next_offset", "pending", "owner"}
+
+
+def test_gzip_parts_concatenate_into_one_readable_object_with_one_csv_header(
+    tmp_path: Path,
+) -> None:
+    parts = []
+    for number, rows in enumerate([b"1,a\n2,b\n", b"3,c\n"]):
+        path = tmp_path / f"part-{number}.csv.gz"
+        path.write_bytes(gzip.compress(rows))
+        parts.append(path)
+    merged = tmp_path / "merged.csv.gz"
+    with merged.open("wb") as out:
+        out.write(gzip_header("id,name\n"))
+        for path in parts:
+            append_gzip(out, path)
+    assert gzip.decompress(merged.read_bytes()) == b"id,name\n1,a\n2,b\n3,c\n"
+    assert gzip_header("id,name\n") == gzip_header("id,name\n")  # the same bytes every time
+    assert gzip_header("") == b""
+
+
+def test_parquet_parts_merge_row_group_by_row_group(tmp_path: Path) -> None:
+    schema = pa.schema([("event_id", pa.string()), ("received_at", pa.timestamp("ms", "UTC")),
+                        ("status", pa.int32())])
+    parts = []
+    for number in range(3):
+        table = pa.table({
+            "event_id": [f"e-{number}-{i}" for i in range(5)],
+            "received_at": [datetime(2026, 11, 20, 9, i, tzinfo=UTC) for i in range(5)],
+            "status": list(range(5))}, schema=schema)
+        path = tmp_path / f"part-{number}.parquet"
+        pq.write_table(table, path, compression="zstd", row_group_size=2)
+        parts.append(path)
+    merged = tmp_path / "merged.parquet"
+    merge_parquet(parts, merged)
+    result = pq.ParquetFile(merged)
+    assert result.schema_arrow == schema
+    assert result.num_row_groups == 9  # each part's row groups, kept as they were
+    assert result.metadata.row_group(0).column(0).compression == "ZSTD"
+    assert result.read().column("event_id").to_pylist() == [
+        f"e-{number}-{i}" for number in range(3) for i in range(5)]
+
+
+class _State:
+    """The parts of a sink's partition state the merger reads."""
+
+    def __init__(self, hour_parts: tuple[str, ...], open_slots: dict[str, HourSlot]) -> None:
+        self.key = ("events", 3)
+        self.marker = Marker(100, hour_parts=hour_parts)
+        self.parts = {directory: type("Part", (), {"slot": slot})()
+                      for directory, slot in open_slots.items()}
+
+
+def _merger() -> HourlyMerger:
+    return HourlyMerger("logs/", None, None, Path("."),  # type: ignore[arg-type]
+                        grace=60.0, quiet=300.0, target_bytes=1 << 20, header="",
+                        content_type="x", lose=print)
+
+
+def test_an_hour_is_due_once_closed_and_the_partition_moved_on_or_went_quiet() -> None:
+    merger, end = _merger(), SLOT.end_epoch
+    later = HourSlot(datetime(2026, 11, 20, 10, tzinfo=UTC))
+    nine = (_part(0, 9), _part(10, 19))
+    # Open hour (and its grace): never due.
+    assert merger._due(_State(nine, {}), end + 59, 0.0) == []
+    # Closed, but the partition still fills a part of that hour: waits for it.
+    assert merger._due(_State(nine, {DIRECTORY: SLOT}), end + 61, 0.0) == []
+    # Closed, a later hour has begun: due at once.
+    moved_on = _State(nine, {"year=2026/month=11/day=20/hour=10/": later})
+    assert merger._due(moved_on, end + 61, 0.0) == [
+        ("2026-11-20T09", "logs/" + DIRECTORY, list(nine))]
+    # Closed and nothing later: due once no part of the hour has come for `quiet` seconds.
+    quiet = _merger()
+    assert quiet._due(_State(nine, {}), end + 61, 1000.0) == []
+    assert quiet._due(_State(nine, {}), end + 61, 1299.0) == []
+    assert quiet._due(_State(nine + (_part(20, 29),), {}), end + 61, 1299.0) == []  # a new part
+    assert quiet._due(_State(nine + (_part(20, 29),), {}), end + 61, 1599.0) != []

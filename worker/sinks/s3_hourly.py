@@ -1,0 +1,297 @@
+"""Hourly publication (SLUICE_S3_PUBLISH=hourly): a partition's parts of an hour merged into one
+object (or a few, at SLUICE_S3_MERGE_TARGET_BYTES) once the hour has closed.
+
+How it goes
+-----------
+* **Hour parts.** Flushes run as in ``parts`` mode (staged, committed in the marker, published),
+  but a part is published under ``<prefix>_sluice/hour-parts/<topic>/<partition>/<hour>/`` +
+  its query-layout key instead of in the query layout; the marker's move past the part also adds
+  it to ``hour_parts``. Records are acknowledged then, as in ``parts`` mode: the hour parts are
+  as durable as any object.
+* **When.** An hour of a partition is merged once it has ended (plus SLUICE_S3_HOUR_CLOSE_GRACE),
+  no open part of that hour is left, and the partition has moved on to a later hour or no part of
+  the hour has come for SLUICE_S3_PART_MAX_AGE seconds. A late event of a merged hour gets a part
+  and later an object of its own: a merged object is never replaced.
+* **Crash-safe, three steps.** (1) The plan (outputs, the parts of each, the CSV header) is
+  written to the marker, conditionally like every marker write. (2) Each output that does not
+  exist yet is built from its parts (downloaded to the spool, merged by stream) and uploaded; the
+  bytes depend only on the parts, so whoever builds it writes the same object. (3) The parts are
+  deleted, then the marker drops the plan and the merged parts. The partition's next owner (or
+  this worker's next tick) finds a plan in the marker and finishes it from the step it reached:
+  existing outputs are kept, missing ones built, the parts deleted. A reader of the query layout
+  sees only merged objects, each event in one of them, none replaced later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from worker.sinks.base import PartitionKey
+from worker.sinks.s3_keys import HourSlot, marker_key
+from worker.sinks.s3_markers import Marker, MarkerStore, MergeOutput, MergePlan, OwnershipLost
+from worker.sinks.s3_merge import (
+    COPY_CHUNK,
+    append_gzip,
+    gzip_header,
+    is_parquet,
+    merge_parquet,
+    plan_outputs,
+)
+from worker.sinks.s3_objects import S3Objects, status_of
+
+log = logging.getLogger(__name__)
+
+HOUR_PARTS = "_sluice/hour-parts/"
+_HOUR_FORMAT = "%Y-%m-%dT%H"
+# Fault injection for the tests (tests/e2e/test_hourly_merge_kills.py): the worker SIGKILLs
+# itself at this named step of a merge. Not a setting: no SLUICE_ prefix, never documented.
+KILL_AT_VARIABLE = "_SLUICE_KILL_AT"
+
+
+def kill_point(step: str) -> None:
+    """Die here, abruptly, if the tests asked for it."""
+    if os.environ.get(KILL_AT_VARIABLE) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hour_part_key(prefix: str, topic: str, partition: int, slot: HourSlot, final_key: str) -> str:
+    """Where an hour part of `final_key` (a query-layout key) waits for its merge."""
+    return (f"{prefix}{HOUR_PARTS}{topic}/{partition}/{slot.start.strftime(_HOUR_FORMAT)}/"
+            f"{final_key[len(prefix):]}")
+
+
+def is_hour_part(prefix: str, key: str) -> bool:
+    return key.startswith(prefix + HOUR_PARTS)
+
+
+def split_hour_part(prefix: str, key: str) -> tuple[str, str]:
+    """(hour, query-layout directory with the prefix) of an hour part's key."""
+    rest = key[len(prefix + HOUR_PARTS):]
+    _topic, _partition, hour, layout_key = rest.split("/", 3)
+    return hour, prefix + layout_key.rsplit("/", 1)[0] + "/" if "/" in layout_key else prefix
+
+
+def hour_end_epoch(hour: str) -> float:
+    return datetime.strptime(hour, _HOUR_FORMAT).replace(tzinfo=UTC).timestamp() + 3600
+
+
+def with_hour_parts(prefix: str, marker: Marker, keys: Iterable[str]) -> Marker:
+    """The marker with these published keys added to its hour parts (other keys ignored)."""
+    added = [key for key in keys if is_hour_part(prefix, key) and key not in marker.hour_parts]
+    return replace(marker, hour_parts=marker.hour_parts + tuple(added)) if added else marker
+
+
+class PartitionState(Protocol):
+    """What the merger needs of the sink's state of one owned partition."""
+
+    key: PartitionKey
+    claim: str
+    marker: Marker
+    parts: dict[str, Any]          # open parts by directory (``.slot``: their hour)
+    lock: asyncio.Lock
+    detached: bool
+
+
+class _Detached(Exception):
+    """The partition is no longer this claim's: stop, its next owner finishes the merge."""
+
+
+class HourlyMerger:
+    """Merges the closed hours of the partitions this worker owns (one at a time)."""
+
+    def __init__(self, prefix: str, objects: S3Objects, markers: MarkerStore, spool_dir: Path,
+                 *, grace: float, quiet: float, target_bytes: int, header: str,
+                 content_type: str, lose: Callable[[Any, str], None]) -> None:
+        self.prefix = prefix
+        self.objects = objects
+        self.markers = markers
+        self.spool_dir = spool_dir
+        self.grace = grace
+        self.quiet = quiet
+        self.target_bytes = target_bytes
+        self.header = header
+        self.content_type = content_type
+        self._lose = lose
+        # (partition, hour, directory) -> (its hour parts when last seen, since when).
+        self._seen: dict[tuple[PartitionKey, str, str], tuple[tuple[str, ...], float]] = {}
+        self.objects_merged = 0
+        self.parts_merged = 0
+
+    async def run(self, owned: Callable[[], Sequence[PartitionState]], interval: float) -> None:
+        """Every `interval` seconds: finish a merge under way, merge what is due."""
+        while True:
+            await asyncio.sleep(interval)
+            for state in owned():
+                if state.detached:
+                    continue
+                try:
+                    await self.merge_partition(state)
+                except asyncio.CancelledError:
+                    raise
+                except _Detached:
+                    continue
+                except OwnershipLost as error:
+                    self._lose(state, f"another worker claimed the partition during a merge "
+                                      f"({error})")
+                except Exception:  # noqa: BLE001 (tried again at the next tick)
+                    log.exception("%s[%d]: hourly merge failed; trying again", *state.key)
+
+    async def merge_partition(self, state: PartitionState) -> None:
+        """Finish the partition's merge under way, then merge each due (hour, directory)."""
+        if state.marker.merge is not None:
+            await self._complete(state, state.marker.merge)
+        while (plan := await self._plan_next(state)) is not None:
+            kill_point("merge-planned")
+            await self._complete(state, plan)
+
+    async def _plan_next(self, state: PartitionState) -> MergePlan | None:
+        """Commit the plan of the next due (hour, directory) in the marker, if one is due."""
+        # Under the partition's lock: a flush under way holds it, so its parts are either
+        # still open (the hour waits for them) or committed in the marker (and merged).
+        async with state.lock:
+            if state.detached:
+                raise _Detached
+            due = self._due(state, time.time(), time.monotonic())
+            if not due:
+                return None
+            hour, directory, keys = due[0]
+            del self._seen[(state.key, hour, directory)]
+            sizes = [(key, await self._size(key)) for key in keys]
+            header = "" if is_parquet(keys[0]) else self.header
+            plan = MergePlan(plan_outputs(directory, sizes, self.target_bytes,
+                                          len(gzip_header(header))), header)
+            await self._write_marker(state, replace(state.marker, merge=plan))
+        log.info("%s[%d]: merging %d parts of hour %s into %d object(s)", *state.key,
+                 len(keys), hour, len(plan.outputs))
+        return plan
+
+    # --- what is due ----------------------------------------------------------------------
+
+    def _due(self, state: PartitionState, now: float,
+             now_monotonic: float) -> list[tuple[str, str, list[str]]]:
+        groups: dict[tuple[str, str], list[str]] = {}
+        for key in state.marker.hour_parts:
+            groups.setdefault(split_hour_part(self.prefix, key), []).append(key)
+        open_parts = {(part.slot.start.strftime(_HOUR_FORMAT), self.prefix + directory)
+                      for directory, part in state.parts.items()}
+        hours = {hour for hour, _ in groups} | {hour for hour, _ in open_parts}
+        due = []
+        for (hour, directory), keys in sorted(groups.items()):
+            seen_key = (state.key, hour, directory)
+            signature = tuple(keys)
+            seen = self._seen.get(seen_key)
+            if seen is None or seen[0] != signature:
+                self._seen[seen_key] = seen = (signature, now_monotonic)
+            if now < hour_end_epoch(hour) + self.grace or (hour, directory) in open_parts:
+                continue
+            moved_on = any(later > hour for later in hours)
+            if moved_on or now_monotonic - seen[1] >= self.quiet:
+                due.append((hour, directory, keys))
+        return due
+
+    # --- doing it -------------------------------------------------------------------------
+
+    async def _complete(self, state: PartitionState, plan: MergePlan) -> None:
+        """Steps 2 and 3 of a committed plan, from wherever they stopped."""
+        objects = self.objects
+        for output in plan.outputs:
+            if state.detached:
+                raise _Detached
+            if await objects.retrying("check object", objects.exists, output.key):
+                continue
+            if not await self._build_and_upload(output, plan.header):
+                if state.detached or await objects.retrying("check object", objects.exists,
+                                                            output.key):
+                    raise _Detached  # the partition's next owner got there first
+                log.error("%s[%d]: an hour part of %s is missing; the merge waits", *state.key,
+                          output.key)
+                return
+            kill_point("merge-output-uploaded")
+        for number, part in enumerate(plan.parts):
+            await objects.retrying("delete merged part", objects.delete, part)
+            if number == 0:
+                kill_point("merge-part-deleted")
+        kill_point("merge-parts-deleted")
+        async with state.lock:
+            if state.detached:
+                raise _Detached
+            merged = set(plan.parts)
+            await self._write_marker(state, replace(
+                state.marker, merge=None,
+                hour_parts=tuple(k for k in state.marker.hour_parts if k not in merged)))
+        self.objects_merged += len(plan.outputs)
+        self.parts_merged += len(merged)
+        for output in plan.outputs:
+            log.info("merged %d hour parts into %s", len(output.parts), output.key,
+                     extra={"object_key": output.key, "topic": state.key[0],
+                            "partition": state.key[1]})
+
+    async def _build_and_upload(self, output: MergeOutput, header: str) -> bool:
+        """Build one output in the spool and upload it; False if a part is missing."""
+        objects = self.objects
+        token = uuid.uuid4().hex
+        merged = self.spool_dir / f"merge-{token}"
+        downloads: list[Path] = []
+        try:
+            parquet = is_parquet(output.key)
+            with merged.open("wb") as out:
+                out.write(gzip_header(header))
+                for number, part in enumerate(output.parts):
+                    local = self.spool_dir / f"merge-{token}-{number}"
+                    downloads.append(local)
+                    if not await objects.retrying(f"download {part}", self._download, part,
+                                                  local):
+                        return False
+                    if not parquet:
+                        await asyncio.to_thread(append_gzip, out, local)
+                        local.unlink()
+            if parquet:
+                await asyncio.to_thread(merge_parquet, downloads, merged)
+            size = merged.stat().st_size
+            await objects.retrying(f"upload {output.key}", objects.upload, merged, output.key,
+                                   size, self.content_type,
+                                   None if parquet else "gzip")
+            return True
+        finally:
+            merged.unlink(missing_ok=True)
+            for local in downloads:
+                local.unlink(missing_ok=True)
+
+    async def _download(self, key: str, path: Path) -> bool:
+        """Stream an object to a local file; False if it does not exist."""
+        try:
+            response = await self.objects.client.get_object(Bucket=self.objects.bucket, Key=key)
+        except ClientError as error:
+            if status_of(error) == 404 or error.response["Error"]["Code"] == "NoSuchKey":
+                return False
+            raise
+        with path.open("wb") as out:
+            async with response["Body"] as stream:
+                while chunk := await stream.read(COPY_CHUNK):
+                    out.write(chunk)
+        return True
+
+    async def _size(self, key: str) -> int:
+        async def head() -> int:
+            answer = await self.objects.client.head_object(Bucket=self.objects.bucket, Key=key)
+            return int(answer["ContentLength"])
+
+        return int(await self.objects.retrying("check object", head))
+
+    async def _write_marker(self, state: PartitionState, marker: Marker) -> None:
+        where = marker_key(self.prefix, *state.key)
+        state.marker = await self.objects.retrying(
+            f"write marker {where}", self.markers.write, where, marker, state.marker.etag,
+            state.claim)
