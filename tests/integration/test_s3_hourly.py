@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+import pyarrow.parquet as pq
 import pytest
 
 from tests.e2e.hourly import (
@@ -28,6 +29,8 @@ pytestmark = pytest.mark.integration
 
 
 def _rows(key: str, body: bytes) -> list[dict]:
+    if key.endswith(".parquet"):
+        return pq.read_table(io.BytesIO(body)).to_pylist()
     text = gzip.decompress(body)
     if key.endswith(".csv.gz"):
         return list(csv.DictReader(io.StringIO(text.decode())))
@@ -35,7 +38,8 @@ def _rows(key: str, body: bytes) -> list[dict]:
 
 
 @pytest.mark.parametrize(("file_format", "target_bytes"), [("ndjson", 256 * 1024 * 1024),
-                                                           ("csv", 1024)])
+                                                           ("csv", 1024),
+                                                           ("parquet", 256 * 1024 * 1024)])
 async def test_hourly_mode_merges_each_closed_hour_of_a_partition(
     s3_settings: Settings, tmp_path: Path, file_format: str, target_bytes: int
 ) -> None:
@@ -65,7 +69,7 @@ async def test_hourly_mode_merges_each_closed_hour_of_a_partition(
     assert {hour for _, hour in per_partition_hour} == {"hour=09", "hour=10", "hour=11"}
     merged = worker.log().count("merged ")
     assert merged == len(objects)
-    if file_format == "ndjson":
+    if file_format in ("ndjson", "parquet"):
         # One object per (partition, hour), each made of several parts, below the target.
         assert set(per_partition_hour.values()) == {1}, per_partition_hour
         assert all(len(body) < target_bytes for body in objects.values())
@@ -81,8 +85,9 @@ async def test_hourly_mode_merges_each_closed_hour_of_a_partition(
             assert len(body) <= target_bytes or parts == 1, key
 
     # The query layout as Athena and DuckDB read it, straight from the bucket.
-    reader = ("read_json_auto" if file_format == "ndjson" else "read_csv_auto")
-    extension = "ndjson.gz" if file_format == "ndjson" else "csv.gz"
+    reader, extension = {"ndjson": ("read_json_auto", "ndjson.gz"),
+                         "csv": ("read_csv_auto", "csv.gz"),
+                         "parquet": ("read_parquet", "parquet")}[file_format]
     connection = _duckdb_on_the_bucket(settings)
     counted = connection.sql(
         f"select hour, count(*), count(distinct event_id) from {reader}("

@@ -20,6 +20,7 @@ from tests.e2e.processes import wait_for_no_lag
 from tests.integration.test_s3_sink import _duckdb_on_the_bucket, _objects, _produce, _run_worker
 from worker.catalog import CatalogEntry, publish_entries
 from worker.config import Settings
+from worker.sinks.s3_bucket import make_client_context
 from worker.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -74,6 +75,11 @@ async def test_duckdb_reads_the_parquet_archive_from_the_bucket(
     assert keys and all(key.endswith(".parquet") for key in keys), keys
     assert await _objects(settings, "logs/_sluice/staging/") == {}
     assert {key.split("/")[4] for key in keys} == {"hour=09", "hour=10", "hour=11"}
+    async with make_client_context(settings) as client:
+        head = await client.head_object(Bucket=settings.s3_bucket, Key=keys[0])
+    # Stored as it is: an HTTP client must not try to gunzip a Parquet file.
+    assert head["ContentType"] == "application/vnd.apache.parquet"
+    assert "ContentEncoding" not in head, head.get("ContentEncoding")
 
     connection = _duckdb_on_the_bucket(settings)
     archive = (f"read_parquet('s3://{settings.s3_bucket}/logs/year=*/month=*/day=*/hour=*/"
