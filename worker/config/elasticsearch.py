@@ -85,6 +85,20 @@ class ElasticsearchSettings(BaseModel):
     )
 
     @model_validator(mode="after")
+    def _data_stream_has_one_name(self) -> Self:
+        # A data stream rolls its own backing indices over; a dated name would create a new
+        # data stream per day, each with its own backing indices and template match.
+        if self.elasticsearch_data_stream and "%" in self.elasticsearch_index:
+            raise ValueError(
+                f"SLUICE_ELASTICSEARCH_DATA_STREAM=true needs a fixed name in "
+                f"SLUICE_ELASTICSEARCH_INDEX, not a date pattern "
+                f"({self.elasticsearch_index!r}): a data stream rolls over by itself. Set "
+                "SLUICE_ELASTICSEARCH_INDEX to a name without `%` (e.g. `events`), or "
+                "SLUICE_ELASTICSEARCH_DATA_STREAM=false for daily indices"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _one_elasticsearch_credential(self) -> Self:
         basic_auth = self.elasticsearch_username or self.elasticsearch_password
         if self.elasticsearch_api_key and basic_auth:

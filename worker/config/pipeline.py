@@ -128,7 +128,18 @@ class PipelineSettings(BaseModel):
 
     @model_validator(mode="after")
     def _drain_fits_the_rebalance(self) -> Self:
-        if self.drain_timeout >= self.rebalance_timeout:
+        # A revoke drains (up to SLUICE_DRAIN_TIMEOUT) and, with SLUICE_COMMIT_ON_REBALANCE,
+        # then commits (bounded by the same timeout): both must end before the group gives up.
+        phases = 2 if self.commit_on_rebalance else 1
+        if self.drain_timeout * phases >= self.rebalance_timeout:
+            if phases == 2:
+                raise ValueError(
+                    f"with SLUICE_COMMIT_ON_REBALANCE=true a revoke drains and then commits, "
+                    f"each up to SLUICE_DRAIN_TIMEOUT: 2 × {self.drain_timeout:g}s must be "
+                    f"shorter than SLUICE_REBALANCE_TIMEOUT ({self.rebalance_timeout:g}s), or a "
+                    "member that takes that long is expelled from the group; lower "
+                    "SLUICE_DRAIN_TIMEOUT or raise SLUICE_REBALANCE_TIMEOUT"
+                )
             raise ValueError(
                 f"SLUICE_DRAIN_TIMEOUT ({self.drain_timeout:g}s) must be shorter than "
                 f"SLUICE_REBALANCE_TIMEOUT ({self.rebalance_timeout:g}s): a member that drains "
