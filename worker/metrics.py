@@ -100,6 +100,12 @@ def _elasticsearch(sink: ElasticsearchSink) -> Iterator[Metric]:
     yield bulk
     yield _gauge("sluice_elasticsearch_requests_in_flight", "Bulk requests in flight.",
                  stats.in_flight_requests)
+    yield _gauge("sluice_elasticsearch_documents_held",
+                 "Documents Elasticsearch refused with 429 or a write block, held for a retry.",
+                 sink.backpressure.held)
+    yield _gauge("sluice_elasticsearch_backpressure_seconds",
+                 "How long the longest-held of those documents has waited.",
+                 sink.backpressure.seconds())
 
 
 def _s3(sink: S3Sink) -> Iterator[Metric]:
