@@ -51,6 +51,9 @@ class SluiceCollector(Collector):
         for (stage, error_class), count in sorted(self.pipeline.dead_letter_counts.items()):
             dead.add_metric([stage, error_class], count)
         yield dead
+        yield _gauge("sluice_dead_letter_limit_tripped",
+                     "1 once the dead-letter limit stopped consumption (see /health/ready).",
+                     1 if self.pipeline.dead_letter_limit.tripped else 0)
         yield _gauge("sluice_records_in_flight",
                      "Records consumed and not yet acknowledged by every sink.",
                      self.pipeline.acks.in_flight)

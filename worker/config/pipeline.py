@@ -38,6 +38,29 @@ class PipelineSettings(BaseModel):
         description="Records consumed but not yet acknowledged by every sink; consumption "
         "pauses at this bound (backpressure).",
     )
+    dead_letter_limit_ratio: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="The worker stops consuming (and reports unready) once more than this "
+        "share of the last SLUICE_DEAD_LETTER_LIMIT_WINDOW outcomes were dead letters: a broken "
+        "producer or mapping, not noise (healthy traffic dead-letters well under 1%). Nothing "
+        "from the record that trips it on is dead-lettered or committed; a restart resumes. "
+        "0 switches the ratio limit off.",
+    )
+    dead_letter_limit_window: int = Field(
+        1000,
+        ge=1,
+        description="Outcomes (an event delivered to one sink, or one dead letter per sink it "
+        "failed) the ratio is taken over; judged only once that many were seen, so a short burst "
+        "of bad records does not stop the worker.",
+    )
+    dead_letter_limit_consecutive: int = Field(
+        0,
+        ge=0,
+        description="The worker also stops after more than this many dead letters in a row; "
+        "0 (default) switches this limit off.",
+    )
     drain_timeout: float = Field(
         30.0,
         gt=0,
