@@ -74,3 +74,37 @@ async def test_replay_of_an_elasticsearch_rejection_is_not_archived_twice(
     assert_exactly_once({"priced", "worded"}, archived, "S3")
     assert_exactly_once({"priced", "worded"}, await elasticsearch_ids(settings), "Elasticsearch")
     assert len(await read_dead_letters(settings)) == 1  # nothing failed again
+
+
+async def test_a_replayed_event_without_producer_id_keeps_its_id_in_every_sink(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Without a messageId the id is derived from the Kafka position, which a replay changes:
+    # the replayed document must get the id the archived copy has, not a new one.
+    settings = settings.model_copy(update={
+        "sinks": ["elasticsearch", "s3"], "commit_interval": 0.5, "s3_part_max_age": 1.0,
+        "elasticsearch_batch_max_age": 0.3})
+    await ensure_topics(settings)
+    await _produce(settings, [
+        {"type": "track", "event": "Bought", "userId": "u1", "messageId": "priced",
+         "properties": {"price": 10}},
+        {"type": "track", "event": "Bought", "userId": "u2", "properties": {"price": "ten"}},
+    ])
+    await _run_worker(settings, tmp_path / "first.log")
+    (letter,) = await read_dead_letters(settings)
+    derived = letter.headers["event_id"]
+    assert derived != "priced"
+    assert (letter.headers["worker.group"], bool(letter.headers["worker.host"])) == (
+        settings.app_id, True)
+    assert await s3_ids(settings) == {"priced": 1, derived: 1}
+
+    replay = SluiceProcess(settings, ["dlq", "replay", "--stage", "elasticsearch"],
+                           tmp_path / "replay.log")
+    assert replay.process.wait(timeout=60) == 0, replay.log()
+    fixed = settings.model_copy(update={
+        "elasticsearch_index": settings.elasticsearch_index.split("%")[0] + "fixed"})
+    await _run_worker(fixed, tmp_path / "second.log")
+
+    assert_exactly_once({"priced", derived}, await elasticsearch_ids(settings), "Elasticsearch")
+    assert_exactly_once({"priced", derived}, await s3_ids(settings), "S3")
+    assert len(await read_dead_letters(settings)) == 1  # nothing failed again
