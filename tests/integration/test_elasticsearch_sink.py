@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
 
 from tests.e2e.processes import SluiceProcess, free_port, wait_for_no_lag
+from tests.es_templates import install_typed_properties_template
 from tests.fault_proxy import FaultProxy
 from worker.config import Settings
 from worker.dlq import dead_letter_end_offsets, read_dead_letters
@@ -158,13 +159,51 @@ async def test_consuming_the_same_records_again_creates_no_duplicates(
     assert len(stored) == len(ids) and set(stored) == ids
 
 
+async def test_producer_objects_of_any_shape_are_indexed_without_type_conflicts(
+    es_settings: Settings, es: AsyncElasticsearch, tmp_path: Path
+) -> None:
+    # Sluice's template maps context / properties / traits as `flattened`: a property that is
+    # a number in one event and text or an object in the next is indexed either way, and many
+    # distinct keys add no fields to the mapping.
+    await ensure_topics(es_settings)
+    shapes = [10, "ten euros", {"net": 8, "tax": 2}, [1, 2], True]
+    events = [{"type": "track", "event": "Paid", "userId": f"u{i}", "messageId": f"shape-{i}",
+               "properties": {"amount": shape}, "context": {"ip": "10.0.0.1", "custom": shape}}
+              for i, shape in enumerate(shapes)]
+    events += [{"type": "identify", "userId": f"u{i}", "messageId": f"traits-{i}",
+                "traits": {"plan": shape}} for i, shape in enumerate(shapes)]
+    events += [{"type": "track", "event": "Wide", "userId": "u", "messageId": f"wide-{i}",
+                "properties": {f"key_{i}_{j}": j for j in range(50)}} for i in range(10)]
+    before = await dead_letter_end_offsets(es_settings)
+    worker = _start_worker(es_settings, tmp_path)
+    try:
+        for event in events:  # one at a time: each shape meets the mapping the last one left
+            await _produce(es_settings, [(None, orjson.dumps(event))])
+        await wait_for_no_lag(es_settings, worker)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    assert set(await _ids_in_es(es, es_settings)) == {e["messageId"] for e in events}
+    after = await dead_letter_end_offsets(es_settings)
+    assert await read_dead_letters(es_settings, before, after) == []
+    found = await es.search(index=_index_glob(es_settings),
+                            query={"term": {"properties.amount": "ten euros"}})
+    assert [hit["_id"] for hit in found["hits"]["hits"]] == ["shape-1"]
+    mapping = await es.indices.get_mapping(index=_index_glob(es_settings))
+    for index in mapping.body.values():
+        fields = index["mappings"]["properties"]
+        assert {fields[name]["type"] for name in ("context", "properties", "traits")
+                if name in fields} == {"flattened"}
+
+
 async def test_document_with_a_conflicting_field_type_is_dead_lettered_with_the_reason(
     es_settings: Settings, es: AsyncElasticsearch, tmp_path: Path
 ) -> None:
+    es_settings = await install_typed_properties_template(es_settings, "amount")
     await ensure_topics(es_settings)
     events = [{"type": "track", "event": "Paid", "userId": f"u{i}", "messageId": f"ok-{i}",
                "properties": {"amount": i}} for i in range(20)]
-    # `properties.amount` is a number in every other document: a string cannot be indexed.
+    # `properties.amount` is a long in the user's template: a string cannot be indexed.
     events.insert(10, {"type": "track", "event": "Paid", "userId": "u-bad",
                        "messageId": "conflict", "properties": {"amount": "a lot"}})
     batch = orjson.dumps({"batch": events})

@@ -256,6 +256,8 @@ def test_template_maps_ids_as_keywords_and_times_as_dates() -> None:
     assert template["index_patterns"] == ["events-*"]
     assert properties["event_id"] == {"type": "keyword"}
     assert properties["timestamp"] == {"type": "date"}
-    assert properties["context"]["type"] == "object"
+    # Producer-defined objects: one field each, no mapping explosion, no type conflicts.
+    assert {properties[name]["type"] for name in ("context", "properties", "traits")} == {
+        "flattened"}
     assert "data_stream" not in template
     assert index_template("events", data_stream=True)["data_stream"] == {}
