@@ -271,6 +271,8 @@ class SluiceApp(faust.App):
             problems["assignment"] = "no source partition assigned (yet)"
         if self.pipeline.dead_letter_limit.tripped:
             problems["dead_letters"] = self.pipeline.dead_letter_limit.tripped
+        if self.catalog.problem:
+            problems["catalog"] = self.catalog.problem
         stalled = self.pipeline.stalled(self.sluice_settings.settle_timeout)
         if stalled:
             problems["settlement"] = "records waiting longer than SLUICE_SETTLE_TIMEOUT in " + \

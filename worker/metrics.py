@@ -74,6 +74,9 @@ class SluiceCollector(Collector):
         yield _gauge("sluice_catalog_keys", "API keys in the catalog.", len(self.catalog))
         yield _counter("sluice_catalog_invalid_records",
                        "Catalog records that were not valid entries.", self.catalog.invalid_records)
+        yield _counter("sluice_catalog_reader_failures",
+                       "Times the catalog reader died and was restarted.",
+                       self.catalog.reader_failures)
         lag = GaugeMetricFamily("sluice_consumer_lag",
                                 "Records of an assigned partition not yet committed.",
                                 labels=["topic", "partition"])
