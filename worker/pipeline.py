@@ -247,6 +247,7 @@ class Pipeline:
         if ticket is None:
             return  # revoked meanwhile, or already opened: see AckTracker.open
         self.progress.add("events", len(events))
+        self.dead_letter_limit.decoded(len(events))
         if failures:
             await asyncio.gather(*(
                 self._dead_letter(failure.record, failure.error, ticket,
@@ -383,9 +384,7 @@ class Pipeline:
             if not ticket.cancelled:
                 self.acks.duplicate_settlements += 1
             return
-        # A record that does not decode fails every sink: it weighs one share per sink.
-        weight = max(len(self.sinks), 1) if error.stage == "decode" else 1
-        if self.dead_letter_limit.dead_lettered(weight):
+        if self.dead_letter_limit.dead_lettered(error.stage):
             await self._hold(ticket)
             return
         letter = DeadLetter(

@@ -142,7 +142,7 @@ async def test_readiness_names_a_tripped_dead_letter_limit_and_a_failing_catalog
     app = create_app(load_settings(web_port=0, sinks=["counting"], state_dir=tmp_path,
                                    dead_letter_limit_window=1))
     assert "dead_letters" not in await app.readiness()
-    app.pipeline.dead_letter_limit.dead_lettered(1)
+    app.pipeline.dead_letter_limit.dead_lettered("decode")
     app.catalog.problem = "the catalog reader failed (RuntimeError: boom); restarting in 1s"
     problems = await app.readiness()
     assert "SLUICE_DEAD_LETTER_LIMIT_RATIO" in problems["dead_letters"]

@@ -51,9 +51,9 @@ class PipelineSettings(BaseModel):
     dead_letter_limit_window: int = Field(
         1000,
         ge=1,
-        description="Outcomes (an event delivered to one sink, or one dead letter per sink it "
-        "failed) the ratio is taken over; judged only once that many were seen, so a short burst "
-        "of bad records does not stop the worker.",
+        description="Outcomes the ratio is taken over, at decode (events decoded or failed) and "
+        "at the sinks (events delivered or refused) apart; judged only once that many were "
+        "seen, so a short burst of bad records does not stop the worker.",
     )
     dead_letter_limit_consecutive: int = Field(
         0,
