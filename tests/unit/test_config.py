@@ -176,3 +176,10 @@ def test_commit_on_rebalance_needs_twice_the_drain_within_the_rebalance_timeout(
     assert "SLUICE_COMMIT_ON_REBALANCE" in str(refused.value)
     assert "SLUICE_REBALANCE_TIMEOUT" in str(refused.value)
     assert load_settings(drain_timeout=14, rebalance_timeout=30, commit_on_rebalance=True)
+
+
+def test_elasticsearch_backpressure_is_reported_before_the_settle_watchdog_would_rewind() -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(elasticsearch_backpressure_timeout=600, settle_timeout=600)
+    assert "SLUICE_ELASTICSEARCH_BACKPRESSURE_TIMEOUT" in str(refused.value)
+    assert "SLUICE_SETTLE_TIMEOUT" in str(refused.value)
