@@ -8,8 +8,10 @@ It forwards every request unchanged, unless told to misbehave:
 * ``unauthorized = True``: answer 401 to everything;
 * ``hold_uploads()`` / ``release()``: keep object uploads (PUTs outside ``_sluice/markers/``)
   waiting, then forward them: an upload that lands late, as a paused old owner's would;
-* ``reject_bulk_items(ids, times, status)``: in ``_bulk`` requests, answer the items with these
-  ``_id`` s with `status` (429) for their first `times` attempts, without forwarding them;
+* ``reject_bulk_items(ids, times, status, error_type)``: in ``_bulk`` requests, answer the items
+  with these ``_id`` s with `status` (429) and `error_type` (``es_rejected_execution_exception``;
+  ``cluster_block_exception`` with 403 for a read-only index) for their first `times` attempts,
+  without forwarding them;
   the rest of the request goes to the server, and the answers are merged in order.
 
 With ``signed=True`` it forwards requests byte for byte, Host and encodings included, so that
@@ -53,6 +55,7 @@ class FaultProxy:
         self._down = False
         self._reject: dict[str, int] = {}
         self._reject_status = 429
+        self._reject_type = "es_rejected_execution_exception"
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -87,10 +90,12 @@ class FaultProxy:
         self._holding = False
         self._loop.call_soon_threadsafe(self._released.set)
 
-    def reject_bulk_items(self, ids: set[str], times: int = 2, status: int = 429) -> None:
+    def reject_bulk_items(self, ids: set[str], times: int = 2, status: int = 429,
+                          error_type: str = "es_rejected_execution_exception") -> None:
         with self._lock:
             self._reject.update({event_id: times for event_id in ids})
             self._reject_status = status
+            self._reject_type = error_type
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -195,7 +200,7 @@ class FaultProxy:
                 op, meta = next(iter(orjson.loads(action).items()))
                 merged.append({op: {"_index": meta.get("_index"), "_id": meta.get("_id"),
                                     "status": self._reject_status,
-                                    "error": {"type": "es_rejected_execution_exception",
+                                    "error": {"type": self._reject_type,
                                               "reason": "injected by the fault proxy"}}})
             else:
                 merged.append(next(upstream))

@@ -220,8 +220,8 @@ class SluiceApp(faust.App):
         """The settle watchdog: a partition whose oldest record has waited longer than
         SLUICE_SETTLE_TIMEOUT while every sink answers is consumed again."""
         stalled = self.pipeline.stalled(self.sluice_settings.settle_timeout)
-        if not stalled:
-            return
+        if not stalled or self.pipeline.dead_letter_limit.tripped:
+            return  # held on purpose by the dead-letter limit: consuming again trips it again
         for sink in self.pipeline.sinks:
             if await sink.check():
                 return  # a destination is down: the wait is explained, readiness says so
@@ -269,6 +269,10 @@ class SluiceApp(faust.App):
         problems = {}
         if not self.source_partitions():
             problems["assignment"] = "no source partition assigned (yet)"
+        if self.pipeline.dead_letter_limit.tripped:
+            problems["dead_letters"] = self.pipeline.dead_letter_limit.tripped
+        if self.catalog.problem:
+            problems["catalog"] = self.catalog.problem
         stalled = self.pipeline.stalled(self.sluice_settings.settle_timeout)
         if stalled:
             problems["settlement"] = "records waiting longer than SLUICE_SETTLE_TIMEOUT in " + \

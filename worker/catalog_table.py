@@ -31,6 +31,13 @@ consumer used 4.2 of 5 CPU seconds on the local stack).
 
 At start the worker waits until it has read up to the end offsets it saw, so the first events
 are already enriched with the whole catalog (bounded by SLUICE_CATALOG_LOAD_TIMEOUT).
+
+The reader is supervised: if it dies (an unexpected error), the error is logged, counted
+(``sluice_catalog_reader_failures_total``), reported by ``/health/ready`` (``catalog``) until it
+reads again, and the reader restarts with backoff; a stale catalog never goes unnoticed. It
+follows the topic's partitions: partitions added to the catalog topic (seen at the consumer's
+metadata refresh, SLUICE_METADATA_REFRESH_INTERVAL) are read from their beginning, the others
+keep their place.
 """
 
 from __future__ import annotations
@@ -63,6 +70,10 @@ class CatalogTable:
         self._loaded = asyncio.Event()
         self.invalid_records = 0
         self.updates = 0
+        self.reader_failures = 0
+        # Why the catalog may be stale now (the reader died and is restarting); None when fine.
+        self.problem: str | None = None
+        self._partitions: list[TopicPartition] = []
 
     def lookup(self, api_key_id: str) -> CatalogEntry | None:
         """The entry for an API key id, or None if the catalog does not know it."""
@@ -86,13 +97,15 @@ class CatalogTable:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            metadata_max_age_ms=int(self.settings.metadata_refresh_interval * 1000),
         )
         await self._consumer.start()
+        self._partitions = tps
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
         end_offsets = await self._consumer.end_offsets(tps)
         started = time.monotonic()
-        self._reader = asyncio.create_task(self._read(end_offsets), name="catalog-reader")
+        self._reader = asyncio.create_task(self._supervise(end_offsets), name="catalog-reader")
         try:
             await asyncio.wait_for(self._loaded.wait(), self.settings.catalog_load_timeout)
             log.info(
@@ -113,6 +126,31 @@ class CatalogTable:
         if self._consumer:
             await self._consumer.stop()
 
+    async def _supervise(self, end_offsets: dict[TopicPartition, int]) -> None:
+        """Run the reader for as long as the worker runs; restart it (with backoff) if it dies,
+        saying so in the log, the metrics and readiness meanwhile."""
+        delay = 1.0
+        restarting = False
+        while True:
+            try:
+                if restarting:
+                    # The records of the batch it died on were fetched, perhaps not applied:
+                    # read the (compacted, small) topic again rather than skip an entry.
+                    assert self._consumer is not None
+                    await self._consumer.seek_to_beginning(*self._partitions)
+                await self._read(end_offsets)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 (a dead reader would go unnoticed)
+                self.reader_failures += 1
+                self.problem = (f"the catalog reader failed ({type(error).__name__}: {error}); "
+                                f"restarting in {delay:.0f}s: the catalog may be stale")
+                log.exception("catalog reader failed; restarting in %.0fs", delay,
+                              extra={"error_class": "CatalogReaderFailed"})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                restarting = True
+
     async def _read(self, end_offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
         waiting_for = {tp: end for tp, end in end_offsets.items() if end > 0}
@@ -126,8 +164,9 @@ class CatalogTable:
                 log.warning("catalog read failed, retrying: %s", error)
                 await asyncio.sleep(1.0)
                 continue
+            self.problem = None  # reading again
             if not batches and self._loaded.is_set():
-                await self._idle(list(end_offsets))
+                await self._idle()
                 continue
             for tp, messages in batches.items():
                 for message in messages:
@@ -142,14 +181,17 @@ class CatalogTable:
             if not waiting_for:
                 self._loaded.set()
 
-    async def _idle(self, partitions: list[TopicPartition]) -> None:
+    async def _idle(self) -> None:
         """Caught up: stop fetching, and look at the end offsets once per poll interval until
-        a partition has something new."""
+        a partition has something new, or the topic has new partitions."""
         assert self._consumer is not None
+        partitions = self._partitions
         self._consumer.pause(*partitions)
         try:
             while True:
                 await asyncio.sleep(self.settings.catalog_poll_interval)
+                if await self._follow_new_partitions():
+                    return
                 try:
                     ends = await self._consumer.end_offsets(partitions)
                 except KafkaError as error:
@@ -160,6 +202,26 @@ class CatalogTable:
                         return
         finally:
             self._consumer.resume(*partitions)
+
+    async def _follow_new_partitions(self) -> bool:
+        """Read partitions added to the catalog topic from their beginning; True if any."""
+        assert self._consumer is not None
+        topic = self.settings.catalog_topic
+        known = {tp.partition for tp in self._partitions}
+        added = sorted((self._consumer.partitions_for_topic(topic) or set()) - known)
+        if not added:
+            return False
+        # assign() forgets positions: keep the old partitions' places, start the new ones.
+        positions = {tp: await self._consumer.position(tp) for tp in self._partitions}
+        new = [TopicPartition(topic, partition) for partition in added]
+        self._consumer.resume(*self._partitions)
+        self._partitions = [*self._partitions, *new]
+        self._consumer.assign(self._partitions)
+        for tp, offset in positions.items():
+            self._consumer.seek(tp, offset)
+        await self._consumer.seek_to_beginning(*new)
+        log.info("catalog topic %s has new partitions %s: reading them", topic, added)
+        return True
 
     def _apply(self, key: bytes | None, value: bytes | None, offset: int) -> None:
         if not key:

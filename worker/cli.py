@@ -79,6 +79,8 @@ def dlq_replay(
     until: str = typer.Option(None, help="Only dead letters written before this time."),
     rate: float = typer.Option(500.0, min=0, help="Records per second; 0 for no limit."),
     dry_run: bool = typer.Option(False, help="Only say what would be replayed."),
+    force: bool = typer.Option(False, help="Replay truncated dead letters too (their value "
+                               "is only the start of the record: it fails again)."),
 ) -> None:
     """Produce the selected dead letters back to the source topic."""
     from rich.progress import Progress
@@ -89,6 +91,15 @@ def dlq_replay(
     selection = _dlq_filter(stage, error_class, since, until)
     letters = [letter for letter in asyncio.run(read_dead_letters(settings))
                if selection.matches(letter)]
+    truncated = [letter for letter in letters if letter.truncated]
+    if truncated and not force:
+        where = ", ".join(letter.source for letter in truncated[:5])
+        typer.echo(
+            f"refusing to replay: {len(truncated)} of the {len(letters)} selected dead letters "
+            f"were truncated (sluice.value_truncated: only their first bytes were kept), e.g. "
+            f"{where}. Their original is still in the source topic until its retention ends. "
+            "Narrow the selection, or pass --force to replay them as they are.", err=True)
+        raise typer.Exit(1)
     if dry_run or not letters:
         typer.echo(f"would replay {len(letters)} dead letters to {settings.source_topic}")
         return

@@ -16,7 +16,14 @@ topic, with the original headers plus these (all UTF-8 text):
 ``sluice.attempts``        how many times delivery was tried
 ``sluice.batch_index``     for one event of a batch record: its index in ``batch``
 ``sluice.event_id``        the event's id, when it got as far as having one
+``sluice.worker.group``    the consumer group (SLUICE_APP_ID) and …
+``sluice.worker.host``     … the host of the worker that wrote it
 =========================  =====================================================================
+
+The ``sluice.*`` headers a record arrived with are kept, except those named above (they describe
+this failure): a replayed record's lineage (``sluice.replay.count``, ``sluice.first_failure.*``,
+``sluice.replayed_from``, ``sluice.replay.event_id``, set by ``sluice dlq replay``) survives a
+second failure.
 
 Writing a dead letter is part of the record's acknowledgement: the source offset is committed
 only after the broker has accepted the dead letter. If the broker refuses, the write is retried
@@ -26,6 +33,7 @@ with backoff until it succeeds or the worker stops (the record is then consumed 
 from __future__ import annotations
 
 import logging
+import socket
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
@@ -51,8 +59,14 @@ class _Original:
 _ORIGINAL = _Original()
 
 
-def dead_letter_headers(letter: DeadLetter, failed_at: datetime) -> list[tuple[str, bytes]]:
-    """The original headers followed by Sluice's own, as the table above describes."""
+# Set on every dead letter anew: an incoming header of these names described an earlier failure.
+_PER_FAILURE = frozenset({"value_truncated", "value_size"})
+
+
+def dead_letter_headers(letter: DeadLetter, failed_at: datetime,
+                        origin: dict[str, str] | None = None) -> list[tuple[str, bytes]]:
+    """The original headers (with their ``sluice.*`` lineage) followed by Sluice's own, as the
+    table above describes; `origin` adds the worker's group and host."""
     position = letter.record.position
     ours: dict[str, object | None] = {
         "stage": letter.stage,
@@ -67,10 +81,13 @@ def dead_letter_headers(letter: DeadLetter, failed_at: datetime) -> list[tuple[s
         "attempts": letter.attempts,
         "batch_index": letter.batch_index,
         "event_id": letter.event_id,
+        **(origin or {}),
     }
+    replaced = _PER_FAILURE | ours.keys()
     original = [
         (name, value) for name, value in letter.record.headers
-        if not name.startswith(DLQ_HEADER_PREFIX)
+        if not (name.startswith(DLQ_HEADER_PREFIX)
+                and name.removeprefix(DLQ_HEADER_PREFIX) in replaced)
     ]
     return original + [
         (f"{DLQ_HEADER_PREFIX}{name}", str(value).encode())
@@ -87,6 +104,7 @@ class DeadLetterPublisher:
         self.topic = settings.dead_letter_topic_name
         self._producer: AIOKafkaProducer | None = None
         self.published = 0
+        self.origin = {"worker.group": settings.app_id, "worker.host": socket.gethostname()}
 
     async def start(self) -> None:
         # aiokafka clients bind to the running loop: create it here, not in __init__.
@@ -113,8 +131,9 @@ class DeadLetterPublisher:
         value is cut to its first 512 KiB and the headers say so (``sluice.value_truncated``,
         ``sluice.value_size``): a shortened dead letter beats a worker stuck on one record.
         """
+        headers = dead_letter_headers(letter, datetime.now(UTC), self.origin)
         try:
-            await self._send_with_retries(letter, dead_letter_headers(letter, datetime.now(UTC)))
+            await self._send_with_retries(letter, headers)
         except (MessageSizeTooLargeError, RecordTooLargeError):
             value = letter.record.value or b""
             size_headers = [
@@ -125,15 +144,14 @@ class DeadLetterPublisher:
                         len(value), TRUNCATED_VALUE_BYTES)
             try:
                 await self._send_with_retries(
-                    letter, dead_letter_headers(letter, datetime.now(UTC)) + size_headers,
+                    letter, headers + size_headers,
                     value[:TRUNCATED_VALUE_BYTES])
             except (MessageSizeTooLargeError, RecordTooLargeError):
                 # Still too large (a small topic limit, or huge headers or key): the last resort
                 # keeps only Sluice's own headers, which say where the original record is.
                 log.warning("dead letter refused again as too large: writing it without its "
                             "value, key and original headers")
-                ours = [(name, header) for name, header in
-                        dead_letter_headers(letter, datetime.now(UTC))
+                ours = [(name, header) for name, header in headers
                         if name.startswith(DLQ_HEADER_PREFIX)]
                 await self._send_with_retries(letter, ours + size_headers, b"", key=None)
         self.published += 1

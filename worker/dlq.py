@@ -8,6 +8,14 @@ Replay re-produces the original bytes to the source topic. For one event of a ba
 Replayed records carry ``sluice.replayed_from: <dlq topic>/<partition>/<offset>`` and, when a
 sink failed them, ``sluice.replay.sinks: <that sink>``: the worker writes them to that sink
 only, so the sinks that already hold the event do not get it twice (``worker.routing``).
+
+A replay keeps the record's lineage: ``sluice.replay.count`` (1 on the first replay, then one
+more each time), ``sluice.first_failure.stage`` / ``.class`` / ``.at`` (the first failure's, kept
+across any number of replays), and ``sluice.replay.event_id``: the id the event had, so that an
+event without a producer id (whose id is derived from its Kafka position) keeps it instead of
+getting a new one at its new position (``worker.normalize``). A dead letter whose value was
+truncated (``sluice.value_truncated``) is not the record that failed: replay refuses it
+unless forced.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from aiokafka.structs import TopicPartition
 
 from worker.config import Settings, SinkName
 from worker.kafka_connection import client_options
-from worker.records import DLQ_HEADER_PREFIX
+from worker.records import DLQ_HEADER_PREFIX, REPLAY_EVENT_ID_HEADER
 from worker.routing import REPLAY_SINKS_HEADER
 from worker.topics import partition_counts
 
@@ -48,6 +56,18 @@ class DeadLetterRecord:
     @property
     def error_class(self) -> str:
         return self.headers.get("error.class", "?")
+
+    @property
+    def source(self) -> str:
+        """Where the record came from: ``topic[partition]@offset``."""
+        headers = self.headers
+        return (f"{headers.get('source.topic')}[{headers.get('source.partition')}]@"
+                f"{headers.get('source.offset')}")
+
+    @property
+    def truncated(self) -> bool:
+        """The value is only the start of the record's (it was too large for the topic)."""
+        return self.headers.get("value_truncated") == "true"
 
     @property
     def failed_at(self) -> datetime | None:
@@ -205,8 +225,18 @@ def replay_headers(letter: DeadLetterRecord, topic: str) -> list[tuple[str, byte
     sink: the pipeline then writes it to that sink only (`worker.routing`), not again to the
     sinks that already have it."""
     origin = f"{topic}/{letter.partition}/{letter.offset}"
+    ours = letter.headers
+    lineage = {
+        "replayed_from": origin,
+        "replay.count": str(int(ours.get("replay.count", "0") or 0) + 1),
+        "first_failure.stage": ours.get("first_failure.stage", letter.stage),
+        "first_failure.class": ours.get("first_failure.class", letter.error_class),
+        "first_failure.at": ours.get("first_failure.at", ours.get("failed_at")),
+        REPLAY_EVENT_ID_HEADER.removeprefix(DLQ_HEADER_PREFIX): ours.get("event_id"),
+    }
     headers = list(letter.original_headers) + [
-        (f"{DLQ_HEADER_PREFIX}replayed_from", origin.encode())]
+        (f"{DLQ_HEADER_PREFIX}{name}", value.encode())
+        for name, value in lineage.items() if value is not None]
     if letter.stage in {sink.value for sink in SinkName}:
         headers.append((REPLAY_SINKS_HEADER, letter.stage.encode()))
     return headers

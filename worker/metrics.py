@@ -51,6 +51,9 @@ class SluiceCollector(Collector):
         for (stage, error_class), count in sorted(self.pipeline.dead_letter_counts.items()):
             dead.add_metric([stage, error_class], count)
         yield dead
+        yield _gauge("sluice_dead_letter_limit_tripped",
+                     "1 once the dead-letter limit stopped consumption (see /health/ready).",
+                     1 if self.pipeline.dead_letter_limit.tripped else 0)
         yield _gauge("sluice_records_in_flight",
                      "Records consumed and not yet acknowledged by every sink.",
                      self.pipeline.acks.in_flight)
@@ -71,6 +74,9 @@ class SluiceCollector(Collector):
         yield _gauge("sluice_catalog_keys", "API keys in the catalog.", len(self.catalog))
         yield _counter("sluice_catalog_invalid_records",
                        "Catalog records that were not valid entries.", self.catalog.invalid_records)
+        yield _counter("sluice_catalog_reader_failures",
+                       "Times the catalog reader died and was restarted.",
+                       self.catalog.reader_failures)
         lag = GaugeMetricFamily("sluice_consumer_lag",
                                 "Records of an assigned partition not yet committed.",
                                 labels=["topic", "partition"])
@@ -100,6 +106,12 @@ def _elasticsearch(sink: ElasticsearchSink) -> Iterator[Metric]:
     yield bulk
     yield _gauge("sluice_elasticsearch_requests_in_flight", "Bulk requests in flight.",
                  stats.in_flight_requests)
+    yield _gauge("sluice_elasticsearch_documents_held",
+                 "Documents Elasticsearch refused with 429 or a write block, held for a retry.",
+                 sink.backpressure.held)
+    yield _gauge("sluice_elasticsearch_backpressure_seconds",
+                 "How long the longest-held of those documents has waited.",
+                 sink.backpressure.seconds())
 
 
 def _s3(sink: S3Sink) -> Iterator[Metric]:

@@ -27,7 +27,7 @@ from worker.errors import (
     UnknownFormat,
     WrongType,
 )
-from worker.records import SourceRecord
+from worker.records import REPLAY_EVENT_ID_HEADER, SourceRecord
 
 SEGMENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 ACCESS_LOG_TYPE = "access_log"
@@ -53,7 +53,7 @@ def normalize(raw: RawEvent, record: SourceRecord) -> tuple[str, dict[str, Any]]
     event_id = (
         str(producer_id)
         if isinstance(producer_id, (str, int)) and str(producer_id)
-        else derived_event_id(raw, record)
+        else replayed_event_id(raw, record) or derived_event_id(raw, record)
     )
     document["event_id"] = event_id
     document["input_format"] = raw.form.value
@@ -68,8 +68,23 @@ def normalize(raw: RawEvent, record: SourceRecord) -> tuple[str, dict[str, Any]]
     return event_id, document
 
 
+def replayed_event_id(raw: RawEvent, record: SourceRecord) -> str | None:
+    """The id a replayed event had when it failed (``sluice.replay.event_id``, set by
+    ``sluice dlq replay``): its derived id came from its first Kafka position, and a new id
+    would duplicate it in Elasticsearch and disagree with the copy other sinks hold. Only for
+    the record's own event: a replay carries exactly one event (one event of a batch is
+    replayed alone)."""
+    if raw.batch_index is not None or not record.headers:
+        return None
+    for name, value in record.headers:
+        if name == REPLAY_EVENT_ID_HEADER and value:
+            return value.decode(errors="replace")
+    return None
+
+
 def derived_event_id(raw: RawEvent, record: SourceRecord) -> str:
-    """A deterministic id from the Kafka position and the content: a replay gives the same id."""
+    """A deterministic id from the Kafka position and the content: the same record consumed
+    again gets the same id (a dead letter's replay keeps it through `replayed_event_id`)."""
     position = record.position
     digest = hashlib.sha256()
     digest.update(f"{position.topic}/{position.partition}/{position.offset}/".encode())

@@ -20,6 +20,7 @@ import orjson
 
 from worker.acks import AckTracker, PartitionKey
 from worker.config import Settings
+from worker.dead_letter_limit import DeadLetterLimit
 from worker.deadletter import DeadLetterPublisher
 from worker.decoding import RawEvent, decode_record
 from worker.enrich import CatalogLookup, Enrichment, enrich
@@ -75,6 +76,11 @@ class Pipeline:
         self.progress = progress or Progress()
         self.acks = AckTracker(settings.max_in_flight_records)
         self.dead_letter_counts: Counter[tuple[str, str]] = Counter()
+        self.dead_letter_limit = DeadLetterLimit(settings.dead_letter_limit_ratio,
+                                                 settings.dead_letter_limit_window,
+                                                 settings.dead_letter_limit_consecutive)
+        # Bumped by a drain: dead letters held by the tripped limit let go of their sinks.
+        self._limit_releases = 0
         # Set by the app: consume a partition again from its committed offset (see `lost`).
         self.recover: Callable[[PartitionKey], object] | None = None
         self._recovering: set[PartitionKey] = set()
@@ -114,9 +120,10 @@ class Pipeline:
             # Flush until idle: a record the agent was holding (waiting for room) may arrive
             # after the first flush, and must not sit in an open part until its age limit.
             while True:
+                self._release_held_dead_letters()
                 await asyncio.gather(*(sink.flush() for sink in self.sinks))
-                if not self.acks.in_flight:
-                    return
+                if not self.acks.in_flight or self.dead_letter_limit.tripped:
+                    return  # held records stay unsettled: the next owner consumes them
                 try:
                     await asyncio.wait_for(self.acks.wait_idle(), 0.5)
                     return
@@ -240,6 +247,7 @@ class Pipeline:
         if ticket is None:
             return  # revoked meanwhile, or already opened: see AckTracker.open
         self.progress.add("events", len(events))
+        self.dead_letter_limit.decoded(len(events))
         if failures:
             await asyncio.gather(*(
                 self._dead_letter(failure.record, failure.error, ticket,
@@ -330,6 +338,7 @@ class Pipeline:
             if event.ticket:
                 event.ticket.settle((event.ordinal, sink))
         self.progress.add(f"delivered.{sink}", len(events))
+        self.dead_letter_limit.delivered(len(events))
 
     async def failed(self, sink: str, failures: Sequence[SinkFailure]) -> None:
         for failure in failures:
@@ -343,6 +352,20 @@ class Pipeline:
                 event_id=event.event_id,
                 attempts=failure.attempts,
             )
+
+    async def _hold(self, ticket: Settlement | None) -> None:
+        """The dead-letter limit is tripped: neither write nor settle this share, so nothing
+        from here on is committed; wait (the agent or the sink with us) until the partition
+        is revoked, a drain lets go, or the worker stops."""
+        releases = self._limit_releases
+        # Polled: a ticket's revocation and the pipeline's closing have no event to wait on.
+        while not (self.closed or releases != self._limit_releases  # noqa: ASYNC110
+                   or (ticket is not None and ticket.cancelled)):
+            await asyncio.sleep(0.5)
+
+    def _release_held_dead_letters(self) -> None:
+        if self.dead_letter_limit.tripped:
+            self._limit_releases += 1
 
     async def _dead_letter(
         self,
@@ -360,6 +383,9 @@ class Pipeline:
         if ticket is not None and not ticket.is_pending(share):
             if not ticket.cancelled:
                 self.acks.duplicate_settlements += 1
+            return
+        if self.dead_letter_limit.dead_lettered(error.stage):
+            await self._hold(ticket)
             return
         letter = DeadLetter(
             record=record,

@@ -10,6 +10,9 @@ from typing import Any, Protocol
 
 # Header names of dead letters, in one place so tools (``sluice dlq``) and tests agree.
 DLQ_HEADER_PREFIX = "sluice."
+# On a replayed record: the id the event had when it failed, for events without a producer id
+# (their id is derived from the Kafka position, which a replay changes; ``worker.normalize``).
+REPLAY_EVENT_ID_HEADER = f"{DLQ_HEADER_PREFIX}replay.event_id"
 
 
 @dataclass(frozen=True, slots=True)

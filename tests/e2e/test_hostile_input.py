@@ -41,7 +41,10 @@ async def test_hostile_records_are_dead_lettered_and_good_traffic_flows(
 ) -> None:
     settings = settings.model_copy(update={
         "max_record_bytes": 64 * 1024, "counting_sink_record_path": tmp_path / "delivered.ndjson",
-        "counting_sink_flush_interval": 0.3, "commit_interval": 0.5})
+        "counting_sink_flush_interval": 0.3, "commit_interval": 0.5,
+        # Hostile on purpose: the dead-letter limit (tests/integration/test_dead_letter_limit.py)
+        # would rightly stop a worker fed mostly bad records; here every one must be judged.
+        "dead_letter_limit_ratio": 0.0})
     await ensure_topics(settings)
     before = await dead_letter_end_offsets(settings)
     corpus = _hostile_corpus()

@@ -6,7 +6,7 @@ import sys
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from worker.config import Settings
@@ -91,3 +91,27 @@ async def test_reading_a_partition_range_that_ends_at_once_stops_cleanly(
     await ensure_topics(settings)
     assert await read_dead_letters(settings, {0: 5}, {0: 5}) == []
     assert await read_dead_letters(settings) == []
+
+
+async def test_replay_refuses_a_truncated_dead_letter_unless_forced(settings: Settings) -> None:
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list)
+    await producer.start()
+    try:  # as the publisher writes a record too large for the dead-letter topic
+        await producer.send_and_wait(settings.dead_letter_topic_name, b'{"type": "tra', headers=[
+            ("sluice.stage", b"decode"), ("sluice.error.class", b"RecordTooLarge"),
+            ("sluice.source.topic", settings.source_topic.encode()),
+            ("sluice.source.partition", b"2"), ("sluice.source.offset", b"41"),
+            ("sluice.value_truncated", b"true"), ("sluice.value_size", b"9000000")])
+    finally:
+        await producer.stop()
+
+    refused = _sluice(settings, "dlq", "replay")
+    assert refused.returncode == 1
+    assert "refusing to replay: 1 of the 1" in refused.stderr and "--force" in refused.stderr
+    assert f"{settings.source_topic}[2]@41" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert await _source_values(settings) == []
+    forced = _sluice(settings, "dlq", "replay", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert await _source_values(settings) == [b'{"type": "tra']

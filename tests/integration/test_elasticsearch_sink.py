@@ -14,12 +14,14 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
 
-from tests.e2e.processes import SluiceProcess, wait_for_no_lag
+from tests.e2e.processes import SluiceProcess, free_port, wait_for_no_lag
+from tests.es_templates import install_typed_properties_template
 from tests.fault_proxy import FaultProxy
 from worker.config import Settings
 from worker.dlq import dead_letter_end_offsets, read_dead_letters
@@ -157,13 +159,51 @@ async def test_consuming_the_same_records_again_creates_no_duplicates(
     assert len(stored) == len(ids) and set(stored) == ids
 
 
+async def test_producer_objects_of_any_shape_are_indexed_without_type_conflicts(
+    es_settings: Settings, es: AsyncElasticsearch, tmp_path: Path
+) -> None:
+    # Sluice's template maps context / properties / traits as `flattened`: a property that is
+    # a number in one event and text or an object in the next is indexed either way, and many
+    # distinct keys add no fields to the mapping.
+    await ensure_topics(es_settings)
+    shapes = [10, "ten euros", {"net": 8, "tax": 2}, [1, 2], True]
+    events = [{"type": "track", "event": "Paid", "userId": f"u{i}", "messageId": f"shape-{i}",
+               "properties": {"amount": shape}, "context": {"ip": "10.0.0.1", "custom": shape}}
+              for i, shape in enumerate(shapes)]
+    events += [{"type": "identify", "userId": f"u{i}", "messageId": f"traits-{i}",
+                "traits": {"plan": shape}} for i, shape in enumerate(shapes)]
+    events += [{"type": "track", "event": "Wide", "userId": "u", "messageId": f"wide-{i}",
+                "properties": {f"key_{i}_{j}": j for j in range(50)}} for i in range(10)]
+    before = await dead_letter_end_offsets(es_settings)
+    worker = _start_worker(es_settings, tmp_path)
+    try:
+        for event in events:  # one at a time: each shape meets the mapping the last one left
+            await _produce(es_settings, [(None, orjson.dumps(event))])
+        await wait_for_no_lag(es_settings, worker)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    assert set(await _ids_in_es(es, es_settings)) == {e["messageId"] for e in events}
+    after = await dead_letter_end_offsets(es_settings)
+    assert await read_dead_letters(es_settings, before, after) == []
+    found = await es.search(index=_index_glob(es_settings),
+                            query={"term": {"properties.amount": "ten euros"}})
+    assert [hit["_id"] for hit in found["hits"]["hits"]] == ["shape-1"]
+    mapping = await es.indices.get_mapping(index=_index_glob(es_settings))
+    for index in mapping.body.values():
+        fields = index["mappings"]["properties"]
+        assert {fields[name]["type"] for name in ("context", "properties", "traits")
+                if name in fields} == {"flattened"}
+
+
 async def test_document_with_a_conflicting_field_type_is_dead_lettered_with_the_reason(
     es_settings: Settings, es: AsyncElasticsearch, tmp_path: Path
 ) -> None:
+    es_settings = await install_typed_properties_template(es_settings, "amount")
     await ensure_topics(es_settings)
     events = [{"type": "track", "event": "Paid", "userId": f"u{i}", "messageId": f"ok-{i}",
                "properties": {"amount": i}} for i in range(20)]
-    # `properties.amount` is a number in every other document: a string cannot be indexed.
+    # `properties.amount` is a long in the user's template: a string cannot be indexed.
     events.insert(10, {"type": "track", "event": "Paid", "userId": "u-bad",
                        "messageId": "conflict", "properties": {"amount": "a lot"}})
     batch = orjson.dumps({"batch": events})
@@ -206,6 +246,52 @@ async def test_items_refused_with_429_are_retried_alone_until_indexed(
     assert {event_id: proxy.bulk_attempts[event_id] for event_id in refused} == {
         event_id: 3 for event_id in refused}
     assert all(proxy.bulk_attempts[event_id] == 1 for event_id in ids - refused)
+
+
+async def test_a_read_only_index_holds_documents_reports_unready_and_dead_letters_nothing(
+    es_settings: Settings, es: AsyncElasticsearch, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    # 403 cluster_block_exception (the flood-stage disk watermark) for 12 attempts, far past
+    # SLUICE_ELASTICSEARCH_ITEM_MAX_ATTEMPTS=3: the documents are held, not dead-lettered.
+    settings = es_settings.model_copy(update={
+        "elasticsearch_url": proxy.url, "elasticsearch_item_max_attempts": 3,
+        "elasticsearch_backpressure_timeout": 1.0, "web_port": free_port()})
+    await ensure_topics(settings)
+    values, ids = _sample_values(60, seed=21)
+    blocked = set(sorted(ids)[::6])
+    proxy.reject_bulk_items(blocked, times=12, status=403, error_type="cluster_block_exception")
+    before = await dead_letter_end_offsets(settings)
+    worker = _start_worker(settings, tmp_path)
+    try:
+        await _produce(settings, values)
+        problems = await _wait_unready(settings.web_port, "sink.elasticsearch")
+        assert "cluster_block_exception" in problems["sink.elasticsearch"]
+        progress = await group_progress(settings, settings.source_topic)
+        assert sum(p.lag for p in progress) > 0  # held records are not committed
+        await wait_for_no_lag(settings, worker)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    assert set(await _ids_in_es(es, es_settings)) == ids
+    assert all(proxy.bulk_attempts[event_id] == 13 for event_id in blocked)
+    after = await dead_letter_end_offsets(settings)
+    assert await read_dead_letters(settings, before, after) == []
+
+
+async def _wait_unready(port: int, problem: str) -> dict[str, str]:
+    """The worker's readiness problems, once `problem` is among them."""
+    url = f"http://127.0.0.1:{port}/health/ready"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            try:
+                async with session.get(url) as response:
+                    body = await response.json()
+                    if response.status == 503 and problem in body.get("problems", {}):
+                        return body["problems"]
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"/health/ready never reported {problem}")
 
 
 async def test_outage_pauses_acknowledgement_and_nothing_is_lost(

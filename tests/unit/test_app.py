@@ -131,3 +131,19 @@ def test_the_faust_and_aiokafka_internals_settlement_relies_on_are_there() -> No
     assert parameters[:2] == ["self", "assigned"]
     assert callable(GroupCoordinator.request_rejoin)
     assert list(inspect.signature(GroupCoordinator.request_rejoin).parameters) == ["self"]
+
+
+async def test_readiness_names_a_tripped_dead_letter_limit_and_a_failing_catalog_reader(
+    tmp_path,  # noqa: ANN001
+) -> None:
+    from worker.app import create_app
+    from worker.config import load_settings
+
+    app = create_app(load_settings(web_port=0, sinks=["counting"], state_dir=tmp_path,
+                                   dead_letter_limit_window=1))
+    assert "dead_letters" not in await app.readiness()
+    app.pipeline.dead_letter_limit.dead_lettered("decode")
+    app.catalog.problem = "the catalog reader failed (RuntimeError: boom); restarting in 1s"
+    problems = await app.readiness()
+    assert "SLUICE_DEAD_LETTER_LIMIT_RATIO" in problems["dead_letters"]
+    assert "RuntimeError: boom" in problems["catalog"]

@@ -157,3 +157,29 @@ def test_worker_help_says_where_configuration_comes_from() -> None:
     assert result.exit_code == 0
     assert "SLUICE_* environment variables" in text and ".env file" in text
     assert "`sluice settings` prints the effective values" in text
+
+
+def test_a_dated_index_pattern_with_a_data_stream_is_refused_naming_both_settings() -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(elasticsearch_data_stream=True, elasticsearch_index="events-%Y.%m.%d")
+    message = str(refused.value)
+    assert "SLUICE_ELASTICSEARCH_DATA_STREAM" in message
+    assert "SLUICE_ELASTICSEARCH_INDEX" in message and "Traceback" not in message
+    assert load_settings(elasticsearch_data_stream=True, elasticsearch_index="events")
+
+
+def test_commit_on_rebalance_needs_twice_the_drain_within_the_rebalance_timeout() -> None:
+    # Drain and commit are each bounded by the drain timeout: 2 × 20 s do not fit in 30 s.
+    assert load_settings(drain_timeout=20, rebalance_timeout=30)
+    with pytest.raises(SettingsError) as refused:
+        load_settings(drain_timeout=20, rebalance_timeout=30, commit_on_rebalance=True)
+    assert "SLUICE_COMMIT_ON_REBALANCE" in str(refused.value)
+    assert "SLUICE_REBALANCE_TIMEOUT" in str(refused.value)
+    assert load_settings(drain_timeout=14, rebalance_timeout=30, commit_on_rebalance=True)
+
+
+def test_elasticsearch_backpressure_is_reported_before_the_settle_watchdog_would_rewind() -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(elasticsearch_backpressure_timeout=600, settle_timeout=600)
+    assert "SLUICE_ELASTICSEARCH_BACKPRESSURE_TIMEOUT" in str(refused.value)
+    assert "SLUICE_SETTLE_TIMEOUT" in str(refused.value)

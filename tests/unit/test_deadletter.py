@@ -37,3 +37,22 @@ def test_batch_index_and_event_id_are_added_when_known_and_message_is_capped() -
     assert headers["sluice.event_id"] == b"e-1"
     assert headers["sluice.retriable"] == b"true"
     assert len(headers["sluice.error.message"]) == 2000
+
+
+def test_a_replayed_records_lineage_is_kept_and_the_worker_is_named() -> None:
+    replayed = SourceRecord(None, b"{bad", KafkaPosition("events", 0, 9), headers=(
+        ("sluice.replay.count", b"1"), ("sluice.first_failure.stage", b"decode"),
+        ("sluice.first_failure.class", b"InvalidJson"), ("sluice.replay.event_id", b"e-1"),
+        ("sluice.stage", b"decode"), ("sluice.value_truncated", b"true")))
+    letter = DeadLetter(record=replayed, stage="elasticsearch", error_class="SinkRejected",
+                        message="mapping conflict", retriable=False)
+    headers = dead_letter_headers(letter, datetime.now(UTC),
+                                  {"worker.group": "sluice", "worker.host": "pod-1"})
+    named = dict(headers)
+    assert named["sluice.replay.count"] == b"1"
+    assert named["sluice.first_failure.class"] == b"InvalidJson"
+    assert named["sluice.replay.event_id"] == b"e-1"
+    # This failure's own headers replace the earlier failure's, once each.
+    assert [name for name, _ in headers].count("sluice.stage") == 1
+    assert named["sluice.stage"] == b"elasticsearch" and "sluice.value_truncated" not in named
+    assert (named["sluice.worker.group"], named["sluice.worker.host"]) == (b"sluice", b"pod-1")

@@ -77,7 +77,29 @@ def test_replay_of_a_sink_failure_names_that_sink_and_a_decode_failure_none() ->
                                    (("trace", b"abc"),))
     assert replay_headers(sink_letter, "events.dlq") == [
         ("trace", b"abc"), ("sluice.replayed_from", b"events.dlq/1/5"),
-        ("sluice.replay.sinks", b"elasticsearch")]
+        ("sluice.replay.count", b"1"), ("sluice.first_failure.stage", b"elasticsearch"),
+        ("sluice.first_failure.class", b"?"), ("sluice.replay.sinks", b"elasticsearch")]
     decode_letter = DeadLetterRecord(1, 6, None, b"{", {"stage": "decode"})
-    assert replay_headers(decode_letter, "events.dlq") == [
-        ("sluice.replayed_from", b"events.dlq/1/6")]
+    assert [name for name, _ in replay_headers(decode_letter, "events.dlq")] == [
+        "sluice.replayed_from", "sluice.replay.count", "sluice.first_failure.stage",
+        "sluice.first_failure.class"]
+
+
+def test_a_second_replay_counts_up_and_keeps_the_first_failure_and_the_event_id() -> None:
+    from worker.dlq import replay_headers
+
+    first = DeadLetterRecord(0, 3, None, b"{}", {
+        "stage": "decode", "error.class": "InvalidJson", "failed_at": "2026-11-22T10:00:00Z"})
+    replayed = dict(replay_headers(first, "events.dlq"))
+    # The replayed record fails again, at a sink this time: its dead letter keeps the lineage.
+    second = DeadLetterRecord(0, 9, None, b"{}", {
+        **{name.removeprefix("sluice."): value.decode() for name, value in replayed.items()},
+        "stage": "elasticsearch", "error.class": "SinkRejected", "event_id": "derived-1",
+        "failed_at": "2026-11-23T10:00:00Z"})
+    again = dict(replay_headers(second, "events.dlq"))
+    assert again["sluice.replay.count"] == b"2"
+    assert again["sluice.first_failure.stage"] == b"decode"
+    assert again["sluice.first_failure.class"] == b"InvalidJson"
+    assert again["sluice.first_failure.at"] == b"2026-11-22T10:00:00Z"
+    assert again["sluice.replay.event_id"] == b"derived-1"
+    assert again["sluice.replayed_from"] == b"events.dlq/0/9"

@@ -1,5 +1,6 @@
 """The Elasticsearch sink's decisions, with a scripted client instead of a server."""
 
+import asyncio
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -41,6 +42,9 @@ class ScriptedClient:
         self.requests.append(ids)
         step = self.script.pop(0) if self.script else (lambda ids: _items(ids))
         return SimpleNamespace(body=step(ids))
+
+    async def info(self) -> dict:
+        return {}
 
     async def close(self) -> None: ...
 
@@ -114,7 +118,7 @@ async def test_content_rejection_is_dead_lettered_with_the_elasticsearch_reason(
 
 
 async def test_item_still_refused_after_max_attempts_is_dead_lettered_as_retriable() -> None:
-    refuse = lambda ids: _items(ids, {"a": (429, "es_rejected_execution_exception")})  # noqa: E731
+    refuse = lambda ids: _items(ids, {"a": (503, "unavailable_shards_exception")})  # noqa: E731
     client = ScriptedClient(refuse, refuse, refuse)
     sink, outcomes = _sink(client, elasticsearch_item_max_attempts=3)
     await sink.write([_event("a")])
@@ -122,6 +126,57 @@ async def test_item_still_refused_after_max_attempts_is_dead_lettered_as_retriab
     (failure,) = outcomes.failed
     assert failure.attempts == 3 and failure.error.retriable is True
     assert "after 3 attempts" in str(failure.error)
+
+
+async def test_a_write_block_or_429_is_held_past_the_attempt_limit_never_dead_lettered() -> None:
+    # A read-only index (disk watermark) and an overloaded cluster ask to wait: five refusals
+    # with an attempt limit of 2, then the cluster takes the documents.
+    refuse = lambda ids: _items(ids, {  # noqa: E731
+        "a": (403, "cluster_block_exception"), "b": (429, "es_rejected_execution_exception")})
+    client = ScriptedClient(*[refuse] * 5)
+    sink, outcomes = _sink(client, elasticsearch_item_max_attempts=2)
+    await sink.write([_event("a"), _event("b"), _event("c")])
+    await sink.flush()
+    assert outcomes.failed == []
+    assert sorted(outcomes.delivered) == ["a", "b", "c"]
+    assert client.requests[1:] == [["a", "b"]] * 5
+    assert sink.backpressure.held == 0
+
+
+async def test_backpressure_past_its_timeout_reports_unready_pauses_writes_and_keeps_waiting(
+) -> None:
+    blocked = True
+
+    def answer(ids: list[str]) -> dict:
+        if blocked:
+            return _items(ids, {i: (403, "cluster_block_exception") for i in ids})
+        return _items(ids)
+
+    client = ScriptedClient(*[answer] * 10_000)
+    sink, outcomes = _sink(client, elasticsearch_backpressure_timeout=0.01,
+                           elasticsearch_batch_max_events=1,
+                           elasticsearch_max_in_flight_requests=1)
+    try:
+        # Two documents fill the sink's room (1 per batch × (1 request + 1 buffered)): the
+        # third write waits, which is what pauses consumption (the pipeline awaits `write`).
+        await sink.write([_event("a")])
+        writer = asyncio.ensure_future(sink.write([_event("b"), _event("c")]))
+        problem = None
+        for _ in range(500):
+            problem = await sink.check()
+            if problem:
+                break
+            await asyncio.sleep(0.01)
+        assert problem and "cluster_block_exception" in problem
+        assert "SLUICE_ELASTICSEARCH_BACKPRESSURE_TIMEOUT" in problem
+        assert not writer.done() and outcomes.failed == [] and outcomes.delivered == []
+        blocked = False
+        await asyncio.wait_for(writer, 10)
+        await sink.flush()
+        assert sorted(outcomes.delivered) == ["a", "b", "c"] and outcomes.failed == []
+        assert await sink.check() is None
+    finally:
+        await sink.stop()
 
 
 async def test_missing_index_is_explained() -> None:
@@ -201,7 +256,9 @@ def test_template_maps_ids_as_keywords_and_times_as_dates() -> None:
     assert template["index_patterns"] == ["events-*"]
     assert properties["event_id"] == {"type": "keyword"}
     assert properties["timestamp"] == {"type": "date"}
-    assert properties["context"]["type"] == "object"
+    # Producer-defined objects: one field each, no mapping explosion, no type conflicts.
+    assert {properties[name]["type"] for name in ("context", "properties", "traits")} == {
+        "flattened"}
     assert "data_stream" not in template
     assert index_template("events", data_stream=True)["data_stream"] == {}
 

@@ -184,3 +184,17 @@ def test_the_utc_iso_fast_path_gives_what_the_general_parser_gives(text: str) ->
             _optional_timestamp({"timestamp": text}, "timestamp")
     else:
         assert _optional_timestamp({"timestamp": text}, "timestamp") == format_timestamp(parsed)
+
+
+def test_a_replayed_event_without_producer_id_keeps_the_id_it_had_when_it_failed() -> None:
+    original, _ = normalize(_segment(), RECORD)
+    replayed_at = SourceRecord(None, b"{}", KafkaPosition("events", 0, 900), headers=(
+        ("sluice.replayed_from", b"events.dlq/0/3"), ("sluice.replay.event_id",
+                                                      original.encode())))
+    replayed, document = normalize(_segment(), replayed_at)
+    assert replayed == document["event_id"] == original
+    # A producer id still wins; and the header names the record's one event, not a batch's.
+    assert normalize(_segment(messageId="m-1"), replayed_at)[0] == "m-1"
+    in_batch = RawEvent(EventKind.SEGMENT, InputForm.SEGMENT_BATCH,
+                        {"type": "track", "event": "A", "userId": "u"}, batch_index=1)
+    assert normalize(in_batch, replayed_at)[0] != original

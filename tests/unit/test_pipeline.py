@@ -203,3 +203,30 @@ async def test_replay_for_a_sink_this_worker_lacks_is_dead_lettered_for_that_sin
         "elasticsearch", "SinkUnavailable", True)
     assert "SLUICE_SINKS" in letter.message
     assert acked == [0]
+
+
+async def test_a_stream_of_bad_records_trips_the_dead_letter_limit_and_commits_nothing_past_it(
+) -> None:
+    import asyncio
+
+    settings = load_settings(dead_letter_limit_ratio=0.5, dead_letter_limit_window=10)
+    dead_letters = RecordingDeadLetters()
+    pipeline = Pipeline(settings, dead_letters, {}.get)  # type: ignore[arg-type]
+    sink = pipeline.add_sink(lambda outcomes: CountingSink(outcomes, max_age_seconds=60))
+    pipeline.assign([("events", 0)])
+    for offset in range(4):
+        await pipeline.submit(_record(TRACK, offset))
+    await sink.flush()
+    # Good records 0-3, then every record broken: the 6th dead letter makes 6 of the last 10.
+    for offset in range(4, 9):
+        await pipeline.submit(_record(b"{broken", offset))
+    assert pipeline.committable(("events", 0)) == 9 and pipeline.dead_letter_limit.tripped is None
+    held = asyncio.ensure_future(pipeline.submit(_record(b"{broken", 9)))
+    await asyncio.sleep(0.05)
+    assert not held.done()  # the agent waits: consumption pauses
+    assert "SLUICE_DEAD_LETTER_LIMIT_RATIO" in (pipeline.dead_letter_limit.tripped or "")
+    assert len(dead_letters.letters) == 5  # the sixth is neither written …
+    assert pipeline.committable(("events", 0)) == 9  # … nor acknowledged
+    await pipeline.forget([("events", 0)])  # a revoke lets the agent go, still unacknowledged
+    await asyncio.wait_for(held, 5)
+    assert len(dead_letters.letters) == 5

@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, get_args, get_origin
+from typing import Annotated, Self, get_args, get_origin
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.config.elasticsearch import ElasticsearchSettings
@@ -98,6 +98,18 @@ class Settings(
         60.0, gt=0, description="Seconds `sluice stack up` waits for each server to be ready."
     )
 
+
+    @model_validator(mode="after")
+    def _backpressure_is_reported_before_the_watchdog_rewinds(self) -> Self:
+        # A sink that reports a problem keeps the settle watchdog from rewinding its partitions:
+        # Elasticsearch backpressure must be reported before the watchdog would act.
+        if self.elasticsearch_backpressure_timeout >= self.settle_timeout:
+            raise ValueError(
+                f"SLUICE_ELASTICSEARCH_BACKPRESSURE_TIMEOUT "
+                f"({self.elasticsearch_backpressure_timeout:g}s) must be shorter than "
+                f"SLUICE_SETTLE_TIMEOUT ({self.settle_timeout:g}s)"
+            )
+        return self
 
     @field_validator("sinks", "s3_csv_columns", "ingest_forms", "ingest_bearer_tokens",
                      mode="before")

@@ -77,12 +77,35 @@ class ElasticsearchSettings(BaseModel):
     elasticsearch_item_max_attempts: int = Field(
         10,
         ge=1,
-        description="Attempts for a document Elasticsearch answers with 429 or 5xx before it is "
-        "dead-lettered (retriable). Whole-request failures are retried without limit.",
+        description="Attempts for a document Elasticsearch answers with a 5xx before it is "
+        "dead-lettered (retriable). Whole-request failures, and documents refused with 429 or "
+        "`cluster_block_exception` (the cluster asking to wait), are retried without limit.",
+    )
+    elasticsearch_backpressure_timeout: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds a document refused with 429, `es_rejected_execution_exception`, "
+        "`circuit_breaking_exception` or `cluster_block_exception` (a read-only index) may be "
+        "held before the worker reports unready (`/health/ready`, an error in the log). It is "
+        "never dead-lettered for it: the worker keeps retrying, consumption stays paused.",
     )
     elasticsearch_startup_timeout: float = Field(
         30.0, gt=0, description="Seconds a starting worker waits for Elasticsearch to answer."
     )
+
+    @model_validator(mode="after")
+    def _data_stream_has_one_name(self) -> Self:
+        # A data stream rolls its own backing indices over; a dated name would create a new
+        # data stream per day, each with its own backing indices and template match.
+        if self.elasticsearch_data_stream and "%" in self.elasticsearch_index:
+            raise ValueError(
+                f"SLUICE_ELASTICSEARCH_DATA_STREAM=true needs a fixed name in "
+                f"SLUICE_ELASTICSEARCH_INDEX, not a date pattern "
+                f"({self.elasticsearch_index!r}): a data stream rolls over by itself. Set "
+                "SLUICE_ELASTICSEARCH_INDEX to a name without `%` (e.g. `events`), or "
+                "SLUICE_ELASTICSEARCH_DATA_STREAM=false for daily indices"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_elasticsearch_credential(self) -> Self:

@@ -79,7 +79,8 @@ class KafkaSettings(BaseModel):
     metadata_refresh_interval: float = Field(
         60.0, gt=0,
         description="Seconds between topic metadata refreshes: partitions added to the source "
-        "topic are picked up (and rebalanced) within this time, without a restart.",
+        "topic are picked up (and rebalanced), and those added to the catalog topic read, within "
+        "this time, without a restart.",
     )
 
     kafka_security_protocol: KafkaSecurityProtocol = Field(

@@ -38,6 +38,29 @@ class PipelineSettings(BaseModel):
         description="Records consumed but not yet acknowledged by every sink; consumption "
         "pauses at this bound (backpressure).",
     )
+    dead_letter_limit_ratio: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="The worker stops consuming (and reports unready) once more than this "
+        "share of the last SLUICE_DEAD_LETTER_LIMIT_WINDOW outcomes were dead letters: a broken "
+        "producer or mapping, not noise (healthy traffic dead-letters well under 1%). Nothing "
+        "from the record that trips it on is dead-lettered or committed; a restart resumes. "
+        "0 switches the ratio limit off.",
+    )
+    dead_letter_limit_window: int = Field(
+        1000,
+        ge=1,
+        description="Outcomes the ratio is taken over, at decode (events decoded or failed) and "
+        "at the sinks (events delivered or refused) apart; judged only once that many were "
+        "seen, so a short burst of bad records does not stop the worker.",
+    )
+    dead_letter_limit_consecutive: int = Field(
+        0,
+        ge=0,
+        description="The worker also stops after more than this many dead letters in a row; "
+        "0 (default) switches this limit off.",
+    )
     drain_timeout: float = Field(
         30.0,
         gt=0,
@@ -129,7 +152,18 @@ class PipelineSettings(BaseModel):
 
     @model_validator(mode="after")
     def _drain_fits_the_rebalance(self) -> Self:
-        if self.drain_timeout >= self.rebalance_timeout:
+        # A revoke drains (up to SLUICE_DRAIN_TIMEOUT) and, with SLUICE_COMMIT_ON_REBALANCE,
+        # then commits (bounded by the same timeout): both must end before the group gives up.
+        phases = 2 if self.commit_on_rebalance else 1
+        if self.drain_timeout * phases >= self.rebalance_timeout:
+            if phases == 2:
+                raise ValueError(
+                    f"with SLUICE_COMMIT_ON_REBALANCE=true a revoke drains and then commits, "
+                    f"each up to SLUICE_DRAIN_TIMEOUT: 2 × {self.drain_timeout:g}s must be "
+                    f"shorter than SLUICE_REBALANCE_TIMEOUT ({self.rebalance_timeout:g}s), or a "
+                    "member that takes that long is expelled from the group; lower "
+                    "SLUICE_DRAIN_TIMEOUT or raise SLUICE_REBALANCE_TIMEOUT"
+                )
             raise ValueError(
                 f"SLUICE_DRAIN_TIMEOUT ({self.drain_timeout:g}s) must be shorter than "
                 f"SLUICE_REBALANCE_TIMEOUT ({self.rebalance_timeout:g}s): a member that drains "

@@ -10,10 +10,14 @@ What it promises
   SLUICE_ELASTICSEARCH_BATCH_MAX_AGE seconds; up to SLUICE_ELASTICSEARCH_MAX_IN_FLIGHT_REQUESTS
   requests are in flight. ``write`` waits while that much is buffered (backpressure).
 * **Per-item outcomes.** ``_bulk`` answers 200 even when some documents fail; each item is
-  judged alone. 2xx: written. 429, 5xx, ``es_rejected_execution_exception``: retried alone with
-  exponential backoff and jitter, up to SLUICE_ELASTICSEARCH_ITEM_MAX_ATTEMPTS attempts, then
-  dead-lettered as retriable. Rejected for its content (mapping conflict, parsing error, …):
-  dead-lettered at once with Elasticsearch's error type and reason.
+  judged alone. 2xx: written. 429, ``es_rejected_execution_exception``,
+  ``circuit_breaking_exception`` and ``cluster_block_exception`` (a read-only index): the
+  cluster asks to wait, so the item is held and retried alone with backoff **without an attempt
+  limit**; past SLUICE_ELASTICSEARCH_BACKPRESSURE_TIMEOUT the sink reports unready and keeps
+  waiting (``worker.sinks.elasticsearch_backpressure``). Other 5xx: retried alone up to
+  SLUICE_ELASTICSEARCH_ITEM_MAX_ATTEMPTS attempts, then dead-lettered as retriable. Rejected for
+  its content (mapping conflict, parsing error, …): dead-lettered at once with Elasticsearch's
+  error type and reason.
 * **Whole-request failures** (connection refused or reset, timeouts, 429/5xx for the request,
   401/403 after start-up) are retried with backoff **without limit**: nothing is acknowledged
   meanwhile, buffers fill, and consumption pauses until Elasticsearch is back. A 413 (request
@@ -48,12 +52,12 @@ from worker.config import Settings, redact_url
 from worker.errors import SinkRejected, SinkUnavailable
 from worker.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
+from worker.sinks.elasticsearch_backpressure import Backpressure, is_backpressure
 from worker.sinks.elasticsearch_index import IndexNamer, index_template
 
 log = logging.getLogger(__name__)
 
 NAME = "elasticsearch"
-RETRIABLE_ITEM_ERRORS = frozenset({"es_rejected_execution_exception", "circuit_breaking_exception"})
 _BULK_FILTER = "errors,items.*.status,items.*.error"
 
 
@@ -74,7 +78,7 @@ class ElasticsearchSinkStats:
     in_flight_requests: int = 0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Item:
     """One event on its way into a bulk request, until it has an outcome (`done`)."""
 
@@ -217,6 +221,7 @@ class ElasticsearchSink(Sink):
         self._room = asyncio.Event()
         self._room.set()
         self._ticker: asyncio.Task[None] | None = None
+        self.backpressure = Backpressure(settings.elasticsearch_backpressure_timeout)
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -232,7 +237,7 @@ class ElasticsearchSink(Sink):
             return None  # answering, and the credentials are valid: enough for a write-only key
         except (ApiError, TransportError, TransportConnectionError, ConnectionTimeout) as error:
             return f"{describe_cluster(self.settings)}: {type(error).__name__}: {error}"
-        return None
+        return self.backpressure.problem()
 
     async def stop(self) -> None:
         if self._ticker:
@@ -313,6 +318,7 @@ class ElasticsearchSink(Sink):
             if item.done:
                 continue
             item.done = True
+            self.backpressure.release(id(item))
             if self._generations.get(item.partition, 0) == item.generation:
                 self._outstanding -= 1
                 self._outstanding_by_partition[item.partition] -= 1
@@ -415,6 +421,7 @@ class ElasticsearchSink(Sink):
         rejected: list[SinkFailure] = []
         rejected_items: list[_Item] = []
         retry: list[_Item] = []
+        held = 0
         for item, result in zip(items, results, strict=True):
             item.attempts += 1
             outcome = next(iter(result.values()))
@@ -423,7 +430,13 @@ class ElasticsearchSink(Sink):
             error_type = error.get("type", "") if isinstance(error, dict) else str(error)
             if status < 300 or (status == 409 and self._operation == b"create"):
                 written.append(item)
-            elif status == 429 or status >= 500 or error_type in RETRIABLE_ITEM_ERRORS:
+            elif is_backpressure(status, error_type):
+                # The cluster asks to wait: no attempt limit; the time limit is readiness's.
+                self.backpressure.hold(id(item), f"{error_type or status}: {_reason(error)}")
+                held += 1
+                retry.append(item)
+            elif status >= 500:
+                self.backpressure.release(id(item))
                 if item.attempts >= self.settings.elasticsearch_item_max_attempts:
                     rejected_items.append(item)
                     rejected.append(SinkFailure(item.event, SinkUnavailable(
@@ -442,8 +455,8 @@ class ElasticsearchSink(Sink):
             await self._fail(rejected, rejected_items)
         if retry:
             self.stats.retried += len(retry)
-            log.info("%d of %d documents refused for now (429/5xx): retrying them alone",
-                     len(retry), len(items))
+            log.info("%d of %d documents refused for now (%d asking to wait, %d 5xx): retrying "
+                     "them alone", len(retry), len(items), held, len(retry) - held)
         return retry
 
     async def _fail(self, failures: list[SinkFailure], items: list[_Item]) -> None:

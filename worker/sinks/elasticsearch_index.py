@@ -4,8 +4,17 @@ The index pattern is a ``strftime`` pattern applied to the event's ``timestamp``
 ``events-%Y.%m.%d`` (the default) writes daily indices such as ``events-2026.11.22``; a pattern
 without ``%`` is one fixed index or data stream. The template matches every index the pattern
 can produce (``events-*``) and maps the document shape of ``worker.normalize`` as seed 001 does:
-keyword ids, date timestamps, objects for context / properties / traits, plus the access-log
-and enrichment fields.
+keyword ids, date timestamps, plus the access-log and enrichment fields.
+
+``context``, ``properties`` and ``traits`` are what producers put there, with keys and types
+nobody controls: mapped dynamically, every new key is a new field (until the index's field
+limit refuses documents: mapping explosion) and the first document fixes each key's type (a
+later ``"price": "ten"`` after ``"price": 10`` is rejected: type conflicts, dead letters for a
+producer's whim). They are mapped as ``flattened``: one field each, whatever they hold; every
+leaf value is indexed as a keyword, so they stay searchable (term, terms, prefix, exists, range
+as text) and nothing conflicts. What they give up is numeric aggregations on a property: map
+such a field yourself (a template of your own, SLUICE_ELASTICSEARCH_INSTALL_TEMPLATE=false) or
+use a runtime field. ``integrations`` is kept in ``_source`` only.
 """
 
 from __future__ import annotations
@@ -33,9 +42,10 @@ DOCUMENT_PROPERTIES: dict[str, Any] = {
     "@timestamp": DATE,
     "received_at": DATE,
     "sent_at": DATE,
-    "context": {"type": "object", "enabled": True},
-    "properties": {"type": "object", "enabled": True},
-    "traits": {"type": "object", "enabled": True},
+    # Producer-defined objects: one flattened field each (see the module docstring).
+    "context": {"type": "flattened"},
+    "properties": {"type": "flattened"},
+    "traits": {"type": "flattened"},
     "integrations": {"type": "object", "enabled": False},
     "source_id": KEYWORD,
     # API Gateway access logs

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 import uuid
 from collections.abc import Collection, Sequence
@@ -62,6 +61,7 @@ from worker.sinks.s3_keys import (
 )
 from worker.sinks.s3_markers import Marker, MarkerStore, OwnershipLost, Pending
 from worker.sinks.s3_objects import Rejected, RetryPolicy, S3Objects
+from worker.spool import SpoolDirectory, claim_spool_directory
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +137,13 @@ class S3Sink(Sink):
         self._flushes: dict[PartitionKey, asyncio.Task[None]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._part_counter = 0
+        self._spool: SpoolDirectory | None = None
 
     # --- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._spool_dir.mkdir(parents=True, exist_ok=True)
+        # Locked while we run; spool directories of dead workers are removed (worker.spool).
+        self._spool = claim_spool_directory(self._spool_dir)
         self._client_context = make_client_context(self.settings)
         self._client = await self._client_context.__aenter__()
         self._markers = MarkerStore(self._client, self.settings.s3_bucket)
@@ -195,7 +197,8 @@ class S3Sink(Sink):
             state.discard_parts()
         if self._client_context:
             await self._client_context.__aexit__(None, None, None)
-        shutil.rmtree(self._spool_dir, ignore_errors=True)
+        if self._spool:
+            self._spool.release()
 
     @property
     def open_parts(self) -> int:
