@@ -24,9 +24,11 @@ What it promises
   flush loses its partition while the worker still has it assigned (another worker claimed it)
   or fails for an unexpected reason, the sink reports the partition lost and the pipeline
   consumes it again: no record is left without an outcome.
-* **Failures.** Connection errors, 5xx, throttling, and also 403 / missing bucket after start-up
-  are retried with backoff without limit: nothing is acknowledged meanwhile and consumption
-  pauses. An object S3 rejects for its content (4xx) dead-letters its events with S3's error.
+* **Failures.** Connection errors, 5xx, throttling and configuration faults (a storage class,
+  a KMS key, a bucket policy, a deleted bucket: ``worker.sinks.s3_triage``) are retried with
+  backoff without limit: nothing is acknowledged meanwhile and consumption pauses; a
+  configuration fault is logged once and makes the sink unready, naming the setting to fix.
+  Only an object S3 rejects for its content (e.g. ``EntityTooLarge``) dead-letters its events.
 """
 
 from __future__ import annotations
@@ -162,6 +164,9 @@ class S3Sink(Sink):
         self.stats.request_failures += 1
 
     async def check(self) -> str | None:
+        if self._objects is not None and self._objects.faults:
+            # A configuration fault pauses the sink: unready, with the setting to fix.
+            return "; ".join(sorted(set(self._objects.faults.values())))
         try:
             await self._client.head_bucket(Bucket=self.settings.s3_bucket)
         except (ClientError, BotoCoreError) as error:
