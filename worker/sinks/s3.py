@@ -7,10 +7,11 @@ What it promises
   hive layout by default, Segment's layout as a preset.
 * **Few, large files.** A partition's open parts are uploaded together when one reaches
   SLUICE_S3_PART_MAX_BYTES (compressed) or SLUICE_S3_PART_MAX_EVENTS, when the oldest has waited
-  SLUICE_S3_PART_MAX_AGE, when its hour has closed (plus SLUICE_S3_HOUR_CLOSE_GRACE), when
-  SLUICE_S3_MAX_BUFFERED_EVENTS is reached (the fullest partition goes first), and on a
-  rebalance or shutdown. Parts spool to local gzip files, so memory stays flat; large parts go
-  up with multipart upload.
+  SLUICE_S3_PART_MAX_AGE, when its hour has closed by the partition's stream time (plus
+  SLUICE_S3_HOUR_CLOSE_GRACE; ``worker.sinks.s3_closing``), when SLUICE_S3_MAX_BUFFERED_EVENTS
+  is reached (the fullest partition goes first), when SLUICE_S3_MAX_OPEN_PARTS parts are open
+  (the partition holding the most goes first), and on a rebalance or shutdown. Parts spool to
+  local gzip files, so memory stays flat; large parts go up with multipart upload.
 * **Exactly-once objects.** Keys are deterministic (topic, partition, first and last offset),
   and a per-partition marker (``worker.sinks.s3_markers``) records how far the partition is
   written, two-phase and with conditional writes: after a crash, a rebalance or a replay, events
