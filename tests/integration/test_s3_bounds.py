@@ -173,3 +173,43 @@ async def test_a_backlog_of_several_hours_writes_one_object_per_partition_and_ho
     assert len(ids) == BACKLOG_RECORDS and set(ids.values()) == {1}
     assert len(per_slot) == 4 * BACKLOG_HOURS
     assert set(per_slot.values()) == {1}, per_slot
+
+
+async def test_event_times_outside_the_window_are_filed_by_the_kafka_timestamp(
+    s3_settings: Settings,
+) -> None:
+    """A device clock in the year 9999 and a client-supplied receivedAt in the year 1000 do
+    not choose hours: the record's Kafka timestamp does; the documents keep their times."""
+    kafka = datetime.now(UTC) - timedelta(hours=3)
+    kafka_ms = int(kafka.timestamp() * 1000)
+    outcomes = _Outcomes()
+    listener = type("Listener", (), {"delivered": lambda self, s, e: outcomes.delivered_(s, e),
+                                     "failed": lambda self, s, f: outcomes.failed(s, f),
+                                     "lost": lambda self, s, p, r: outcomes.lost(s, p, r)})()
+    topic = s3_settings.source_topic
+    events = []
+    for offset, (field, stamp) in enumerate([("timestamp", "9999-12-31T23:00:00.000Z"),
+                                             ("received_at", "1000-01-01T00:00:00.000Z")]):
+        document = {"event_id": f"e-{offset}", "type": "track",
+                    "timestamp": kafka.isoformat(), "received_at": kafka.isoformat()}
+        document[field] = stamp
+        record = SourceRecord(None, b"{}", KafkaPosition(topic, 0, offset), kafka_ms)
+        events.append((field, Event(f"e-{offset}", document, record)))
+    for field, event in events:
+        settings = s3_settings.model_copy(update={"s3_time_field": field,
+                                                  "s3_prefix": f"logs/{field}/"})
+        await preflight(settings)
+        sink = S3Sink(listener, settings)  # type: ignore[arg-type]
+        await sink.start()
+        sink.assign([(topic, 0)])
+        try:
+            await sink.write([event])
+            await sink.flush()
+        finally:
+            await sink.stop()
+        objects = await _objects(settings, f"logs/{field}/year=")
+        expected = kafka.strftime("year=%Y/month=%m/day=%d/hour=%H/")
+        assert [key.split("/", 2)[2].rsplit("/", 1)[0] + "/" for key in objects] == [expected]
+        (body,) = objects.values()
+        assert orjson.loads(gzip.decompress(body))[field] == event.document[field]
+    assert outcomes.delivered == 2
