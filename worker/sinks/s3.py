@@ -52,6 +52,7 @@ from worker.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
 from worker.sinks.s3_bucket import S3StartupError, make_client_context, preflight
 from worker.sinks.s3_closing import StreamClock, due_directories, first_open_offset, separable
+from worker.sinks.s3_concurrency import ByteBudget, gather_bounded
 from worker.sinks.s3_keys import (
     HourSlot,
     marker_key,
@@ -470,13 +471,15 @@ class S3Sink(Sink):
         assert self._markers is not None and self._objects is not None
         key, prefix = state.key, self.settings.s3_prefix
         where = marker_key(prefix, *key)
-        staged: list[tuple[OpenPart, str, str]] = []
         rejected: list[SinkFailure] = []
-        for part in parts:
+        budget = ByteBudget(self.settings.s3_multipart_threshold)
+
+        async def stage(part: OpenPart) -> tuple[OpenPart, str, str] | None:
             final = object_key(prefix, part.directory, key[0], key[1],
                                part.first_offset or 0, part.last_offset, self._extension)
             staging = staging_key(prefix, state.claim, final)
             size = part.finish()
+            await budget.acquire(size)
             started = time.monotonic()
             try:
                 await self._objects.retrying(f"upload {staging}", self._objects.upload,
@@ -485,10 +488,15 @@ class S3Sink(Sink):
             except Rejected as rejection:
                 rejected.extend(SinkFailure(e, SinkRejected(str(rejection), sink=NAME))
                                 for e in part.events)
-                continue
+                return None
+            finally:
+                await budget.release(size)
             self.stats.upload_seconds += time.monotonic() - started
             self.stats.bytes_written += size
-            staged.append((part, final, staging))
+            return part, final, staging
+
+        staged = [result for result in await gather_bounded(
+            [lambda part=part: stage(part) for part in parts]) if result is not None]
         if rejected:
             # Dead-lettered before the marker moves past them: a crash in between must not
             # leave them neither in S3 nor in the dead-letter topic.
@@ -522,14 +530,19 @@ class S3Sink(Sink):
         a part already published (by us, a retry, or another owner) is left as it is."""
         assert self._objects is not None
         objects = self._objects
-        for final, staging in zip(finals, stagings, strict=True):
+
+        async def publish(final: str, staging: str) -> None:
             copied = await objects.retrying(f"publish {final}", objects.copy, staging, final)
             if not copied and not await objects.retrying("check object", objects.exists, final):
                 # Neither staged nor published: only a lost claim explains it (the new owner
                 # published and cleaned up, then something removed the object) — stop here.
                 raise OwnershipLost(f"{staging} vanished before it was published as {final}")
-        for staging in stagings:
-            await objects.retrying("delete staged part", objects.delete, staging)
+
+        # Every copy before any delete: a staged part is removed only once all are published.
+        await gather_bounded([lambda f=final, s=staging: publish(f, s)
+                              for final, staging in zip(finals, stagings, strict=True)])
+        await gather_bounded([lambda s=staging: objects.retrying(
+            "delete staged part", objects.delete, s) for staging in stagings])
 
     # --- taking a partition over ----------------------------------------------------------
 
