@@ -152,7 +152,8 @@ async def test_a_backlog_of_several_hours_writes_one_object_per_partition_and_ho
     small object per partition at every check of the wall clock."""
     settings = s3_settings.model_copy(update={
         "s3_time_field": "received_at", "s3_part_max_age": 300.0,
-        "s3_hour_close_grace": 60.0})
+        # Short, so that the last hour closes soon once the partitions are idle (10 s).
+        "s3_hour_close_grace": 5.0})
     await ensure_topics(settings)
     start = (datetime.now(UTC) - timedelta(days=2)).replace(hour=8, minute=0, second=0,
                                                             microsecond=0)
