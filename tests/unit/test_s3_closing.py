@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from worker.records import Event, KafkaPosition, SourceRecord
-from worker.sinks.s3_closing import IDLE_AFTER_MIN, StreamClock, due_directories
+from worker.sinks.s3_closing import IDLE_AFTER_MIN, StreamClock, due_directories, is_late
 from worker.sinks.s3_keys import HourSlot
 from worker.sinks.s3_parts import OpenPart
 
@@ -65,3 +65,23 @@ def test_interleaved_hours_go_up_together(tmp_path: Path) -> None:
 def test_an_old_part_goes_up_with_all_the_others(tmp_path: Path) -> None:
     parts = {"hour=2026-11-20T10/": _part(tmp_path, "2026-11-20T10", [0])}
     assert due_directories(parts, 0.0, time.monotonic() + 301, 300, GRACE) == list(parts)
+
+
+def test_a_late_part_waits_for_its_age_instead_of_uploading_the_partition_at_every_check(
+    tmp_path: Path,
+) -> None:
+    """Events filed by their own time for an hour long closed (an offline phone) get a part of
+    their own; it does not make the partition's current part go up at every check."""
+    clock = StreamClock()
+    clock.advance("2026-11-20T11:30:00.000Z", int(_epoch("2026-11-20T11:30:00") * 1000))
+    late = _part(tmp_path, "2026-11-19T08", [7])
+    assert is_late(late, clock, GRACE)
+    assert not is_late(_part(tmp_path, "2026-11-20T11", [8]), clock, GRACE)
+    assert not is_late(late, StreamClock(), GRACE)  # a partition's first part never is
+    parts = {"hour=2026-11-20T11/": _part(tmp_path, "2026-11-20T11", [3, 8]),
+             "hour=2026-11-19T08/": late}
+    stream = clock.stream_time(time.time(), time.monotonic(), GRACE)
+    assert due_directories(parts, stream, time.monotonic(), 300, GRACE,
+                           late={"hour=2026-11-19T08/"}) == []
+    assert sorted(due_directories(parts, stream, time.monotonic() + 301, 300, GRACE,
+                                  late={"hour=2026-11-19T08/"})) == sorted(parts)

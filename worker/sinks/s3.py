@@ -51,7 +51,13 @@ from worker.event_time import EventTimeWindow
 from worker.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
 from worker.sinks.s3_bucket import S3StartupError, make_client_context, preflight
-from worker.sinks.s3_closing import StreamClock, due_directories, first_open_offset, separable
+from worker.sinks.s3_closing import (
+    StreamClock,
+    due_directories,
+    first_open_offset,
+    is_late,
+    separable,
+)
 from worker.sinks.s3_concurrency import ByteBudget, gather_bounded
 from worker.sinks.s3_keys import (
     HourSlot,
@@ -98,6 +104,7 @@ class _PartitionState:
     buffered: int = 0             # events in `parts` (kept as a count, not summed per write)
     full: bool = False            # a part in `parts` reached the size or event limit
     clock: StreamClock = field(default_factory=StreamClock)
+    late: set[str] = field(default_factory=set)  # parts opened after their hour had closed
     next_offset: int = 0          # one past the last record handed to this sink
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     taken_over: asyncio.Task[None] | None = None
@@ -332,8 +339,10 @@ class S3Sink(Sink):
                 self._part_counter += 1
                 path = self._spool_dir / (
                     f"{position.topic}-{position.partition}-{self._part_counter}.part.gz")
-                state.parts[directory] = OpenPart(path, directory, slot,
-                                                  self.settings.s3_gzip_level, self._header)
+                part = state.parts[directory] = OpenPart(
+                    path, directory, slot, self.settings.s3_gzip_level, self._header)
+                if is_late(part, state.clock, self.settings.s3_hour_close_grace):
+                    state.late.add(directory)
             lines, stubs = by_part.setdefault(directory, ([], []))
             lines.append((event.encoded + b"\n") if (event.encoded and plain)
                          else self._encode(document))
@@ -367,6 +376,7 @@ class S3Sink(Sink):
         """Remove these parts (all by default) from the open ones, keeping the counts right."""
         chosen = list(state.parts) if directories is None else list(directories)
         parts = [state.parts.pop(directory) for directory in chosen]
+        state.late.difference_update(chosen)
         taken = sum(len(part.events) for part in parts)
         state.buffered -= taken
         self._buffered_events -= taken
@@ -382,7 +392,7 @@ class S3Sink(Sink):
     def _due(self, state: _PartitionState, now_monotonic: float, now: float) -> list[str]:
         grace = self.settings.s3_hour_close_grace
         return due_directories(state.parts, state.clock.stream_time(now, now_monotonic, grace),
-                               now_monotonic, self.settings.s3_part_max_age, grace)
+                               now_monotonic, self.settings.s3_part_max_age, grace, state.late)
 
     async def _flush_when_due(self) -> None:
         # Checked four times per part age (at most every second): a part is uploaded at most a

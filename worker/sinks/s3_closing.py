@@ -12,6 +12,11 @@ A partition that receives nothing for a while (caught up, or idle) has no stream
 no record has arrived for the grace period (at least ``IDLE_AFTER_MIN`` seconds), its stream
 time follows the wall clock, so its last hour still closes about a grace after it ends.
 
+Late events (filed by their own time, SLUICE_S3_TIME_FIELD=timestamp, for an hour already
+closed) get a part of their own that is not due by its closed hour, but by its age, its size or
+the partition's next upload: otherwise a trickle of late events would upload the partition's
+parts at every check.
+
 Only the closed parts are uploaded when the rest can stay open without breaking the offset
 marker's promise: every record below the marker is in S3. That holds when each closed part's
 records all precede every record of the parts left open, which is the case for a partition
@@ -23,7 +28,7 @@ SLUICE_S3_PART_MAX_AGE, by the worker's monotonic clock.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,29 +53,42 @@ class StreamClock:
             self.newest_record_ms = max(self.newest_record_ms or 0, newest_record_ms)
         self.last_record = time.monotonic()
 
-    def stream_time(self, now: float, now_monotonic: float, grace: float) -> float:
-        """The partition's time in epoch seconds: its stream's progress, or the wall clock
-        once it has been idle for the grace period."""
+    def progress(self) -> float:
+        """How far the partition's records have come, in epoch seconds (0 before any)."""
         progress = _epoch(self.newest_filed) if self.newest_filed else 0.0
         if self.newest_record_ms is not None:
             progress = min(progress, self.newest_record_ms / 1000)
+        return progress
+
+    def stream_time(self, now: float, now_monotonic: float, grace: float) -> float:
+        """The partition's time in epoch seconds: its stream's progress, or the wall clock
+        once it has been idle for the grace period."""
+        progress = self.progress()
         if now_monotonic - self.last_record >= max(grace, IDLE_AFTER_MIN):
             return max(progress, now)
         return progress
 
 
 def due_directories(parts: Mapping[str, OpenPart], stream_time: float, now_monotonic: float,
-                    max_age: float, grace: float) -> list[str]:
-    """The directories whose parts should be uploaded now (none, the closed ones, or all)."""
+                    max_age: float, grace: float, late: Collection[str] = ()) -> list[str]:
+    """The directories whose parts should be uploaded now (none, the closed ones, or all).
+    Parts in `late` were opened after their hour had closed: they wait for their age."""
     if not parts:
         return []
     if any(now_monotonic - part.opened_at >= max_age for part in parts.values()):
         return list(parts)
     closed = [directory for directory, part in parts.items()
-              if stream_time >= part.slot.end_epoch + grace]
+              if directory not in late and stream_time >= part.slot.end_epoch + grace]
     if not closed:
         return []
     return closed if separable(parts, closed) else list(parts)
+
+
+def is_late(part: OpenPart, clock: StreamClock, grace: float) -> bool:
+    """True for a part opened when the partition's records had already passed the end of its
+    hour plus the grace (by their progress alone: a partition's first part is never late)."""
+    progress = clock.progress()
+    return progress > 0 and progress >= part.slot.end_epoch + grace
 
 
 def separable(parts: Mapping[str, OpenPart], chosen: list[str]) -> bool:
