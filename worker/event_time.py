@@ -16,13 +16,14 @@ event is kept, not dead-lettered: its content is valid, only its clock is wrong,
 document still carries the time the device sent.
 
 Normalised timestamps (``YYYY-MM-DDTHH:MM:SS.mmmZ``, four-digit years) sort as text, so the
-check is two string comparisons against bounds formatted once per reference millisecond.
+check is two string comparisons against bounds formatted once per record timestamp.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -37,35 +38,52 @@ class EventTimeWindow:
         self._past_ms = int(max_past * 1000)
         self._future_ms = int(max_future * 1000)
         self._clock = clock
+        # The last record timestamp seen and its window: consecutive events mostly share one
+        # (the events of a record, the records of a producer batch), so this is per event
+        # one comparison, not a clock reading and a cache lookup.
+        self._last_ms: int | None = None
+        self._last: _Window = _Window(0, "", "", "")
 
     def reference_ms(self, record: SourceRecord) -> int | None:
         """The record's Kafka timestamp, or the worker's clock for an implausible one (before
         1970, or further ahead of the clock than the window allows); None for a record
         without a timestamp (message format v0, which brokers since Kafka 4.0 no longer
         accept, and records made up by tests)."""
-        stamp = record.timestamp_ms
-        if stamp is None:
-            return None
-        now_ms = int(self._clock() * 1000)
-        if stamp < 0 or stamp > now_ms + self._future_ms:
-            return now_ms
-        return stamp
+        window = self._window(record)
+        return None if window is None else window.reference_ms
 
     def filing_stamp(self, stamp: str, record: SourceRecord) -> str:
         """`stamp` (a normalised timestamp) if it lies in the window around the record's
         reference time, else the reference time, normalised the same way."""
-        reference_ms = self.reference_ms(record)
-        if reference_ms is None:
+        window = self._window(record)
+        if window is None or window.low <= stamp <= window.high:
             return stamp
-        low, high, reference = _bounds(reference_ms, self._past_ms, self._future_ms)
-        return stamp if low <= stamp <= high else reference
+        return window.reference
+
+    def _window(self, record: SourceRecord) -> _Window | None:
+        stamp = record.timestamp_ms
+        if stamp is None:
+            return None
+        if stamp != self._last_ms:
+            now_ms = int(self._clock() * 1000)
+            reference = now_ms if stamp < 0 or stamp > now_ms + self._future_ms else stamp
+            self._last_ms, self._last = stamp, _bounds(reference, self._past_ms,
+                                                      self._future_ms)
+        return self._last
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    reference_ms: int
+    low: str
+    high: str
+    reference: str
 
 
 @lru_cache(maxsize=4096)
-def _bounds(reference_ms: int, past_ms: int, future_ms: int) -> tuple[str, str, str]:
-    # Records of one producer batch share their timestamp: computed once per millisecond.
-    return (_format_ms(reference_ms - past_ms), _format_ms(reference_ms + future_ms),
-            _format_ms(reference_ms))
+def _bounds(reference_ms: int, past_ms: int, future_ms: int) -> _Window:
+    return _Window(reference_ms, _format_ms(reference_ms - past_ms),
+                   _format_ms(reference_ms + future_ms), _format_ms(reference_ms))
 
 
 def _format_ms(millis: int) -> str:
