@@ -8,6 +8,9 @@ It forwards every request unchanged, unless told to misbehave:
 * ``unauthorized = True``: answer 401 to everything;
 * ``hold_uploads()`` / ``release()``: keep object uploads (PUTs outside ``_sluice/markers/``)
   waiting, then forward them: an upload that lands late, as a paused old owner's would;
+* ``reject_uploads(code, status)`` / ``reject_uploads(None)``: answer object PUTs (outside
+  ``_sluice/markers/``) with an S3 error of this code until told otherwise, as S3 does for a
+  storage class or a KMS key it refuses;
 * ``reject_bulk_items(ids, times, status, error_type)``: in ``_bulk`` requests, answer the items
   with these ``_id`` s with `status` (429) and `error_type` (``es_rejected_execution_exception``;
   ``cluster_block_exception`` with 403 for a read-only index) for their first `times` attempts,
@@ -65,6 +68,8 @@ class FaultProxy:
         self.held = 0
         self._holding = False
         self._released = asyncio.Event()
+        self._upload_error: tuple[str, int] | None = None
+        self.rejected_uploads = 0
 
     # --- control (from the test's thread) ------------------------------------------------
 
@@ -89,6 +94,9 @@ class FaultProxy:
     def release(self) -> None:
         self._holding = False
         self._loop.call_soon_threadsafe(self._released.set)
+
+    def reject_uploads(self, code: str | None, status: int = 400) -> None:
+        self._upload_error = (code, status) if code else None
 
     def reject_bulk_items(self, ids: set[str], times: int = 2, status: int = 429,
                           error_type: str = "es_rejected_execution_exception") -> None:
@@ -149,6 +157,10 @@ class FaultProxy:
             status = fail or 503
             return _error(status, "unavailable", "injected by the fault proxy")
         body = await request.read()
+        upload_error = self._upload_error
+        if upload_error and request.method == "PUT" and "/_sluice/markers/" not in request.path:
+            self.rejected_uploads += 1
+            return _s3_error(*upload_error)
         if self._holding and request.method == "PUT" and "/_sluice/markers/" not in request.path:
             self.held += 1
             await self._released.wait()
@@ -214,3 +226,9 @@ def _error(status: int, error_type: str, reason: str) -> web.Response:
     body = {"error": {"type": error_type, "reason": reason}, "status": status}
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
                         headers={"X-Elastic-Product": "Elasticsearch"})
+
+
+def _s3_error(code: str, status: int) -> web.Response:
+    body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+            f"<Message>injected by the fault proxy</Message></Error>")
+    return web.Response(status=status, body=body.encode(), content_type="application/xml")

@@ -12,6 +12,7 @@ import base64
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -112,10 +113,14 @@ async def test_mixed_events_become_one_document_each_in_their_daily_index(
 ) -> None:
     await ensure_topics(es_settings)
     values, ids = _sample_values(300, seed=11)
-    # Two events on fixed, different days: they must land in their own daily indices.
-    for day, message_id in (("2026-01-05", "day-one"), ("2026-02-07", "day-two")):
+    # Two events on different days inside the accepted event-time window: they land in their
+    # own daily indices. One from a device clock far in the past: filed by its Kafka timestamp.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    day_one, day_two = today - timedelta(days=5), today - timedelta(days=12)
+    for day, message_id in ((day_one, "day-one"), (day_two, "day-two"),
+                            (datetime(2021, 1, 5, tzinfo=UTC), "far-past")):
         event = {"type": "track", "event": "Order Completed", "userId": "u1",
-                 "messageId": message_id, "timestamp": f"{day}T23:59:59Z",
+                 "messageId": message_id, "timestamp": f"{day:%Y-%m-%d}T23:59:59Z",
                  "properties": {"revenue": 12.5}}
         values.append((None, orjson.dumps(event)))
         ids.add(message_id)
@@ -130,14 +135,22 @@ async def test_mixed_events_become_one_document_each_in_their_daily_index(
     assert len(stored) == len(set(stored)) == len(ids)
     assert set(stored) == ids
     prefix = es_settings.elasticsearch_index.split("%")[0]
-    day_one = await es.get(index=f"{prefix}2026.01.05", id="day-one")
-    assert day_one["_source"]["timestamp"] == "2026-01-05T23:59:59.000Z"
-    assert await es.exists(index=f"{prefix}2026.02.07", id="day-two")
+    found = await es.get(index=f"{prefix}{day_one:%Y.%m.%d}", id="day-one")
+    assert found["_source"]["timestamp"] == f"{day_one:%Y-%m-%d}T23:59:59.000Z"
+    assert await es.exists(index=f"{prefix}{day_two:%Y.%m.%d}", id="day-two")
     tracks = await es.count(index=_index_glob(es_settings), query={"bool": {"filter": [
         {"term": {"type": "track"}},
-        {"range": {"timestamp": {"gte": "2026-01-01", "lt": "2026-03-01"}}},
+        {"range": {"timestamp": {"gte": f"{day_two:%Y-%m-%d}",
+                                 "lt": f"{day_one + timedelta(days=1):%Y-%m-%d}"}}},
     ]}})
     assert tracks["count"] == 2
+    # No index for 2021: the day of the record's Kafka timestamp (its received_at) instead.
+    assert not await es.indices.exists(index=f"{prefix}2021.01.05")
+    far = (await es.search(index=_index_glob(es_settings),
+                           query={"ids": {"values": ["far-past"]}}))["hits"]["hits"][0]
+    received = far["_source"]["received_at"]
+    assert far["_index"] == f"{prefix}{received[:10].replace('-', '.')}"
+    assert far["_source"]["timestamp"] == "2021-01-05T23:59:59.000Z"
 
 
 async def test_consuming_the_same_records_again_creates_no_duplicates(

@@ -24,7 +24,10 @@ from worker.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
-BASE_HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+# Two days ago, so that the events' own times lie inside the accepted event-time window
+# (SLUICE_EVENT_TIME_MAX_PAST) whenever the test runs.
+BASE_HOUR = (datetime.now(UTC) - timedelta(days=2)).replace(hour=9, minute=0, second=0,
+                                                            microsecond=0)
 
 
 def _events_over_three_hours(count: int) -> tuple[list[bytes], Counter[str]]:

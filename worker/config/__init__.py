@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.config.elasticsearch import ElasticsearchSettings
+from worker.config.event_time import EventTimeSettings
 from worker.config.ingest import IngestForm, IngestSettings
 from worker.config.kafka import (
     KafkaSaslMechanism,
@@ -60,8 +61,8 @@ class LogLevel(StrEnum):
 # Bases are listed last group first: pydantic orders fields from the last base to the first, so
 # the settings table reads Kafka, pipeline, Elasticsearch, S3, ingest, then the worker's own.
 class Settings(
-    IngestSettings, S3Settings, ElasticsearchSettings, PipelineSettings, KafkaSettings,
-    BaseSettings,
+    IngestSettings, EventTimeSettings, S3Settings, ElasticsearchSettings, PipelineSettings,
+    KafkaSettings, BaseSettings,
 ):
     """All of Sluice's configuration, validated once at start-up."""
 

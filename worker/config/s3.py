@@ -155,6 +155,14 @@ class S3Settings(BaseModel):
         description="Events held in open parts across partitions; past it the fullest partition "
         "is uploaded early (keep below SLUICE_MAX_IN_FLIGHT_RECORDS).",
     )
+    s3_max_open_parts: int = Field(
+        256, ge=1,
+        description="Open parts (one spool file and gzip stream per partition and directory, "
+        "about 90-350 KiB of memory and a file descriptor each) across partitions; reaching it "
+        "uploads the parts of the partition holding the most. 256: at most about 90 MiB and a "
+        "quarter of the usual limit of 1024 open files, while an hour boundary of 64 "
+        "partitions needs 128.",
+    )
     s3_multipart_threshold: int = Field(
         16 * 1024 * 1024, ge=5 * 1024 * 1024,
         description="Parts larger than this are uploaded with multipart upload.",

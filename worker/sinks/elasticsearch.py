@@ -50,6 +50,7 @@ from elasticsearch import (
 
 from worker.config import Settings, redact_url
 from worker.errors import SinkRejected, SinkUnavailable
+from worker.event_time import EventTimeWindow
 from worker.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
 from worker.sinks.elasticsearch_backpressure import Backpressure, is_backpressure
@@ -203,7 +204,8 @@ class ElasticsearchSink(Sink):
         super().__init__(outcomes)
         self.settings = settings
         self.stats = ElasticsearchSinkStats()
-        self._namer = IndexNamer(settings.elasticsearch_index)
+        self._namer = IndexNamer(settings.elasticsearch_index, EventTimeWindow(
+            settings.event_time_max_past, settings.event_time_max_future))
         self._operation = b"create" if settings.elasticsearch_data_stream else b"index"
         self._client: AsyncElasticsearch | None = None
         self._batch = _Batch()
@@ -291,7 +293,7 @@ class ElasticsearchSink(Sink):
 
     def _encode(self, event: Event) -> bytes:
         document = event.document
-        index = self._namer(document["timestamp"])
+        index = self._namer.for_event(event)
         if self.settings.elasticsearch_data_stream:
             body = orjson.dumps({**document, "@timestamp": document["timestamp"]})
         else:

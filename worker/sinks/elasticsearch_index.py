@@ -24,6 +24,9 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from worker.event_time import EventTimeWindow
+from worker.records import Event
+
 _STRFTIME_DIRECTIVE = re.compile(r"%.")
 
 KEYWORD = {"type": "keyword"}
@@ -95,11 +98,26 @@ def index_glob(pattern: str) -> str:
 
 
 class IndexNamer:
-    """Index names for event timestamps; cached per hour, since names change at most hourly."""
+    """Index names for event timestamps; cached per hour, since names change at most hourly.
 
-    def __init__(self, pattern: str) -> None:
+    An event is named by its ``timestamp`` only inside the accepted event-time window
+    (``worker.event_time``): a device with a bad clock must not create an index per day of
+    the years 1000-9999. Outside it, the record's Kafka timestamp names the index.
+    """
+
+    def __init__(self, pattern: str, window: EventTimeWindow | None = None) -> None:
         self.pattern = pattern
         self._fixed = is_fixed(pattern)
+        self._window = window
+
+    def for_event(self, event: Event) -> str:
+        """The index of an event: by its timestamp, filed by the event-time window."""
+        if self._fixed:
+            return self.pattern
+        stamp = event.document["timestamp"]
+        if self._window is not None:
+            stamp = self._window.filing_stamp(stamp, event.record)
+        return self(stamp)
 
     def __call__(self, timestamp: str) -> str:
         if self._fixed:

@@ -7,10 +7,11 @@ What it promises
   hive layout by default, Segment's layout as a preset.
 * **Few, large files.** A partition's open parts are uploaded together when one reaches
   SLUICE_S3_PART_MAX_BYTES (compressed) or SLUICE_S3_PART_MAX_EVENTS, when the oldest has waited
-  SLUICE_S3_PART_MAX_AGE, when its hour has closed (plus SLUICE_S3_HOUR_CLOSE_GRACE), when
-  SLUICE_S3_MAX_BUFFERED_EVENTS is reached (the fullest partition goes first), and on a
-  rebalance or shutdown. Parts spool to local gzip files, so memory stays flat; large parts go
-  up with multipart upload.
+  SLUICE_S3_PART_MAX_AGE, when its hour has closed by the partition's stream time (plus
+  SLUICE_S3_HOUR_CLOSE_GRACE; ``worker.sinks.s3_closing``), when SLUICE_S3_MAX_BUFFERED_EVENTS
+  is reached (the fullest partition goes first), when SLUICE_S3_MAX_OPEN_PARTS parts are open
+  (the partition holding the most goes first), and on a rebalance or shutdown. Parts spool to
+  local gzip files, so memory stays flat; large parts go up with multipart upload.
 * **Exactly-once objects.** Keys are deterministic (topic, partition, first and last offset),
   and a per-partition marker (``worker.sinks.s3_markers``) records how far the partition is
   written, two-phase and with conditional writes: after a crash, a rebalance or a replay, events
@@ -27,9 +28,11 @@ What it promises
 * **Hourly objects.** With SLUICE_S3_PUBLISH=hourly, parts are published under
   ``_sluice/hour-parts/`` instead, and ``worker.sinks.s3_hourly`` merges each closed hour of a
   partition into one object (or a few) of the query layout.
-* **Failures.** Connection errors, 5xx, throttling, and also 403 / missing bucket after start-up
-  are retried with backoff without limit: nothing is acknowledged meanwhile and consumption
-  pauses. An object S3 rejects for its content (4xx) dead-letters its events with S3's error.
+* **Failures.** Connection errors, 5xx, throttling and configuration faults (a storage class,
+  a KMS key, a bucket policy, a deleted bucket: ``worker.sinks.s3_triage``) are retried with
+  backoff without limit: nothing is acknowledged meanwhile and consumption pauses; a
+  configuration fault is logged once and makes the sink unready, naming the setting to fix.
+  Only an object S3 rejects for its content (e.g. ``EntityTooLarge``) dead-letters its events.
 """
 
 from __future__ import annotations
@@ -46,9 +49,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.config import S3Publish, S3TimeField, Settings
 from worker.errors import SinkRejected
+from worker.event_time import EventTimeWindow
 from worker.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
 from worker.sinks.s3_bucket import S3StartupError, make_client_context, preflight
+from worker.sinks.s3_closing import (
+    StreamClock,
+    due_directories,
+    first_open_offset,
+    is_late,
+    separable,
+)
+from worker.sinks.s3_concurrency import ByteBudget, gather_bounded
 from worker.sinks.s3_formats import Part, part_format
 from worker.sinks.s3_hourly import HourlyMerger, hour_part_key, with_hour_parts
 from worker.sinks.s3_keys import (
@@ -93,19 +105,15 @@ class _PartitionState:
     claim: str                    # this claim's owner name in the marker
     marker: Marker = field(default_factory=Marker)
     parts: dict[str, Part] = field(default_factory=dict)
+    buffered: int = 0             # events in `parts` (kept as a count, not summed per write)
+    full: bool = False            # a part in `parts` reached the size or event limit
+    clock: StreamClock = field(default_factory=StreamClock)
+    late: set[str] = field(default_factory=set)  # parts opened after their hour had closed
     next_offset: int = 0          # one past the last record handed to this sink
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     taken_over: asyncio.Task[None] | None = None
     detached: bool = False        # no longer ours: nothing more is written for it
 
-    @property
-    def buffered(self) -> int:
-        return sum(len(part.events) for part in self.parts.values())
-
-    def discard_parts(self) -> None:
-        for part in self.parts.values():
-            part.discard()
-        self.parts = {}
 
 
 class S3Sink(Sink):
@@ -138,6 +146,11 @@ class S3Sink(Sink):
         self._ticker: asyncio.Task[None] | None = None
         self._part_counter = 0
         self._spool: SpoolDirectory | None = None
+        self._window = EventTimeWindow(settings.event_time_max_past,
+                                       settings.event_time_max_future)
+        # Across partitions, kept as counts: a write must not cost more with more open parts.
+        self._open_parts = 0
+        self._buffered_events = 0
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -175,6 +188,9 @@ class S3Sink(Sink):
         self.stats.request_failures += 1
 
     async def check(self) -> str | None:
+        if self._objects is not None and self._objects.faults:
+            # A configuration fault pauses the sink: unready, with the setting to fix.
+            return "; ".join(sorted(set(self._objects.faults.values())))
         try:
             await self._client.head_bucket(Bucket=self.settings.s3_bucket)
         except (ClientError, BotoCoreError) as error:
@@ -194,7 +210,7 @@ class S3Sink(Sink):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for state in self._partitions.values():
-            state.discard_parts()
+            self._discard(self._take_parts(state))
         if self._client_context:
             await self._client_context.__aexit__(None, None, None)
         if self._spool:
@@ -202,11 +218,11 @@ class S3Sink(Sink):
 
     @property
     def open_parts(self) -> int:
-        return sum(len(state.parts) for state in self._partitions.values())
+        return self._open_parts
 
     @property
     def buffered_events(self) -> int:
-        return sum(state.buffered for state in self._partitions.values())
+        return self._buffered_events
 
     @property
     def merges(self) -> HourlyMerger | None:
@@ -239,7 +255,7 @@ class S3Sink(Sink):
                 state.taken_over.cancel()
             # A flush under way goes on (its events' outcomes are ignored now); its marker
             # write fails if the next owner has claimed the partition meanwhile.
-            state.discard_parts()
+            self._discard(self._take_parts(state))
 
     # --- the contract ---------------------------------------------------------------------
 
@@ -269,12 +285,12 @@ class S3Sink(Sink):
             else:
                 fresh.append(event)
         if fresh:
-            self._append(state, fresh)
+            await self._append_within_bound(state, fresh)
         state.next_offset = max(state.next_offset, events[-1].position.offset + 1)
         if already_written:
             self.stats.events_skipped_already_written += len(already_written)
             self.outcomes.delivered(NAME, already_written)
-        if self._partition_full(state):
+        if state.full:
             # Off the agent's path: the upload runs while the agent goes on. One flush per
             # partition at a time; a partition that fills up again meanwhile waits for it.
             running = self._flushes.get(key)
@@ -296,46 +312,115 @@ class S3Sink(Sink):
 
     # --- filling parts --------------------------------------------------------------------
 
-    def _append(self, state: _PartitionState, events: list[Event]) -> None:
-        """File events into their parts (by directory), each part compressing whole buffers."""
+    async def _append_within_bound(self, state: _PartitionState, events: list[Event]) -> None:
+        """Append events, uploading parts first whenever SLUICE_S3_MAX_OPEN_PARTS is reached."""
+        while events:
+            appended = self._append(state, events)
+            if appended == len(events):
+                return
+            events = events[appended:]
+            before = self._open_parts
+            await self._make_room(state, events[0].position.offset)
+            if self._open_parts >= before:
+                # Nothing could be uploaded (a partition still being taken over): go over the
+                # bound rather than stall; the next write tries again.
+                self._append(state, events, bounded=False)
+                return
+
+    async def _make_room(self, state: _PartitionState, resume_offset: int) -> None:
+        """Upload the parts of the partition holding the most open parts: a partition's parts
+        go up together, so that frees the most parts for one flush."""
+        victim = max(self._partitions.values(), key=lambda other: len(other.parts))
+        if victim is state:
+            # Everything appended so far lies below `resume_offset` (a record boundary).
+            state.next_offset = max(state.next_offset, resume_offset)
+        log.info("%s[%d]: %d open S3 parts reached SLUICE_S3_MAX_OPEN_PARTS: uploading the "
+                 "%d parts of %s[%d]", *state.key, self._open_parts, len(victim.parts),
+                 *victim.key)
+        running = self._flushes.get(victim.key)
+        if running is not None:
+            await asyncio.wait([running])
+        await self._flush_and_wait([victim.key])
+
+    def _append(self, state: _PartitionState, events: list[Event], bounded: bool = True) -> int:
+        """File events into their parts (by directory), each part compressing whole buffers.
+        Stops before a record that needs a new part once the open-part bound is reached;
+        returns how many events were appended."""
         by_part: dict[str, tuple[list[Any], list[Event]]] = {}
         stamp_field = ("received_at" if self.settings.s3_time_field == S3TimeField.RECEIVED_AT
                        else "timestamp")
         item = self._format.item
+        limit = self.settings.s3_max_open_parts if bounded else None
+        window, newest_filed, newest_ms = self._window, "", None
+        appended, previous_offset = 0, -1
         for event in events:
             document = event.document
-            slot = HourSlot.of(document[stamp_field])
             position = event.position
+            stamp = window.filing_stamp(document[stamp_field], event.record)
+            slot = HourSlot.of(stamp)
             directory = render_directory(self._template, slot, document, position.topic,
                                          position.partition)
             if directory not in state.parts:
+                if (limit is not None and self._open_parts >= limit
+                        and position.offset != previous_offset):
+                    break  # at a record boundary: the caller makes room first
+                self._open_parts += 1
                 self._part_counter += 1
                 path = self._spool_dir / (
                     f"{position.topic}-{position.partition}-{self._part_counter}")
-                state.parts[directory] = self._format.open_part(
+                part = state.parts[directory] = self._format.open_part(
                     path, directory, slot, with_header=not self._hourly)
+                if is_late(part, state.clock, self.settings.s3_hour_close_grace):
+                    state.late.add(directory)
             lines, stubs = by_part.setdefault(directory, ([], []))
             lines.append(item(event))
             # Keep only what acknowledgement and dead-lettering need: not the document.
             stubs.append(Event(event.event_id, {}, event.record, event.batch_index, event.ticket,
                                ordinal=event.ordinal))
+            newest_filed = max(newest_filed, stamp)
+            reference = window.reference_ms(event.record)
+            if reference is not None and (newest_ms is None or reference > newest_ms):
+                newest_ms = reference
+            appended, previous_offset = appended + 1, position.offset
         for directory, (lines, stubs) in by_part.items():
-            state.parts[directory].add_many(lines, stubs)
+            part = state.parts[directory]
+            part.add_many(lines, stubs)
+            # Only the parts this write touched can have become full.
+            state.full = state.full or self._is_full(part)
+        state.buffered += appended
+        self._buffered_events += appended
+        if appended:
+            state.clock.advance(newest_filed, newest_ms)
+            # At once, not after the write: a flush may start while this write makes room.
+            state.next_offset = max(state.next_offset, previous_offset + 1)
+        return appended
 
-    def _partition_full(self, state: _PartitionState) -> bool:
-        return any(
-            part.compressed_bytes >= self.settings.s3_part_max_bytes
-            or len(part.events) >= self.settings.s3_part_max_events
-            for part in state.parts.values()
-        )
+    def _is_full(self, part: Part) -> bool:
+        return (part.compressed_bytes >= self.settings.s3_part_max_bytes
+                or len(part.events) >= self.settings.s3_part_max_events)
 
-    def _partition_due(self, state: _PartitionState, now_monotonic: float, now: float) -> bool:
+    def _take_parts(self, state: _PartitionState,
+                    directories: Collection[str] | None = None) -> list[Part]:
+        """Remove these parts (all by default) from the open ones, keeping the counts right."""
+        chosen = list(state.parts) if directories is None else list(directories)
+        parts = [state.parts.pop(directory) for directory in chosen]
+        state.late.difference_update(chosen)
+        taken = sum(len(part.events) for part in parts)
+        state.buffered -= taken
+        self._buffered_events -= taken
+        self._open_parts -= len(parts)
+        state.full = any(self._is_full(part) for part in state.parts.values())
+        return parts
+
+    @staticmethod
+    def _discard(parts: list[Part]) -> None:
+        for part in parts:
+            part.discard()
+
+    def _due(self, state: _PartitionState, now_monotonic: float, now: float) -> list[str]:
         grace = self.settings.s3_hour_close_grace
-        return any(
-            now_monotonic - part.opened_at >= self.settings.s3_part_max_age
-            or now >= part.slot.end_epoch + grace
-            for part in state.parts.values()
-        )
+        return due_directories(state.parts, state.clock.stream_time(now, now_monotonic, grace),
+                               now_monotonic, self.settings.s3_part_max_age, grace, state.late)
 
     async def _flush_when_due(self) -> None:
         # Checked four times per part age (at most every second): a part is uploaded at most a
@@ -344,10 +429,11 @@ class S3Sink(Sink):
         while True:
             await asyncio.sleep(interval)
             now_monotonic, now = time.monotonic(), time.time()
-            due = [key for key, state in self._partitions.items()
-                   if state.parts and key not in self._flushes
-                   and self._partition_due(state, now_monotonic, now)]
-            self._start_flushes(due)
+            for key, state in self._partitions.items():
+                if state.parts and key not in self._flushes:
+                    directories = self._due(state, now_monotonic, now)
+                    if directories:
+                        self._start_flushes([key], directories)
 
     # --- flushing -------------------------------------------------------------------------
 
@@ -358,12 +444,13 @@ class S3Sink(Sink):
         if tasks:
             await asyncio.wait(tasks)
 
-    def _start_flushes(self, keys: list[PartitionKey]) -> list[asyncio.Task[None]]:
+    def _start_flushes(self, keys: list[PartitionKey],
+                       directories: list[str] | None = None) -> list[asyncio.Task[None]]:
         tasks = []
         for key in keys:
             running = self._flushes.get(key)
             if running is None:
-                running = asyncio.create_task(self._flush_partition(key),
+                running = asyncio.create_task(self._flush_partition(key, directories),
                                               name=f"s3-flush-{key[0]}-{key[1]}")
                 self._flushes[key] = running
                 running.add_done_callback(lambda task, key=key: self._flush_finished(key, task))
@@ -374,15 +461,22 @@ class S3Sink(Sink):
         if self._flushes.get(key) is task:
             del self._flushes[key]
 
-    async def _flush_partition(self, key: PartitionKey) -> None:
+    async def _flush_partition(self, key: PartitionKey,
+                               directories: list[str] | None = None) -> None:
+        """Upload the partition's parts: all of them, or only `directories` (closed hours)
+        when the rest can stay open (see ``worker.sinks.s3_closing``)."""
         state = self._partitions.get(key)
         if state is None or state.taken_over is None or not state.taken_over.done():
             return
         async with state.lock:
             if not state.parts or self._partitions.get(key) is not state:
                 return
-            parts, state.parts = list(state.parts.values()), {}
-            through = state.next_offset
+            chosen = [d for d in directories or () if d in state.parts]
+            if chosen and len(chosen) < len(state.parts) and separable(state.parts, chosen):
+                parts = self._take_parts(state, chosen)
+                through = first_open_offset(list(state.parts.values()))
+            else:
+                parts, through = self._take_parts(state), state.next_offset
             try:
                 await self._upload_parts(state, parts, through)
             except OwnershipLost:
@@ -405,7 +499,7 @@ class S3Sink(Sink):
                     *state.key, reason, state.buffered)
         self._partitions.pop(state.key)
         state.detached = True
-        state.discard_parts()
+        self._discard(self._take_parts(state))
         self.stats.partitions_lost += 1
         self.outcomes.lost(NAME, state.key, reason)
 
@@ -415,15 +509,17 @@ class S3Sink(Sink):
         assert self._markers is not None and self._objects is not None
         key, prefix = state.key, self.settings.s3_prefix
         where = marker_key(prefix, *key)
-        staged: list[tuple[Part, str, str]] = []
         rejected: list[SinkFailure] = []
-        for part in parts:
+        budget = ByteBudget(self.settings.s3_multipart_threshold)
+
+        async def stage(part: Part) -> tuple[Part, str, str] | None:
             final = object_key(prefix, part.directory, key[0], key[1],
                                part.first_offset or 0, part.last_offset, self._extension)
             if self._hourly:
                 final = hour_part_key(prefix, key[0], key[1], part.slot, final)
             staging = staging_key(prefix, state.claim, final)
             size = part.finish()
+            await budget.acquire(size)
             started = time.monotonic()
             try:
                 await self._objects.retrying(f"upload {staging}", self._objects.upload,
@@ -432,10 +528,15 @@ class S3Sink(Sink):
             except Rejected as rejection:
                 rejected.extend(SinkFailure(e, SinkRejected(str(rejection), sink=NAME))
                                 for e in part.events)
-                continue
+                return None
+            finally:
+                await budget.release(size)
             self.stats.upload_seconds += time.monotonic() - started
             self.stats.bytes_written += size
-            staged.append((part, final, staging))
+            return part, final, staging
+
+        staged = [result for result in await gather_bounded(
+            [lambda part=part: stage(part) for part in parts]) if result is not None]
         if rejected:
             # Dead-lettered before the marker moves past them: a crash in between must not
             # leave them neither in S3 nor in the dead-letter topic.
@@ -470,14 +571,19 @@ class S3Sink(Sink):
         a part already published (by us, a retry, or another owner) is left as it is."""
         assert self._objects is not None
         objects = self._objects
-        for final, staging in zip(finals, stagings, strict=True):
+
+        async def publish(final: str, staging: str) -> None:
             copied = await objects.retrying(f"publish {final}", objects.copy, staging, final)
             if not copied and not await objects.retrying("check object", objects.exists, final):
                 # Neither staged nor published: only a lost claim explains it (the new owner
                 # published and cleaned up, then something removed the object) — stop here.
                 raise OwnershipLost(f"{staging} vanished before it was published as {final}")
-        for staging in stagings:
-            await objects.retrying("delete staged part", objects.delete, staging)
+
+        # Every copy before any delete: a staged part is removed only once all are published.
+        await gather_bounded([lambda f=final, s=staging: publish(f, s)
+                              for final, staging in zip(finals, stagings, strict=True)])
+        await gather_bounded([lambda s=staging: objects.retrying(
+            "delete staged part", objects.delete, s) for staging in stagings])
 
     # --- taking a partition over ----------------------------------------------------------
 

@@ -1,10 +1,12 @@
-"""S3 object calls of the archive sink, with its retry and triage rules in one place.
+"""S3 object calls of the archive sink, with its retry rules in one place.
 
-Every call is retried with exponential backoff and jitter while the failure is transient
-(connection trouble, 5xx, throttling, and credential or bucket trouble after start-up, which an
-operator fixes without restarting us). A 4xx that retrying cannot fix raises ``Rejected`` when
-the caller says the request's content may be at fault (an object upload); otherwise (markers,
-checks, copies) it is retried like the rest.
+Every call is retried with exponential backoff and jitter until it succeeds, whatever S3
+answers, with one exception: an error about the object's own content (``worker.sinks.s3_triage``)
+raises ``Rejected`` when the caller says the request's content may be at fault (an object
+upload), and its events are dead-lettered. A configuration fault (a storage class, a KMS key,
+a bucket policy, a deleted bucket) pauses the sink: it is retried like a transient failure,
+logged once per change, and held in ``faults`` (what the sink's readiness check reports, with
+the setting to fix) until the same kind of call succeeds again.
 """
 
 from __future__ import annotations
@@ -20,18 +22,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.sinks.s3_markers import OwnershipLost
+from worker.sinks.s3_triage import Triage, classify
 
 log = logging.getLogger(__name__)
-
-# S3 error codes that mean "try again later" rather than "this object is unacceptable".
-# BadDigest / IncompleteBody: the bytes were damaged or cut on the way (a proxy, a network);
-# the part on disk is intact and a retry sends it again.
-TRANSIENT_CODES = frozenset({
-    "BadDigest", "IncompleteBody",
-    "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
-    "ThrottlingException", "RequestTimeTooSkewed", "AccessDenied", "InvalidAccessKeyId",
-    "SignatureDoesNotMatch", "NoSuchBucket", "ExpiredToken", "TokenRefreshRequired",
-})
 
 
 class Rejected(Exception):
@@ -63,32 +56,52 @@ class S3Objects:
         self.multipart_threshold = multipart_threshold
         self.multipart_chunk_bytes = multipart_chunk_bytes
         self._on_failure = on_failure
+        # Configuration faults by kind of call (upload, copy, write, …): each is cleared only
+        # when a call of its kind succeeds, so a marker write does not hide a refused upload.
+        self.faults: dict[str, str] = {}
 
     async def retrying(self, what: str, call: Callable[..., Awaitable[Any]], *arguments: Any,
                        permanent_4xx: bool = False) -> Any:
         """Run an S3 call until it succeeds; transient failures are retried without limit."""
         attempt = 0
+        kind = getattr(call, "__name__", "call")
         while True:
             try:
-                return await call(*arguments)
+                result = await call(*arguments)
             except OwnershipLost:
                 raise
             except ClientError as error:
-                code = error.response["Error"]["Code"]
+                code = str(error.response.get("Error", {}).get("Code", ""))
                 status = status_of(error)
-                if permanent_4xx and code not in TRANSIENT_CODES and 400 <= status < 500 \
-                        and status != 429:
+                message = error.response.get("Error", {}).get("Message", "")
+                verdict = classify(code, status)
+                if permanent_4xx and verdict.triage is Triage.CONTENT:
                     raise Rejected(f"S3 refused to {what}: {code} ({status}): "
-                                   f"{error.response['Error'].get('Message', '')}") from error
+                                   f"{message}") from error
                 failure = f"{code} ({status})"
+                if verdict.triage is not Triage.TRANSIENT:
+                    self._report_fault(kind, f"S3 refused to {kind}: {code} ({status}) "
+                                             f"{message}".rstrip() + f"; check {verdict.fix}")
             except BotoCoreError as error:  # connection trouble; local file errors are not retried
                 failure = f"{type(error).__name__}: {error}"
+            else:
+                if self.faults.pop(kind, None) is not None:
+                    log.warning("S3: %s accepted again; the sink resumes", kind)
+                return result
             attempt += 1
             self._on_failure()
             ceiling = min(self.policy.maximum, self.policy.initial * 2 ** (attempt - 1))
             delay = random.uniform(ceiling / 2, ceiling)
-            log.warning("S3: could not %s (%s); retry %d in %.1fs", what, failure, attempt, delay)
+            log.log(logging.DEBUG if kind in self.faults else logging.WARNING,
+                    "S3: could not %s (%s); retry %d in %.1fs", what, failure, attempt, delay)
             await asyncio.sleep(delay)
+
+    def _report_fault(self, kind: str, fault: str) -> None:
+        """Hold a configuration fault for the readiness check; log it once per change."""
+        if self.faults.get(kind) != fault:
+            log.error("%s; paused: nothing is acknowledged or dead-lettered, the request is "
+                      "retried until S3 accepts it", fault)
+        self.faults[kind] = fault
 
     async def upload(self, path: Path, key: str, size: int, content_type: str,
                      content_encoding: str | None = "gzip") -> None:

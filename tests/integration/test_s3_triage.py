@@ -1,0 +1,83 @@
+"""S3 configuration faults pause the sink and report it unready; nothing is dead-lettered.
+
+The fault proxy in front of the real S3 server answers object uploads as S3 answers a storage
+class the bucket does not offer (``InvalidStorageClass``, 400). Before the triage, any such 4xx
+dead-lettered the events: the whole archive would have gone to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.fault_proxy import FaultProxy
+from tests.integration.test_s3_ownership import _until
+from tests.integration.test_s3_sink import _event, _objects
+from worker.config import Settings
+from worker.sinks.s3 import S3Sink, preflight
+
+pytestmark = pytest.mark.integration
+
+
+class _Outcomes:
+    def __init__(self) -> None:
+        self.delivered: list[str] = []
+        self.failed_: list[Any] = []
+
+    def delivered_(self, sink: str, events: Any) -> None:
+        self.delivered.extend(e.event_id for e in events)
+
+    async def failed(self, sink: str, failures: Any) -> None:
+        self.failed_.extend(failures)
+
+    def lost(self, sink: str, partition: Any, reason: str) -> None:
+        raise AssertionError(f"partition lost: {reason}")
+
+
+async def test_a_refused_storage_class_pauses_reports_unready_and_loses_nothing(
+    s3_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    await preflight(s3_settings)
+    proxy = FaultProxy(s3_settings.s3_endpoint_url or "", signed=True).start()
+    outcomes = _Outcomes()
+    listener = type("Listener", (), {"delivered": lambda self, s, e: outcomes.delivered_(s, e),
+                                     "failed": lambda self, s, f: outcomes.failed(s, f),
+                                     "lost": lambda self, s, p, r: outcomes.lost(s, p, r)})()
+    sink = S3Sink(listener, s3_settings.model_copy(update={  # type: ignore[arg-type]
+        "s3_endpoint_url": proxy.url, "s3_retry_initial": 0.05, "s3_retry_max": 0.2}))
+    topic = s3_settings.source_topic
+    try:
+        await sink.start()
+        sink.assign([(topic, 0)])
+        await sink.flush()
+        assert await sink.check() is None
+        proxy.reject_uploads("InvalidStorageClass", 400)
+        with caplog.at_level(logging.WARNING):
+            await sink.write([_event(offset, 0, topic) for offset in range(3)])
+            flushing = asyncio.create_task(sink.flush())
+            await _until(lambda: proxy.rejected_uploads >= 5, 10)
+            problem = await sink.check()
+            # Paused, not dead-lettered; unready with the setting to fix.
+            assert problem is not None and "SLUICE_S3_STORAGE_CLASS" in problem, problem
+            assert "InvalidStorageClass" in problem
+            assert outcomes.failed_ == [] and outcomes.delivered == []
+            assert not flushing.done()
+            errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+            assert len(errors) == 1 and "SLUICE_S3_STORAGE_CLASS" in errors[0], errors
+
+            proxy.reject_uploads(None)  # the operator fixes the setting / the bucket
+            await asyncio.wait_for(flushing, 20)
+        assert await sink.check() is None
+        assert outcomes.delivered == ["e-0", "e-1", "e-2"] and outcomes.failed_ == []
+    finally:
+        await sink.stop()
+        proxy.stop()
+    objects = await _objects(s3_settings, "logs/year=")
+    ids = [orjson.loads(line)["event_id"] for body in objects.values()
+           for line in gzip.decompress(body).splitlines()]
+    assert sorted(ids) == ["e-0", "e-1", "e-2"]
