@@ -42,36 +42,31 @@ import logging
 import time
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.config import S3Publish, S3TimeField, Settings
+from worker.config import S3Publish, Settings
 from worker.errors import SinkRejected
-from worker.event_time import EventTimeWindow
 from worker.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
 from worker.sinks.s3_bucket import S3StartupError, make_client_context, preflight
 from worker.sinks.s3_closing import (
-    StreamClock,
     due_directories,
     first_open_offset,
-    is_late,
     separable,
 )
 from worker.sinks.s3_concurrency import ByteBudget, gather_bounded
+from worker.sinks.s3_filing import PartFiler, PartitionState
 from worker.sinks.s3_formats import Part, part_format
 from worker.sinks.s3_hourly import HourlyMerger, hour_part_key, with_hour_parts
 from worker.sinks.s3_keys import (
-    HourSlot,
     marker_key,
     object_key,
-    render_directory,
-    resolve_template,
     staging_key,
 )
-from worker.sinks.s3_markers import Marker, MarkerStore, OwnershipLost, Pending
+from worker.sinks.s3_markers import MarkerStore, OwnershipLost, Pending
 from worker.sinks.s3_objects import Rejected, RetryPolicy, S3Objects
 from worker.spool import SpoolDirectory, claim_spool_directory
 
@@ -97,25 +92,6 @@ class S3SinkStats:
     upload_seconds: float = 0.0
 
 
-@dataclass
-class _PartitionState:
-    """What the sink knows of one source partition it owns (from its assignment on)."""
-
-    key: PartitionKey
-    claim: str                    # this claim's owner name in the marker
-    marker: Marker = field(default_factory=Marker)
-    parts: dict[str, Part] = field(default_factory=dict)
-    buffered: int = 0             # events in `parts` (kept as a count, not summed per write)
-    full: bool = False            # a part in `parts` reached the size or event limit
-    clock: StreamClock = field(default_factory=StreamClock)
-    late: set[str] = field(default_factory=set)  # parts opened after their hour had closed
-    next_offset: int = 0          # one past the last record handed to this sink
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    taken_over: asyncio.Task[None] | None = None
-    detached: bool = False        # no longer ours: nothing more is written for it
-
-
-
 class S3Sink(Sink):
     """Archives events to S3; see the module docstring for what it promises."""
 
@@ -125,7 +101,6 @@ class S3Sink(Sink):
         super().__init__(outcomes)
         self.settings = settings
         self.stats = S3SinkStats()
-        self._template = resolve_template(settings.s3_key_template)
         instance = uuid.uuid4().hex
         self._owner = f"{settings.app_id}/{instance}"
         # A directory of its own: several workers may share a state directory on one machine.
@@ -136,7 +111,7 @@ class S3Sink(Sink):
         self._hourly = settings.s3_publish == S3Publish.HOURLY
         self._merger: HourlyMerger | None = None
         self._merging: asyncio.Task[None] | None = None
-        self._partitions: dict[PartitionKey, _PartitionState] = {}
+        self._partitions: dict[PartitionKey, PartitionState] = {}
         self._claims = 0
         self._client_context: Any = None
         self._client: Any = None
@@ -144,13 +119,9 @@ class S3Sink(Sink):
         self._objects: S3Objects | None = None
         self._flushes: dict[PartitionKey, asyncio.Task[None]] = {}
         self._ticker: asyncio.Task[None] | None = None
-        self._part_counter = 0
         self._spool: SpoolDirectory | None = None
-        self._window = EventTimeWindow(settings.event_time_max_past,
-                                       settings.event_time_max_future)
-        # Across partitions, kept as counts: a write must not cost more with more open parts.
-        self._open_parts = 0
-        self._buffered_events = 0
+        self._filer = PartFiler(settings, self._format, self._spool_dir,
+                                with_header=not self._hourly)
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -210,7 +181,7 @@ class S3Sink(Sink):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for state in self._partitions.values():
-            self._discard(self._take_parts(state))
+            self._filer.discard(self._filer.take_parts(state))
         if self._client_context:
             await self._client_context.__aexit__(None, None, None)
         if self._spool:
@@ -218,11 +189,11 @@ class S3Sink(Sink):
 
     @property
     def open_parts(self) -> int:
-        return self._open_parts
+        return self._filer.open_parts
 
     @property
     def buffered_events(self) -> int:
-        return self._buffered_events
+        return self._filer.buffered_events
 
     @property
     def merges(self) -> HourlyMerger | None:
@@ -240,7 +211,7 @@ class S3Sink(Sink):
             if key in self._partitions:
                 continue
             self._claims += 1
-            state = _PartitionState(key, f"{self._owner}/{self._claims}")
+            state = PartitionState(key, f"{self._owner}/{self._claims}")
             state.taken_over = asyncio.create_task(self._take_over(state),
                                                    name=f"s3-take-over-{key[0]}-{key[1]}")
             self._partitions[key] = state
@@ -255,7 +226,7 @@ class S3Sink(Sink):
                 state.taken_over.cancel()
             # A flush under way goes on (its events' outcomes are ignored now); its marker
             # write fails if the next owner has claimed the partition meanwhile.
-            self._discard(self._take_parts(state))
+            self._filer.discard(self._filer.take_parts(state))
 
     # --- the contract ---------------------------------------------------------------------
 
@@ -312,22 +283,22 @@ class S3Sink(Sink):
 
     # --- filling parts --------------------------------------------------------------------
 
-    async def _append_within_bound(self, state: _PartitionState, events: list[Event]) -> None:
+    async def _append_within_bound(self, state: PartitionState, events: list[Event]) -> None:
         """Append events, uploading parts first whenever SLUICE_S3_MAX_OPEN_PARTS is reached."""
         while events:
-            appended = self._append(state, events)
+            appended = self._filer.append(state, events)
             if appended == len(events):
                 return
             events = events[appended:]
-            before = self._open_parts
+            before = self._filer.open_parts
             await self._make_room(state, events[0].position.offset)
-            if self._open_parts >= before:
+            if self._filer.open_parts >= before:
                 # Nothing could be uploaded (a partition still being taken over): go over the
                 # bound rather than stall; the next write tries again.
-                self._append(state, events, bounded=False)
+                self._filer.append(state, events, bounded=False)
                 return
 
-    async def _make_room(self, state: _PartitionState, resume_offset: int) -> None:
+    async def _make_room(self, state: PartitionState, resume_offset: int) -> None:
         """Upload the parts of the partition holding the most open parts: a partition's parts
         go up together, so that frees the most parts for one flush."""
         victim = max(self._partitions.values(), key=lambda other: len(other.parts))
@@ -335,89 +306,14 @@ class S3Sink(Sink):
             # Everything appended so far lies below `resume_offset` (a record boundary).
             state.next_offset = max(state.next_offset, resume_offset)
         log.info("%s[%d]: %d open S3 parts reached SLUICE_S3_MAX_OPEN_PARTS: uploading the "
-                 "%d parts of %s[%d]", *state.key, self._open_parts, len(victim.parts),
+                 "%d parts of %s[%d]", *state.key, self._filer.open_parts, len(victim.parts),
                  *victim.key)
         running = self._flushes.get(victim.key)
         if running is not None:
             await asyncio.wait([running])
         await self._flush_and_wait([victim.key])
 
-    def _append(self, state: _PartitionState, events: list[Event], bounded: bool = True) -> int:
-        """File events into their parts (by directory), each part compressing whole buffers.
-        Stops before a record that needs a new part once the open-part bound is reached;
-        returns how many events were appended."""
-        by_part: dict[str, tuple[list[Any], list[Event]]] = {}
-        stamp_field = ("received_at" if self.settings.s3_time_field == S3TimeField.RECEIVED_AT
-                       else "timestamp")
-        item = self._format.item
-        limit = self.settings.s3_max_open_parts if bounded else None
-        window, newest_filed, newest_ms = self._window, "", None
-        appended, previous_offset = 0, -1
-        for event in events:
-            document = event.document
-            position = event.position
-            stamp = window.filing_stamp(document[stamp_field], event.record)
-            slot = HourSlot.of(stamp)
-            directory = render_directory(self._template, slot, document, position.topic,
-                                         position.partition)
-            if directory not in state.parts:
-                if (limit is not None and self._open_parts >= limit
-                        and position.offset != previous_offset):
-                    break  # at a record boundary: the caller makes room first
-                self._open_parts += 1
-                self._part_counter += 1
-                path = self._spool_dir / (
-                    f"{position.topic}-{position.partition}-{self._part_counter}")
-                part = state.parts[directory] = self._format.open_part(
-                    path, directory, slot, with_header=not self._hourly)
-                if is_late(part, state.clock, self.settings.s3_hour_close_grace):
-                    state.late.add(directory)
-            lines, stubs = by_part.setdefault(directory, ([], []))
-            lines.append(item(event))
-            # Keep only what acknowledgement and dead-lettering need: not the document.
-            stubs.append(Event(event.event_id, {}, event.record, event.batch_index, event.ticket,
-                               ordinal=event.ordinal))
-            newest_filed = max(newest_filed, stamp)
-            reference = window.reference_ms(event.record)
-            if reference is not None and (newest_ms is None or reference > newest_ms):
-                newest_ms = reference
-            appended, previous_offset = appended + 1, position.offset
-        for directory, (lines, stubs) in by_part.items():
-            part = state.parts[directory]
-            part.add_many(lines, stubs)
-            # Only the parts this write touched can have become full.
-            state.full = state.full or self._is_full(part)
-        state.buffered += appended
-        self._buffered_events += appended
-        if appended:
-            state.clock.advance(newest_filed, newest_ms)
-            # At once, not after the write: a flush may start while this write makes room.
-            state.next_offset = max(state.next_offset, previous_offset + 1)
-        return appended
-
-    def _is_full(self, part: Part) -> bool:
-        return (part.compressed_bytes >= self.settings.s3_part_max_bytes
-                or len(part.events) >= self.settings.s3_part_max_events)
-
-    def _take_parts(self, state: _PartitionState,
-                    directories: Collection[str] | None = None) -> list[Part]:
-        """Remove these parts (all by default) from the open ones, keeping the counts right."""
-        chosen = list(state.parts) if directories is None else list(directories)
-        parts = [state.parts.pop(directory) for directory in chosen]
-        state.late.difference_update(chosen)
-        taken = sum(len(part.events) for part in parts)
-        state.buffered -= taken
-        self._buffered_events -= taken
-        self._open_parts -= len(parts)
-        state.full = any(self._is_full(part) for part in state.parts.values())
-        return parts
-
-    @staticmethod
-    def _discard(parts: list[Part]) -> None:
-        for part in parts:
-            part.discard()
-
-    def _due(self, state: _PartitionState, now_monotonic: float, now: float) -> list[str]:
+    def _due(self, state: PartitionState, now_monotonic: float, now: float) -> list[str]:
         grace = self.settings.s3_hour_close_grace
         return due_directories(state.parts, state.clock.stream_time(now, now_monotonic, grace),
                                now_monotonic, self.settings.s3_part_max_age, grace, state.late)
@@ -473,10 +369,10 @@ class S3Sink(Sink):
                 return
             chosen = [d for d in directories or () if d in state.parts]
             if chosen and len(chosen) < len(state.parts) and separable(state.parts, chosen):
-                parts = self._take_parts(state, chosen)
+                parts = self._filer.take_parts(state, chosen)
                 through = first_open_offset(list(state.parts.values()))
             else:
-                parts, through = self._take_parts(state), state.next_offset
+                parts, through = self._filer.take_parts(state), state.next_offset
             try:
                 await self._upload_parts(state, parts, through)
             except OwnershipLost:
@@ -490,7 +386,7 @@ class S3Sink(Sink):
                 for part in parts:
                     part.discard()
 
-    def _lose(self, state: _PartitionState, reason: str) -> None:
+    def _lose(self, state: PartitionState, reason: str) -> None:
         """This claim is over while the partition may still be assigned: drop what it holds
         and tell the pipeline, which consumes the partition again."""
         if self._partitions.get(state.key) is not state:
@@ -499,11 +395,11 @@ class S3Sink(Sink):
                     *state.key, reason, state.buffered)
         self._partitions.pop(state.key)
         state.detached = True
-        self._discard(self._take_parts(state))
+        self._filer.discard(self._filer.take_parts(state))
         self.stats.partitions_lost += 1
         self.outcomes.lost(NAME, state.key, reason)
 
-    async def _upload_parts(self, state: _PartitionState, parts: list[Part],
+    async def _upload_parts(self, state: PartitionState, parts: list[Part],
                             through: int) -> None:
         """Stage the parts, commit them in the marker, publish them, move the marker."""
         assert self._markers is not None and self._objects is not None
@@ -587,7 +483,7 @@ class S3Sink(Sink):
 
     # --- taking a partition over ----------------------------------------------------------
 
-    async def _take_over(self, state: _PartitionState) -> None:
+    async def _take_over(self, state: PartitionState) -> None:
         """Claim a newly assigned partition; if that fails, the partition is reported lost
         (never written on with a marker we did not read)."""
         try:
@@ -601,7 +497,7 @@ class S3Sink(Sink):
             log.exception("%s[%d]: taking the partition over failed", *state.key)
             self._lose(state, f"take-over failed: {type(error).__name__}: {error}")
 
-    async def _claim(self, state: _PartitionState) -> None:
+    async def _claim(self, state: PartitionState) -> None:
         """Read the partition's marker, finish a half-done flush, and claim the partition."""
         assert self._markers is not None and self._objects is not None
         objects, key = self._objects, state.key
