@@ -11,7 +11,8 @@ What it promises
   SLUICE_S3_HOUR_CLOSE_GRACE; ``worker.sinks.s3_closing``), when SLUICE_S3_MAX_BUFFERED_EVENTS
   is reached (the fullest partition goes first), when SLUICE_S3_MAX_OPEN_PARTS parts are open
   (the partition holding the most goes first), and on a rebalance or shutdown. Parts spool to
-  local gzip files, so memory stays flat; large parts go up with multipart upload.
+  local files, so memory stays flat; large parts go up with multipart upload. Which part an
+  event goes to, and the counts behind these bounds: ``worker.sinks.s3_filing``.
 * **Exactly-once objects.** Keys are deterministic (topic, partition, first and last offset),
   and a per-partition marker (``worker.sinks.s3_markers``) records how far the partition is
   written, two-phase and with conditional writes: after a crash, a rebalance or a replay, events
@@ -21,7 +22,8 @@ What it promises
   the partition is assigned, never by a write; events of partitions this worker does not own,
   or whose record was revoked, are ignored. Parts are uploaded under staging keys private to
   the claim and published only after the marker says so, so a former owner that is still
-  running cannot add objects next to its successor's (see ``worker.sinks.s3_markers``). If a
+  running cannot add objects next to its successor's (``worker.sinks.s3_publication``; why:
+  ``worker.sinks.s3_markers``). If a
   flush loses its partition while the worker still has it assigned (another worker claimed it)
   or fails for an unexpected reason, the sink reports the partition lost and the pipeline
   consumes it again: no record is left without an outcome.
@@ -42,32 +44,22 @@ import logging
 import time
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.config import S3Publish, Settings
-from worker.errors import SinkRejected
 from worker.records import Event
-from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
+from worker.sinks.base import PartitionKey, Sink, SinkOutcomes
 from worker.sinks.s3_bucket import S3StartupError, make_client_context, preflight
-from worker.sinks.s3_closing import (
-    due_directories,
-    first_open_offset,
-    separable,
-)
-from worker.sinks.s3_concurrency import ByteBudget, gather_bounded
+from worker.sinks.s3_closing import due_directories, first_open_offset, separable
 from worker.sinks.s3_filing import PartFiler, PartitionState
-from worker.sinks.s3_formats import Part, part_format
-from worker.sinks.s3_hourly import HourlyMerger, hour_part_key, with_hour_parts
-from worker.sinks.s3_keys import (
-    marker_key,
-    object_key,
-    staging_key,
-)
-from worker.sinks.s3_markers import MarkerStore, OwnershipLost, Pending
-from worker.sinks.s3_objects import Rejected, RetryPolicy, S3Objects
+from worker.sinks.s3_formats import part_format
+from worker.sinks.s3_hourly import HourlyMerger
+from worker.sinks.s3_keys import marker_key
+from worker.sinks.s3_markers import MarkerStore, OwnershipLost
+from worker.sinks.s3_objects import RetryPolicy, S3Objects
+from worker.sinks.s3_publication import Publication, S3SinkStats
 from worker.spool import SpoolDirectory, claim_spool_directory
 
 log = logging.getLogger(__name__)
@@ -75,21 +67,6 @@ log = logging.getLogger(__name__)
 NAME = "s3"
 # The client and the start-up check live in s3_bucket; importable from here as before.
 __all__ = ["NAME", "S3Sink", "S3SinkStats", "S3StartupError", "make_client_context", "preflight"]
-
-
-@dataclass
-class S3SinkStats:
-    """Counters the operations endpoints expose."""
-
-    objects_written: int = 0
-    bytes_written: int = 0
-    events_written: int = 0
-    events_skipped_already_written: int = 0
-    events_ignored_not_owned: int = 0
-    partitions_lost: int = 0
-    dead_lettered: int = 0
-    request_failures: int = 0
-    upload_seconds: float = 0.0
 
 
 class S3Sink(Sink):
@@ -117,6 +94,7 @@ class S3Sink(Sink):
         self._client: Any = None
         self._markers: MarkerStore | None = None
         self._objects: S3Objects | None = None
+        self._publication: Publication | None = None
         self._flushes: dict[PartitionKey, asyncio.Task[None]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._spool: SpoolDirectory | None = None
@@ -143,6 +121,8 @@ class S3Sink(Sink):
             RetryPolicy(self.settings.s3_retry_initial, self.settings.s3_retry_max),
             object_arguments, self.settings.s3_multipart_threshold,
             self.settings.s3_multipart_chunk_bytes, self._count_request_failure)
+        self._publication = Publication(NAME, self.settings, self._objects, self._markers,
+                                        self._format, self._hourly, self.stats, self.outcomes)
         self._ticker = asyncio.create_task(self._flush_when_due(), name="s3-due")
         # Always on: hour parts left in a marker (hourly mode switched off) are merged too.
         self._merger = HourlyMerger(
@@ -154,6 +134,10 @@ class S3Sink(Sink):
             lambda: [s for s in self._partitions.values()
                      if s.taken_over and s.taken_over.done()],
             min(1.0, self.settings.s3_part_max_age / 4)), name="s3-hourly-merges")
+
+    def _published(self) -> Publication:
+        assert self._publication is not None, "S3Sink.start() was not called"
+        return self._publication
 
     def _count_request_failure(self) -> None:
         self.stats.request_failures += 1
@@ -374,7 +358,7 @@ class S3Sink(Sink):
             else:
                 parts, through = self._filer.take_parts(state), state.next_offset
             try:
-                await self._upload_parts(state, parts, through)
+                await self._published().upload_parts(state, parts, through)
             except OwnershipLost:
                 self._lose(state, f"another worker claimed {marker_key('', *key)}")
             except asyncio.CancelledError:
@@ -399,95 +383,13 @@ class S3Sink(Sink):
         self.stats.partitions_lost += 1
         self.outcomes.lost(NAME, state.key, reason)
 
-    async def _upload_parts(self, state: PartitionState, parts: list[Part],
-                            through: int) -> None:
-        """Stage the parts, commit them in the marker, publish them, move the marker."""
-        assert self._markers is not None and self._objects is not None
-        key, prefix = state.key, self.settings.s3_prefix
-        where = marker_key(prefix, *key)
-        rejected: list[SinkFailure] = []
-        budget = ByteBudget(self.settings.s3_multipart_threshold)
-
-        async def stage(part: Part) -> tuple[Part, str, str] | None:
-            final = object_key(prefix, part.directory, key[0], key[1],
-                               part.first_offset or 0, part.last_offset, self._extension)
-            if self._hourly:
-                final = hour_part_key(prefix, key[0], key[1], part.slot, final)
-            staging = staging_key(prefix, state.claim, final)
-            size = part.finish()
-            await budget.acquire(size)
-            started = time.monotonic()
-            try:
-                await self._objects.retrying(f"upload {staging}", self._objects.upload,
-                                             part.path, staging, size, self._content_type,
-                                             self._format.content_encoding, permanent_4xx=True)
-            except Rejected as rejection:
-                rejected.extend(SinkFailure(e, SinkRejected(str(rejection), sink=NAME))
-                                for e in part.events)
-                return None
-            finally:
-                await budget.release(size)
-            self.stats.upload_seconds += time.monotonic() - started
-            self.stats.bytes_written += size
-            return part, final, staging
-
-        staged = [result for result in await gather_bounded(
-            [lambda part=part: stage(part) for part in parts]) if result is not None]
-        if rejected:
-            # Dead-lettered before the marker moves past them: a crash in between must not
-            # leave them neither in S3 nor in the dead-letter topic.
-            self.stats.dead_lettered += len(rejected)
-            await self.outcomes.failed(NAME, rejected)
-        finals = [final for _, final, _ in staged]
-        stagings = [staging for _, _, staging in staged]
-        # The commit point: from here on, whoever owns the partition publishes these parts.
-        state.marker = await self._objects.retrying(
-            f"write marker {where}", self._markers.write, where,
-            state.marker.moved(state.marker.next_offset, Pending(through, finals, stagings)),
-            state.marker.etag, state.claim)
-        await self._publish(finals, stagings)
-        state.marker = await self._objects.retrying(
-            f"write marker {where}", self._markers.write, where,
-            with_hour_parts(prefix, state.marker.moved(through), finals),
-            state.marker.etag, state.claim)
-        written = [event for part, _, _ in staged for event in part.events]
-        for part, final, _ in staged:
-            self.stats.objects_written += 1
-            log.info("wrote s3://%s/%s: %d events, offsets %s-%d",
-                     self.settings.s3_bucket, final, len(part.events), part.first_offset,
-                     part.last_offset,
-                     extra={"object_key": final, "topic": key[0], "partition": key[1],
-                            "first_offset": part.first_offset, "last_offset": part.last_offset,
-                            "events": len(part.events)})
-        self.stats.events_written += len(written)
-        self.outcomes.delivered(NAME, written)
-
-    async def _publish(self, finals: list[str], stagings: list[str]) -> None:
-        """Copy staged parts to their final keys, then remove the staged copies. Idempotent:
-        a part already published (by us, a retry, or another owner) is left as it is."""
-        assert self._objects is not None
-        objects = self._objects
-
-        async def publish(final: str, staging: str) -> None:
-            copied = await objects.retrying(f"publish {final}", objects.copy, staging, final)
-            if not copied and not await objects.retrying("check object", objects.exists, final):
-                # Neither staged nor published: only a lost claim explains it (the new owner
-                # published and cleaned up, then something removed the object) — stop here.
-                raise OwnershipLost(f"{staging} vanished before it was published as {final}")
-
-        # Every copy before any delete: a staged part is removed only once all are published.
-        await gather_bounded([lambda f=final, s=staging: publish(f, s)
-                              for final, staging in zip(finals, stagings, strict=True)])
-        await gather_bounded([lambda s=staging: objects.retrying(
-            "delete staged part", objects.delete, s) for staging in stagings])
-
     # --- taking a partition over ----------------------------------------------------------
 
     async def _take_over(self, state: PartitionState) -> None:
         """Claim a newly assigned partition; if that fails, the partition is reported lost
         (never written on with a marker we did not read)."""
         try:
-            await self._claim(state)
+            await self._published().claim(state)
         except asyncio.CancelledError:
             raise
         except OwnershipLost as error:
@@ -496,39 +398,3 @@ class S3Sink(Sink):
         except Exception as error:  # noqa: BLE001
             log.exception("%s[%d]: taking the partition over failed", *state.key)
             self._lose(state, f"take-over failed: {type(error).__name__}: {error}")
-
-    async def _claim(self, state: PartitionState) -> None:
-        """Read the partition's marker, finish a half-done flush, and claim the partition."""
-        assert self._markers is not None and self._objects is not None
-        objects, key = self._objects, state.key
-        where = marker_key(self.settings.s3_prefix, *key)
-        marker = await objects.retrying(f"read marker {where}", self._markers.load, where)
-        next_offset = marker.next_offset
-        pending = marker.pending
-        claimed = marker
-        if pending and pending.staged:
-            # Staged parts are complete by construction: roll forward.
-            await self._publish(pending.keys, pending.staged)
-            next_offset = pending.next_offset
-            claimed = with_hour_parts(self.settings.s3_prefix, marker, pending.keys)
-            log.info("%s[%d]: published the previous owner's committed parts: rolled forward "
-                     "to %d", *key, next_offset)
-        elif pending:
-            # A marker of the old form (uploads straight to the final keys).
-            exists = [await objects.retrying("check object", objects.exists, k)
-                      for k in pending.keys]
-            if all(exists):
-                next_offset = pending.next_offset
-                log.info("%s[%d]: previous owner's parts all uploaded: rolling forward to %d",
-                         *key, next_offset)
-            else:
-                for object_name, present in zip(pending.keys, exists, strict=True):
-                    if present:
-                        await objects.retrying("delete object", objects.delete, object_name)
-                log.info("%s[%d]: previous owner's flush was incomplete: removed its parts, "
-                         "rewriting from offset %d", *key, next_offset)
-        state.marker = await objects.retrying(
-            f"claim marker {where}", self._markers.write, where, claimed.moved(next_offset),
-            marker.etag, state.claim)
-        state.next_offset = next_offset
-        log.info("%s[%d]: S3 holds every record below offset %d", *key, next_offset)
