@@ -81,3 +81,57 @@ async def test_a_refused_storage_class_pauses_reports_unready_and_loses_nothing(
     ids = [orjson.loads(line)["event_id"] for body in objects.values()
            for line in gzip.decompress(body).splitlines()]
     assert sorted(ids) == ["e-0", "e-1", "e-2"]
+
+
+class _HeldTicket:
+    """A ticket whose S3 share never settles: its dead letter is held (the limit tripped)."""
+
+    cancelled = False
+
+    def settle(self, share: tuple[int, str]) -> None:
+        raise AssertionError("a held dead letter settles nothing")
+
+    def is_pending(self, share: tuple[int, str]) -> bool:
+        return True
+
+
+async def test_events_s3_rejects_whose_dead_letters_are_held_keep_the_marker_below_them(
+    s3_settings: Settings,
+) -> None:
+    # S3 rejects the object for its content (EntityTooLarge): its events go to the dead-letter
+    # publisher, which holds them instead (the dead-letter limit tripped) and returns. Moving
+    # the marker past them would make the partition's next owner skip them as written: lost.
+    await preflight(s3_settings)
+    proxy = FaultProxy(s3_settings.s3_endpoint_url or "", signed=True).start()
+    lost: list[str] = []
+
+    class Listener:
+        def delivered(self, sink: str, events: Any) -> None:
+            assert not events, "nothing was written"
+
+        async def failed(self, sink: str, failures: Any) -> None:
+            return None  # held: neither written nor settled
+
+        def lost(self, sink: str, partition: Any, reason: str) -> None:
+            lost.append(reason)
+
+    sink = S3Sink(Listener(), s3_settings.model_copy(update={  # type: ignore[arg-type]
+        "s3_endpoint_url": proxy.url, "s3_retry_initial": 0.05, "s3_retry_max": 0.2}))
+    topic = s3_settings.source_topic
+    try:
+        await sink.start()
+        sink.assign([(topic, 0)])
+        await sink.flush()
+        proxy.reject_uploads("EntityTooLarge", 400)
+        events = [_event(offset, 0, topic) for offset in range(3)]
+        for event in events:
+            event.ticket = _HeldTicket()
+        await sink.write(events)
+        await sink.flush()
+    finally:
+        await sink.stop()
+        proxy.stop()
+    assert len(lost) == 1 and "not dead-lettered" in lost[0], lost
+    markers = await _objects(s3_settings, "logs/_sluice/markers/")
+    assert [orjson.loads(body)["next_offset"] for body in markers.values()] == [0]
+    assert await _objects(s3_settings, "logs/year=") == {}

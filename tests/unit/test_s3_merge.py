@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+from botocore.exceptions import ClientError
 
 from worker.sinks.s3_hourly import (
     HourlyMerger,
@@ -108,6 +114,20 @@ def test_parquet_parts_merge_row_group_by_row_group(tmp_path: Path) -> None:
         f"e-{number}-{i}" for number in range(3) for i in range(5)]
 
 
+@pytest.mark.parametrize("codec", ["none", "snappy", "gzip", "zstd", "lz4"])
+def test_parquet_parts_of_every_codec_merge(tmp_path: Path, codec: str) -> None:
+    # Parquet metadata names codecs as UNCOMPRESSED / LZ4_RAW, which pyarrow's writer calls
+    # none / lz4: a merge of such parts failed at every try ("Unsupported compression").
+    parts = []
+    for number in range(2):
+        path = tmp_path / f"part-{number}.parquet"
+        pq.write_table(pa.table({"event_id": [f"e-{number}"]}), path, compression=codec)
+        parts.append(path)
+    merged = tmp_path / "merged.parquet"
+    merge_parquet(parts, merged)
+    assert pq.read_table(merged).column("event_id").to_pylist() == ["e-0", "e-1"]
+
+
 class _State:
     """The parts of a sink's partition state the merger reads."""
 
@@ -142,3 +162,55 @@ def test_an_hour_is_due_once_closed_and_the_partition_moved_on_or_went_quiet() -
     assert quiet._due(_State(nine, {}), end + 61, 1299.0) == []
     assert quiet._due(_State(nine + (_part(20, 29),), {}), end + 61, 1299.0) == []  # a new part
     assert quiet._due(_State(nine + (_part(20, 29),), {}), end + 61, 1599.0) != []
+
+
+class _Objects:
+    """S3 calls of a merge: one hour part has vanished from the bucket."""
+
+    bucket = "b"
+
+    def __init__(self, missing: set[str]) -> None:
+        self.missing = missing
+        outer = self
+
+        class Client:
+            async def head_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803
+                if Key in outer.missing:
+                    raise ClientError({"Error": {"Code": "404", "Message": "Not Found"},
+                                       "ResponseMetadata": {"HTTPStatusCode": 404}}, "HeadObject")
+                return {"ContentLength": 100}
+
+        self.client = Client()
+
+    async def retrying(self, what: str, call: Any, *arguments: Any, **options: Any) -> Any:
+        return await call(*arguments)
+
+
+class _Markers:
+    async def write(self, where: str, marker: Marker, etag: str | None, owner: str) -> Marker:
+        return marker
+
+
+async def test_a_missing_hour_part_holds_back_its_hour_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A 404 for an hour part is an answer, not an S3 fault to retry without end under the
+    # partition's lock: that hour waits (logged once), the partition's other hours merge.
+    ten = HourSlot(datetime(2026, 11, 20, 10, tzinfo=UTC))
+    ten_directory = "year=2026/month=11/day=20/hour=10/"
+    ten_part = hour_part_key("logs/", "events", 3, ten, object_key(
+        "logs/", ten_directory, "events", 3, 20, 29, "ndjson.gz"))
+    nine = (_part(0, 9), _part(10, 19))
+    merger = _merger()
+    merger.objects = _Objects({nine[1]})  # type: ignore[assignment]
+    merger.markers = _Markers()  # type: ignore[assignment]
+    state = _State(nine + (ten_part,), {"year=2026/month=11/day=20/hour=11/": HourSlot(
+        datetime(2026, 11, 20, 11, tzinfo=UTC))})
+    state.lock, state.detached, state.claim = asyncio.Lock(), False, "me/1"  # type: ignore[attr-defined]
+    with caplog.at_level(logging.ERROR):
+        plan = await merger._plan_next(state)  # type: ignore[arg-type]
+        assert plan is not None and [o.parts for o in plan.outputs] == [(ten_part,)]
+        state.marker = replace(state.marker, merge=None)
+        assert await merger._plan_next(state) is not None  # hour 10 again (not merged here)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and nine[1] in errors[0], errors

@@ -172,8 +172,9 @@ class S3Settings(BaseModel):
     )
     s3_gzip_level: int = Field(
         1, ge=0, le=3,
-        description="gzip level of NDJSON and CSV objects (igzip, 0-3). 1: about 18 times the speed of zlib's "
-        "level 6 for about 20% more bytes (measured with `python -m bench.codecs`).",
+        description="gzip level of NDJSON and CSV objects (igzip, 0-3). 1: about 18 times the "
+        "speed of zlib's level 6 for about 20% more bytes (measured with "
+        "`python -m bench.codecs`).",
     )
     s3_server_side_encryption: str | None = Field(
         None, description="`AES256` or `aws:kms` (server-side encryption of objects)."

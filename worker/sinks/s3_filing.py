@@ -18,6 +18,7 @@ instead of rendering the template for every event.
 from __future__ import annotations
 
 import asyncio
+import string
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,12 @@ from worker.sinks.s3_closing import StreamClock, is_late
 from worker.sinks.s3_formats import Part, PartFormat
 from worker.sinks.s3_keys import HourSlot, render_directory, resolve_template
 from worker.sinks.s3_markers import Marker
+
+
+def template_fields(template: str) -> set[str]:
+    """The names of the fields a key template uses (``{source_id:.8}`` names ``source_id``)."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
 
 # Directories remembered per filer: an hour's worth of sources and types, many times over.
 # Cleared when full (cheaper than an LRU on the hot path; refilled within one batch).
@@ -66,8 +73,9 @@ class PartFiler:
         # Hourly publication: hour parts of CSV have no header; the merged object gets one.
         self._with_header = with_header
         self._template = resolve_template(settings.s3_key_template)
-        self._by_source = "{source_id}" in self._template
-        self._by_type = "{event_type}" in self._template
+        fields = template_fields(self._template)
+        self._by_source = "source_id" in fields
+        self._by_type = "event_type" in fields
         self._stamp_field = ("received_at" if settings.s3_time_field == S3TimeField.RECEIVED_AT
                              else "timestamp")
         self._window = EventTimeWindow(settings.event_time_max_past,

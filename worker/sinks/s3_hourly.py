@@ -126,6 +126,7 @@ class HourlyMerger:
         self._lose = lose
         # (partition, hour, directory) -> (its hour parts when last seen, since when).
         self._seen: dict[tuple[PartitionKey, str, str], tuple[tuple[str, ...], float]] = {}
+        self._missing: set[str] = set()  # hour parts reported missing (logged once each)
         self.objects_merged = 0
         self.parts_merged = 0
 
@@ -150,11 +151,12 @@ class HourlyMerger:
 
     async def merge_partition(self, state: PartitionState) -> None:
         """Finish the partition's merge under way, then merge each due (hour, directory)."""
-        if state.marker.merge is not None:
-            await self._complete(state, state.marker.merge)
+        if state.marker.merge is not None and not await self._complete(state, state.marker.merge):
+            return  # a part is missing: tried again at the next tick, not in a loop
         while (plan := await self._plan_next(state)) is not None:
             kill_point("merge-planned")
-            await self._complete(state, plan)
+            if not await self._complete(state, plan):
+                return
 
     async def _plan_next(self, state: PartitionState) -> MergePlan | None:
         """Commit the plan of the next due (hour, directory) in the marker, if one is due."""
@@ -163,16 +165,24 @@ class HourlyMerger:
         async with state.lock:
             if state.detached:
                 raise _Detached
-            due = self._due(state, time.time(), time.monotonic())
-            if not due:
+            for hour, directory, keys in self._due(state, time.time(), time.monotonic()):
+                sizes = [(key, await self._size(key)) for key in keys]
+                missing = [key for key, size in sizes if size is None]
+                if missing:
+                    # Removed behind our back (an operator, a lifecycle rule), or merged by the
+                    # partition's next owner while our marker is stale: never plan around it;
+                    # the partition's other hours still merge.
+                    self._report_missing(state, missing)
+                    continue
+                del self._seen[(state.key, hour, directory)]
+                header = "" if is_parquet(keys[0]) else self.header
+                plan = MergePlan(plan_outputs(directory, [(k, s or 0) for k, s in sizes],
+                                              self.target_bytes,
+                                              len(gzip_header(header))), header)
+                await self._write_marker(state, replace(state.marker, merge=plan))
+                break
+            else:
                 return None
-            hour, directory, keys = due[0]
-            del self._seen[(state.key, hour, directory)]
-            sizes = [(key, await self._size(key)) for key in keys]
-            header = "" if is_parquet(keys[0]) else self.header
-            plan = MergePlan(plan_outputs(directory, sizes, self.target_bytes,
-                                          len(gzip_header(header))), header)
-            await self._write_marker(state, replace(state.marker, merge=plan))
         log.info("%s[%d]: merging %d parts of hour %s into %d object(s)", *state.key,
                  len(keys), hour, len(plan.outputs))
         return plan
@@ -203,8 +213,17 @@ class HourlyMerger:
 
     # --- doing it -------------------------------------------------------------------------
 
-    async def _complete(self, state: PartitionState, plan: MergePlan) -> None:
-        """Steps 2 and 3 of a committed plan, from wherever they stopped."""
+    def _report_missing(self, state: PartitionState, keys: list[str]) -> None:
+        """Log a missing hour part once (the merge check runs every second)."""
+        new = [key for key in keys if key not in self._missing]
+        if new:
+            self._missing.update(new)
+            log.error("%s[%d]: hour parts listed in the marker are missing from the bucket (%s); "
+                      "their hour is not merged", *state.key, ", ".join(new[:3]))
+
+    async def _complete(self, state: PartitionState, plan: MergePlan) -> bool:
+        """Steps 2 and 3 of a committed plan, from wherever they stopped; False if a part is
+        missing (the plan waits)."""
         objects = self.objects
         for output in plan.outputs:
             if state.detached:
@@ -215,9 +234,8 @@ class HourlyMerger:
                 if state.detached or await objects.retrying("check object", objects.exists,
                                                             output.key):
                     raise _Detached  # the partition's next owner got there first
-                log.error("%s[%d]: an hour part of %s is missing; the merge waits", *state.key,
-                          output.key)
-                return
+                self._report_missing(state, [f"a part of {output.key}"])
+                return False
             kill_point("merge-output-uploaded")
         for number, part in enumerate(plan.parts):
             await objects.retrying("delete merged part", objects.delete, part)
@@ -237,6 +255,7 @@ class HourlyMerger:
             log.info("merged %d hour parts into %s", len(output.parts), output.key,
                      extra={"object_key": output.key, "topic": state.key[0],
                             "partition": state.key[1]})
+        return True
 
     async def _build_and_upload(self, output: MergeOutput, header: str) -> bool:
         """Build one output in the spool and upload it; False if a part is missing."""
@@ -283,12 +302,20 @@ class HourlyMerger:
                     out.write(chunk)
         return True
 
-    async def _size(self, key: str) -> int:
-        async def head() -> int:
-            answer = await self.objects.client.head_object(Bucket=self.objects.bucket, Key=key)
+    async def _size(self, key: str) -> int | None:
+        """The object's size; None if it does not exist (a 404 is an answer, not a fault)."""
+        async def head() -> int | None:
+            try:
+                answer = await self.objects.client.head_object(Bucket=self.objects.bucket,
+                                                               Key=key)
+            except ClientError as error:
+                if status_of(error) == 404:
+                    return None
+                raise
             return int(answer["ContentLength"])
 
-        return int(await self.objects.retrying("check object", head))
+        size = await self.objects.retrying("check object", head)
+        return None if size is None else int(size)
 
     async def _write_marker(self, state: PartitionState, marker: Marker) -> None:
         where = marker_key(self.prefix, *state.key)

@@ -102,7 +102,7 @@ def merge_parquet(parts: Sequence[Path], out: Path) -> None:
             source = pq.ParquetFile(path)
             if writer is None:
                 metadata = source.metadata
-                compression = (metadata.row_group(0).column(0).compression.lower()
+                compression = (_writer_codec(metadata.row_group(0).column(0).compression)
                                if metadata.num_row_groups and metadata.num_columns else "zstd")
                 writer = pq.ParquetWriter(out, source.schema_arrow, compression=compression)
             for index in range(source.num_row_groups):
@@ -111,3 +111,12 @@ def merge_parquet(parts: Sequence[Path], out: Path) -> None:
     finally:
         if writer is not None:
             writer.close()
+
+
+# Codec names as Parquet metadata reports them, where pyarrow's writer names them otherwise.
+_WRITER_CODECS = {"UNCOMPRESSED": "none", "LZ4_RAW": "lz4"}
+
+
+def _writer_codec(reported: str) -> str:
+    """The ParquetWriter `compression` of a column chunk's reported codec."""
+    return _WRITER_CODECS.get(reported.upper(), reported.lower())

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from worker.config import Settings
 from worker.errors import SinkRejected
+from worker.records import Event
 from worker.sinks.base import SinkFailure, SinkOutcomes
 from worker.sinks.s3_concurrency import ByteBudget, gather_bounded
 from worker.sinks.s3_filing import PartitionState
@@ -44,6 +45,16 @@ class S3SinkStats:
     request_failures: int = 0
     upload_seconds: float = 0.0
 
+
+
+class DeadLettersUnsettled(Exception):
+    """Events S3 rejected could not be dead-lettered: the flush must not be committed."""
+
+
+def _settled(event: Event, sink: str) -> bool:
+    """True once the event's share for `sink` has an outcome in a live ticket."""
+    ticket = event.ticket
+    return ticket is None or (not ticket.cancelled and not ticket.is_pending((event.ordinal, sink)))
 
 
 class Publication:
@@ -99,6 +110,15 @@ class Publication:
             # leave them neither in S3 nor in the dead-letter topic.
             self.stats.dead_lettered += len(rejected)
             await self.outcomes.failed(self._name, rejected)
+            # A dead letter may also be held instead (the dead-letter limit tripped) and its
+            # partition revoked meanwhile: then its event is in neither place, and the marker
+            # must not move past it, or the next owner would skip it as written.
+            unsettled = [failure.event for failure in rejected
+                         if not _settled(failure.event, self._name)]
+            if unsettled:
+                raise DeadLettersUnsettled(
+                    f"{len(unsettled)} events S3 rejected were not dead-lettered (first at "
+                    f"offset {unsettled[0].position.offset}): the partition is consumed again")
         finals = [final for _, final, _ in staged]
         stagings = [staging for _, _, staging in staged]
         # The commit point: from here on, whoever owns the partition publishes these parts.
