@@ -274,3 +274,17 @@ async def test_the_client_parses_answers_with_orjson() -> None:
         assert isinstance(serializer, OrjsonSerializer)
     finally:
         await client.close()
+
+
+def test_a_worker_loads_elasticsearch_py_without_pyarrow() -> None:
+    # elasticsearch-py imports pyarrow when it is installed (25 MiB per worker, unused unless
+    # the S3 format is Parquet): worker.sinks.elasticsearch_import hides it for that import.
+    import subprocess
+    import sys
+
+    code = ("import sys, worker.app, worker.cli, worker.sinks.elasticsearch\n"
+            "assert 'pyarrow' not in sys.modules, 'pyarrow was imported'\n"
+            "import pyarrow\n")  # and it is still there for the Parquet format
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
