@@ -13,7 +13,6 @@ of the row group still in memory.
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 from worker.parquet_schema import SCHEMA, record_batch
 from worker.records import Event
 from worker.sinks.s3_keys import HourSlot
+from worker.sinks.s3_parts import PartHolding
 
 # Documents are converted to Arrow a batch at a time: large enough for pyarrow's per-call cost
 # not to matter (about 3 µs an event at 1000), small enough to hold little (by their JSON size).
@@ -56,18 +56,12 @@ class ParquetFormat:
                            self._compression, self._row_group_bytes)
 
 
-class ParquetPart:
+class ParquetPart(PartHolding):
     """A Parquet part being filled (the ``worker.sinks.s3_formats.Part`` interface)."""
 
     def __init__(self, path: Path, directory: str, slot: HourSlot, compression: str,
                  row_group_bytes: int) -> None:
-        self.path = path
-        self.directory = directory
-        self.slot = slot
-        self.opened_at = time.monotonic()
-        self.first_offset: int | None = None
-        self.last_offset = -1
-        self.events: list[Event] = []
+        super().__init__(path, directory, slot)
         self._row_group_bytes = row_group_bytes
         self._file = pa.OSFile(str(path), "wb")
         self._writer = pq.ParquetWriter(self._file, SCHEMA, compression=compression)
@@ -84,13 +78,7 @@ class ParquetPart:
             self._document_bytes += len(item.encoded)
         if len(self._documents) >= CONVERT_ROWS or self._document_bytes >= CONVERT_BYTES:
             self._convert()
-        for event in events:
-            offset = event.position.offset
-            if self.first_offset is None or offset < self.first_offset:
-                self.first_offset = offset
-            if offset > self.last_offset:
-                self.last_offset = offset
-        self.events.extend(events)
+        self._hold(events)
 
     def _convert(self) -> None:
         if self._documents:

@@ -76,11 +76,11 @@ def _cell(value: Any) -> str:
 BUFFER_BYTES = 256 * 1024
 
 
-class OpenPart:
-    """A part being filled: its spool file, its hour, the offsets and events it holds."""
+class PartHolding:
+    """What every part keeps whatever its format: its spool file, directory and hour, the
+    events it holds (their bookkeeping, for acknowledgement) and the range of their offsets."""
 
-    def __init__(self, path: Path, directory: str, slot: HourSlot, level: int,
-                 header: bytes = b"") -> None:
+    def __init__(self, path: Path, directory: str, slot: HourSlot) -> None:
         self.path = path
         self.directory = directory
         self.slot = slot
@@ -88,6 +88,26 @@ class OpenPart:
         self.first_offset: int | None = None
         self.last_offset = -1
         self.events: list[Event] = []
+
+    def _hold(self, events: list[Event]) -> None:
+        """Keep these events and widen the offset range to theirs (one pass per batch)."""
+        if not events:
+            return
+        offsets = [event.record.position.offset for event in events]
+        low, high = min(offsets), max(offsets)
+        if self.first_offset is None or low < self.first_offset:
+            self.first_offset = low
+        if high > self.last_offset:
+            self.last_offset = high
+        self.events.extend(events)
+
+
+class OpenPart(PartHolding):
+    """A gzip NDJSON or CSV part being filled (the ``worker.sinks.s3_formats.Part`` interface)."""
+
+    def __init__(self, path: Path, directory: str, slot: HourSlot, level: int,
+                 header: bytes = b"") -> None:
+        super().__init__(path, directory, slot)
         self._raw = path.open("wb")
         self._gzip = GzipWriter(self._raw, level)
         self._lines: list[bytes] = [header] if header else []
@@ -102,13 +122,7 @@ class OpenPart:
         self._buffered += sum(map(len, lines))
         if self._buffered >= BUFFER_BYTES:
             self._compress()
-        for event in events:
-            offset = event.position.offset
-            if self.first_offset is None or offset < self.first_offset:
-                self.first_offset = offset
-            if offset > self.last_offset:
-                self.last_offset = offset
-        self.events.extend(events)
+        self._hold(events)
 
     def _compress(self) -> None:
         if self._lines:
