@@ -13,7 +13,11 @@ from aiokafka import AIOKafkaProducer
 from worker.config import Settings
 from worker.sinks.s3 import make_client_context
 
-BASE_HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
+# Two days ago, so that the events' own times lie inside the accepted event-time window
+# (SLUICE_EVENT_TIME_MAX_PAST) whenever the tests run: outside it they would be filed by their
+# Kafka timestamp instead.
+BASE_HOUR = (datetime.now(UTC) - timedelta(days=2)).replace(hour=9, minute=0, second=0,
+                                                            microsecond=0)
 
 
 def events_over_hours(count: int, hours: int = 3) -> tuple[list[bytes], Counter[str]]:

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psutil
 import pytest
 
@@ -61,13 +62,30 @@ async def test_memory_stays_flat_while_a_200_mb_part_is_written(
         "s3_part_max_events": 10_000_000, "s3_max_buffered_events": 10_000_000,
         "s3_part_max_age": 3600.0, "s3_hour_close_grace": 10**7,
     })
+    rss, written, offset = await fill_one_part(settings)
+
+    async with make_client_context(settings) as client:
+        listing = await client.list_objects_v2(Bucket=settings.s3_bucket, Prefix="year=")
+    (part,) = listing["Contents"]
+    assert part["Size"] >= PART_BYTES
+    growth = rss.peak - rss.start
+    print(f"\n{written / 2**20:.0f} MiB of documents, part {part['Size'] / 2**20:.0f} MiB, "
+          f"{offset} events, RSS {rss.start / 2**20:.0f} -> peak {rss.peak / 2**20:.0f} MiB "
+          f"(+{growth / 2**20:.0f} MiB)")
+    assert growth < 64 * 1024 * 1024, f"RSS grew by {growth / 2**20:.0f} MiB"
+
+
+async def fill_one_part(settings: Settings) -> tuple[_PeakRss, int, int]:
+    """Write ~16 KiB events of one partition until the sink has uploaded one part (of
+    PART_BYTES); returns the resident-memory samples, the bytes of documents and the events."""
     await preflight(settings)
     outcomes = _Outcomes()
     sink = S3Sink(outcomes, settings)  # type: ignore[arg-type]
     await sink.start()
     topic = settings.source_topic
     sink.assign([(topic, 0)])
-    # Hex of random bytes: gzip gets it to about half, so ~400 MB of documents fill the part.
+    # Hex of random bytes: compression gets it to about half, so ~400 MB of documents fill
+    # the part.
     blob_size = 16 * 1024
     written = 0
     offset = 0
@@ -79,18 +97,11 @@ async def test_memory_stays_flat_while_a_200_mb_part_is_written(
                             "timestamp": "2026-11-20T10:00:00.000Z",
                             "received_at": "2026-11-20T10:00:00.000Z",
                             "properties": {"blob": os.urandom(blob_size // 2).hex()}}
-                await sink.write([Event(f"e-{offset}", document, record)])
+                # Encoded as the pipeline encodes every event (Parquet sizes batches by it).
+                await sink.write([Event(f"e-{offset}", document, record,
+                                        encoded=orjson.dumps(document))])
                 written += blob_size
                 offset += 1
     finally:
         await sink.stop()
-
-    async with make_client_context(settings) as client:
-        listing = await client.list_objects_v2(Bucket=settings.s3_bucket, Prefix="year=")
-    (part,) = listing["Contents"]
-    assert part["Size"] >= PART_BYTES
-    growth = rss.peak - rss.start
-    print(f"\n{written / 2**20:.0f} MiB of documents, part {part['Size'] / 2**20:.0f} MiB, "
-          f"{offset} events, RSS {rss.start / 2**20:.0f} -> peak {rss.peak / 2**20:.0f} MiB "
-          f"(+{growth / 2**20:.0f} MiB)")
-    assert growth < 64 * 1024 * 1024, f"RSS grew by {growth / 2**20:.0f} MiB"
+    return rss, written, offset

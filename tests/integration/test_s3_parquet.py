@@ -10,12 +10,13 @@ their types, and a query reaches into ``properties``; a replay writes no object 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 
+from tests.e2e.hourly import BASE_HOUR
 from tests.e2e.processes import wait_for_no_lag
 from tests.integration.test_s3_sink import _duckdb_on_the_bucket, _objects, _produce, _run_worker
 from worker.catalog import CatalogEntry, publish_entries
@@ -25,7 +26,6 @@ from worker.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
-BASE_HOUR = datetime(2026, 11, 20, 9, tzinfo=UTC)
 PLANS = {"key-acme": "Gold", "key-globex": "Free", "key-unknown": None}
 
 

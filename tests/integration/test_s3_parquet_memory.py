@@ -7,17 +7,14 @@ and one row group of Arrow data are held per open part, never the part.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from tests.integration.test_s3_memory import PART_BYTES, _Outcomes, _PeakRss
+from tests.integration.test_s3_memory import PART_BYTES, fill_one_part
 from worker.config import Settings
-from worker.records import Event, KafkaPosition, SourceRecord
-from worker.sinks.s3 import S3Sink, make_client_context, preflight
+from worker.sinks.s3 import make_client_context
 
 pytestmark = pytest.mark.integration
 
@@ -30,31 +27,7 @@ async def test_memory_stays_flat_while_a_200_mb_parquet_part_is_written(
         "s3_part_max_events": 10_000_000, "s3_max_buffered_events": 10_000_000,
         "s3_part_max_age": 3600.0, "s3_hour_close_grace": 10**7,
     })
-    await preflight(settings)
-    outcomes = _Outcomes()
-    sink = S3Sink(outcomes, settings)  # type: ignore[arg-type]
-    await sink.start()
-    topic = settings.source_topic
-    sink.assign([(topic, 0)])
-    # Hex of random bytes: zstd gets it to about half, so ~400 MB of documents fill the part.
-    blob_size = 16 * 1024
-    written = 0
-    offset = 0
-    try:
-        with _PeakRss() as rss:
-            while outcomes.delivered_count == 0:
-                record = SourceRecord(None, b"", KafkaPosition(topic, 0, offset))
-                document = {"event_id": f"e-{offset}", "type": "track",
-                            "timestamp": "2026-11-20T10:00:00.000Z",
-                            "received_at": "2026-11-20T10:00:00.000Z",
-                            "properties": {"blob": os.urandom(blob_size // 2).hex()}}
-                # Encoded as the pipeline encodes every event (the part sizes batches by it).
-                await sink.write([Event(f"e-{offset}", document, record,
-                                        encoded=orjson.dumps(document))])
-                written += blob_size
-                offset += 1
-    finally:
-        await sink.stop()
+    rss, written, offset = await fill_one_part(settings)
 
     async with make_client_context(settings) as client:
         listing = await client.list_objects_v2(Bucket=settings.s3_bucket, Prefix="year=")

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
-from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
+from tests.e2e.hourly import events_over_hours
+from tests.e2e.hourly import produce as _produce
+from tests.e2e.hourly import read_objects as _objects
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.records import Event, KafkaPosition, SourceRecord
@@ -23,47 +22,6 @@ from worker.sinks.s3_markers import Marker, MarkerStore, Pending
 from worker.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
-
-# Two days ago, so that the events' own times lie inside the accepted event-time window
-# (SLUICE_EVENT_TIME_MAX_PAST) whenever the test runs.
-BASE_HOUR = (datetime.now(UTC) - timedelta(days=2)).replace(hour=9, minute=0, second=0,
-                                                            microsecond=0)
-
-
-def _events_over_three_hours(count: int) -> tuple[list[bytes], Counter[str]]:
-    """Segment events whose timestamps spread over three hours; expected count per hour."""
-    values, per_hour = [], Counter()
-    for index in range(count):
-        moment = BASE_HOUR + timedelta(seconds=(index * 10_799) // count)
-        event = {"type": "track", "event": "Viewed", "userId": f"u{index % 50}",
-                 "messageId": f"m-{index}", "timestamp": moment.isoformat(),
-                 "properties": {"index": index}}
-        values.append(orjson.dumps(event))
-        per_hour[f"{moment.hour:02d}"] += 1
-    return values, per_hour
-
-
-async def _produce(settings: Settings, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list, linger_ms=5)
-    await producer.start()
-    try:
-        futures = [await producer.send(settings.source_topic, value=v) for v in values]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-async def _objects(settings: Settings, prefix: str) -> dict[str, bytes]:
-    objects = {}
-    async with make_client_context(settings) as client:
-        paginator = client.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=settings.s3_bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                response = await client.get_object(Bucket=settings.s3_bucket, Key=item["Key"])
-                async with response["Body"] as body:
-                    objects[item["Key"]] = await body.read()
-    return objects
-
 
 def _duckdb_on_the_bucket(settings: Settings) -> duckdb.DuckDBPyConnection:
     """DuckDB with httpfs (from the duckdb-ext-httpfs package) and the bucket's credentials,
@@ -92,7 +50,7 @@ async def test_events_land_in_hourly_parts_once_and_a_replay_writes_nothing_new(
     s3_settings: Settings, tmp_path: Path
 ) -> None:
     await ensure_topics(s3_settings)
-    values, per_hour = _events_over_three_hours(3000)
+    values, per_hour = events_over_hours(3000)
     await _produce(s3_settings, values)
     worker = _run_worker(s3_settings, tmp_path, "first")
     await wait_for_no_lag(s3_settings, worker)
