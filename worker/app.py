@@ -28,6 +28,7 @@ from worker.config import Settings, SinkName
 from worker.deadletter import DeadLetterPublisher
 from worker.faust_batch_agent import AgentRoute
 from worker.faust_batches import BatchConsumer
+from worker.fetch_pacing import pace_empty_fetches
 from worker.gc_tuning import tune_for_throughput
 from worker.kafka_connection import faust_credentials
 from worker.metrics import SluiceCollector
@@ -50,10 +51,13 @@ def broker_urls(settings: Settings) -> list[str]:
 
 
 class SluiceConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    """Faust's consumer thread, with two fixes to how its aiokafka consumer finds its place.
+    """Faust's consumer thread, with two fixes to how its aiokafka consumer finds its place,
+    and paced empty fetches.
 
     - A commit answered ILLEGAL_GENERATION keeps the member id (`keep_member_id_on_commit_errors`).
     - Seeking to the committed offsets also rewinds partitions that were never committed.
+    - A broker that answers empty fetches at once is not asked again at once
+      (`worker.fetch_pacing`): the spin would take the GIL from the pipeline.
     """
 
     async def on_start(self) -> None:
@@ -61,6 +65,9 @@ class SluiceConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         coordinator = getattr(self._consumer, "_coordinator", None)
         if coordinator is not None:
             keep_member_id_on_commit_errors(coordinator)
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        if fetcher is not None:
+            pace_empty_fetches(fetcher)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """Seek every assigned partition to its committed offset, or to its first record when

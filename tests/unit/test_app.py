@@ -147,3 +147,21 @@ async def test_readiness_names_a_tripped_dead_letter_limit_and_a_failing_catalog
     problems = await app.readiness()
     assert "SLUICE_DEAD_LETTER_LIMIT_RATIO" in problems["dead_letters"]
     assert "RuntimeError: boom" in problems["catalog"]
+
+
+async def test_the_consumer_thread_paces_the_empty_fetches_of_its_consumer(monkeypatch) -> None:
+    from faust.transport.drivers import aiokafka as aiokafka_driver
+
+    async def original_fetch(assignment, node_id, request) -> bool:  # noqa: ANN001
+        return False
+
+    fetcher = SimpleNamespace(_proc_fetch_request=original_fetch)
+
+    async def start_consumer(self) -> None:  # noqa: ANN001
+        self._consumer = SimpleNamespace(_fetcher=fetcher)
+
+    monkeypatch.setattr(aiokafka_driver.AIOKafkaConsumerThread, "on_start", start_consumer)
+    thread = SluiceConsumerThread.__new__(SluiceConsumerThread)
+    await SluiceConsumerThread.on_start(thread)
+    assert fetcher._proc_fetch_request is not original_fetch
+    assert fetcher._proc_fetch_request.__qualname__.startswith("pace_empty_fetches")

@@ -198,3 +198,22 @@ def test_the_commit_loop_is_a_service_task_replaced_by_name() -> None:
     ours = BatchConsumer._tasks[BatchConsumer._get_class_id()]
     assert "_commit_handler" in ours
     assert BatchConsumer._commit_handler is BatchConsumer.__dict__["_commit_handler"]
+
+
+def test_the_fetch_loop_calls_the_fetch_request_through_the_instance() -> None:
+    # worker.fetch_pacing replaces _proc_fetch_request on the fetcher instance; aiokafka's fetch
+    # loop must look it up there per request, and it must return whether records arrived.
+    from aiokafka.consumer.consumer import AIOKafkaConsumer
+    from aiokafka.consumer.fetcher import Fetcher
+
+    assert params(Fetcher._proc_fetch_request) == ["self", "assignment", "node_id", "request"]
+    assert "self._proc_fetch_request(assignment, node_id, request)" in source(
+        Fetcher._fetch_requests_routine)
+    assert "return needs_wakeup" in source(Fetcher._proc_fetch_request)
+    # Cancelled fetch tasks answer False: the fetcher's close() awaits them without a guard.
+    assert "except asyncio.CancelledError:" in source(Fetcher._proc_fetch_request)
+    assert "x.cancel()\n            await x" in source(Fetcher.close)
+    # One fetch per broker at a time: a paced fetch holds its broker's slot.
+    assert "elif node_id in self._in_flight:" in source(Fetcher._get_actions_per_node)
+    # The consumer thread finds the fetcher on the started aiokafka consumer.
+    assert "self._fetcher = Fetcher(" in source(AIOKafkaConsumer.start)

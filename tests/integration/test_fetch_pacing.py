@@ -1,0 +1,75 @@
+"""On the real broker: a caught-up consumer's fetches are paced, and records still arrive.
+
+The local stack's broker answers an empty fetch at once, whatever ``fetch_max_wait_ms`` says;
+without pacing one idle aiokafka consumer sent it thousands of fetches a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tests.conftest import unique_name
+from worker.fetch_pacing import EMPTY_FETCH_PAUSE, pace_empty_fetches
+
+pytestmark = pytest.mark.integration
+
+BOOTSTRAP = "127.0.0.1:9092"
+IDLE_SECONDS = 1.0
+
+
+async def _count_fetches(consumer: AIOKafkaConsumer) -> list[float]:
+    """Record the time of every fetch request the consumer's fetcher makes."""
+    fetcher = consumer._fetcher
+    fetch = fetcher._proc_fetch_request
+    times: list[float] = []
+
+    async def counted(assignment: Any, node_id: int, request: Any) -> bool:
+        times.append(time.monotonic())
+        return await fetch(assignment, node_id, request)
+
+    fetcher._proc_fetch_request = counted
+    return times
+
+
+async def test_an_idle_consumer_fetches_at_most_once_per_pause_and_still_gets_records(
+    stack: Any, request: pytest.FixtureRequest
+) -> None:
+    topic = unique_name(request)
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 2, 1)])
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, group_id=topic,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=1500)
+    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
+    await producer.start()
+    try:
+        fetches = await _count_fetches(consumer)
+        pace_empty_fetches(consumer._fetcher)
+        await consumer.getmany(timeout_ms=500)  # joined, assigned, caught up
+        fetches.clear()
+        await asyncio.sleep(IDLE_SECONDS)
+        idle_fetches = len(fetches)
+
+        await producer.send_and_wait(topic, b"after the idle second", partition=1)
+        received: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                received.extend(record.value for record in records)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    # The slack covers a fetch in flight at each end of the idle second.
+    assert idle_fetches <= IDLE_SECONDS / EMPTY_FETCH_PAUSE + 3, idle_fetches
+    assert received == [b"after the idle second"]
