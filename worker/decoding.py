@@ -52,7 +52,7 @@ class EventKind(StrEnum):
     ACCESS_LOG = "access_log"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see worker.records.KafkaPosition
 class RawEvent:
     """One event object as decoded, before validation and normalisation."""
 
@@ -122,7 +122,8 @@ def _classify(obj: dict[str, Any], outer_form: InputForm | None) -> DecodedRecor
         )
     own_form = InputForm.ACCESS_LOG if kind is EventKind.ACCESS_LOG else InputForm.SEGMENT
     form = outer_form or own_form
-    return DecodedRecord(events=[RawEvent(kind, form, obj)])
+    # Both lists given: a default_factory call per field made this the dearer half.
+    return DecodedRecord([RawEvent(kind, form, obj)], [])
 
 
 def _event_kind(obj: dict[str, Any]) -> EventKind | None:

@@ -57,14 +57,12 @@ def normalize(raw: RawEvent, record: SourceRecord) -> tuple[str, dict[str, Any]]
     )
     document["event_id"] = event_id
     document["input_format"] = raw.form.value
-    document["kafka"] = _drop_none(
-        {
-            "topic": record.position.topic,
-            "partition": record.position.partition,
-            "offset": record.position.offset,
-            "batch_index": raw.batch_index,
-        }
-    )
+    position = record.position
+    kafka = document["kafka"] = {
+        "topic": position.topic, "partition": position.partition, "offset": position.offset,
+    }
+    if raw.batch_index is not None:
+        kafka["batch_index"] = raw.batch_index
     return event_id, document
 
 

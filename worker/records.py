@@ -15,7 +15,11 @@ DLQ_HEADER_PREFIX = "sluice."
 REPLAY_EVENT_ID_HEADER = f"{DLQ_HEADER_PREFIX}replay.event_id"
 
 
-@dataclass(frozen=True, slots=True)
+# The records made once per consumed record (KafkaPosition, SourceRecord, and
+# worker.decoding.RawEvent) are not frozen: a frozen dataclass sets each field through
+# object.__setattr__, which made creating them 3-4 times as dear (0.4-0.6 µs each, over 1 µs a
+# record). Nothing assigns to them after creation; unsafe_hash keeps them hashable by value.
+@dataclass(slots=True, unsafe_hash=True)
 class KafkaPosition:
     """Where a record sits in Kafka."""
 
@@ -24,7 +28,7 @@ class KafkaPosition:
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class SourceRecord:
     """A record of the source topic, exactly as consumed (bytes untouched)."""
 
