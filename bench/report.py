@@ -59,9 +59,18 @@ def rows(results: list[Result]) -> list[dict[str, Any]]:
             "dead_letters": result.dead_letters,
             "s3_bytes_per_event": (round(result.s3_bytes / result.events, 1)
                                    if result.s3_bytes and result.events else None),
-            "note": result.scenario.note,
+            "runs": [round(rate) for rate in result.rates] or [round(result.events_per_second)],
+            "note": _note(result),
         })
     return table
+
+
+def _note(result: Result) -> str:
+    if len(result.rates) < 2:
+        return result.scenario.note
+    spread = (f"median of {len(result.rates)} runs "
+              f"({min(result.rates):,.0f}–{max(result.rates):,.0f} events/s)")
+    return f"{spread}; {result.scenario.note}" if result.scenario.note else spread
 
 
 def git_commit(repo: Path) -> str | None:

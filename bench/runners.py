@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,11 @@ class Scenario:
     # Sluice only: once every record is consumed, stop the workers with SIGTERM and time the
     # drain (for parts that would otherwise stay open until their age limit).
     drain_at_end: bool = False
+    # How often the scenario is measured; the table shows the median run. Runs of a few
+    # seconds whose last flush waits for a part's age or a checkpoint move with the machine.
+    runs: int = 1
+    # Which of those runs this is (each runs from fresh consumer groups, prefixes, indices).
+    attempt: int = 0
 
 
 @dataclass
@@ -67,6 +72,8 @@ class Result:
     delivered: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
     s3_bytes: int = 0  # object bytes Sluice's S3 sink uploaded (its metric)
+    # events/s of every run of the scenario, in the order measured (see `median_run`)
+    rates: tuple[float, ...] = ()
 
     @property
     def events_per_second(self) -> float:
@@ -86,7 +93,20 @@ class BenchContext:
     null_elasticsearch_url: str
 
     def slug(self, scenario: Scenario) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", f"{self.run_id}-{scenario.name}".lower()).strip("-")
+        name = f"{self.run_id}-{scenario.name}"
+        if scenario.attempt:
+            name += f"-run{scenario.attempt + 1}"
+        return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def median_run(results: list[Result]) -> Result:
+    """The run with the median throughput (the lower middle one of an even count), carrying the
+    throughput of every run."""
+    if not results:
+        raise ValueError("no runs to choose from")
+    ranked = sorted(results, key=lambda result: result.events_per_second)
+    chosen = ranked[(len(ranked) - 1) // 2]
+    return replace(chosen, rates=tuple(result.events_per_second for result in results))
 
 
 def free_port() -> int:
