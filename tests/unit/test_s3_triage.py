@@ -1,5 +1,6 @@
 """S3 errors sorted by who must act: retried, paused with the setting to fix, or dead-lettered."""
 
+import asyncio
 import logging
 
 import pytest
@@ -89,3 +90,51 @@ async def test_only_an_error_about_the_object_itself_is_a_rejection() -> None:
     # Not for a marker or a copy: there the content is Sluice's own, retried.
     assert await objects.retrying("write marker", _Refusing(_error("EntityTooLarge", 400)).upload
                                   ) == "stored"
+
+
+class _AlwaysRefusing:
+    """Refuses every call with a configuration fault; `refused` is set at the first."""
+
+    def __init__(self) -> None:
+        self.refused = asyncio.Event()
+
+    async def upload(self) -> str:
+        self.refused.set()
+        raise _error("InvalidStorageClass", 400)
+
+
+async def test_a_fault_goes_with_its_call_when_the_call_is_cancelled() -> None:
+    # A revocation cancels the retries of a refused upload; no call of that kind may come again
+    # (the partition went to another worker), so a fault kept after it would leave the worker
+    # reporting unready for good.
+    objects = _objects()
+    refusing = _AlwaysRefusing()
+    task = asyncio.ensure_future(objects.retrying("upload x", refusing.upload, permanent_4xx=True))
+    await refusing.refused.wait()
+    assert "SLUICE_S3_STORAGE_CLASS" in objects.faults["upload"]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert objects.faults == {}
+
+
+async def test_a_fault_stays_while_another_call_of_its_kind_still_meets_it() -> None:
+    objects = _objects()
+    refusing_a, refusing_b = _AlwaysRefusing(), _AlwaysRefusing()
+    first = asyncio.ensure_future(objects.retrying("upload a", refusing_a.upload))
+    second = asyncio.ensure_future(objects.retrying("upload b", refusing_b.upload))
+    await refusing_a.refused.wait()
+    await refusing_b.refused.wait()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    # A marker write that succeeds is another kind of call: it does not clear the upload's fault.
+    async def put_object() -> str:
+        return "stored"
+
+    assert await objects.retrying("write marker", put_object) == "stored"
+    assert "SLUICE_S3_STORAGE_CLASS" in objects.faults["upload"]
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert objects.faults == {}

@@ -6,7 +6,8 @@ raises ``Rejected`` when the caller says the request's content may be at fault (
 upload), and its events are dead-lettered. A configuration fault (a storage class, a KMS key,
 a bucket policy, a deleted bucket) pauses the sink: it is retried like a transient failure,
 logged once per change, and held in ``faults`` (what the sink's readiness check reports, with
-the setting to fix) until the same kind of call succeeds again.
+the setting to fix) while a call that met it is still retrying: until that call succeeds, or
+ends otherwise (cancelled by a revocation or the drain).
 """
 
 from __future__ import annotations
@@ -56,13 +57,33 @@ class S3Objects:
         self.multipart_threshold = multipart_threshold
         self.multipart_chunk_bytes = multipart_chunk_bytes
         self._on_failure = on_failure
-        # Configuration faults by kind of call (upload, copy, write, …): each is cleared only
-        # when a call of its kind succeeds, so a marker write does not hide a refused upload.
-        self.faults: dict[str, str] = {}
+        # The configuration fault each call still retrying has met, by call: a fault goes when
+        # its call succeeds or ends otherwise (cancelled by a revocation, ownership lost), so
+        # the readiness check never reports a fault nothing waits on any more, and a marker
+        # write that succeeds does not hide an upload still refused.
+        self._faults_by_call: dict[object, tuple[str, str]] = {}
+
+    @property
+    def faults(self) -> dict[str, str]:
+        """The configuration faults S3 calls are retrying on now, by kind of call (upload,
+        copy, write, …)."""
+        return {kind: fault for kind, fault in self._faults_by_call.values()}
 
     async def retrying(self, what: str, call: Callable[..., Awaitable[Any]], *arguments: Any,
                        permanent_4xx: bool = False) -> Any:
         """Run an S3 call until it succeeds; transient failures are retried without limit."""
+        token = object()
+        try:
+            return await self._retry(token, what, call, arguments, permanent_4xx)
+        finally:
+            held = self._faults_by_call.pop(token, None)
+            if held is not None and held[0] not in self.faults:
+                # Cancelled (a revocation, the drain) or handed on: nothing waits on it now.
+                log.info("S3: no %s is retried after %s any more", held[0],
+                         held[1].split(";")[0])
+
+    async def _retry(self, token: object, what: str, call: Callable[..., Awaitable[Any]],
+                     arguments: tuple[Any, ...], permanent_4xx: bool) -> Any:
         attempt = 0
         kind = getattr(call, "__name__", "call")
         while True:
@@ -80,28 +101,30 @@ class S3Objects:
                                    f"{message}") from error
                 failure = f"{code} ({status})"
                 if verdict.triage is not Triage.TRANSIENT:
-                    self._report_fault(kind, f"S3 refused to {kind}: {code} ({status}) "
-                                             f"{message}".rstrip() + f"; check {verdict.fix}")
+                    self._report_fault(token, kind, f"S3 refused to {kind}: {code} ({status}) "
+                                       f"{message}".rstrip() + f"; check {verdict.fix}")
             except BotoCoreError as error:  # connection trouble; local file errors are not retried
                 failure = f"{type(error).__name__}: {error}"
             else:
-                if self.faults.pop(kind, None) is not None:
+                if (self._faults_by_call.pop(token, None) is not None
+                        and kind not in self.faults):
                     log.warning("S3: %s accepted again; the sink resumes", kind)
                 return result
             attempt += 1
             self._on_failure()
             ceiling = min(self.policy.maximum, self.policy.initial * 2 ** (attempt - 1))
             delay = random.uniform(ceiling / 2, ceiling)
-            log.log(logging.DEBUG if kind in self.faults else logging.WARNING,
+            log.log(logging.DEBUG if token in self._faults_by_call else logging.WARNING,
                     "S3: could not %s (%s); retry %d in %.1fs", what, failure, attempt, delay)
             await asyncio.sleep(delay)
 
-    def _report_fault(self, kind: str, fault: str) -> None:
-        """Hold a configuration fault for the readiness check; log it once per change."""
+    def _report_fault(self, token: object, kind: str, fault: str) -> None:
+        """Hold a call's configuration fault for the readiness check; log it once per change
+        (not again for every call of the kind that meets the same fault)."""
         if self.faults.get(kind) != fault:
             log.error("%s; paused: nothing is acknowledged or dead-lettered, the request is "
                       "retried until S3 accepts it", fault)
-        self.faults[kind] = fault
+        self._faults_by_call[token] = (kind, fault)
 
     async def upload(self, path: Path, key: str, size: int, content_type: str,
                      content_encoding: str | None = "gzip") -> None:
