@@ -230,8 +230,10 @@ class SluiceApp(faust.App):
         if not stalled or self.pipeline.dead_letter_limit.tripped:
             return  # held on purpose by the dead-letter limit: consuming again trips it again
         for sink in self.pipeline.sinks:
-            if await sink.check():
-                return  # a destination is down: the wait is explained, readiness says so
+            if sink.holding() or await sink.check():
+                # A destination is down or pushes back: the wait is explained (readiness says
+                # so once it lasts), and the records are retried where they are.
+                return
         for partition, age in stalled.items():
             self.pipeline.stuck(partition, f"oldest record unsettled for {age:.0f}s")
 

@@ -165,3 +165,44 @@ async def test_the_consumer_thread_paces_the_empty_fetches_of_its_consumer(monke
     await SluiceConsumerThread.on_start(thread)
     assert fetcher._proc_fetch_request is not original_fetch
     assert fetcher._proc_fetch_request.__qualname__.startswith("pace_empty_fetches")
+
+
+class _WatchedSink:
+    def __init__(self, problem: str | None = None, holding: str | None = None) -> None:
+        self.problem, self.reason_held = problem, holding
+
+    async def check(self) -> str | None:
+        return self.problem
+
+    def holding(self) -> str | None:
+        return self.reason_held
+
+
+def _watched_app(*sinks: _WatchedSink) -> SimpleNamespace:
+    stuck: list = []
+    pipeline = SimpleNamespace(
+        sinks=list(sinks),
+        stalled=lambda bound: {("events", 0): bound + 1.0},
+        dead_letter_limit=SimpleNamespace(tripped=False),
+        stuck=lambda partition, reason: stuck.append(partition),
+    )
+    return SimpleNamespace(pipeline=pipeline, sluice_settings=SimpleNamespace(settle_timeout=60.0),
+                           stuck=stuck)
+
+
+async def test_the_settle_watchdog_recovers_a_partition_no_sink_explains() -> None:
+    from worker.app import SluiceApp
+
+    app = _watched_app(_WatchedSink())
+    await SluiceApp.recover_stalled(app)  # type: ignore[arg-type]
+    assert app.stuck == [("events", 0)]
+
+
+async def test_the_settle_watchdog_leaves_records_a_sink_holds_back_on_purpose() -> None:
+    # Elasticsearch answering 429 for part of a stretch shorter than its backpressure timeout:
+    # the documents are held and retried; consuming them again would only add to the load.
+    from worker.app import SluiceApp
+
+    app = _watched_app(_WatchedSink(), _WatchedSink(holding="Elasticsearch holds back 3"))
+    await SluiceApp.recover_stalled(app)  # type: ignore[arg-type]
+    assert app.stuck == []

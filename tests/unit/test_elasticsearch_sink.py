@@ -141,6 +141,27 @@ async def test_a_write_block_or_429_is_held_past_the_attempt_limit_never_dead_le
     assert sorted(outcomes.delivered) == ["a", "b", "c"]
     assert client.requests[1:] == [["a", "b"]] * 5
     assert sink.backpressure.held == 0
+    assert sink.holding() is None
+
+
+async def test_documents_held_by_backpressure_are_what_the_sink_says_it_holds() -> None:
+    # Before the backpressure timeout readiness stays green; `holding` is what keeps the settle
+    # watchdog from consuming such records again meanwhile.
+    refuse = lambda ids: _items(ids, {"a": (429, "es_rejected_execution_exception")})  # noqa: E731
+    client = ScriptedClient(*[refuse] * 10_000)
+    sink, _ = _sink(client)
+    await sink.write([_event("a")])
+    flushing = asyncio.ensure_future(sink.flush())  # sends the batch; waits while it is held
+    try:
+        for _ in range(500):
+            if sink.holding():
+                break
+            await asyncio.sleep(0.002)
+        assert "holds back 1 documents" in (sink.holding() or "")
+        assert await sink.check() is None
+    finally:
+        flushing.cancel()
+        await sink.stop()
 
 
 async def test_backpressure_past_its_timeout_reports_unready_pauses_writes_and_keeps_waiting(

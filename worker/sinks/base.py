@@ -86,3 +86,9 @@ class Sink(ABC):
     async def check(self) -> str | None:
         """None if the destination answers now, else what is wrong (for the readiness probe)."""
         return None
+
+    def holding(self) -> str | None:
+        """What this sink holds back on purpose now (the destination pushes back, and the
+        events are retried until it accepts them), else None. The settle watchdog leaves
+        partitions alone meanwhile: consuming them again would only add to the load."""
+        return None

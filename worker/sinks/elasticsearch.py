@@ -148,6 +148,12 @@ class ElasticsearchSink(Sink):
             return f"{describe_cluster(self.settings)}: {type(error).__name__}: {error}"
         return self.backpressure.problem()
 
+    def holding(self) -> str | None:
+        """Documents refused with backpressure (429 and the like), held and retried."""
+        held = self.backpressure.held
+        return f"Elasticsearch holds back {held} documents ({self.backpressure.reason})" \
+            if held else None
+
     async def stop(self) -> None:
         if self._ticker:
             self._ticker.cancel()
