@@ -1,7 +1,8 @@
 """The pipeline: decode → normalise → enrich → fan out to the sinks → acknowledge.
 
 This module wires the steps together and keeps the books; each step lives in its own module
-(``decoding``, ``normalize``, ``enrich``, ``sinks``, ``deadletter``, ``acks``). The Faust agent
+(``preparation`` runs ``decoding``, ``normalize`` and ``enrich`` over a batch; ``sinks``,
+``deadletter``, ``acks``). The Faust agent
 hands every source record to ``Pipeline.submit`` together with the callable that acknowledges
 it to Faust; that callable runs only once every sink has durably written, or the dead-letter
 topic has accepted, every event of the record, and only after all earlier records of the same
@@ -14,49 +15,19 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
-
-import orjson
 
 from worker.acks import AckTracker, PartitionKey
 from worker.config import Settings
 from worker.dead_letter_limit import DeadLetterLimit
 from worker.deadletter import DeadLetterPublisher
-from worker.decoding import RawEvent, decode_record
-from worker.enrich import CatalogLookup, Enrichment, enrich
-from worker.errors import DecodeError, SluiceError, UnencodableEvent
-from worker.normalize import normalize
+from worker.enrich import CatalogLookup
+from worker.errors import SluiceError
+from worker.preparation import Preparation
 from worker.progress import Progress
 from worker.records import DeadLetter, Event, Settlement, SourceRecord
-from worker.routing import route
 from worker.sinks.base import Sink, SinkFailure
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _Failure:
-    """An event (or a whole record) that failed before reaching the sinks."""
-
-    ordinal: int
-    record: SourceRecord
-    batch_index: int | None
-    error: SluiceError
-
-
-@dataclass(slots=True)
-class _Prepared:
-    """A batch's events and failures; `routed` holds the events of replayed records, which go
-    only to the sinks their dead letter names (``worker.routing``)."""
-
-    events: list[Event] = field(default_factory=list)
-    failures: list[_Failure] = field(default_factory=list)
-    routed: dict[str, list[Event]] | None = None
-
-    def for_sink(self, sink: str) -> list[Event]:
-        if self.routed is None:
-            return self.events
-        return self.routed.get(sink, [])
 
 
 class Pipeline:
@@ -74,6 +45,8 @@ class Pipeline:
         self.catalog = catalog
         self.sinks: list[Sink] = []
         self.progress = progress or Progress()
+        # Shares the sink list: sinks added later are routed to as well.
+        self._preparation = Preparation(settings, catalog, self.sinks, self.progress)
         self.acks = AckTracker(settings.max_in_flight_records)
         self.dead_letter_counts: Counter[tuple[str, str]] = Counter()
         self.dead_letter_limit = DeadLetterLimit(settings.dead_letter_limit_ratio,
@@ -236,7 +209,7 @@ class Pipeline:
     async def _submit(self, key: PartitionKey, records: Sequence[SourceRecord],
                       ack: Callable[[], object] | None, generation: int) -> None:
         self.progress.add("records", len(records))
-        prepared = self._prepare_batch(records)
+        prepared = self._preparation.prepare_batch(records)
         events, failures = prepared.events, prepared.failures
         shares = [(event.ordinal, sink.name) for sink in self.sinks
                   for event in prepared.for_sink(sink.name)]
@@ -268,68 +241,6 @@ class Pipeline:
             sink_events = prepared.for_sink(sink.name)
             if sink_events:
                 await sink.write(sink_events)
-
-    def _prepare_batch(self, records: Sequence[SourceRecord]) -> _Prepared:
-        """Decode, normalise, enrich and encode a batch; number its events and failures."""
-        prepared = _Prepared()
-        events, failures = prepared.events, prepared.failures
-        ordinal = 0
-        max_bytes = self.settings.max_record_bytes
-        for record in records:
-            try:
-                decoded = decode_record(record.value, max_bytes)
-            except DecodeError as error:
-                failures.append(_Failure(ordinal, record, None, error))
-                ordinal += 1
-                continue
-            for batch_index, error in decoded.failures:
-                failures.append(_Failure(ordinal, record, batch_index, error))
-                ordinal += 1
-            first_event = len(events)
-            for raw in decoded.events:
-                try:
-                    event = self._prepare(raw, record)
-                except DecodeError as error:
-                    failures.append(_Failure(ordinal, record, raw.batch_index, error))
-                except Exception as error:  # noqa: BLE001 (no input may crash the agent)
-                    log.exception("unexpected error preparing an event of %s", record.position)
-                    failures.append(_Failure(ordinal, record, raw.batch_index, UnencodableEvent(
-                        f"the event could not be prepared: {type(error).__name__}: {error}")))
-                else:
-                    event.ordinal = ordinal
-                    events.append(event)
-                ordinal += 1
-            if record.headers or prepared.routed is not None:
-                ordinal = self._route(prepared, record, events[first_event:], ordinal)
-        return prepared
-
-    def _route(self, prepared: _Prepared, record: SourceRecord, record_events: list[Event],
-               ordinal: int) -> int:
-        """File a record's events by the sinks they go to; a replayed record's go only to the
-        sinks that failed them (``worker.routing``). Returns the next free ordinal."""
-        targets = route(record, self.sinks)
-        if prepared.routed is None:
-            if len(targets.sinks) == len(self.sinks) and not targets.absent:
-                return ordinal  # the common case: every event to every sink
-            earlier = prepared.events[:len(prepared.events) - len(record_events)]
-            prepared.routed = {sink.name: list(earlier) for sink in self.sinks}
-        for sink in targets.sinks:
-            prepared.routed[sink.name].extend(record_events)
-        for batch_index, error in targets.absent_failures(record_events):
-            prepared.failures.append(_Failure(ordinal, record, batch_index, error))
-            ordinal += 1
-        return ordinal
-
-    def _prepare(self, raw: RawEvent, record: SourceRecord) -> Event:
-        """Normalise, enrich and encode one event; DecodeError if it cannot be."""
-        event_id, document = normalize(raw, record)
-        if enrich(document, self.catalog) is Enrichment.UNKNOWN_KEY:
-            self.progress.add("unenriched")
-        try:
-            encoded = orjson.dumps(document)
-        except TypeError as error:  # e.g. nested more deeply than JSON encoders allow
-            raise UnencodableEvent(f"the event cannot be encoded as JSON: {error}") from None
-        return Event(event_id, document, record, raw.batch_index, encoded=encoded)
 
     # --- outcomes (the SinkOutcomes protocol) -----------------------------------------------
 

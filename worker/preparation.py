@@ -1,0 +1,126 @@
+"""Turning a batch of source records into events: decode, normalise, enrich, encode.
+
+The first half of the pipeline (``worker.pipeline`` hands the events on to the sinks and keeps
+the books). Each step lives in its own module (``decoding``, ``normalize``, ``enrich``); here
+they run over a batch, each event is numbered within its record (its ordinal names its shares
+of the record's ticket, see ``worker.acks``), and what fails is collected as a ``Failure`` for
+the dead-letter topic instead of raising.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from worker.config import Settings
+from worker.decoding import RawEvent, decode_record
+from worker.enrich import CatalogLookup, Enrichment, enrich
+from worker.errors import DecodeError, SluiceError, UnencodableEvent
+from worker.normalize import normalize
+from worker.progress import Progress
+from worker.records import Event, SourceRecord
+from worker.routing import route
+from worker.sinks.base import Sink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Failure:
+    """An event (or a whole record) that failed before reaching the sinks."""
+
+    ordinal: int
+    record: SourceRecord
+    batch_index: int | None
+    error: SluiceError
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch's events and failures; `routed` holds the events of replayed records, which go
+    only to the sinks their dead letter names (``worker.routing``)."""
+
+    events: list[Event] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    routed: dict[str, list[Event]] | None = None
+
+    def for_sink(self, sink: str) -> list[Event]:
+        if self.routed is None:
+            return self.events
+        return self.routed.get(sink, [])
+
+
+class Preparation:
+    """Prepares batches for the pipeline's sinks (the list is shared: sinks added later count)."""
+
+    def __init__(self, settings: Settings, catalog: CatalogLookup, sinks: Sequence[Sink],
+                 progress: Progress) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.sinks = sinks
+        self.progress = progress
+
+    def prepare_batch(self, records: Sequence[SourceRecord]) -> PreparedBatch:
+        """Decode, normalise, enrich and encode a batch; number its events and failures."""
+        prepared = PreparedBatch()
+        events, failures = prepared.events, prepared.failures
+        ordinal = 0
+        max_bytes = self.settings.max_record_bytes
+        for record in records:
+            try:
+                decoded = decode_record(record.value, max_bytes)
+            except DecodeError as error:
+                failures.append(Failure(ordinal, record, None, error))
+                ordinal += 1
+                continue
+            for batch_index, error in decoded.failures:
+                failures.append(Failure(ordinal, record, batch_index, error))
+                ordinal += 1
+            first_event = len(events)
+            for raw in decoded.events:
+                try:
+                    event = self._prepare(raw, record)
+                except DecodeError as error:
+                    failures.append(Failure(ordinal, record, raw.batch_index, error))
+                except Exception as error:  # noqa: BLE001 (no input may crash the agent)
+                    log.exception("unexpected error preparing an event of %s", record.position)
+                    failures.append(Failure(ordinal, record, raw.batch_index, UnencodableEvent(
+                        f"the event could not be prepared: {type(error).__name__}: {error}")))
+                else:
+                    event.ordinal = ordinal
+                    events.append(event)
+                ordinal += 1
+            if record.headers or prepared.routed is not None:
+                ordinal = self._route(prepared, record, events[first_event:], ordinal)
+        return prepared
+
+    def _route(self, prepared: PreparedBatch, record: SourceRecord, record_events: list[Event],
+               ordinal: int) -> int:
+        """File a record's events by the sinks they go to; a replayed record's go only to the
+        sinks that failed them (``worker.routing``). Returns the next free ordinal."""
+        targets = route(record, self.sinks)
+        if prepared.routed is None:
+            if len(targets.sinks) == len(self.sinks) and not targets.absent:
+                return ordinal  # the common case: every event to every sink
+            earlier = prepared.events[:len(prepared.events) - len(record_events)]
+            prepared.routed = {sink.name: list(earlier) for sink in self.sinks}
+        for sink in targets.sinks:
+            prepared.routed[sink.name].extend(record_events)
+        for batch_index, error in targets.absent_failures(record_events):
+            prepared.failures.append(Failure(ordinal, record, batch_index, error))
+            ordinal += 1
+        return ordinal
+
+    def _prepare(self, raw: RawEvent, record: SourceRecord) -> Event:
+        """Normalise, enrich and encode one event; DecodeError if it cannot be."""
+        event_id, document = normalize(raw, record)
+        if enrich(document, self.catalog) is Enrichment.UNKNOWN_KEY:
+            self.progress.add("unenriched")
+        try:
+            encoded = orjson.dumps(document)
+        except TypeError as error:  # e.g. nested more deeply than JSON encoders allow
+            raise UnencodableEvent(f"the event cannot be encoded as JSON: {error}") from None
+        return Event(event_id, document, record, raw.batch_index, encoded=encoded)
