@@ -1,0 +1,144 @@
+"""Faust's Kafka consumer, adapted: batches, group membership that survives commit errors,
+complete seeks, and paced empty fetches.
+
+``SluiceTransport`` is what the app installs; its consumer (``SluiceConsumer``) reads the source
+topic in batches (``worker.faust_batches``) and keeps its group membership through a rebalance
+(``RebalanceAwareConsumer``); its consumer thread (``SluiceConsumerThread``) fixes how the
+aiokafka consumer finds its place and paces empty fetches (``worker.fetch_pacing``). Every Faust
+and aiokafka internal used here is pinned by ``tests/unit/test_faust_contract.py`` or a test of
+its own in ``tests/unit/test_app.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any, cast
+
+from aiokafka.protocol.commit import OffsetCommitRequest
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
+
+from worker.faust_batches import BatchConsumer
+from worker.fetch_pacing import pace_empty_fetches
+
+
+class SluiceConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with two fixes to how its aiokafka consumer finds its place,
+    and paced empty fetches.
+
+    - A commit answered ILLEGAL_GENERATION keeps the member id (`keep_member_id_on_commit_errors`).
+    - Seeking to the committed offsets also rewinds partitions that were never committed.
+    - A broker that answers empty fetches at once is not asked again at once
+      (`worker.fetch_pacing`): the spin would take the GIL from the pipeline.
+    """
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is not None:
+            keep_member_id_on_commit_errors(coordinator)
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        if fetcher is not None:
+            pace_empty_fetches(fetcher)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Seek every assigned partition to its committed offset, or to its first record when
+        nothing was ever committed for it.
+
+        Faust drops the records it fetched while its flow is stopped (during a rebalance) and
+        relies on this seek to read them again. aiokafka only seeks partitions with a committed
+        offset above 0, so a partition nobody committed yet (one that a `sluice topics scale`
+        just added) kept its advanced position, and the records fetched before the seek were
+        never delivered: 20 of 2,745 in the partition growth test. The group's offset reset
+        policy is "earliest", so the first record is where such a partition starts anyway.
+        """
+        return await self.call_thread(self._seek_to_committed_or_beginning)
+
+    async def rejoin_group(self) -> None:
+        """Leave the current generation: the group rebalances, our partitions are revoked
+        (drained, forgotten) and assigned again from their committed offsets."""
+        await self.call_thread(self._request_rejoin)
+
+    async def _request_rejoin(self) -> None:
+        self._ensure_consumer()._coordinator.request_rejoin()
+
+    async def _seek_to_committed_or_beginning(self) -> Mapping[TP, int]:
+        consumer = self._ensure_consumer()
+        committed = await consumer.seek_to_committed()
+        for tp, offset in committed.items():
+            if offset == 0:
+                consumer.seek(tp, 0)
+        never_committed = [tp for tp, offset in committed.items() if offset is None]
+        if never_committed:
+            await consumer.seek_to_beginning(*never_committed)
+        return committed
+
+
+def keep_member_id_on_commit_errors(coordinator: Any) -> None:
+    """Patch one aiokafka group coordinator: a commit answered ILLEGAL_GENERATION (or
+    UNKNOWN_MEMBER_ID) requests a rejoin with the same member id instead of a new one.
+
+    The commit's own task is marked with a context variable, so a heartbeat, JoinGroup or
+    SyncGroup error handled concurrently in another task still resets the id as aiokafka
+    intends. An id the broker really does not know is answered UNKNOWN_MEMBER_ID at the next
+    JoinGroup, and that resets it.
+    """
+    commit_offsets = coordinator._do_commit_offsets
+    reset_generation = coordinator.reset_generation
+    in_commit: ContextVar[bool] = ContextVar("sluice_in_offset_commit", default=False)
+
+    async def do_commit_offsets(*args: Any, **kwargs: Any) -> Any:
+        # A context variable is per task; reset it, as autocommit awaits this inline.
+        token = in_commit.set(True)
+        try:
+            return await commit_offsets(*args, **kwargs)
+        finally:
+            in_commit.reset(token)
+
+    def reset_generation_keeping_member_id_in_commits() -> None:
+        if in_commit.get():
+            coordinator.generation = OffsetCommitRequest.DEFAULT_GENERATION_ID
+            coordinator.request_rejoin()
+        else:
+            reset_generation()
+
+    coordinator._do_commit_offsets = do_commit_offsets
+    coordinator.reset_generation = reset_generation_keeping_member_id_in_commits
+
+
+class RebalanceAwareConsumer(aiokafka_driver.Consumer):
+    """Faust's aiokafka consumer, with a member-keeping coordinator and no periodic commits
+    while the group rebalances.
+
+    A commit that reaches a broker in the middle of a rebalance may be answered with
+    ILLEGAL_GENERATION (the local stack's broker does); aiokafka then forgets its member id and
+    rejoins as a new member, and the old id stays in the group as a leader nobody plays: the
+    group hangs (seen for minutes). Nothing is lost by waiting: the offsets are committed by the
+    next owner, or by us once the partitions are assigned again.
+    """
+
+    def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
+        return SluiceConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def rejoin_group(self) -> None:
+        """See `SluiceConsumerThread.rejoin_group`."""
+        await cast(SluiceConsumerThread, self._thread).rejoin_group()
+
+    async def commit(self, *args: Any, **kwargs: Any) -> bool:
+        app = self.app
+        if app.rebalancing and not app.sluice_settings.commit_on_rebalance \
+                and not app.should_stop:
+            return False
+        return await super().commit(*args, **kwargs)
+
+
+class SluiceConsumer(BatchConsumer, RebalanceAwareConsumer):
+    """The source topic read in batches (``worker.faust_batches``), commits from the pipeline's
+    settled offsets, and the rebalance-aware group membership above."""
+
+
+class SluiceTransport(aiokafka_driver.Transport):
+    """The aiokafka transport with Sluice's consumer."""
+
+    Consumer = SluiceConsumer
