@@ -25,7 +25,13 @@ from worker.sinks.s3_hourly import (
 )
 from worker.sinks.s3_keys import HourSlot, object_key
 from worker.sinks.s3_markers import Marker, MergeOutput, MergePlan, Pending
-from worker.sinks.s3_merge import append_gzip, gzip_header, merge_parquet, plan_outputs
+from worker.sinks.s3_merge import (
+    append_gzip,
+    gzip_header,
+    merge_parquet,
+    merged_as,
+    plan_outputs,
+)
 
 SLOT = HourSlot(datetime(2026, 11, 20, 9, tzinfo=UTC))
 DIRECTORY = "year=2026/month=11/day=20/hour=09/"
@@ -141,7 +147,7 @@ class _State:
 def _merger() -> HourlyMerger:
     return HourlyMerger("logs/", None, None, Path("."),  # type: ignore[arg-type]
                         grace=60.0, quiet=300.0, target_bytes=1 << 20, header="",
-                        content_type="x", lose=print)
+                        lose=print)
 
 
 def test_an_hour_is_due_once_closed_and_the_partition_moved_on_or_went_quiet() -> None:
@@ -155,7 +161,7 @@ def test_an_hour_is_due_once_closed_and_the_partition_moved_on_or_went_quiet() -
     # Closed, a later hour has begun: due at once.
     moved_on = _State(nine, {"year=2026/month=11/day=20/hour=10/": later})
     assert merger._due(moved_on, end + 61, 0.0) == [
-        ("2026-11-20T09", "logs/" + DIRECTORY, list(nine))]
+        ("2026-11-20T09", "logs/" + DIRECTORY, "ndjson.gz", list(nine))]
     # Closed and nothing later: due once no part of the hour has come for `quiet` seconds.
     quiet = _merger()
     assert quiet._due(_State(nine, {}), end + 61, 1000.0) == []
@@ -214,3 +220,60 @@ async def test_a_missing_hour_part_holds_back_its_hour_only(
         assert await merger._plan_next(state) is not None  # hour 10 again (not merged here)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and nine[1] in errors[0], errors
+
+
+def _part_of(first: int, last: int, extension: str) -> str:
+    final = object_key("logs/", DIRECTORY, "events", 3, first, last, extension)
+    return hour_part_key("logs/", "events", 3, SLOT, final)
+
+
+def _merging_state(hour_parts: tuple[str, ...]) -> _State:
+    state = _State(hour_parts, {"year=2026/month=11/day=20/hour=11/": HourSlot(
+        datetime(2026, 11, 20, 11, tzinfo=UTC))})
+    state.lock, state.detached, state.claim = asyncio.Lock(), False, "me/1"  # type: ignore[attr-defined]
+    return state
+
+
+async def test_parts_of_an_hour_whose_format_was_switched_merge_apart() -> None:
+    # SLUICE_S3_FORMAT changed from ndjson to parquet within the hour: an object of gzip lines
+    # and Parquet row groups would be neither. Each format's parts make objects of their own.
+    ndjson = (_part_of(0, 9, "ndjson.gz"), _part_of(10, 19, "ndjson.gz"))
+    parquet = (_part_of(20, 29, "parquet"),)
+    merger = _merger()
+    merger.objects = _Objects(set())  # type: ignore[assignment]
+    merger.markers = _Markers()  # type: ignore[assignment]
+    state = _merging_state(ndjson + parquet)
+    plans = []
+    while (plan := await merger._plan_next(state)) is not None:  # type: ignore[arg-type]
+        plans.append(plan)
+        merged = set(plan.parts)
+        state.marker = replace(state.marker, merge=None, hour_parts=tuple(
+            key for key in state.marker.hour_parts if key not in merged))
+    assert sorted(tuple(sorted(plan.parts)) for plan in plans) == sorted([ndjson, parquet])
+    assert all(plan.header == "" for plan in plans)
+    assert merged_as(plans[0].outputs[0].key) != merged_as(plans[1].outputs[0].key)
+
+
+async def test_csv_hour_parts_wait_while_the_format_is_another(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Their header row is the configured CSV columns': with another format configured there is
+    # none to give the merged object, so they wait (said once) instead of merging headerless.
+    merger = _merger()  # the current format: NDJSON (no header)
+    merger.objects = _Objects(set())  # type: ignore[assignment]
+    merger.markers = _Markers()  # type: ignore[assignment]
+    state = _merging_state((_part_of(0, 9, "csv.gz"),))
+    with caplog.at_level(logging.ERROR):
+        assert await merger._plan_next(state) is None  # type: ignore[arg-type]
+        assert await merger._plan_next(state) is None  # type: ignore[arg-type]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "SLUICE_S3_FORMAT=csv" in errors[0], errors
+
+
+def test_merged_objects_are_stored_as_their_format_stores_its_parts() -> None:
+    from worker.sinks.s3_formats import CsvFormat, NdjsonFormat
+    from worker.sinks.s3_parquet import ParquetFormat
+
+    for form in (NdjsonFormat(1), CsvFormat(["event_id"], 1), ParquetFormat("zstd", 1 << 20)):
+        key = _part_of(0, 9, form.extension)
+        assert merged_as(key) == (form.content_type, form.content_encoding)

@@ -129,7 +129,7 @@ class S3Sink(Sink):
             self.settings.s3_prefix, self._objects, self._markers, self._spool_dir,
             grace=self.settings.s3_hour_close_grace, quiet=self.settings.s3_part_max_age,
             target_bytes=self.settings.s3_merge_target_bytes, header=self._format.header.decode(),
-            content_type=self._content_type, lose=self._lose)
+            lose=self._lose)
         self._merging = asyncio.create_task(self._merger.run(
             lambda: [s for s in self._partitions.values()
                      if s.taken_over and s.taken_over.done()],

@@ -43,10 +43,13 @@ from worker.sinks.s3_keys import HourSlot, marker_key
 from worker.sinks.s3_markers import Marker, MarkerStore, MergeOutput, MergePlan, OwnershipLost
 from worker.sinks.s3_merge import (
     COPY_CHUNK,
+    CSV_EXTENSION,
     append_gzip,
     gzip_header,
     is_parquet,
     merge_parquet,
+    merged_as,
+    part_format,
     plan_outputs,
 )
 from worker.sinks.s3_objects import S3Objects, status_of
@@ -113,7 +116,7 @@ class HourlyMerger:
 
     def __init__(self, prefix: str, objects: S3Objects, markers: MarkerStore, spool_dir: Path,
                  *, grace: float, quiet: float, target_bytes: int, header: str,
-                 content_type: str, lose: Callable[[Any, str], None]) -> None:
+                 lose: Callable[[Any, str], None]) -> None:
         self.prefix = prefix
         self.objects = objects
         self.markers = markers
@@ -121,12 +124,13 @@ class HourlyMerger:
         self.grace = grace
         self.quiet = quiet
         self.target_bytes = target_bytes
+        # The configured format's CSV header ("" for the other formats).
         self.header = header
-        self.content_type = content_type
         self._lose = lose
-        # (partition, hour, directory) -> (its hour parts when last seen, since when).
-        self._seen: dict[tuple[PartitionKey, str, str], tuple[tuple[str, ...], float]] = {}
+        # (partition, hour, directory, format) -> (its hour parts when last seen, since when).
+        self._seen: dict[tuple[PartitionKey, str, str, str], tuple[tuple[str, ...], float]] = {}
         self._missing: set[str] = set()  # hour parts reported missing (logged once each)
+        self._headerless: set[str] = set()  # CSV hour parts said to wait (logged once each)
         self.objects_merged = 0
         self.parts_merged = 0
 
@@ -165,7 +169,10 @@ class HourlyMerger:
         async with state.lock:
             if state.detached:
                 raise _Detached
-            for hour, directory, keys in self._due(state, time.time(), time.monotonic()):
+            for hour, directory, form, keys in self._due(state, time.time(), time.monotonic()):
+                header = self._header(state, form, keys)
+                if header is None:
+                    continue
                 sizes = [(key, await self._size(key)) for key in keys]
                 missing = [key for key, size in sizes if size is None]
                 if missing:
@@ -174,8 +181,7 @@ class HourlyMerger:
                     # the partition's other hours still merge.
                     self._report_missing(state, missing)
                     continue
-                del self._seen[(state.key, hour, directory)]
-                header = "" if is_parquet(keys[0]) else self.header
+                del self._seen[(state.key, hour, directory, form)]
                 plan = MergePlan(plan_outputs(directory, [(k, s or 0) for k, s in sizes],
                                               self.target_bytes,
                                               len(gzip_header(header))), header)
@@ -190,16 +196,19 @@ class HourlyMerger:
     # --- what is due ----------------------------------------------------------------------
 
     def _due(self, state: PartitionState, now: float,
-             now_monotonic: float) -> list[tuple[str, str, list[str]]]:
-        groups: dict[tuple[str, str], list[str]] = {}
+             now_monotonic: float) -> list[tuple[str, str, str, list[str]]]:
+        """(hour, directory, format, hour parts) of each group due for a merge. Parts of one
+        format only make an object: SLUICE_S3_FORMAT may have changed within the hour."""
+        groups: dict[tuple[str, str, str], list[str]] = {}
         for key in state.marker.hour_parts:
-            groups.setdefault(split_hour_part(self.prefix, key), []).append(key)
+            groups.setdefault((*split_hour_part(self.prefix, key), part_format(key)),
+                              []).append(key)
         open_parts = {(part.slot.start.strftime(_HOUR_FORMAT), self.prefix + directory)
                       for directory, part in state.parts.items()}
-        hours = {hour for hour, _ in groups} | {hour for hour, _ in open_parts}
+        hours = {hour for hour, _, _ in groups} | {hour for hour, _ in open_parts}
         due = []
-        for (hour, directory), keys in sorted(groups.items()):
-            seen_key = (state.key, hour, directory)
+        for (hour, directory, form), keys in sorted(groups.items()):
+            seen_key = (state.key, hour, directory, form)
             signature = tuple(keys)
             seen = self._seen.get(seen_key)
             if seen is None or seen[0] != signature:
@@ -208,8 +217,24 @@ class HourlyMerger:
                 continue
             moved_on = any(later > hour for later in hours)
             if moved_on or now_monotonic - seen[1] >= self.quiet:
-                due.append((hour, directory, keys))
+                due.append((hour, directory, form, keys))
         return due
+
+    def _header(self, state: PartitionState, form: str, keys: list[str]) -> str | None:
+        """The header row a merged object of this format starts with; None while there is none
+        to give it (CSV parts, another format configured: they wait, said once)."""
+        if form != CSV_EXTENSION:
+            return ""
+        if self.header:
+            return self.header
+        new = [key for key in keys if key not in self._headerless]
+        if new:
+            self._headerless.update(new)
+            log.error("%s[%d]: %d hour parts were written as CSV, but SLUICE_S3_FORMAT is no "
+                      "longer csv: their merged object would have no header row, so they wait; "
+                      "set SLUICE_S3_FORMAT=csv (with the same SLUICE_S3_CSV_COLUMNS) until "
+                      "they are merged, e.g. %s", *state.key, len(new), new[0])
+        return None
 
     # --- doing it -------------------------------------------------------------------------
 
@@ -279,9 +304,9 @@ class HourlyMerger:
             if parquet:
                 await asyncio.to_thread(merge_parquet, downloads, merged)
             size = merged.stat().st_size
+            content_type, content_encoding = merged_as(output.key)
             await objects.retrying(f"upload {output.key}", objects.upload, merged, output.key,
-                                   size, self.content_type,
-                                   None if parquet else "gzip")
+                                   size, content_type, content_encoding)
             return True
         finally:
             merged.unlink(missing_ok=True)

@@ -91,6 +91,27 @@ def is_parquet(key: str) -> bool:
     return key.endswith(".parquet")
 
 
+# How an object of each format is stored: (content type, content encoding), as the formats of
+# worker.sinks.s3_formats and s3_parquet store their parts. Written out here so that merging
+# needs no pyarrow import; a unit test keeps the two equal.
+_STORED_AS: dict[str, tuple[str, str | None]] = {
+    "ndjson.gz": ("application/x-ndjson", "gzip"),
+    "csv.gz": ("text/csv", "gzip"),
+    "parquet": ("application/vnd.apache.parquet", None),
+}
+CSV_EXTENSION = "csv.gz"
+
+
+def part_format(key: str) -> str:
+    """The format (file extension) of a part or object key: ``ndjson.gz``, ``csv.gz``, …"""
+    return PartName.parse(key.rsplit("/", 1)[-1]).extension
+
+
+def merged_as(key: str) -> tuple[str, str | None]:
+    """Content type and content encoding of the object `key` (by its format)."""
+    return _STORED_AS[part_format(key)]
+
+
 def merge_parquet(parts: Sequence[Path], out: Path) -> None:
     """Write the row groups of `parts`, in order, as one Parquet file (same schema, same
     compression as the first part); one row group in memory at a time."""
