@@ -202,3 +202,43 @@ async def test_the_settle_watchdog_leaves_records_a_sink_holds_back_on_purpose()
     app = _watched_app(_WatchedSink(), _WatchedSink(holding="Elasticsearch holds back 3"))
     await SluiceApp.recover_stalled(app)  # type: ignore[arg-type]
     assert app.stuck == []
+
+
+def _thread_with_partition_state(tp_state: object) -> SluiceConsumerThread:
+    """A consumer thread whose aiokafka assignment holds one partition in `tp_state`."""
+    assignment = SimpleNamespace(active=True, state_value=lambda tp: tp_state)
+    fetcher = SimpleNamespace(_subscriptions=SimpleNamespace(
+        subscription=SimpleNamespace(assignment=assignment)))
+    thread = SluiceConsumerThread.__new__(SluiceConsumerThread)
+    thread._consumer = SimpleNamespace(_fetcher=fetcher)  # type: ignore[assignment]
+    thread.time_started = 0.0
+    thread.tp_fetch_request_timeout_secs = thread.tp_stream_timeout_secs = 300.0
+    app = SimpleNamespace(monitor=SimpleNamespace(stream_inbound_time={}),
+                          topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
+    thread.consumer = SimpleNamespace(app=app)  # type: ignore[assignment]
+    return thread
+
+
+async def test_the_livelock_check_skips_a_partition_whose_position_is_being_reset() -> None:
+    # Faust's livelock detector reads every assigned partition's position; aiokafka 0.14 asserts
+    # there is one. A partition waiting for its offset reset (just assigned, seeked to its
+    # beginning, or out of range after a broker restart while the broker is still away) has
+    # none: the assertion crashed the worker in the broker-outage test.
+    from aiokafka.consumer.subscription_state import TopicPartitionState
+
+    resetting = TopicPartitionState(None)
+    resetting.timestamp = 1_000.0  # fetched before
+    resetting.highwater = 10
+    assert not resetting.has_valid_position
+    thread = _thread_with_partition_state(resetting)
+    assert thread.verify_event_path(5.0, TP("events", 0)) is None
+
+
+async def test_the_livelock_check_still_reads_a_partition_with_a_position() -> None:
+    from aiokafka.consumer.subscription_state import TopicPartitionState
+
+    consuming = TopicPartitionState(None)
+    consuming.timestamp, consuming.highwater = 1_000.0, 10
+    consuming._position = 4
+    thread = _thread_with_partition_state(consuming)
+    thread.verify_event_path(5.0, TP("events", 0))  # Faust's checks run (and log nothing here)

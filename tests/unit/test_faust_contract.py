@@ -217,3 +217,17 @@ def test_the_fetch_loop_calls_the_fetch_request_through_the_instance() -> None:
     assert "elif node_id in self._in_flight:" in source(Fetcher._get_actions_per_node)
     # The consumer thread finds the fetcher on the started aiokafka consumer.
     assert "self._fetcher = Fetcher(" in source(AIOKafkaConsumer.start)
+
+
+def test_the_livelock_check_reads_a_position_aiokafka_asserts() -> None:
+    # worker.faust_consumer.SluiceConsumerThread.verify_event_path skips partitions without a
+    # position because Faust reads it unguarded and aiokafka asserts it exists. If either
+    # changes, the override may go (or must follow the new path to the partition's state).
+    from aiokafka.consumer.subscription_state import TopicPartitionState
+
+    faust_check = source(aiokafka_driver.AIOKafkaConsumerThread.verify_event_path)
+    assert "committed_offset = tp_state.position" in faust_check
+    assert "_fetcher._subscriptions.subscription.assignment.state_value(" in faust_check
+    assert "assert self._position is not None" in source(TopicPartitionState.position.fget)
+    assert "return self._position is not None" in source(
+        TopicPartitionState.has_valid_position.fget)
