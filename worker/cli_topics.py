@@ -37,12 +37,19 @@ def _dlq_filter(stage: list[str], error_class: list[str], since: str | None,
                             moment(until, "--until"))
 
 
+# The selection both dead-letter commands take.
+_STAGE = typer.Option([], help="Only this stage (repeatable): decode, s3, …")
+_ERROR_CLASS = typer.Option([], help="Only this error class (repeatable).")
+_SINCE = typer.Option(None, help="Only dead letters written at or after this time.")
+_UNTIL = typer.Option(None, help="Only dead letters written before this time.")
+
+
 @dlq_cli.command("inspect")
 def dlq_inspect(
-    stage: list[str] = typer.Option([], help="Only this stage (repeatable): decode, s3, …"),
-    error_class: list[str] = typer.Option([], help="Only this error class (repeatable)."),
-    since: str = typer.Option(None, help="Only dead letters written at or after this time."),
-    until: str = typer.Option(None, help="Only dead letters written before this time."),
+    stage: list[str] = _STAGE,
+    error_class: list[str] = _ERROR_CLASS,
+    since: str = _SINCE,
+    until: str = _UNTIL,
     samples: int = typer.Option(3, min=0, help="Samples shown per stage and error class."),
 ) -> None:
     """Count dead letters by stage and error class, with a few samples of each."""
@@ -62,10 +69,10 @@ def dlq_inspect(
 
 @dlq_cli.command("replay")
 def dlq_replay(
-    stage: list[str] = typer.Option([], help="Only this stage (repeatable)."),
-    error_class: list[str] = typer.Option([], help="Only this error class (repeatable)."),
-    since: str = typer.Option(None, help="Only dead letters written at or after this time."),
-    until: str = typer.Option(None, help="Only dead letters written before this time."),
+    stage: list[str] = _STAGE,
+    error_class: list[str] = _ERROR_CLASS,
+    since: str = _SINCE,
+    until: str = _UNTIL,
     rate: float = typer.Option(500.0, min=0, help="Records per second; 0 for no limit."),
     dry_run: bool = typer.Option(False, help="Only say what would be replayed."),
     force: bool = typer.Option(False, help="Replay truncated dead letters too (their value "
