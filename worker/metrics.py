@@ -136,6 +136,8 @@ def _s3(sink: S3Sink) -> Iterator[Metric]:
                    sink.merges.parts_merged if sink.merges else 0)
     yield _gauge("sluice_s3_hour_parts_waiting", "Hour parts of owned partitions not merged yet.",
                  sink.hour_parts_waiting)
+    yield _gauge("sluice_s3_paused_calls", "Kinds of S3 calls retrying a refusal that needs a "
+                 "configuration change (above 0: the sink is paused).", sink.paused_calls)
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:

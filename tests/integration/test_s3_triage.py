@@ -65,6 +65,7 @@ async def test_a_refused_storage_class_pauses_reports_unready_and_loses_nothing(
             # Paused, not dead-lettered; unready with the setting to fix.
             assert problem is not None and "SLUICE_S3_STORAGE_CLASS" in problem, problem
             assert "InvalidStorageClass" in problem
+            assert sink.paused_calls == 1  # the metric to alert on (sluice_s3_paused_calls)
             assert outcomes.failed_ == [] and outcomes.delivered == []
             assert not flushing.done()
             errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
@@ -72,7 +73,7 @@ async def test_a_refused_storage_class_pauses_reports_unready_and_loses_nothing(
 
             proxy.reject_uploads(None)  # the operator fixes the setting / the bucket
             await asyncio.wait_for(flushing, 20)
-        assert await sink.check() is None
+        assert await sink.check() is None and sink.paused_calls == 0
         assert outcomes.delivered == ["e-0", "e-1", "e-2"] and outcomes.failed_ == []
     finally:
         await sink.stop()

@@ -188,6 +188,12 @@ class S3Sink(Sink):
     def hour_parts_waiting(self) -> int:
         return sum(len(state.marker.hour_parts) for state in self._partitions.values())
 
+    @property
+    def paused_calls(self) -> int:
+        """Kinds of S3 calls (upload, copy, …) retrying a refusal only a configuration change
+        ends: above 0 the sink is paused (what ``check`` names)."""
+        return len(self._objects.faults) if self._objects is not None else 0
+
     # --- ownership ------------------------------------------------------------------------
 
     def assign(self, partitions: Collection[PartitionKey]) -> None:
