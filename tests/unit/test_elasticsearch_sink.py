@@ -309,3 +309,31 @@ def test_a_worker_loads_elasticsearch_py_without_pyarrow() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+async def test_a_whole_request_refused_with_429_holds_its_documents_as_backpressure() -> None:
+    # Elasticsearch's indexing-pressure limit answers the whole bulk request 429: the cluster
+    # asks to wait, as with a per-item 429. The documents count as held (metrics, the settle
+    # watchdog, the backpressure timeout), not only as a failed request.
+    refused = asyncio.Event()
+    holding_seen: list[str | None] = []
+
+    def too_many(ids: list[str]) -> dict:
+        refused.set()
+        raise _api_error(429)
+
+    client = ScriptedClient(*[too_many] * 3)
+    sink, outcomes = _sink(client)
+
+    async def watch() -> None:
+        await refused.wait()
+        await asyncio.sleep(0)
+        holding_seen.append(sink.holding())
+
+    watcher = asyncio.ensure_future(watch())
+    await sink.write([_event("a"), _event("b")])
+    await sink.flush()
+    await watcher
+    assert holding_seen and "holds back 2 documents" in (holding_seen[0] or ""), holding_seen
+    assert outcomes.delivered == ["a", "b"] and outcomes.failed == []
+    assert sink.holding() is None and sink.backpressure.held == 0

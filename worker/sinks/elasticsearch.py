@@ -20,8 +20,9 @@ What it promises
   error type and reason.
 * **Whole-request failures** (connection refused or reset, timeouts, 429/5xx for the request,
   401/403 after start-up) are retried with backoff **without limit**: nothing is acknowledged
-  meanwhile, buffers fill, and consumption pauses until Elasticsearch is back. A 413 (request
-  too large) splits the batch in two.
+  meanwhile, buffers fill, and consumption pauses until Elasticsearch is back. A whole request
+  refused with 429 or one of the errors above (the indexing-pressure limit answers so) holds
+  its documents as backpressure, as per item. A 413 (request too large) splits the batch in two.
 * **Start-up checks** (``worker.sinks.elasticsearch_client``) fail fast with a message that
   says what to check: wrong credentials (401), no privilege to install the index template
   (403), Elasticsearch unreachable.
@@ -278,6 +279,9 @@ class ElasticsearchSink(Sink):
                 except _RequestFailed as failure:
                     request_attempt += 1
                     self.stats.request_failures += 1
+                    if failure.backpressure:
+                        for item in items:
+                            self.backpressure.hold(id(item), failure.backpressure)
                     delay = self._backoff(request_attempt)
                     log.warning("bulk request of %d documents failed (%s); retry %d in %.1fs",
                                 len(items), failure, request_attempt, delay,
@@ -311,6 +315,13 @@ class ElasticsearchSink(Sink):
         try:
             response = await self._client.bulk(operations=payload, filter_path=_BULK_FILTER)
         except ApiError as error:
+            error_type = _error_type(error)
+            if is_backpressure(error.meta.status, error_type):
+                # The whole request (Elasticsearch's indexing-pressure limit answers so): the
+                # cluster asks to wait, as for one document.
+                raise _RequestFailed(f"HTTP {error.meta.status} {error.message}",
+                                     backpressure=f"{error_type or error.meta.status}: "
+                                                  f"{error.message}") from error
             if error.meta.status in (400, 413):
                 # Too large, or a document the whole request chokes on: halve until found.
                 raise _RequestRefused(f"HTTP {error.meta.status} {error.message}") from error
@@ -388,7 +399,19 @@ class ElasticsearchSink(Sink):
 
 
 class _RequestFailed(Exception):
-    """The whole bulk request failed; it is retried."""
+    """The whole bulk request failed; it is retried. ``backpressure`` says why when the cluster
+    asked to wait (its documents are then held, as for a per-item 429)."""
+
+    def __init__(self, message: str, backpressure: str | None = None) -> None:
+        super().__init__(message)
+        self.backpressure = backpressure
+
+
+def _error_type(error: ApiError) -> str:
+    """The `error.type` of an Elasticsearch error answer ("" when it has none)."""
+    body = error.body if isinstance(error.body, dict) else {}
+    detail = body.get("error")
+    return str(detail.get("type", "")) if isinstance(detail, dict) else ""
 
 
 class _RequestRefused(Exception):
