@@ -19,7 +19,7 @@ from tests.fault_proxy import FaultProxy
 from tests.integration.test_s3_ownership import _until
 from tests.integration.test_s3_sink import _event, _objects
 from worker.config import Settings
-from worker.sinks.s3 import S3Sink, preflight
+from worker.sinks.s3 import S3Sink, S3StartupError, preflight
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +136,23 @@ async def test_events_s3_rejects_whose_dead_letters_are_held_keep_the_marker_bel
     markers = await _objects(s3_settings, "logs/_sluice/markers/")
     assert [orjson.loads(body)["next_offset"] for body in markers.values()] == [0]
     assert await _objects(s3_settings, "logs/year=") == {}
+
+
+async def test_a_write_s3_refuses_stops_the_worker_at_start_naming_the_setting(
+    s3_settings: Settings,
+) -> None:
+    # The start-up check writes a small object with the configured storage class and
+    # encryption: a setting S3 refuses shows at start, in one line, not at the first upload.
+    await preflight(s3_settings)  # the bucket exists
+    proxy = FaultProxy(s3_settings.s3_endpoint_url or "", signed=True).start()
+    proxy.reject_uploads("InvalidStorageClass", 400)
+    try:
+        with pytest.raises(S3StartupError, match="SLUICE_S3_STORAGE_CLASS") as caught:
+            await preflight(s3_settings.model_copy(update={
+                "s3_endpoint_url": proxy.url, "s3_storage_class": "GLACIER_IR"}))
+        assert "InvalidStorageClass" in str(caught.value)
+        assert "\n" not in str(caught.value)
+        proxy.reject_uploads(None)
+        await preflight(s3_settings.model_copy(update={"s3_endpoint_url": proxy.url}))
+    finally:
+        proxy.stop()

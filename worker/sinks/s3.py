@@ -51,7 +51,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from worker.config import S3Publish, Settings
 from worker.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkOutcomes
-from worker.sinks.s3_bucket import S3StartupError, make_client_context, preflight
+from worker.sinks.s3_bucket import (
+    S3StartupError,
+    make_client_context,
+    object_arguments,
+    preflight,
+)
 from worker.sinks.s3_closing import due_directories, first_open_offset, separable
 from worker.sinks.s3_filing import PartFiler, PartitionState
 from worker.sinks.s3_formats import part_format
@@ -109,17 +114,10 @@ class S3Sink(Sink):
         self._client_context = make_client_context(self.settings)
         self._client = await self._client_context.__aenter__()
         self._markers = MarkerStore(self._client, self.settings.s3_bucket)
-        object_arguments: dict[str, Any] = {}
-        if self.settings.s3_server_side_encryption:
-            object_arguments["ServerSideEncryption"] = self.settings.s3_server_side_encryption
-        if self.settings.s3_sse_kms_key_id:
-            object_arguments["SSEKMSKeyId"] = self.settings.s3_sse_kms_key_id
-        if self.settings.s3_storage_class:
-            object_arguments["StorageClass"] = self.settings.s3_storage_class
         self._objects = S3Objects(
             self._client, self.settings.s3_bucket,
             RetryPolicy(self.settings.s3_retry_initial, self.settings.s3_retry_max),
-            object_arguments, self.settings.s3_multipart_threshold,
+            object_arguments(self.settings), self.settings.s3_multipart_threshold,
             self.settings.s3_multipart_chunk_bytes, self._count_request_failure)
         self._publication = Publication(NAME, self.settings, self._objects, self._markers,
                                         self._format, self._hourly, self.stats, self.outcomes)

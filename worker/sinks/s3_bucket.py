@@ -17,6 +17,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, SSLError
 
 from worker.config import Settings
+from worker.sinks.s3_triage import Triage, classify
 
 log = logging.getLogger(__name__)
 
@@ -48,44 +49,102 @@ def make_client_context(settings: Settings) -> Any:
     )
 
 
+def object_arguments(settings: Settings) -> dict[str, Any]:
+    """What every object Sluice stores is written with: encryption and storage class."""
+    arguments: dict[str, Any] = {}
+    if settings.s3_server_side_encryption:
+        arguments["ServerSideEncryption"] = settings.s3_server_side_encryption
+    if settings.s3_sse_kms_key_id:
+        arguments["SSEKMSKeyId"] = settings.s3_sse_kms_key_id
+    if settings.s3_storage_class:
+        arguments["StorageClass"] = settings.s3_storage_class
+    return arguments
+
+
+def startup_check_key(settings: Settings) -> str:
+    """The small object every start writes (overwritten each time, never read)."""
+    return f"{settings.s3_prefix}_sluice/startup-check"
+
+
 async def preflight(settings: Settings) -> None:
-    """Check the bucket is reachable with these credentials (creating it if allowed)."""
+    """Check the bucket is reachable with these credentials (creating it if allowed), and
+    that an object can be written there with the configured storage class and encryption."""
     where = f"{settings.s3_endpoint_url or 'AWS S3'} bucket {settings.s3_bucket!r}"
     deadline = time.monotonic() + settings.s3_startup_timeout
     async with make_client_context(settings) as client:
-        while True:
-            try:
-                await client.head_bucket(Bucket=settings.s3_bucket)
-                return
-            except ClientError as error:
-                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                if status == 404:
-                    if not settings.s3_create_bucket:
-                        raise S3StartupError(
-                            f"{where} does not exist: create it, or set "
-                            "SLUICE_S3_CREATE_BUCKET=true"
-                        ) from error
-                    await _create_bucket(client, settings)
-                    log.info("created S3 bucket %s", settings.s3_bucket)
-                    return
-                if status in (401, 403):
-                    raise S3StartupError(
-                        f"{where}: access refused ({status}). Check SLUICE_AWS_ACCESS_KEY_ID / "
-                        "SLUICE_AWS_SECRET_ACCESS_KEY (or the AWS credential chain) and that "
-                        "they may list and write the bucket."
-                    ) from error
-                failure: Exception = error
-            except (NoCredentialsError, SSLError) as error:
-                raise S3StartupError(_not_retried_message(where, error)) from error
-            except BotoCoreError as error:
-                failure = error
-            if time.monotonic() > deadline:
+        await _check_bucket(client, settings, where, deadline)
+        await _check_write(client, settings, where, deadline)
+
+
+async def _check_write(client: Any, settings: Settings, where: str, deadline: float) -> None:
+    """Write the start-up check object as parts are written: a storage class, a KMS key or a
+    policy S3 refuses stops the worker here, in one line, instead of pausing it at its first
+    upload."""
+    key = startup_check_key(settings)
+    while True:
+        try:
+            await client.put_object(Bucket=settings.s3_bucket, Key=key,
+                                    Body=b"written by a starting Sluice worker\n",
+                                    ContentType="text/plain", **object_arguments(settings))
+            return
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            verdict = classify(code, status)
+            if verdict.triage is not Triage.TRANSIENT:
+                message = error.response.get("Error", {}).get("Message", "")
                 raise S3StartupError(
-                    f"{where} did not answer within {settings.s3_startup_timeout:.0f}s "
-                    f"(SLUICE_S3_STARTUP_TIMEOUT): {failure}. Check SLUICE_S3_ENDPOINT_URL and "
-                    "SLUICE_S3_REGION."
-                ) from failure
-            await asyncio.sleep(1.0)
+                    f"{where}: a test write of {key} was refused: {code} ({status}) "
+                    f"{message}".rstrip() + f"; check {verdict.fix or _DEFAULT_WRITE_FIX}"
+                ) from error
+            failure: Exception = error
+        except BotoCoreError as error:
+            failure = error
+        if time.monotonic() > deadline:
+            raise S3StartupError(
+                f"{where} did not accept a test write within {settings.s3_startup_timeout:.0f}s "
+                f"(SLUICE_S3_STARTUP_TIMEOUT): {failure}") from failure
+        await asyncio.sleep(1.0)
+
+
+_DEFAULT_WRITE_FIX = "the S3 settings (SLUICE_S3_*) and the bucket's policy"
+
+
+async def _check_bucket(client: Any, settings: Settings, where: str, deadline: float) -> None:
+    """HeadBucket (which needs s3:ListBucket), or CreateBucket if allowed."""
+    while True:
+        try:
+            await client.head_bucket(Bucket=settings.s3_bucket)
+            return
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
+                if not settings.s3_create_bucket:
+                    raise S3StartupError(
+                        f"{where} does not exist: create it, or set "
+                        "SLUICE_S3_CREATE_BUCKET=true"
+                    ) from error
+                await _create_bucket(client, settings)
+                log.info("created S3 bucket %s", settings.s3_bucket)
+                return
+            if status in (401, 403):
+                raise S3StartupError(
+                    f"{where}: access refused ({status}). Check SLUICE_AWS_ACCESS_KEY_ID / "
+                    "SLUICE_AWS_SECRET_ACCESS_KEY (or the AWS credential chain) and that "
+                    "they may list and write the bucket."
+                ) from error
+            failure: Exception = error
+        except (NoCredentialsError, SSLError) as error:
+            raise S3StartupError(_not_retried_message(where, error)) from error
+        except BotoCoreError as error:
+            failure = error
+        if time.monotonic() > deadline:
+            raise S3StartupError(
+                f"{where} did not answer within {settings.s3_startup_timeout:.0f}s "
+                f"(SLUICE_S3_STARTUP_TIMEOUT): {failure}. Check SLUICE_S3_ENDPOINT_URL and "
+                "SLUICE_S3_REGION."
+            ) from failure
+        await asyncio.sleep(1.0)
 
 
 def _not_retried_message(where: str, error: Exception) -> str:
