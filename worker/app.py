@@ -99,17 +99,20 @@ class SluiceApp(faust.App):
 
     async def recover_stalled(self) -> None:
         """The settle watchdog: a partition whose oldest record has waited longer than
-        SLUICE_SETTLE_TIMEOUT while every sink answers is consumed again."""
+        SLUICE_SETTLE_TIMEOUT while every sink answers, and no sink holds its records back on
+        purpose, is consumed again."""
         stalled = self.pipeline.stalled(self.sluice_settings.settle_timeout)
         if not stalled or self.pipeline.dead_letter_limit.tripped:
             return  # held on purpose by the dead-letter limit: consuming again trips it again
+        held: set[tuple[str, int]] = set()
         for sink in self.pipeline.sinks:
-            if sink.holding() or await sink.check():
-                # A destination is down or pushes back: the wait is explained (readiness says
-                # so once it lasts), and the records are retried where they are.
-                return
+            if await sink.check():
+                return  # a destination is down: the wait is explained, readiness says so
+            # Pushed back (Elasticsearch's 429s): those records are retried where they are.
+            held.update(sink.holding())
         for partition, age in stalled.items():
-            self.pipeline.stuck(partition, f"oldest record unsettled for {age:.0f}s")
+            if partition not in held:
+                self.pipeline.stuck(partition, f"oldest record unsettled for {age:.0f}s")
 
     async def on_start(self) -> None:
         await super().on_start()

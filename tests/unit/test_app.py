@@ -164,21 +164,22 @@ async def test_the_consumer_thread_paces_the_empty_fetches_of_its_consumer(monke
 
 
 class _WatchedSink:
-    def __init__(self, problem: str | None = None, holding: str | None = None) -> None:
-        self.problem, self.reason_held = problem, holding
+    def __init__(self, problem: str | None = None,
+                 holding: dict[tuple[str, int], str] | None = None) -> None:
+        self.problem, self.held = problem, holding or {}
 
     async def check(self) -> str | None:
         return self.problem
 
-    def holding(self) -> str | None:
-        return self.reason_held
+    def holding(self) -> dict[tuple[str, int], str]:
+        return self.held
 
 
 def _watched_app(*sinks: _WatchedSink) -> SimpleNamespace:
     stuck: list = []
     pipeline = SimpleNamespace(
         sinks=list(sinks),
-        stalled=lambda bound: {("events", 0): bound + 1.0},
+        stalled=lambda bound: {("events", 0): bound + 1.0, ("events", 1): bound + 2.0},
         dead_letter_limit=SimpleNamespace(tripped=False),
         stuck=lambda partition, reason: stuck.append(partition),
     )
@@ -191,7 +192,10 @@ async def test_the_settle_watchdog_recovers_a_partition_no_sink_explains() -> No
 
     app = _watched_app(_WatchedSink())
     await SluiceApp.recover_stalled(app)  # type: ignore[arg-type]
-    assert app.stuck == [("events", 0)]
+    assert app.stuck == [("events", 0), ("events", 1)]
+    down = _watched_app(_WatchedSink(problem="Elasticsearch: ConnectionError"))
+    await SluiceApp.recover_stalled(down)  # type: ignore[arg-type]
+    assert down.stuck == []  # a destination down explains every wait
 
 
 async def test_the_settle_watchdog_leaves_records_a_sink_holds_back_on_purpose() -> None:
@@ -199,9 +203,12 @@ async def test_the_settle_watchdog_leaves_records_a_sink_holds_back_on_purpose()
     # the documents are held and retried; consuming them again would only add to the load.
     from worker.app import SluiceApp
 
-    app = _watched_app(_WatchedSink(), _WatchedSink(holding="Elasticsearch holds back 3"))
+    # Only the partition whose records are held: another one stuck for another reason (a lost
+    # outcome) is still recovered.
+    app = _watched_app(_WatchedSink(),
+                       _WatchedSink(holding={("events", 0): "Elasticsearch holds back 3"}))
     await SluiceApp.recover_stalled(app)  # type: ignore[arg-type]
-    assert app.stuck == []
+    assert app.stuck == [("events", 1)]
 
 
 def _thread_with_partition_state(tp_state: object) -> SluiceConsumerThread:
@@ -242,3 +249,22 @@ async def test_the_livelock_check_still_reads_a_partition_with_a_position() -> N
     consuming._position = 4
     thread = _thread_with_partition_state(consuming)
     thread.verify_event_path(5.0, TP("events", 0))  # Faust's checks run (and log nothing here)
+
+
+async def test_the_livelock_check_survives_a_reset_racing_it() -> None:
+    # Faust checks on the main thread while the consumer thread may reset the partition
+    # between our look at its position and Faust's read of it.
+    from aiokafka.consumer.subscription_state import TopicPartitionState
+
+    class Racing(TopicPartitionState):
+        looks = 0
+
+        @property
+        def has_valid_position(self) -> bool:
+            Racing.looks += 1
+            return Racing.looks == 1  # valid at our first look, reset right after
+
+    racing = Racing(None)
+    racing.timestamp, racing.highwater = 1_000.0, 10
+    thread = _thread_with_partition_state(racing)
+    assert thread.verify_event_path(5.0, TP("events", 0)) is None

@@ -141,7 +141,7 @@ async def test_a_write_block_or_429_is_held_past_the_attempt_limit_never_dead_le
     assert sorted(outcomes.delivered) == ["a", "b", "c"]
     assert client.requests[1:] == [["a", "b"]] * 5
     assert sink.backpressure.held == 0
-    assert sink.holding() is None
+    assert sink.holding() == {}
 
 
 async def test_documents_held_by_backpressure_are_what_the_sink_says_it_holds() -> None:
@@ -157,7 +157,8 @@ async def test_documents_held_by_backpressure_are_what_the_sink_says_it_holds() 
             if sink.holding():
                 break
             await asyncio.sleep(0.002)
-        assert "holds back 1 documents" in (sink.holding() or "")
+        assert list(sink.holding()) == [("events", 0)]  # the partition of _event's record
+        assert "holds back 1 documents" in sink.holding()[("events", 0)]
         assert await sink.check() is None
     finally:
         flushing.cancel()
@@ -316,7 +317,7 @@ async def test_a_whole_request_refused_with_429_holds_its_documents_as_backpress
     # asks to wait, as with a per-item 429. The documents count as held (metrics, the settle
     # watchdog, the backpressure timeout), not only as a failed request.
     refused = asyncio.Event()
-    holding_seen: list[str | None] = []
+    holding_seen: list[dict] = []
 
     def too_many(ids: list[str]) -> dict:
         refused.set()
@@ -334,6 +335,7 @@ async def test_a_whole_request_refused_with_429_holds_its_documents_as_backpress
     await sink.write([_event("a"), _event("b")])
     await sink.flush()
     await watcher
-    assert holding_seen and "holds back 2 documents" in (holding_seen[0] or ""), holding_seen
+    assert holding_seen and "holds back 2 documents" in holding_seen[0].get(("events", 0), ""), \
+        holding_seen
     assert outcomes.delivered == ["a", "b"] and outcomes.failed == []
-    assert sink.holding() is None and sink.backpressure.held == 0
+    assert sink.holding() == {} and sink.backpressure.held == 0

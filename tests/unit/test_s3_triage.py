@@ -95,12 +95,16 @@ async def test_only_an_error_about_the_object_itself_is_a_rejection() -> None:
 class _AlwaysRefusing:
     """Refuses every call with a configuration fault; `refused` is set at the first."""
 
-    def __init__(self) -> None:
+    def __init__(self, code: str = "InvalidStorageClass", message: str = "") -> None:
         self.refused = asyncio.Event()
+        self.code, self.message = code, message
 
     async def upload(self) -> str:
         self.refused.set()
-        raise _error("InvalidStorageClass", 400)
+        error = _error(self.code, 400 if self.code != "AccessDenied" else 403)
+        if self.message:
+            error.response["Error"]["Message"] = self.message
+        raise error
 
 
 async def test_a_fault_goes_with_its_call_when_the_call_is_cancelled() -> None:
@@ -138,3 +142,24 @@ async def test_a_fault_stays_while_another_call_of_its_kind_still_meets_it() -> 
     with pytest.raises(asyncio.CancelledError):
         await second
     assert objects.faults == {}
+
+
+async def test_a_fault_is_logged_once_while_calls_meet_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # AWS's AccessDenied names the resource: concurrent uploads meet different texts of the
+    # same fault. Each text is said once, not once per retry of whichever call came last.
+    objects = _objects()
+    refusing = [_AlwaysRefusing("AccessDenied", f"no s3:PutObject on logs/part-{n}")
+                for n in range(2)] * 2
+    with caplog.at_level(logging.ERROR):
+        calls = [asyncio.ensure_future(objects.retrying(f"upload {n}", r.upload))
+                 for n, r in enumerate(refusing)]
+        for r in refusing:
+            await r.refused.wait()
+        await asyncio.sleep(0.02)  # each has met it several times
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2, errors

@@ -87,8 +87,9 @@ class Sink(ABC):
         """None if the destination answers now, else what is wrong (for the readiness probe)."""
         return None
 
-    def holding(self) -> str | None:
-        """What this sink holds back on purpose now (the destination pushes back, and the
-        events are retried until it accepts them), else None. The settle watchdog leaves
-        partitions alone meanwhile: consuming them again would only add to the load."""
-        return None
+    def holding(self) -> dict[PartitionKey, str]:
+        """The partitions whose events this sink holds back on purpose now (the destination
+        pushes back, and they are retried until it accepts them), with why. The settle
+        watchdog leaves those partitions alone: consuming them again would only add to the
+        load."""
+        return {}

@@ -149,11 +149,12 @@ class ElasticsearchSink(Sink):
             return f"{describe_cluster(self.settings)}: {type(error).__name__}: {error}"
         return self.backpressure.problem()
 
-    def holding(self) -> str | None:
-        """Documents refused with backpressure (429 and the like), held and retried."""
-        held = self.backpressure.held
-        return f"Elasticsearch holds back {held} documents ({self.backpressure.reason})" \
-            if held else None
+    def holding(self) -> dict[PartitionKey, str]:
+        """Partitions with documents refused with backpressure (429 and the like), held and
+        retried."""
+        why = (f"Elasticsearch holds back {self.backpressure.held} documents "
+               f"({self.backpressure.reason})")
+        return {partition: why for partition in self.backpressure.partitions()}
 
     async def stop(self) -> None:
         if self._ticker:
@@ -281,7 +282,7 @@ class ElasticsearchSink(Sink):
                     self.stats.request_failures += 1
                     if failure.backpressure:
                         for item in items:
-                            self.backpressure.hold(id(item), failure.backpressure)
+                            self.backpressure.hold(id(item), failure.backpressure, item.partition)
                     delay = self._backoff(request_attempt)
                     log.warning("bulk request of %d documents failed (%s); retry %d in %.1fs",
                                 len(items), failure, request_attempt, delay,
@@ -358,7 +359,8 @@ class ElasticsearchSink(Sink):
                 written.append(item)
             elif is_backpressure(status, error_type):
                 # The cluster asks to wait: no attempt limit; the time limit is readiness's.
-                self.backpressure.hold(id(item), f"{error_type or status}: {_reason(error)}")
+                self.backpressure.hold(id(item), f"{error_type or status}: {_reason(error)}",
+                                       item.partition)
                 held += 1
                 retry.append(item)
             elif status >= 500:

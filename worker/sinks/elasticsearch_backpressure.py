@@ -22,6 +22,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from worker.sinks.base import PartitionKey
+
 log = logging.getLogger(__name__)
 
 # Per-item error types that mean "not now" rather than "not this document".
@@ -54,17 +56,21 @@ class Backpressure:
 
     timeout: float
     _since: dict[int, float] = field(default_factory=dict)
+    _partitions: dict[int, PartitionKey] = field(default_factory=dict)
     reason: str = ""
     _reported: bool = False
 
-    def hold(self, key: int, reason: str) -> None:
-        """A document (by a key of the caller's) was refused with backpressure."""
+    def hold(self, key: int, reason: str, partition: PartitionKey) -> None:
+        """A document (by a key of the caller's) of `partition` was refused with
+        backpressure."""
         self._since.setdefault(key, time.monotonic())
+        self._partitions[key] = partition
         self.reason = reason
 
     def release(self, key: int) -> None:
         """The document has an outcome, or no longer needs one."""
         self._since.pop(key, None)
+        self._partitions.pop(key, None)
         if not self._since:
             if self._reported:
                 log.info("Elasticsearch accepts documents again after backpressure")
@@ -74,6 +80,10 @@ class Backpressure:
     def held(self) -> int:
         """Documents being held now."""
         return len(self._since)
+
+    def partitions(self) -> set[PartitionKey]:
+        """The partitions whose documents are being held now."""
+        return set(self._partitions.values())
 
     def seconds(self) -> float:
         """How long the longest-held document has waited (0 when none is held)."""

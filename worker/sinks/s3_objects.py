@@ -121,7 +121,7 @@ class S3Objects:
     def _report_fault(self, token: object, kind: str, fault: str) -> None:
         """Hold a call's configuration fault for the readiness check; log it once per change
         (not again for every call of the kind that meets the same fault)."""
-        if self.faults.get(kind) != fault:
+        if (kind, fault) not in self._faults_by_call.values():
             log.error("%s; paused: nothing is acknowledged or dead-lettered, the request is "
                       "retried until S3 accepts it", fault)
         self._faults_by_call[token] = (kind, fault)
