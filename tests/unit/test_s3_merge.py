@@ -277,3 +277,43 @@ def test_merged_objects_are_stored_as_their_format_stores_its_parts() -> None:
     for form in (NdjsonFormat(1), CsvFormat(["event_id"], 1), ParquetFormat("zstd", 1 << 20)):
         key = _part_of(0, 9, form.extension)
         assert merged_as(key) == (form.content_type, form.content_encoding)
+
+
+class _Existing(_Objects):
+    """S3 calls of a merge where these output keys exist already."""
+
+    def __init__(self, existing: set[str]) -> None:
+        super().__init__(set())
+        self.existing = existing
+
+    async def exists(self, key: str) -> bool:
+        return key in self.existing
+
+
+async def test_a_plan_an_earlier_version_made_across_formats_is_planned_again_by_format(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Planned before parts were grouped by format, and not started: dropped and planned again.
+    parts = (_part_of(0, 9, "ndjson.gz"), _part_of(10, 19, "parquet"))
+    mixed = MergePlan((MergeOutput("logs/" + DIRECTORY + "events+3+000000000000+000000000019"
+                                   ".ndjson.gz", parts),))
+    merger = _merger()
+    merger.markers = _Markers()  # type: ignore[assignment]
+    merger.objects = _Existing(set())  # type: ignore[assignment]
+    state = _merging_state(parts)
+    state.marker = replace(state.marker, merge=mixed)
+    assert await merger._usable(state, mixed) is True  # type: ignore[arg-type]
+    assert state.marker.merge is None
+    # Started already (its output exists, made of both formats): it waits, said once.
+    merger.objects = _Existing({mixed.outputs[0].key})  # type: ignore[assignment]
+    state.marker = replace(state.marker, merge=mixed)
+    with caplog.at_level(logging.ERROR):
+        assert await merger._usable(state, mixed) is False  # type: ignore[arg-type]
+        assert await merger._usable(state, mixed) is False  # type: ignore[arg-type]
+    assert state.marker.merge == mixed
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "several formats" in errors[0], errors
+    # A plan of one format is used as it is.
+    single = MergePlan((MergeOutput("logs/" + DIRECTORY + "events+3+000000000000+000000000009"
+                                    ".ndjson.gz", parts[:1]),))
+    assert await merger._usable(state, single) is True  # type: ignore[arg-type]

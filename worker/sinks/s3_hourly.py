@@ -131,6 +131,7 @@ class HourlyMerger:
         self._seen: dict[tuple[PartitionKey, str, str, str], tuple[tuple[str, ...], float]] = {}
         self._missing: set[str] = set()  # hour parts reported missing (logged once each)
         self._headerless: set[str] = set()  # CSV hour parts said to wait (logged once each)
+        self._said: set[str] = set()  # outputs of mixed-format plans (logged once each)
         self.objects_merged = 0
         self.parts_merged = 0
 
@@ -155,7 +156,11 @@ class HourlyMerger:
 
     async def merge_partition(self, state: PartitionState) -> None:
         """Finish the partition's merge under way, then merge each due (hour, directory)."""
-        if state.marker.merge is not None and not await self._complete(state, state.marker.merge):
+        plan = state.marker.merge
+        if plan is not None and not await self._usable(state, plan):
+            return
+        plan = state.marker.merge
+        if plan is not None and not await self._complete(state, plan):
             return  # a part is missing: tried again at the next tick, not in a loop
         while (plan := await self._plan_next(state)) is not None:
             kill_point("merge-planned")
@@ -192,6 +197,31 @@ class HourlyMerger:
         log.info("%s[%d]: merging %d parts of hour %s into %d object(s)", *state.key,
                  len(keys), hour, len(plan.outputs))
         return plan
+
+    async def _usable(self, state: PartitionState, plan: MergePlan) -> bool:
+        """False for a plan (made by a version that merged formats together) whose outputs mix
+        formats: dropped while none of its outputs exists, so its parts are planned again by
+        format; otherwise kept waiting, said once (its parts are in an object already)."""
+        if all(part_format(part) == part_format(output.key)
+               for output in plan.outputs for part in output.parts):
+            return True
+        objects = self.objects
+        for output in plan.outputs:
+            if await objects.retrying("check object", objects.exists, output.key):
+                if output.key not in self._said:
+                    self._said.add(output.key)
+                    log.error("%s[%d]: %s was merged from hour parts of several formats by an "
+                              "earlier version; the partition's merges wait: check that object, "
+                              "delete it, and the plan is made again by format", *state.key,
+                              output.key)
+                return False
+        async with state.lock:
+            if state.detached:
+                raise _Detached
+            await self._write_marker(state, replace(state.marker, merge=None))
+        log.warning("%s[%d]: a merge plan mixing formats was dropped; its parts are merged by "
+                    "format", *state.key)
+        return True
 
     # --- what is due ----------------------------------------------------------------------
 
