@@ -80,9 +80,9 @@ class PipelineSettings(BaseModel):
         gt=0,
         description="Seconds a partition's oldest record may wait for every sink before the "
         "worker reports unready (`/health/ready`); past it, if every sink's destination "
-        "answers and none holds events back on purpose (Elasticsearch backpressure), the "
-        "worker rewinds the partition so it is consumed again from its oldest unsettled "
-        "record (a stuck partition is recovered, never silently stalled).",
+        "answers and no sink holds the partition's events back on purpose (Elasticsearch "
+        "backpressure), the worker rewinds the partition so it is consumed again from its "
+        "oldest unsettled record (a stuck partition is recovered, never silently stalled).",
     )
     catalog_load_timeout: float = Field(
         30.0,
