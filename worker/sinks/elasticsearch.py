@@ -53,6 +53,7 @@ from worker.errors import SinkRejected, SinkUnavailable
 from worker.event_time import EventTimeWindow
 from worker.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
+from worker.sinks.elasticsearch_answers import error_type_of, reason_of, rejection
 from worker.sinks.elasticsearch_backpressure import Backpressure, is_backpressure
 from worker.sinks.elasticsearch_client import (
     ElasticsearchStartupError,
@@ -316,7 +317,7 @@ class ElasticsearchSink(Sink):
         try:
             response = await self._client.bulk(operations=payload, filter_path=_BULK_FILTER)
         except ApiError as error:
-            error_type = _error_type(error)
+            error_type = error_type_of(error)
             if is_backpressure(error.meta.status, error_type):
                 # The whole request (Elasticsearch's indexing-pressure limit answers so): the
                 # cluster asks to wait, as for one document.
@@ -359,7 +360,7 @@ class ElasticsearchSink(Sink):
                 written.append(item)
             elif is_backpressure(status, error_type):
                 # The cluster asks to wait: no attempt limit; the time limit is readiness's.
-                self.backpressure.hold(id(item), f"{error_type or status}: {_reason(error)}",
+                self.backpressure.hold(id(item), f"{error_type or status}: {reason_of(error)}",
                                        item.partition)
                 held += 1
                 retry.append(item)
@@ -369,12 +370,13 @@ class ElasticsearchSink(Sink):
                     rejected_items.append(item)
                     rejected.append(SinkFailure(item.event, SinkUnavailable(
                         f"{error_type or status}: still refused after {item.attempts} attempts: "
-                        f"{_reason(error)}", sink=NAME), item.attempts))
+                        f"{reason_of(error)}", sink=NAME), item.attempts))
                 else:
                     retry.append(item)
             else:
                 rejected_items.append(item)
-                rejected.append(SinkFailure(item.event, _rejection(status, error), item.attempts))
+                rejected.append(SinkFailure(item.event, rejection(status, error, NAME),
+                                            item.attempts))
         if written:
             self.stats.indexed += len(written)
             self._finish(written)
@@ -409,36 +411,5 @@ class _RequestFailed(Exception):
         self.backpressure = backpressure
 
 
-def _error_type(error: ApiError) -> str:
-    """The `error.type` of an Elasticsearch error answer ("" when it has none)."""
-    body = error.body if isinstance(error.body, dict) else {}
-    detail = body.get("error")
-    return str(detail.get("type", "")) if isinstance(detail, dict) else ""
-
-
 class _RequestRefused(Exception):
     """Elasticsearch refused the whole request (413 or 400): the batch is split in halves."""
-
-
-def _reason(error: object) -> str:
-    if not isinstance(error, dict):
-        return str(error)
-    reason = str(error.get("reason", ""))
-    caused_by = error.get("caused_by")
-    if isinstance(caused_by, dict) and caused_by.get("reason"):
-        reason += f" (caused by {caused_by.get('type')}: {caused_by['reason']})"
-    return reason
-
-
-def _rejection(status: int, error: object) -> SinkRejected:
-    error_type = f"HTTP {status}"
-    if isinstance(error, dict):
-        error_type = str(error.get("type", error_type))
-    if error_type == "index_not_found_exception":
-        return SinkRejected(
-            f"index_not_found_exception: {_reason(error)}. The index does not exist and may not "
-            "be created automatically: create it, allow auto-creation for this pattern, or give "
-            "the API key the create_index privilege; then replay this dead letter.",
-            sink=NAME, retriable=True,
-        )
-    return SinkRejected(f"{error_type}: {_reason(error)}", sink=NAME)
