@@ -47,12 +47,13 @@ from worker.sinks.s3_merge import (
     append_gzip,
     gzip_header,
     is_parquet,
+    key_format,
     merge_parquet,
     merged_as,
-    part_format,
     plan_outputs,
 )
-from worker.sinks.s3_objects import S3Objects, status_of
+from worker.sinks.s3_objects import S3Objects
+from worker.sinks.s3_triage import status_of
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ class HourlyMerger:
         """False for a plan (made by a version that merged formats together) whose outputs mix
         formats: dropped while none of its outputs exists, so its parts are planned again by
         format; otherwise kept waiting, said once (its parts are in an object already)."""
-        if all(part_format(part) == part_format(output.key)
+        if all(key_format(part) == key_format(output.key)
                for output in plan.outputs for part in output.parts):
             return True
         objects = self.objects
@@ -231,7 +232,7 @@ class HourlyMerger:
         format only make an object: SLUICE_S3_FORMAT may have changed within the hour."""
         groups: dict[tuple[str, str, str], list[str]] = {}
         for key in state.marker.hour_parts:
-            groups.setdefault((*split_hour_part(self.prefix, key), part_format(key)),
+            groups.setdefault((*split_hour_part(self.prefix, key), key_format(key)),
                               []).append(key)
         open_parts = {(part.slot.start.strftime(_HOUR_FORMAT), self.prefix + directory)
                       for directory, part in state.parts.items()}

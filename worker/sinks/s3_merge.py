@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from worker.sinks.s3_formats import CsvFormat, NdjsonFormat
 from worker.sinks.s3_markers import MergeOutput
 
 # Bytes read from a downloaded stream, or copied between files, per call.
@@ -91,25 +92,25 @@ def is_parquet(key: str) -> bool:
     return key.endswith(".parquet")
 
 
-# How an object of each format is stored: (content type, content encoding), as the formats of
-# worker.sinks.s3_formats and s3_parquet store their parts. Written out here so that merging
-# needs no pyarrow import; a unit test keeps the two equal.
+# How an object of each format is stored: (content type, content encoding), as the formats
+# store their parts. Parquet's is written out here so that merging needs no pyarrow import; a
+# unit test keeps it equal to ParquetFormat's.
 _STORED_AS: dict[str, tuple[str, str | None]] = {
-    "ndjson.gz": ("application/x-ndjson", "gzip"),
-    "csv.gz": ("text/csv", "gzip"),
+    **{form.extension: (form.content_type, form.content_encoding)
+       for form in (NdjsonFormat, CsvFormat)},
     "parquet": ("application/vnd.apache.parquet", None),
 }
-CSV_EXTENSION = "csv.gz"
+CSV_EXTENSION = CsvFormat.extension
 
 
-def part_format(key: str) -> str:
+def key_format(key: str) -> str:
     """The format (file extension) of a part or object key: ``ndjson.gz``, ``csv.gz``, …"""
     return PartName.parse(key.rsplit("/", 1)[-1]).extension
 
 
 def merged_as(key: str) -> tuple[str, str | None]:
     """Content type and content encoding of the object `key` (by its format)."""
-    return _STORED_AS[part_format(key)]
+    return _STORED_AS[key_format(key)]
 
 
 def merge_parquet(parts: Sequence[Path], out: Path) -> None:
