@@ -8,8 +8,10 @@ dead-lettered the events: the whole archive would have gone to the dead-letter t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -39,22 +41,33 @@ class _Outcomes:
         raise AssertionError(f"partition lost: {reason}")
 
 
+@contextlib.asynccontextmanager
+async def _sink_behind_proxy(s3_settings: Settings,
+                             listener: Any) -> AsyncIterator[tuple[S3Sink, FaultProxy]]:
+    """A started S3 sink owning partition 0, its S3 calls through a fault proxy."""
+    await preflight(s3_settings)
+    proxy = FaultProxy(s3_settings.s3_endpoint_url or "", signed=True).start()
+    sink = S3Sink(listener, s3_settings.model_copy(update={
+        "s3_endpoint_url": proxy.url, "s3_retry_initial": 0.05, "s3_retry_max": 0.2}))
+    try:
+        await sink.start()
+        sink.assign([(s3_settings.source_topic, 0)])
+        await sink.flush()
+        yield sink, proxy
+    finally:
+        await sink.stop()
+        proxy.stop()
+
+
 async def test_a_refused_storage_class_pauses_reports_unready_and_loses_nothing(
     s3_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await preflight(s3_settings)
-    proxy = FaultProxy(s3_settings.s3_endpoint_url or "", signed=True).start()
     outcomes = _Outcomes()
     listener = type("Listener", (), {"delivered": lambda self, s, e: outcomes.delivered_(s, e),
                                      "failed": lambda self, s, f: outcomes.failed(s, f),
                                      "lost": lambda self, s, p, r: outcomes.lost(s, p, r)})()
-    sink = S3Sink(listener, s3_settings.model_copy(update={  # type: ignore[arg-type]
-        "s3_endpoint_url": proxy.url, "s3_retry_initial": 0.05, "s3_retry_max": 0.2}))
     topic = s3_settings.source_topic
-    try:
-        await sink.start()
-        sink.assign([(topic, 0)])
-        await sink.flush()
+    async with _sink_behind_proxy(s3_settings, listener) as (sink, proxy):
         assert await sink.check() is None
         proxy.reject_uploads("InvalidStorageClass", 400)
         with caplog.at_level(logging.WARNING):
@@ -75,9 +88,6 @@ async def test_a_refused_storage_class_pauses_reports_unready_and_loses_nothing(
             await asyncio.wait_for(flushing, 20)
         assert await sink.check() is None and sink.paused_calls == 0
         assert outcomes.delivered == ["e-0", "e-1", "e-2"] and outcomes.failed_ == []
-    finally:
-        await sink.stop()
-        proxy.stop()
     objects = await _objects(s3_settings, "logs/year=")
     ids = [orjson.loads(line)["event_id"] for body in objects.values()
            for line in gzip.decompress(body).splitlines()]
@@ -102,8 +112,6 @@ async def test_events_s3_rejects_whose_dead_letters_are_held_keep_the_marker_bel
     # S3 rejects the object for its content (EntityTooLarge): its events go to the dead-letter
     # publisher, which holds them instead (the dead-letter limit tripped) and returns. Moving
     # the marker past them would make the partition's next owner skip them as written: lost.
-    await preflight(s3_settings)
-    proxy = FaultProxy(s3_settings.s3_endpoint_url or "", signed=True).start()
     lost: list[str] = []
 
     class Listener:
@@ -116,22 +124,14 @@ async def test_events_s3_rejects_whose_dead_letters_are_held_keep_the_marker_bel
         def lost(self, sink: str, partition: Any, reason: str) -> None:
             lost.append(reason)
 
-    sink = S3Sink(Listener(), s3_settings.model_copy(update={  # type: ignore[arg-type]
-        "s3_endpoint_url": proxy.url, "s3_retry_initial": 0.05, "s3_retry_max": 0.2}))
     topic = s3_settings.source_topic
-    try:
-        await sink.start()
-        sink.assign([(topic, 0)])
-        await sink.flush()
+    async with _sink_behind_proxy(s3_settings, Listener()) as (sink, proxy):
         proxy.reject_uploads("EntityTooLarge", 400)
         events = [_event(offset, 0, topic) for offset in range(3)]
         for event in events:
             event.ticket = _HeldTicket()
         await sink.write(events)
         await sink.flush()
-    finally:
-        await sink.stop()
-        proxy.stop()
     assert len(lost) == 1 and "not dead-lettered" in lost[0], lost
     markers = await _objects(s3_settings, "logs/_sluice/markers/")
     assert [orjson.loads(body)["next_offset"] for body in markers.values()] == [0]
