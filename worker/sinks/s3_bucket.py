@@ -17,7 +17,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, SSLError
 
 from worker.config import Settings
-from worker.sinks.s3_triage import Triage, classify
+from worker.sinks.s3_triage import Refusal, Triage
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +88,10 @@ async def _check_write(client: Any, settings: Settings, where: str, deadline: fl
                                     ContentType="text/plain", **object_arguments(settings))
             return
         except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-            verdict = classify(code, status)
-            if verdict.triage is not Triage.TRANSIENT:
-                message = error.response.get("Error", {}).get("Message", "")
+            refusal = Refusal.of(error)
+            if refusal.verdict.triage is not Triage.TRANSIENT:
                 raise S3StartupError(
-                    f"{where}: a test write of {key} was refused: {code} ({status}) "
-                    f"{message}".rstrip() + f"; check {verdict.fix or _DEFAULT_WRITE_FIX}"
+                    f"{where}: a test write of {key} was refused: {refusal.advice()}"
                 ) from error
             failure: Exception = error
         except BotoCoreError as error:
@@ -105,9 +101,6 @@ async def _check_write(client: Any, settings: Settings, where: str, deadline: fl
                 f"{where} did not accept a test write within {settings.s3_startup_timeout:.0f}s "
                 f"(SLUICE_S3_STARTUP_TIMEOUT): {failure}") from failure
         await asyncio.sleep(1.0)
-
-
-_DEFAULT_WRITE_FIX = "the S3 settings (SLUICE_S3_*) and the bucket's policy"
 
 
 async def _check_bucket(client: Any, settings: Settings, where: str, deadline: float) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.sinks.s3_markers import OwnershipLost
-from worker.sinks.s3_triage import Triage, classify
+from worker.sinks.s3_triage import Refusal, Triage, status_of
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,6 @@ class Rejected(Exception):
 class RetryPolicy:
     initial: float
     maximum: float
-
-
-def status_of(error: ClientError) -> int:
-    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 
 
 class S3Objects:
@@ -92,17 +88,14 @@ class S3Objects:
             except OwnershipLost:
                 raise
             except ClientError as error:
-                code = str(error.response.get("Error", {}).get("Code", ""))
-                status = status_of(error)
-                message = error.response.get("Error", {}).get("Message", "")
-                verdict = classify(code, status)
-                if permanent_4xx and verdict.triage is Triage.CONTENT:
-                    raise Rejected(f"S3 refused to {what}: {code} ({status}): "
-                                   f"{message}") from error
-                failure = f"{code} ({status})"
-                if verdict.triage is not Triage.TRANSIENT:
-                    self._report_fault(token, kind, f"S3 refused to {kind}: {code} ({status}) "
-                                       f"{message}".rstrip() + f"; check {verdict.fix}")
+                refusal = Refusal.of(error)
+                if permanent_4xx and refusal.verdict.triage is Triage.CONTENT:
+                    raise Rejected(f"S3 refused to {what}: {refusal.code} ({refusal.status}): "
+                                   f"{refusal.message}") from error
+                failure = f"{refusal.code} ({refusal.status})"
+                if refusal.verdict.triage is not Triage.TRANSIENT:
+                    self._report_fault(token, kind,
+                                       f"S3 refused to {kind}: {refusal.advice()}")
             except BotoCoreError as error:  # connection trouble; local file errors are not retried
                 failure = f"{type(error).__name__}: {error}"
             else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 
 class Triage(Enum):
@@ -90,3 +91,31 @@ def classify(code: str, status: int) -> Verdict:
                        f"{_ENCRYPTION}: the KMS key must exist, be enabled, be in the bucket's "
                        f"region and allow kms:GenerateDataKey to the worker's role")
     return Verdict(Triage.CONFIGURATION, _FIXES.get(code, _DEFAULT_FIX))
+
+
+def status_of(error: Any) -> int:
+    """The HTTP status of a botocore ``ClientError`` (0 when it has none)."""
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """What S3 answered to a refused request (a botocore ``ClientError``), and its verdict."""
+
+    code: str
+    status: int
+    message: str
+    verdict: Verdict
+
+    @classmethod
+    def of(cls, error: Any) -> Refusal:
+        answer = error.response.get("Error", {})
+        code, status = str(answer.get("Code", "")), status_of(error)
+        return cls(code, status, str(answer.get("Message", "")), classify(code, status))
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.status}) {self.message}".rstrip()
+
+    def advice(self) -> str:
+        """This refusal and the setting to check, for a configuration fault."""
+        return f"{self}; check {self.verdict.fix or _DEFAULT_FIX}"
