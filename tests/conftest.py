@@ -12,10 +12,10 @@ import pytest
 import trustme
 
 from tests.security_fronts import NamespacedBroker, NamespaceUnavailable
+from tests.support.paths import REPO_ROOT
 from worker.config import Settings, load_settings
 from worker.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, LocalStack, _noida_binary
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_STACK_DIR = REPO_ROOT / ".sluice" / "test-stack"
 
 

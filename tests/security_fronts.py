@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.paths import REPO_ROOT
+
 SASL_HANDSHAKE, SASL_AUTHENTICATE, API_VERSIONS = 17, 36, 18
 SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE = 58, 33, 34
 
@@ -96,7 +98,7 @@ class NamespacedBroker:
         process = subprocess.Popen(  # noqa: S603 (fixed argv)
             ["ip", "netns", "exec", self.namespace, *argv], stdout=stdout,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=Path(__file__).resolve().parent.parent)
+            cwd=REPO_ROOT)
         if wait:
             process.wait(10)
         return process

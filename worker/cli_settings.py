@@ -9,8 +9,8 @@ from worker.config import Settings, SettingsError, load_settings
 
 def load_cli_settings() -> Settings:
     """Load settings or leave with the readable error (exit code 2, like a usage error); warn
-    about SLUICE_* variables that are no setting (see worker.unknown_settings)."""
-    from worker.unknown_settings import unknown_variable_warnings
+    about SLUICE_* variables that are no setting (see worker.config.unknown_settings)."""
+    from worker.config.unknown_settings import unknown_variable_warnings
 
     for line in unknown_variable_warnings():
         typer.echo(line, err=True)

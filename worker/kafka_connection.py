@@ -27,14 +27,10 @@ from aiokafka.conn import create_conn
 from aiokafka.helpers import create_ssl_context
 
 from worker.config import KafkaSaslMechanism, KafkaSecurityProtocol, Settings
+from worker.config.kafka import SASL_PROTOCOLS, TLS_PROTOCOLS
 
 log = logging.getLogger(__name__)
 
-_TLS = {KafkaSecurityProtocol.SSL, KafkaSecurityProtocol.SASL_SSL}
-_SASL = {KafkaSecurityProtocol.SASL_PLAINTEXT, KafkaSecurityProtocol.SASL_SSL}
-_PASSWORD_MECHANISMS = {
-    KafkaSaslMechanism.PLAIN, KafkaSaslMechanism.SCRAM_SHA_256, KafkaSaslMechanism.SCRAM_SHA_512,
-}
 # Renew an MSK IAM token this long before it expires (tokens live 15 minutes).
 _TOKEN_RENEW_MARGIN_SECONDS = 120.0
 CHECK_TIMEOUT_MS = 15_000
@@ -58,37 +54,12 @@ def _is_unreachable(error: BaseException) -> bool:
     return isinstance(error, (OSError, TimeoutError, kafka_errors.KafkaConnectionError))
 
 
-def security_problems(settings: Settings) -> list[str]:
-    """What is missing or contradictory in the SLUICE_KAFKA_* security settings."""
-    protocol, mechanism = settings.kafka_security_protocol, settings.kafka_sasl_mechanism
-    problems = []
-    if protocol in _SASL and mechanism is None:
-        problems.append(f"SLUICE_KAFKA_SECURITY_PROTOCOL={protocol.value} needs "
-                        "SLUICE_KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or "
-                        "OAUTHBEARER)")
-    if protocol not in _SASL and mechanism is not None:
-        problems.append(f"SLUICE_KAFKA_SASL_MECHANISM={mechanism.value} needs "
-                        "SLUICE_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT)")
-    if protocol in _SASL and mechanism in _PASSWORD_MECHANISMS and not (
-            settings.kafka_sasl_username and settings.kafka_sasl_password):
-        problems.append(f"SLUICE_KAFKA_SASL_MECHANISM={mechanism.value} needs "
-                        "SLUICE_KAFKA_SASL_USERNAME and SLUICE_KAFKA_SASL_PASSWORD")
-    tls_files = (settings.kafka_ssl_ca_file, settings.kafka_ssl_cert_file,
-                 settings.kafka_ssl_key_file)
-    if protocol not in _TLS and any(tls_files):
-        problems.append("SLUICE_KAFKA_SSL_* files are set but SLUICE_KAFKA_SECURITY_PROTOCOL="
-                        f"{protocol.value} does not use TLS (SSL or SASL_SSL)")
-    if bool(settings.kafka_ssl_cert_file) != bool(settings.kafka_ssl_key_file):
-        problems.append("SLUICE_KAFKA_SSL_CERT_FILE and SLUICE_KAFKA_SSL_KEY_FILE go together")
-    return problems
-
-
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     """The TLS context of the SSL and SASL_SSL protocols (None without TLS).
 
     Verification is on: against SLUICE_KAFKA_SSL_CA_FILE, or the system's CAs without one.
     """
-    if settings.kafka_security_protocol not in _TLS:
+    if settings.kafka_security_protocol not in TLS_PROTOCOLS:
         return None
     try:
         context = create_ssl_context(
@@ -115,7 +86,7 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "ssl_context": ssl_context(settings),
     }
     mechanism = settings.kafka_sasl_mechanism
-    if settings.kafka_security_protocol in _SASL and mechanism is not None:
+    if settings.kafka_security_protocol in SASL_PROTOCOLS and mechanism is not None:
         options["sasl_mechanism"] = mechanism.value
         if mechanism == KafkaSaslMechanism.OAUTHBEARER:
             options["sasl_oauth_token_provider"] = token_provider(settings)
@@ -253,9 +224,10 @@ def describe_failure(error: BaseException, settings: Settings, server: str) -> s
     # The broker closed the connection while we set it up: usually a listener that expects
     # another protocol (TLS, SASL) than the client speaks.
     also = []
-    if settings.kafka_security_protocol in _TLS:  # TLS 1.3 refuses a client certificate late
+    # TLS 1.3 refuses a client certificate late.
+    if settings.kafka_security_protocol in TLS_PROTOCOLS:
         also.append("for mutual TLS, SLUICE_KAFKA_SSL_CERT_FILE and SLUICE_KAFKA_SSL_KEY_FILE")
-    if settings.kafka_security_protocol in _SASL:
+    if settings.kafka_security_protocol in SASL_PROTOCOLS:
         also.append("SLUICE_KAFKA_SASL_MECHANISM")
     return (f"Kafka at {server} closed the connection during set-up ({type(error).__name__}: "
             f"{error}): check {protocol} (TLS and SASL listeners close connections that do not "

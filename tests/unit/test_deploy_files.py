@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.paths import REPO_ROOT as ROOT
 from worker.config import ENV_PREFIX, Settings, load_settings
 from worker.sinks.elasticsearch_index import index_template
 
-ROOT = Path(__file__).resolve().parents[2]
 KNOWN = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
 
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.support.paths import REPO_ROOT
 from worker.catalog import CatalogEntry
 from worker.decoding import EventKind, InputForm, RawEvent, decode_record
 from worker.enrich import enrich
@@ -140,7 +141,7 @@ def _quoted(name: str) -> str:
 
 
 def test_the_athena_parquet_table_has_the_schemas_columns_and_types() -> None:
-    ddl = (Path(__file__).resolve().parents[2] / "deploy" / "athena"
+    ddl = (REPO_ROOT / "deploy" / "athena"
            / "events_parquet_table.sql").read_text()
     body = ddl.split("CREATE EXTERNAL TABLE IF NOT EXISTS sluice_events_parquet (", 1)[1]
     body = body.split("\n)\nPARTITIONED BY", 1)[0]

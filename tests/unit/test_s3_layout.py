@@ -6,14 +6,13 @@ from pathlib import Path
 import orjson
 import pytest
 
+from worker.config.s3 import KeyTemplateError, resolve_template
 from worker.records import Event, KafkaPosition, SourceRecord
 from worker.sinks.s3_keys import (
     HourSlot,
-    KeyTemplateError,
     marker_key,
     object_key,
     render_directory,
-    resolve_template,
 )
 from worker.sinks.s3_parts import CsvColumns, OpenPart, ndjson_line
 

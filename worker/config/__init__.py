@@ -7,7 +7,12 @@ a description. The README's settings table is produced from this model
 
 The settings are declared by group, one module each (``kafka``, ``pipeline``, ``elasticsearch``,
 ``s3``, ``ingest``); ``Settings`` joins the groups into the one validated object every part of
-Sluice receives, and holds the rules that span groups.
+Sluice receives, and holds the rules that span groups. ``unknown_settings`` finds misspelled
+``SLUICE_*`` variables.
+
+Imports: nothing of Sluice. Every other package imports the settings, so a settings module that
+imported one of them would make a circle; what a setting's check needs (the key template's
+grammar, the Kafka security rules) lives here.
 """
 
 from __future__ import annotations

@@ -140,8 +140,6 @@ class KafkaSettings(BaseModel):
 
     @model_validator(mode="after")
     def _kafka_security_is_complete(self) -> Self:
-        from worker.kafka_connection import security_problems
-
         problems = security_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
@@ -151,3 +149,36 @@ class KafkaSettings(BaseModel):
     def bootstrap_server_list(self) -> list[str]:
         """The brokers as a list, as aiokafka wants them."""
         return self.kafka_bootstrap_servers.split(",")
+
+
+# Which protocols use TLS and which SASL; which mechanisms need a username and a password.
+TLS_PROTOCOLS = {KafkaSecurityProtocol.SSL, KafkaSecurityProtocol.SASL_SSL}
+SASL_PROTOCOLS = {KafkaSecurityProtocol.SASL_PLAINTEXT, KafkaSecurityProtocol.SASL_SSL}
+PASSWORD_MECHANISMS = {
+    KafkaSaslMechanism.PLAIN, KafkaSaslMechanism.SCRAM_SHA_256, KafkaSaslMechanism.SCRAM_SHA_512,
+}
+
+
+def security_problems(settings: KafkaSettings) -> list[str]:
+    """What is missing or contradictory in the SLUICE_KAFKA_* security settings."""
+    protocol, mechanism = settings.kafka_security_protocol, settings.kafka_sasl_mechanism
+    problems = []
+    if protocol in SASL_PROTOCOLS and mechanism is None:
+        problems.append(f"SLUICE_KAFKA_SECURITY_PROTOCOL={protocol.value} needs "
+                        "SLUICE_KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or "
+                        "OAUTHBEARER)")
+    if protocol not in SASL_PROTOCOLS and mechanism is not None:
+        problems.append(f"SLUICE_KAFKA_SASL_MECHANISM={mechanism.value} needs "
+                        "SLUICE_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT)")
+    if protocol in SASL_PROTOCOLS and mechanism in PASSWORD_MECHANISMS and not (
+            settings.kafka_sasl_username and settings.kafka_sasl_password):
+        problems.append(f"SLUICE_KAFKA_SASL_MECHANISM={mechanism.value} needs "
+                        "SLUICE_KAFKA_SASL_USERNAME and SLUICE_KAFKA_SASL_PASSWORD")
+    tls_files = (settings.kafka_ssl_ca_file, settings.kafka_ssl_cert_file,
+                 settings.kafka_ssl_key_file)
+    if protocol not in TLS_PROTOCOLS and any(tls_files):
+        problems.append("SLUICE_KAFKA_SSL_* files are set but SLUICE_KAFKA_SECURITY_PROTOCOL="
+                        f"{protocol.value} does not use TLS (SSL or SASL_SSL)")
+    if bool(settings.kafka_ssl_cert_file) != bool(settings.kafka_ssl_key_file):
+        problems.append("SLUICE_KAFKA_SSL_CERT_FILE and SLUICE_KAFKA_SSL_KEY_FILE go together")
+    return problems

@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+import string
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import NoDecode
+
+# The key template's grammar (SLUICE_S3_KEY_TEMPLATE): its presets and placeholders. The S3
+# sink renders it (worker.sinks.s3_keys); the settings check it at start-up.
+PRESETS = {
+    "hive": "year={year}/month={month}/day={day}/hour={hour}/",
+    "segment": "segment-logs/{source_id}/{received_day}/",
+}
+PLACEHOLDERS = frozenset(
+    {"year", "month", "day", "hour", "date", "received_day", "source_id", "event_type", "topic",
+     "partition"}
+)
+
+class KeyTemplateError(ValueError):
+    """The key template uses a placeholder that does not exist, or is malformed."""
+
+
+def resolve_template(template: str) -> str:
+    """A preset's template, or the template itself after checking its placeholders."""
+    resolved = PRESETS.get(template, template)
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(resolved) if name}
+    except ValueError as error:
+        raise KeyTemplateError(f"malformed key template {template!r}: {error}") from error
+    unknown = fields - PLACEHOLDERS
+    if unknown:
+        raise KeyTemplateError(
+            f"unknown placeholder(s) {', '.join(sorted(unknown))} in key template {template!r}; "
+            f"known: {', '.join(sorted(PLACEHOLDERS))}, or a preset: {', '.join(PRESETS)}"
+        )
+    if resolved and not resolved.endswith("/"):
+        resolved += "/"
+    return resolved
 
 
 class S3TimeField(StrEnum):
@@ -195,8 +228,6 @@ class S3Settings(BaseModel):
     @field_validator("s3_key_template")
     @classmethod
     def _check_key_template(cls, value: str) -> str:
-        from worker.sinks.s3_keys import resolve_template
-
         resolve_template(value)
         return value
 

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from worker.config import S3TimeField, Settings
+from worker.config.s3 import resolve_template
 from worker.event_time import EventTimeWindow
 from worker.records import Event
 from worker.sinks.base import PartitionKey
 from worker.sinks.s3_closing import StreamClock, is_late
 from worker.sinks.s3_formats import Part, PartFormat
-from worker.sinks.s3_keys import HourSlot, render_directory, resolve_template
+from worker.sinks.s3_keys import HourSlot, render_directory
 from worker.sinks.s3_markers import Marker
 
 

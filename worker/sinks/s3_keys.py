@@ -17,43 +17,12 @@ The file name carries the Kafka offsets, so a key says exactly which records an 
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-PRESETS = {
-    "hive": "year={year}/month={month}/day={day}/hour={hour}/",
-    "segment": "segment-logs/{source_id}/{received_day}/",
-}
-PLACEHOLDERS = frozenset(
-    {"year", "month", "day", "hour", "date", "received_day", "source_id", "event_type", "topic",
-     "partition"}
-)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]")
-
-
-class KeyTemplateError(ValueError):
-    """The key template uses a placeholder that does not exist, or is malformed."""
-
-
-def resolve_template(template: str) -> str:
-    """A preset's template, or the template itself after checking its placeholders."""
-    resolved = PRESETS.get(template, template)
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(resolved) if name}
-    except ValueError as error:
-        raise KeyTemplateError(f"malformed key template {template!r}: {error}") from error
-    unknown = fields - PLACEHOLDERS
-    if unknown:
-        raise KeyTemplateError(
-            f"unknown placeholder(s) {', '.join(sorted(unknown))} in key template {template!r}; "
-            f"known: {', '.join(sorted(PLACEHOLDERS))}, or a preset: {', '.join(PRESETS)}"
-        )
-    if resolved and not resolved.endswith("/"):
-        resolved += "/"
-    return resolved
 
 
 @dataclass(frozen=True, slots=True)

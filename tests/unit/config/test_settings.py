@@ -2,9 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import REPO_ROOT
 from worker.config import Settings, SettingsError, load_settings, settings_table_markdown
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +130,7 @@ def test_sluice_settings_shows_unset_settings_and_the_derived_dead_letter_topic(
 
 
 def test_misspelled_variable_is_reported_with_the_closest_setting(tmp_path: Path) -> None:
-    from worker.unknown_settings import unknown_variable_warnings
+    from worker.config.unknown_settings import unknown_variable_warnings
 
     (tmp_path / ".env").write_text("SLUICE_S3_BUCKT=archive\n")
     warnings = unknown_variable_warnings(

@@ -1,0 +1,1 @@
+"""Tests of worker.config: the settings model and its checks."""
