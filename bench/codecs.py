@@ -9,7 +9,7 @@ enriched from the demo catalog) as the worker does, then measures, best of a few
   levels 0-3), zlib-ng (levels 1 and 6) and the standard library's zlib (levels 1 and 6), and,
   for comparison, stdlib gzip level 6 written one event at a time (today's S3 parts);
 - Parquet parts (SLUICE_S3_FORMAT=parquet): the documents converted to the schema's Arrow
-  columns (worker/parquet_schema.py), then written with each compression codec in row groups of
+  columns (worker/events/parquet_schema.py), then written with each compression codec in row groups of
   the default size, as the S3 sink's Parquet parts are.
 
 It prints MB/s of input, µs per event and the compression ratio (input / output bytes; for
@@ -102,7 +102,7 @@ def parquet_rows(docs: list[dict[str, Any]]) -> list[str]:
     import pyarrow.parquet as pq
 
     from worker.config.s3 import S3ParquetCompression, S3Settings
-    from worker.parquet_schema import SCHEMA, record_batch
+    from worker.events.parquet_schema import SCHEMA, record_batch
 
     size = sum(len(orjson.dumps(d, option=orjson.OPT_APPEND_NEWLINE)) for d in docs)
     chunks = [docs[i:i + BUFFER_EVENTS] for i in range(0, len(docs), BUFFER_EVENTS)]

@@ -10,10 +10,10 @@ from typing import Any
 
 from bench.events import bench_events
 from worker.catalog import CatalogEntry
-from worker.decoding import decode_record
 from worker.enrich import enrich
-from worker.normalize import normalize
-from worker.records import KafkaPosition, SourceRecord
+from worker.events.decoding import decode_record
+from worker.events.normalize import normalize
+from worker.events.records import KafkaPosition, SourceRecord
 from worker.samples import DEMO_CATALOG
 
 # The Kafka time the documents' received_at comes from (the benchmark's events carry none).

@@ -16,8 +16,8 @@ from bench.events import bench_events
 from worker.catalog import CatalogEntry
 from worker.config import load_settings
 from worker.deadletter import DeadLetterPublisher
+from worker.events.records import KafkaPosition, SourceRecord
 from worker.pipeline import Pipeline
-from worker.records import KafkaPosition, SourceRecord
 from worker.samples import DEMO_CATALOG
 from worker.sinks.counting import CountingSink
 

@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
-from worker.records import KafkaPosition
+from worker.events.records import KafkaPosition
 
 PartitionKey = tuple[str, int]
 # (the event's ordinal within its record, the sink's name or the dead-letter stage)

@@ -22,6 +22,7 @@ from prometheus_client.registry import CollectorRegistry
 from worker.catalog_table import CatalogTable
 from worker.config import Settings, SinkName
 from worker.deadletter import DeadLetterPublisher
+from worker.events.records import SourceRecord
 from worker.faust_batch_agent import AgentRoute
 from worker.faust_consumer import SluiceConsumer, SluiceTransport
 from worker.gc_tuning import tune_for_throughput
@@ -30,7 +31,6 @@ from worker.metrics import SluiceCollector
 from worker.ops_server import OpsServer
 from worker.pipeline import Pipeline
 from worker.progress import Progress
-from worker.records import SourceRecord
 from worker.sinks.counting import CountingSink
 from worker.sinks.elasticsearch import ElasticsearchSink
 from worker.sinks.s3 import S3Sink

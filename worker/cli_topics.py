@@ -21,7 +21,7 @@ def _dlq_filter(stage: list[str], error_class: list[str], since: str | None,
     from datetime import datetime
 
     from worker.dlq import DeadLetterFilter
-    from worker.normalize import parse_timestamp
+    from worker.events.normalize import parse_timestamp
 
     def moment(text: str | None, option: str) -> datetime | None:
         if text is None:

@@ -41,8 +41,8 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
 from worker.config import Settings
+from worker.events.records import DLQ_HEADER_PREFIX, DeadLetter
 from worker.kafka_connection import client_options
-from worker.records import DLQ_HEADER_PREFIX, DeadLetter
 
 log = logging.getLogger(__name__)
 

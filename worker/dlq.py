@@ -13,7 +13,7 @@ A replay keeps the record's lineage: ``sluice.replay.count`` (1 on the first rep
 more each time), ``sluice.first_failure.stage`` / ``.class`` / ``.at`` (the first failure's, kept
 across any number of replays), and ``sluice.replay.event_id``: the id the event had, so that an
 event without a producer id (whose id is derived from its Kafka position) keeps it instead of
-getting a new one at its new position (``worker.normalize``). A dead letter whose value was
+getting a new one at its new position (``worker.events.normalize``). A dead letter whose value was
 truncated (``sluice.value_truncated``) is not the record that failed: replay refuses it
 unless forced.
 """
@@ -32,8 +32,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from worker.config import Settings, SinkName
+from worker.events.records import DLQ_HEADER_PREFIX, REPLAY_EVENT_ID_HEADER
 from worker.kafka_connection import client_options
-from worker.records import DLQ_HEADER_PREFIX, REPLAY_EVENT_ID_HEADER
 from worker.routing import REPLAY_SINKS_HEADER
 from worker.topics import partition_counts
 

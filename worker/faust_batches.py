@@ -49,7 +49,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from mode import Service
 
-from worker.records import KafkaPosition, SourceRecord
+from worker.events.records import KafkaPosition, SourceRecord
 
 # Fairness cap: records handed over per partition in one handler call.
 DEFAULT_MAX_RECORDS_PER_PARTITION = 500
@@ -99,7 +99,7 @@ class BatchesNotAttached(RuntimeError):
 def source_records(raw: Sequence[Any]) -> list[SourceRecord]:
     """aiokafka ``ConsumerRecord``s as Sluice's plain records (bytes untouched).
 
-    The fields Sluice keeps of a record (``worker.records.SourceRecord``), read straight
+    The fields Sluice keeps of a record (``worker.events.records.SourceRecord``), read straight
     from the aiokafka record: no Faust ``Message`` is built.
     """
     out = []

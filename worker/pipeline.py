@@ -21,10 +21,10 @@ from worker.config import Settings
 from worker.dead_letter_limit import DeadLetterLimit
 from worker.deadletter import DeadLetterPublisher
 from worker.enrich import CatalogLookup
-from worker.errors import SluiceError
+from worker.events.errors import SluiceError
+from worker.events.records import DeadLetter, Event, Settlement, SourceRecord
 from worker.preparation import Preparation
 from worker.progress import Progress
-from worker.records import DeadLetter, Event, Settlement, SourceRecord
 from worker.sinks.base import Sink, SinkFailure
 
 log = logging.getLogger(__name__)

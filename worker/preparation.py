@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import orjson
 
 from worker.config import Settings
-from worker.decoding import RawEvent, decode_record
 from worker.enrich import CatalogLookup, Enrichment, enrich
-from worker.errors import DecodeError, SluiceError, UnencodableEvent
-from worker.normalize import normalize
+from worker.events.decoding import RawEvent, decode_record
+from worker.events.errors import DecodeError, SluiceError, UnencodableEvent
+from worker.events.normalize import normalize
+from worker.events.records import Event, SourceRecord
 from worker.progress import Progress
-from worker.records import Event, SourceRecord
 from worker.routing import route
 from worker.sinks.base import Sink
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from worker.errors import SinkUnavailable
-from worker.records import DLQ_HEADER_PREFIX, Event, SourceRecord
+from worker.events.errors import SinkUnavailable
+from worker.events.records import DLQ_HEADER_PREFIX, Event, SourceRecord
 from worker.sinks.base import Sink
 
 REPLAY_SINKS_HEADER = f"{DLQ_HEADER_PREFIX}replay.sinks"

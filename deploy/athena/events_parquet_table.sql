@@ -1,6 +1,6 @@
 -- Athena / Glue table over Sluice's Parquet archive (SLUICE_S3_FORMAT=parquet, hive key
 -- template), with partition projection: no crawler and no MSCK REPAIR needed. Replace the bucket
--- and prefix. The columns are worker/parquet_schema.py's (tests/unit/test_deploy_files.py checks
+-- and prefix. The columns are worker/events/parquet_schema.py's (tests/unit/test_deploy_files.py checks
 -- them): timestamps are Parquet TIMESTAMP(MILLIS, UTC), context/properties/traits/integrations
 -- JSON text. Only `*.parquet` objects are read; the bucket's `_sluice/` markers stay outside.
 CREATE EXTERNAL TABLE IF NOT EXISTS sluice_events_parquet (

@@ -17,9 +17,9 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
 from tests.conftest import unique_name
+from worker.events.records import SourceRecord
 from worker.faust_batch_agent import AgentRoute
 from worker.faust_batches import BatchConsumer, DirectRoute
-from worker.records import SourceRecord
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from worker.config import Settings
-from worker.records import Event, KafkaPosition, SourceRecord
+from worker.events.records import Event, KafkaPosition, SourceRecord
 from worker.sinks.s3 import S3Sink, make_client_context, preflight
 
 pytestmark = pytest.mark.integration

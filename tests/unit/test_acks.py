@@ -1,7 +1,7 @@
 import asyncio
 
 from worker.acks import AckTracker, RecordTicket
-from worker.records import KafkaPosition
+from worker.events.records import KafkaPosition
 
 ES, S3 = "elasticsearch", "s3"
 

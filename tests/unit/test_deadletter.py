@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
 from worker.deadletter import dead_letter_headers
-from worker.records import DeadLetter, KafkaPosition, SourceRecord
+from worker.events.records import DeadLetter, KafkaPosition, SourceRecord
 
 RECORD = SourceRecord(
     key=b"k", value=b"{bad", position=KafkaPosition("events", 3, 77), timestamp_ms=1700,

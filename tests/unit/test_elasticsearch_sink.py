@@ -11,7 +11,7 @@ from elastic_transport import ApiResponseMeta, ConnectionError, HttpHeaders, Nod
 from elasticsearch import ApiError
 
 from worker.config import load_settings
-from worker.records import Event, KafkaPosition, SourceRecord
+from worker.events.records import Event, KafkaPosition, SourceRecord
 from worker.sinks.base import SinkFailure
 from worker.sinks.elasticsearch import ElasticsearchSink
 from worker.sinks.elasticsearch_index import IndexNamer, index_glob, index_template

@@ -14,6 +14,7 @@ from aiokafka.structs import ConsumerRecord
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
+from worker.events.records import KafkaPosition, SourceRecord
 from worker.faust_batch_agent import AgentRoute
 from worker.faust_batches import (
     BatchConsumer,
@@ -22,7 +23,6 @@ from worker.faust_batches import (
     RecordBatch,
     source_records,
 )
-from worker.records import KafkaPosition, SourceRecord
 
 TOPIC = "events"
 P0, P1 = TP(TOPIC, 0), TP(TOPIC, 1)

@@ -5,8 +5,8 @@ import pytest
 
 from worker.catalog import CatalogEntry
 from worker.config import load_settings
+from worker.events.records import DeadLetter, KafkaPosition, SourceRecord
 from worker.pipeline import Pipeline
-from worker.records import DeadLetter, KafkaPosition, SourceRecord
 from worker.sinks.counting import CountingSink
 
 TRACK = {"type": "track", "event": "Signed Up", "userId": "u1"}

@@ -4,7 +4,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from worker.records import Event, KafkaPosition, SourceRecord
+from worker.events.records import Event, KafkaPosition, SourceRecord
 from worker.sinks.s3_closing import IDLE_AFTER_MIN, StreamClock, due_directories, is_late
 from worker.sinks.s3_keys import HourSlot
 from worker.sinks.s3_parts import OpenPart

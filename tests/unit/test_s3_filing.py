@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 
 from worker.config import load_settings
-from worker.records import Event, KafkaPosition, SourceRecord
+from worker.events.records import Event, KafkaPosition, SourceRecord
 from worker.sinks.s3_filing import PartFiler, PartitionState, template_fields
 from worker.sinks.s3_formats import part_format
 

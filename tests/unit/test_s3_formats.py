@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from worker.config import SettingsError, load_settings
-from worker.records import Event, KafkaPosition, SourceRecord
+from worker.events.records import Event, KafkaPosition, SourceRecord
 from worker.sinks.s3_formats import CsvFormat, NdjsonFormat, part_format
 from worker.sinks.s3_keys import HourSlot
 from worker.sinks.s3_parquet import ParquetFormat

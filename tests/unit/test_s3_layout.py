@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from worker.config.s3 import KeyTemplateError, resolve_template
-from worker.records import Event, KafkaPosition, SourceRecord
+from worker.events.records import Event, KafkaPosition, SourceRecord
 from worker.sinks.s3_keys import (
     HourSlot,
     marker_key,

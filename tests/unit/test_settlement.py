@@ -16,8 +16,8 @@ from aiokafka.errors import MessageSizeTooLargeError
 from tests.unit.test_elasticsearch_sink import _api_error, _items
 from worker.config import load_settings
 from worker.deadletter import DeadLetterPublisher
+from worker.events.records import DeadLetter, KafkaPosition, SourceRecord
 from worker.pipeline import Pipeline
-from worker.records import DeadLetter, KafkaPosition, SourceRecord
 from worker.sinks.base import Sink
 from worker.sinks.elasticsearch import ElasticsearchSink
 

@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 
 
 class EventTimeSettings(BaseModel):
-    """The accepted window of event times (see ``worker.event_time``)."""
+    """The accepted window of event times (see ``worker.events.event_time``)."""
 
     event_time_max_past: float = Field(
         30 * 86400.0, gt=0,

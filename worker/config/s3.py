@@ -134,7 +134,7 @@ class S3Settings(BaseModel):
     )
     s3_format: S3Format = Field(
         S3Format.NDJSON, description="Object format: gzip `ndjson` (one document per line), "
-        "gzip `csv`, or `parquet` (typed columns, one schema: `worker/parquet_schema.py`)."
+        "gzip `csv`, or `parquet` (typed columns, one schema: `worker/events/parquet_schema.py`)."
     )
     s3_csv_columns: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -5,7 +5,7 @@ nothing of it is produced:
 
 * ``segment_records``: one Segment event, or a batch ``{"batch": [...], "context", "sentAt"}``.
   A single event is produced unchanged; a batch becomes one record per event, with the batch's
-  ``context`` and ``sentAt`` applied as the worker applies them (``worker.decoding``), so each
+  ``context`` and ``sentAt`` applied as the worker applies them (``worker.events.decoding``), so each
   event can be keyed by its own user.
 * ``firehose_records``: Firehose's HTTP-endpoint request ``{"requestId", "timestamp",
   "records": [{"data": "<base64>"}]}``. Each record's data is decoded; data holding several
@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from worker.decoding import DecodedRecord, InputForm, decode_record
-from worker.errors import DecodeError
+from worker.events.decoding import DecodedRecord, InputForm, decode_record
+from worker.events.errors import DecodeError
 from worker.ingest.errors import BadBody, TooLarge
 from worker.ingest.keys import record_key
 

@@ -27,8 +27,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from worker.errors import SinkError
-from worker.records import Event
+from worker.events.errors import SinkError
+from worker.events.records import Event
 
 PartitionKey = tuple[str, int]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import orjson
 
-from worker.errors import SinkRejected
-from worker.records import Event
+from worker.events.errors import SinkRejected
+from worker.events.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
 
 RejectRule = Callable[[Event], str | None]

@@ -49,9 +49,9 @@ from elasticsearch import (
 )
 
 from worker.config import Settings
-from worker.errors import SinkRejected, SinkUnavailable
-from worker.event_time import EventTimeWindow
-from worker.records import Event
+from worker.events.errors import SinkRejected, SinkUnavailable
+from worker.events.event_time import EventTimeWindow
+from worker.events.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
 from worker.sinks.elasticsearch_answers import error_type_of, reason_of, rejection
 from worker.sinks.elasticsearch_backpressure import Backpressure, is_backpressure

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from elasticsearch import ApiError
 
-from worker.errors import SinkRejected
+from worker.events.errors import SinkRejected
 
 
 def error_type_of(error: ApiError) -> str:

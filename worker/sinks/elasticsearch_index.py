@@ -3,7 +3,7 @@
 The index pattern is a ``strftime`` pattern applied to the event's ``timestamp`` (UTC):
 ``events-%Y.%m.%d`` (the default) writes daily indices such as ``events-2026.11.22``; a pattern
 without ``%`` is one fixed index or data stream. The template matches every index the pattern
-can produce (``events-*``) and maps the document shape of ``worker.normalize`` as seed 001 does:
+can produce (``events-*``) and maps the document shape of ``worker.events.normalize`` as seed 001 does:
 keyword ids, date timestamps, plus the access-log and enrichment fields.
 
 ``context``, ``properties`` and ``traits`` are what producers put there, with keys and types
@@ -24,8 +24,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from worker.event_time import EventTimeWindow
-from worker.records import Event
+from worker.events.event_time import EventTimeWindow
+from worker.events.records import Event
 
 _STRFTIME_DIRECTIVE = re.compile(r"%.")
 
@@ -101,7 +101,7 @@ class IndexNamer:
     """Index names for event timestamps; cached per hour, since names change at most hourly.
 
     An event is named by its ``timestamp`` only inside the accepted event-time window
-    (``worker.event_time``): a device with a bad clock must not create an index per day of
+    (``worker.events.event_time``): a device with a bad clock must not create an index per day of
     the years 1000-9999. Outside it, the record's Kafka timestamp names the index.
     """
 

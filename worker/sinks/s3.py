@@ -49,7 +49,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.config import S3Publish, Settings
-from worker.records import Event
+from worker.events.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkOutcomes
 from worker.sinks.s3_bucket import (
     S3StartupError,

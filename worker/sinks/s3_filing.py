@@ -26,8 +26,8 @@ from typing import Any
 
 from worker.config import S3TimeField, Settings
 from worker.config.s3 import resolve_template
-from worker.event_time import EventTimeWindow
-from worker.records import Event
+from worker.events.event_time import EventTimeWindow
+from worker.events.records import Event
 from worker.sinks.base import PartitionKey
 from worker.sinks.s3_closing import StreamClock, is_late
 from worker.sinks.s3_formats import Part, PartFormat

@@ -6,7 +6,7 @@ takes from each event (``item``) and opens the part that spools those items to a
 * ``ndjson``: gzip NDJSON lines (``worker.sinks.s3_parts``), the pipeline's encoding reused;
 * ``csv``: gzip CSV with a header and a column mapping (``worker.sinks.s3_parts``);
 * ``parquet``: Parquet with the one document schema (``worker.sinks.s3_parquet``,
-  ``worker.parquet_schema``); pyarrow is imported only when this format is chosen.
+  ``worker.events.parquet_schema``); pyarrow is imported only when this format is chosen.
 
 Every part has the same small interface (``Part``), so flushing, staging, markers and key names
 do not depend on the format.
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from worker.config import S3Format, Settings
-from worker.records import Event
+from worker.events.records import Event
 from worker.sinks.s3_keys import HourSlot
 from worker.sinks.s3_parts import CsvColumns, OpenPart, ndjson_line
 

@@ -4,7 +4,7 @@ A part holds at most a small batch of documents (``CONVERT_ROWS``) and the Arrow
 row group (SLUICE_S3_PARQUET_ROW_GROUP_BYTES of uncompressed column data) in memory; each full
 row group is compressed and written to the spool file at once by pyarrow's ``ParquetWriter``, so
 memory stays flat whatever the part's size. Every file has the one schema of
-``worker.parquet_schema``: files of different parts, hours and workers combine as they are.
+``worker.events.parquet_schema``: files of different parts, hours and workers combine as they are.
 
 The part's size, for the part limits, is the bytes already in the spool file plus an estimate
 of the row group still in memory.
@@ -19,8 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from worker.parquet_schema import SCHEMA, record_batch
-from worker.records import Event
+from worker.events.parquet_schema import SCHEMA, record_batch
+from worker.events.records import Event
 from worker.sinks.s3_keys import HourSlot
 from worker.sinks.s3_parts import PartHolding
 

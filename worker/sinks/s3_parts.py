@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from worker.compression import GzipWriter
-from worker.records import Event
+from worker.events.records import Event
 from worker.sinks.s3_keys import HourSlot
 
 LineEncoder = Callable[[dict[str, Any]], bytes]

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 
 from worker.config import Settings
-from worker.errors import SinkRejected
-from worker.records import Event
+from worker.events.errors import SinkRejected
+from worker.events.records import Event
 from worker.sinks.base import SinkFailure, SinkOutcomes
 from worker.sinks.s3_concurrency import ByteBudget, gather_bounded
 from worker.sinks.s3_filing import PartitionState

@@ -7,8 +7,8 @@ import orjson
 import pytest
 
 from worker.config import load_settings
-from worker.event_time import EventTimeWindow
-from worker.records import Event, KafkaPosition, SourceRecord
+from worker.events.event_time import EventTimeWindow
+from worker.events.records import Event, KafkaPosition, SourceRecord
 from worker.sinks.elasticsearch import ElasticsearchSink
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC).timestamp()

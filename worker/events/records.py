@@ -11,12 +11,12 @@ from typing import Any, Protocol
 # Header names of dead letters, in one place so tools (``sluice dlq``) and tests agree.
 DLQ_HEADER_PREFIX = "sluice."
 # On a replayed record: the id the event had when it failed, for events without a producer id
-# (their id is derived from the Kafka position, which a replay changes; ``worker.normalize``).
+# (their id is derived from the Kafka position, which a replay changes; ``worker.events.normalize``).
 REPLAY_EVENT_ID_HEADER = f"{DLQ_HEADER_PREFIX}replay.event_id"
 
 
 # The records made once per consumed record (KafkaPosition, SourceRecord, and
-# worker.decoding.RawEvent) are not frozen: a frozen dataclass sets each field through
+# worker.events.decoding.RawEvent) are not frozen: a frozen dataclass sets each field through
 # object.__setattr__, which made creating them 3-4 times as dear (0.4-0.6 µs each, over 1 µs a
 # record). Nothing assigns to them after creation; unsafe_hash keeps them hashable by value.
 @dataclass(slots=True, unsafe_hash=True)
@@ -54,7 +54,7 @@ class Settlement(Protocol):
 class Event:
     """One normalised, enriched event document on its way to the sinks.
 
-    ``document`` is the JSON document every sink writes (see ``worker.normalize``); ``record``
+    ``document`` is the JSON document every sink writes (see ``worker.events.normalize``); ``record``
     and ``batch_index`` say where it came from, so a failure can be dead-lettered with the
     original bytes. ``ordinal`` numbers the record's events (0, 1, …): with a sink's name it
     names the share of the record's ticket that the sink's outcome settles.

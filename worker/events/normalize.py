@@ -19,22 +19,22 @@ from typing import Any
 
 import orjson
 
-from worker.decoding import EventKind, RawEvent
-from worker.errors import (
+from worker.events.decoding import EventKind, RawEvent
+from worker.events.errors import (
     InvalidTimestamp,
     MissingField,
     UnencodableEvent,
     UnknownFormat,
     WrongType,
 )
-from worker.records import REPLAY_EVENT_ID_HEADER, SourceRecord
+from worker.events.records import REPLAY_EVENT_ID_HEADER, SourceRecord
 
 SEGMENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 ACCESS_LOG_TYPE = "access_log"
 
 # Epoch numbers above this are milliseconds (1e11 seconds is the year 5138).
 _EPOCH_MILLIS_THRESHOLD = 100_000_000_000
-# Integer fields are 64-bit columns in Parquet (worker/parquet_schema.py) and `long` in
+# Integer fields are 64-bit columns in Parquet (worker/events/parquet_schema.py) and `long` in
 # Elasticsearch; the JSON parser accepts up to 2**64 - 1.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # str.isdigit() accepts "²" and other digits int() refuses.

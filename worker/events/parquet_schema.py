@@ -1,6 +1,6 @@
 """The document model as Parquet columns: one schema for every Parquet object Sluice writes.
 
-Declared once, next to the document model (``worker.normalize`` builds the documents,
+Declared once, next to the document model (``worker.events.normalize`` builds the documents,
 ``worker.enrich`` adds the catalog's fields), and used for every part, so each Parquet file is
 self-contained with the same schema and any reader (Athena, DuckDB, pyarrow, the hourly merge)
 can combine them.
@@ -12,7 +12,7 @@ Choices (what a query sees):
   ``TIMESTAMP(MILLIS, isAdjustedToUTC=true)``): documents carry milliseconds, and Athena reads
   milliseconds and microseconds but not the nanoseconds pyarrow would otherwise pick;
 * ``status`` and ``response_length`` are 64-bit integers (``bigint``): the normaliser accepts any
-  integer that fits 64 bits (``worker.normalize``), so no accepted event can fail to convert;
+  integer that fits 64 bits (``worker.events.normalize``), so no accepted event can fail to convert;
 * ``context``, ``properties``, ``traits``, ``integrations`` are JSON **text**, as sent: their keys
   differ per event and per customer, so a struct would need a schema per file (Quix Streams'
   way, which breaks merging and Athena's one table schema) and a ``map<string,string>`` would
@@ -21,7 +21,7 @@ Choices (what a query sees):
 * the Kafka position is a struct ``kafka`` (``topic``, ``partition``, ``offset``,
   ``batch_index``), the same shape as in the NDJSON documents and the Athena table.
 
-Every field a document can have is a column (``tests/unit/test_parquet_schema.py`` checks it
+Every field a document can have is a column (``tests/unit/events/test_parquet_schema.py`` checks it
 against documents of every input form): nothing is silently left out.
 """
 
@@ -92,7 +92,7 @@ def _warn_unknown(name: str) -> None:
     # the model grows without the schema, say so once instead of failing every part.
     if name not in _unknown_fields_seen:
         _unknown_fields_seen.add(name)
-        log.warning("document field %r has no Parquet column (worker/parquet_schema.py): it is "
+        log.warning("document field %r has no Parquet column (worker/events/parquet_schema.py): it is "
                     "left out of Parquet objects", name)
 
 

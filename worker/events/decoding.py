@@ -9,7 +9,7 @@ The input form is detected per record; producers need not say which they use:
 4. an API Gateway access-log record: an object with ``requestId``.
 
 A batch yields one raw event per element; an element that is not an object fails alone and the
-others go on. Field validation and the document shape are ``worker.normalize``'s job.
+others go on. Field validation and the document shape are ``worker.events.normalize``'s job.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from worker.errors import (
+from worker.events.errors import (
     DecodeError,
     EmptyRecord,
     InvalidBase64,
@@ -52,7 +52,7 @@ class EventKind(StrEnum):
     ACCESS_LOG = "access_log"
 
 
-@dataclass(slots=True)  # not frozen: see worker.records.KafkaPosition
+@dataclass(slots=True)  # not frozen: see worker.events.records.KafkaPosition
 class RawEvent:
     """One event object as decoded, before validation and normalisation."""
 

@@ -2,10 +2,10 @@ from typing import Any
 
 import pytest
 
-from worker.decoding import EventKind, InputForm, RawEvent
-from worker.errors import InvalidTimestamp, MissingField, UnknownFormat, WrongType
-from worker.normalize import normalize, parse_timestamp
-from worker.records import KafkaPosition, SourceRecord
+from worker.events.decoding import EventKind, InputForm, RawEvent
+from worker.events.errors import InvalidTimestamp, MissingField, UnknownFormat, WrongType
+from worker.events.normalize import normalize, parse_timestamp
+from worker.events.records import KafkaPosition, SourceRecord
 
 RECORD = SourceRecord(
     key=None, value=b"{}", position=KafkaPosition("events", 2, 41), timestamp_ms=1_795_000_000_000
@@ -175,8 +175,8 @@ def test_unparseable_timestamps_are_none(value: object) -> None:
     "2026-11-23T24:00:00Z", "2026-13-01T00:00:00.000Z", "2024-02-29T23:59:59.500Z",
 ])
 def test_the_utc_iso_fast_path_gives_what_the_general_parser_gives(text: str) -> None:
-    from worker.errors import InvalidTimestamp
-    from worker.normalize import _optional_timestamp, format_timestamp, parse_timestamp
+    from worker.events.errors import InvalidTimestamp
+    from worker.events.normalize import _optional_timestamp, format_timestamp, parse_timestamp
 
     parsed = parse_timestamp(text)
     if parsed is None:

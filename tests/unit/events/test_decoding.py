@@ -5,8 +5,8 @@ import base64
 import orjson
 import pytest
 
-from worker.decoding import EventKind, InputForm, decode_record
-from worker.errors import (
+from worker.events.decoding import EventKind, InputForm, decode_record
+from worker.events.errors import (
     EmptyRecord,
     InvalidBase64,
     InvalidBatch,

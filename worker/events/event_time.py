@@ -1,7 +1,7 @@
 """Which time files an event: its own time when it is plausible, else a time Sluice trusts.
 
 An event's ``timestamp`` comes from the device that sent it, and a client may even supply its
-own ``receivedAt``. ``worker.normalize`` accepts any time in the years 1000-9999, and the
+own ``receivedAt``. ``worker.events.normalize`` accepts any time in the years 1000-9999, and the
 documents keep exactly what was sent. But those times also *choose where an event is filed*:
 its S3 hour directory and its Elasticsearch daily index. A device with a bad clock would then
 open S3 parts for thousands of hours and create an index for every day from 1970 to 9999,
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from worker.records import SourceRecord
+from worker.events.records import SourceRecord
 
 
 class EventTimeWindow:
@@ -87,7 +87,7 @@ def _bounds(reference_ms: int, past_ms: int, future_ms: int) -> _Window:
 
 
 def _format_ms(millis: int) -> str:
-    """A normalised timestamp (as ``worker.normalize`` writes them), clipped to years
+    """A normalised timestamp (as ``worker.events.normalize`` writes them), clipped to years
     1000-9999 so that it compares with them as text."""
     try:
         moment = datetime.fromtimestamp(millis / 1000, UTC)

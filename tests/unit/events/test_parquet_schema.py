@@ -13,12 +13,12 @@ import pytest
 
 from tests.support.paths import REPO_ROOT
 from worker.catalog import CatalogEntry
-from worker.decoding import EventKind, InputForm, RawEvent, decode_record
 from worker.enrich import enrich
-from worker.errors import WrongType
-from worker.normalize import normalize
-from worker.parquet_schema import COLUMN_NAMES, SCHEMA, TIMESTAMP, record_batch
-from worker.records import Event, KafkaPosition, SourceRecord
+from worker.events.decoding import EventKind, InputForm, RawEvent, decode_record
+from worker.events.errors import WrongType
+from worker.events.normalize import normalize
+from worker.events.parquet_schema import COLUMN_NAMES, SCHEMA, TIMESTAMP, record_batch
+from worker.events.records import Event, KafkaPosition, SourceRecord
 from worker.samples import DEMO_CATALOG, SAMPLE_FORMS, SampleTraffic
 from worker.sinks.s3_keys import HourSlot
 from worker.sinks.s3_parquet import ParquetFormat

@@ -1,0 +1,1 @@
+"""Tests of worker.events: decoding, normalising, event times, the Parquet schema."""

@@ -1,0 +1,10 @@
+"""Events: the document model in one place.
+
+The plain records that move between steps and every failure's class (``records``,
+``errors``); how a record's bytes become events (``decoding``) and one document shape
+(``normalize``); which time files an event (``event_time``); the same documents as Parquet
+columns (``parquet_schema``).
+
+Imports: ``worker.config`` only. No Kafka client, no sink, no I/O: everything here is a pure
+function of a record and the settings, so every other step can build on it.
+"""
