@@ -32,11 +32,11 @@ from bench.runners import (
 )
 from worker.catalog import CatalogEntry, publish_entries
 from worker.config import Settings, load_settings
+from worker.kafka.topics import TopicSpec, ensure_topics
 from worker.produce import produce
 from worker.samples import DEMO_CATALOG
 from worker.sinks import s3
 from worker.stack import LocalStack
-from worker.topics import TopicSpec, ensure_topics
 
 BENCH_STACK_DIR = REPO_ROOT / ".sluice" / "bench-stack"
 ES, S3 = "elasticsearch", "s3"

@@ -1,4 +1,4 @@
-"""Faust's per-message path against the batch consumer (`worker.faust_batches`), no Sluice code.
+"""Faust's per-message path against the batch consumer (`worker.kafka.faust_batches`), no Sluice code.
 
 `python -m bench.faust_path [--records N] [--loop uvloop]` produces N benchmark events to a fresh
 4-partition topic on the local broker, then runs a bare Faust worker once per path, each in its
@@ -34,8 +34,8 @@ def _bare_app(path: str, bootstrap: str, topic: str, expected: int, done: Any) -
     import faust
     from faust.transport.drivers import aiokafka as aiokafka_driver
 
-    from worker.faust_batch_agent import AgentRoute
-    from worker.faust_batches import BatchConsumer, DirectRoute
+    from worker.kafka.faust_batch_agent import AgentRoute
+    from worker.kafka.faust_batches import BatchConsumer, DirectRoute
 
     class BatchTransport(aiokafka_driver.Transport):
         Consumer = BatchConsumer

@@ -32,8 +32,8 @@ from bench.measure import end_offsets
 from bench.runners import REPO_ROOT, free_port
 from worker.config import Settings, load_settings
 from worker.ingest.auth import segment_signature
+from worker.kafka.topics import ensure_topics
 from worker.stack import LocalStack
-from worker.topics import ensure_topics
 
 SECRET, ACCESS_KEY, TOKEN = "bench-secret", "bench-key", "bench-token"
 

@@ -23,10 +23,10 @@ from worker.catalog_table import CatalogTable
 from worker.config import Settings, SinkName
 from worker.deadletter import DeadLetterPublisher
 from worker.events.records import SourceRecord
-from worker.faust_batch_agent import AgentRoute
-from worker.faust_consumer import SluiceConsumer, SluiceTransport
 from worker.gc_tuning import tune_for_throughput
-from worker.kafka_connection import faust_credentials
+from worker.kafka.connection import faust_credentials
+from worker.kafka.faust_batch_agent import AgentRoute
+from worker.kafka.faust_consumer import SluiceConsumer, SluiceTransport
 from worker.metrics import SluiceCollector
 from worker.ops_server import OpsServer
 from worker.pipeline import Pipeline
@@ -212,9 +212,9 @@ async def preflight(settings: Settings) -> None:
     Raises a sink's start-up error, `worker.startup.StartupError` or KafkaConnectionFailure,
     with a message that says what to check.
     """
+    from worker.kafka.topics import ensure_topics
     from worker.sinks import elasticsearch, s3
     from worker.startup import check_codecs, wait_for_broker
-    from worker.topics import ensure_topics
 
     check_codecs()
     # Waits for an unreachable broker; a TLS or SASL refusal fails at once, naming the settings.
@@ -227,7 +227,7 @@ async def preflight(settings: Settings) -> None:
 
 
 def create_app(settings: Settings, web_socket: socket.socket | None = None) -> SluiceApp:
-    """A configured app with its pipeline. Topics must already exist (`worker.topics`).
+    """A configured app with its pipeline. Topics must already exist (`worker.kafka.topics`).
 
     `web_socket` is the endpoints' listening socket when the caller bound it already
     (`worker.startup.bind_web_port`); otherwise the endpoints bind SLUICE_WEB_PORT themselves.
@@ -280,7 +280,7 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
 
     # The source topic is read in batches: each fetched batch of a partition (at most
     # SLUICE_BATCH_MAX_RECORDS records) is one event of the `sluice-pipeline` agent, and the
-    # commit timer commits each partition's settled offset (worker.faust_batches, worker.acks).
+    # commit timer commits each partition's settled offset (worker.kafka.faust_batches, worker.acks).
     async def handle(tp: TP, records: list[SourceRecord]) -> None:
         await app.pipeline.submit_batch(records)
 

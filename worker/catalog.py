@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from worker.config import Settings
-from worker.kafka_connection import client_options
+from worker.kafka.connection import client_options
 
 
 class CatalogEntry(BaseModel):

@@ -53,8 +53,8 @@ from pydantic import ValidationError
 
 from worker.catalog import CatalogEntry
 from worker.config import Settings
-from worker.kafka_connection import client_options
-from worker.topics import partition_counts
+from worker.kafka.connection import client_options
+from worker.kafka.topics import partition_counts
 
 log = logging.getLogger(__name__)
 

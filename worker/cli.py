@@ -44,7 +44,7 @@ def worker() -> None:
     import faust
 
     from worker.app import create_app, preflight
-    from worker.kafka_connection import KafkaConnectionFailure
+    from worker.kafka.connection import KafkaConnectionFailure
     from worker.logs import configure_logging, logging_config
     from worker.sinks.elasticsearch import ElasticsearchStartupError
     from worker.sinks.s3 import S3StartupError
@@ -243,7 +243,7 @@ def main() -> None:
     """Entry point of the `sluice` console script."""
     from aiokafka.errors import KafkaError
 
-    from worker.kafka_connection import KafkaConnectionFailure, explain_kafka_failure
+    from worker.kafka.connection import KafkaConnectionFailure, explain_kafka_failure
 
     try:
         sys.exit(cli())

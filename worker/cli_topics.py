@@ -109,7 +109,7 @@ def dlq_replay(
 def topics_create() -> None:
     """Create the topics that are missing (source and dead letters with SLUICE_TOPIC_PARTITIONS
     partitions, the dead letters with their own retention, the catalog compacted)."""
-    from worker.topics import ensure_topics, required_topics
+    from worker.kafka.topics import ensure_topics, required_topics
 
     settings = _settings()
     created = asyncio.run(ensure_topics(settings))
@@ -122,8 +122,8 @@ def topics_create() -> None:
 @topics_cli.command("describe")
 def topics_describe() -> None:
     """Partitions and configs of each topic; committed offsets and lag of the worker group."""
-    from worker.group_offsets import group_progress
-    from worker.topics import partition_counts, required_topics, topic_configs
+    from worker.kafka.group_offsets import group_progress
+    from worker.kafka.topics import partition_counts, required_topics, topic_configs
 
     settings = _settings()
     names = [spec.name for spec in required_topics(settings)]
@@ -158,7 +158,7 @@ def topics_scale(
                                    help="The source topic's new partition count."),
 ) -> None:
     """Grow the source topic to more partitions while workers run (never shrinks)."""
-    from worker.topics import ScaleError, scale_source_topic
+    from worker.kafka.topics import ScaleError, scale_source_topic
 
     settings = _settings()
     try:
@@ -177,7 +177,7 @@ def topics_scale(
 async def _existing_topics(settings: Settings) -> set[str]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from worker.kafka_connection import client_options
+    from worker.kafka.connection import client_options
 
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
@@ -200,7 +200,7 @@ def catalog_load(
 ) -> None:
     """Write catalog entries from a file to the catalog topic."""
     from worker.catalog import CatalogFileError, publish_entries, read_catalog_file
-    from worker.topics import ensure_topics
+    from worker.kafka.topics import ensure_topics
 
     settings = _settings()
     try:
@@ -223,7 +223,7 @@ def catalog_sync_apigateway(
     """Read usage plans and API keys from AWS API Gateway and write them to the catalog topic."""
     from worker.apigateway import AwsTarget, read_apigateway_catalog
     from worker.catalog import publish_entries
-    from worker.topics import ensure_topics
+    from worker.kafka.topics import ensure_topics
 
     settings = _settings()
     entries = asyncio.run(

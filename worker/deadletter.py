@@ -42,7 +42,7 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
 
 from worker.config import Settings
 from worker.events.records import DLQ_HEADER_PREFIX, DeadLetter
-from worker.kafka_connection import client_options
+from worker.kafka.connection import client_options
 
 log = logging.getLogger(__name__)
 

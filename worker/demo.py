@@ -23,11 +23,11 @@ import orjson
 from worker.catalog import CatalogEntry, publish_entries
 from worker.config import Settings, SinkName
 from worker.dlq import dead_letter_end_offsets, read_dead_letters
-from worker.group_offsets import PartitionProgress, group_progress
+from worker.kafka.group_offsets import PartitionProgress, group_progress
+from worker.kafka.topics import ensure_topics
 from worker.produce import produce, synthetic_records
 from worker.samples import DEMO_CATALOG, SAMPLE_FORMS
 from worker.stack import LocalStack, with_local_credentials
-from worker.topics import ensure_topics
 
 Say = Callable[[str], None]
 

@@ -33,9 +33,9 @@ from aiokafka.structs import TopicPartition
 
 from worker.config import Settings, SinkName
 from worker.events.records import DLQ_HEADER_PREFIX, REPLAY_EVENT_ID_HEADER
-from worker.kafka_connection import client_options
+from worker.kafka.connection import client_options
+from worker.kafka.topics import partition_counts
 from worker.routing import REPLAY_SINKS_HEADER
-from worker.topics import partition_counts
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from worker.config import Settings
-from worker.kafka_connection import client_options
+from worker.kafka.connection import client_options
 from worker.samples import SampleTraffic, malformed_records
 
 Tick = Callable[[int], None]

@@ -18,7 +18,7 @@ from aiokafka import codec
 from aiokafka.errors import KafkaError
 
 from worker.config import Settings
-from worker.kafka_connection import KafkaConnectionFailure, check_connection
+from worker.kafka.connection import KafkaConnectionFailure, check_connection
 
 log = logging.getLogger(__name__)
 

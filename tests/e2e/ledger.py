@@ -14,8 +14,8 @@ from aiokafka.errors import KafkaError
 from elasticsearch import AsyncElasticsearch
 
 from worker.config import Settings
-from worker.group_offsets import group_progress
-from worker.kafka_connection import client_options
+from worker.kafka.connection import client_options
+from worker.kafka.group_offsets import group_progress
 from worker.sinks.s3 import make_client_context
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from worker.config import Settings
-from worker.group_offsets import group_progress
+from worker.kafka.group_offsets import group_progress
 
 
 def free_port() -> int:

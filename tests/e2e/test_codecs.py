@@ -18,7 +18,7 @@ from confluent_kafka import Producer
 from tests.e2e.ledger import assert_exactly_once, elasticsearch_ids, s3_ids
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
-from worker.topics import ensure_topics
+from worker.kafka.topics import ensure_topics
 
 pytestmark = pytest.mark.e2e
 

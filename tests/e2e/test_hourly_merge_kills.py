@@ -21,8 +21,8 @@ from tests.e2e.hourly import events_over_hours, markers, produce, read_objects, 
 from tests.e2e.ledger import assert_exactly_once, s3_ids
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
+from worker.kafka.topics import ensure_topics
 from worker.sinks.s3_hourly import KILL_AT_VARIABLE
-from worker.topics import ensure_topics
 
 pytestmark = pytest.mark.e2e
 

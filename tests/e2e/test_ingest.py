@@ -13,7 +13,7 @@ from tests.e2e.ingest_traffic import Ingest, access_log, ingest_settings, segmen
 from tests.e2e.ledger import assert_exactly_once, elasticsearch_ids, s3_ids
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
-from worker.group_offsets import group_progress
+from worker.kafka.group_offsets import group_progress
 
 pytestmark = pytest.mark.e2e
 

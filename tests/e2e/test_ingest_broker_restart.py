@@ -22,8 +22,8 @@ from tests.e2e.ingest_traffic import Ingest, ingest_settings, segment_event
 from tests.e2e.ledger import assert_exactly_once, elasticsearch_ids, s3_ids
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
+from worker.kafka.topics import ensure_topics
 from worker.stack import LocalStack
-from worker.topics import ensure_topics
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ from tests.e2e.ledger import (
 )
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
-from worker.topics import ensure_topics
+from worker.kafka.topics import ensure_topics
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ from aiokafka.structs import TopicPartition
 from worker.config import Settings
 from worker.deadletter import DeadLetterPublisher
 from worker.events.records import DeadLetter, KafkaPosition, SourceRecord
-from worker.topics import ensure_topics
+from worker.kafka.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

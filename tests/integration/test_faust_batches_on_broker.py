@@ -18,8 +18,8 @@ from faust.types import TP
 
 from tests.conftest import unique_name
 from worker.events.records import SourceRecord
-from worker.faust_batch_agent import AgentRoute
-from worker.faust_batches import BatchConsumer, DirectRoute
+from worker.kafka.faust_batch_agent import AgentRoute
+from worker.kafka.faust_batches import BatchConsumer, DirectRoute
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.conftest import unique_name
-from worker.fetch_pacing import EMPTY_FETCH_PAUSE, pace_empty_fetches
+from worker.kafka.fetch_pacing import EMPTY_FETCH_PAUSE, pace_empty_fetches
 
 pytestmark = pytest.mark.integration
 

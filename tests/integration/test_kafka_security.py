@@ -23,8 +23,8 @@ from tests.security_fronts import (
     server_tls,
 )
 from worker.config import Settings, load_settings
-from worker.kafka_connection import KafkaConnectionFailure, check_connection, client_options
-from worker.topics import TopicSpec, ensure_topics
+from worker.kafka.connection import KafkaConnectionFailure, check_connection, client_options
+from worker.kafka.topics import TopicSpec, ensure_topics
 
 pytestmark = pytest.mark.integration
 

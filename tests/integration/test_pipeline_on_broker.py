@@ -26,8 +26,8 @@ from aiokafka.structs import TopicPartition
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.catalog import CatalogEntry, publish_entries
 from worker.config import Settings
+from worker.kafka.topics import ensure_topics
 from worker.samples import SampleTraffic, malformed_records
-from worker.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,8 @@ from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from tests.integration.test_s3_sink import _objects
 from worker.config import Settings
 from worker.events.records import Event, KafkaPosition, SourceRecord
+from worker.kafka.topics import ensure_topics
 from worker.sinks.s3 import S3Sink, preflight
-from worker.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from tests.e2e.hourly import (
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from tests.integration.test_s3_sink import _duckdb_on_the_bucket
 from worker.config import Settings
-from worker.topics import ensure_topics
+from worker.kafka.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

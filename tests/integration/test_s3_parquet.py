@@ -21,8 +21,8 @@ from tests.e2e.processes import wait_for_no_lag
 from tests.integration.test_s3_sink import _duckdb_on_the_bucket, _objects, _produce, _run_worker
 from worker.catalog import CatalogEntry, publish_entries
 from worker.config import Settings
+from worker.kafka.topics import ensure_topics
 from worker.sinks.s3_bucket import make_client_context
-from worker.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ from tests.e2e.hourly import read_objects as _objects
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.events.records import Event, KafkaPosition, SourceRecord
+from worker.kafka.topics import ensure_topics
 from worker.sinks.s3 import S3Sink, make_client_context, preflight
 from worker.sinks.s3_keys import marker_key
 from worker.sinks.s3_markers import Marker, MarkerStore, Pending
-from worker.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

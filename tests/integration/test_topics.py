@@ -1,7 +1,7 @@
 import pytest
 
 from worker.config import Settings
-from worker.topics import ensure_topics, partition_counts
+from worker.kafka.topics import ensure_topics, partition_counts
 
 pytestmark = pytest.mark.integration
 

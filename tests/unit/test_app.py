@@ -11,7 +11,7 @@ from faust.types import TP
 
 from worker.app import broker_urls, describe_partitions
 from worker.config import load_settings
-from worker.faust_consumer import SluiceConsumerThread, keep_member_id_on_commit_errors
+from worker.kafka.faust_consumer import SluiceConsumerThread, keep_member_id_on_commit_errors
 
 
 def test_broker_urls_are_faust_urls_for_every_bootstrap_server() -> None:

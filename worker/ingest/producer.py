@@ -26,8 +26,8 @@ from aiokafka.errors import KafkaError
 from worker.config import Settings
 from worker.ingest.errors import Unavailable
 from worker.ingest.forms import IngestRecord
-from worker.kafka_connection import client_options
-from worker.topics import ensure_topics
+from worker.kafka.connection import client_options
+from worker.kafka.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ the consumer thread, the commit timer) and replaces only that path:
 
 - its drain loop takes each batch that ``_wait_next_records`` fetched in the consumer thread and
   hands it, per partition, to a *route* (``DirectRoute``: await a handler; ``AgentRoute`` in
-  ``worker.faust_batch_agent``: one Faust event per batch to an agent);
+  ``worker.kafka.faust_batch_agent``: one Faust event per batch to an agent);
 - commits come from ``committable(tp)`` (one past the last settled record of the partition)
   instead of Faust's per-message acks: the commit timer commits what the pipeline settled;
 - ``rewind(tp, offset)`` makes a partition deliver its records from ``offset`` again.
@@ -31,7 +31,7 @@ Faust's rules are kept, record for record:
 Topics that are not batched (none in Sluice today) still go through Faust's per-message path
 and per-message acks, so an agent on another topic or a table keeps working.
 
-Every Faust and aiokafka internal used here is pinned by ``tests/unit/test_faust_contract.py``.
+Every Faust and aiokafka internal used here is pinned by ``tests/unit/kafka/test_faust_contract.py``.
 """
 
 from __future__ import annotations

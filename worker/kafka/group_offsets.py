@@ -9,8 +9,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from worker.config import Settings
-from worker.kafka_connection import client_options
-from worker.topics import partition_counts
+from worker.kafka.connection import client_options
+from worker.kafka.topics import partition_counts
 
 
 @dataclass(frozen=True)

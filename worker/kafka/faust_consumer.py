@@ -2,10 +2,10 @@
 complete seeks, and paced empty fetches.
 
 ``SluiceTransport`` is what the app installs; its consumer (``SluiceConsumer``) reads the source
-topic in batches (``worker.faust_batches``) and keeps its group membership through a rebalance
+topic in batches (``worker.kafka.faust_batches``) and keeps its group membership through a rebalance
 (``RebalanceAwareConsumer``); its consumer thread (``SluiceConsumerThread``) fixes how the
-aiokafka consumer finds its place and paces empty fetches (``worker.fetch_pacing``). Every Faust
-and aiokafka internal used here is pinned by ``tests/unit/test_faust_contract.py`` or a test of
+aiokafka consumer finds its place and paces empty fetches (``worker.kafka.fetch_pacing``). Every Faust
+and aiokafka internal used here is pinned by ``tests/unit/kafka/test_faust_contract.py`` or a test of
 its own in ``tests/unit/test_app.py``.
 """
 
@@ -20,8 +20,8 @@ from aiokafka.protocol.commit import OffsetCommitRequest
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
-from worker.faust_batches import BatchConsumer
-from worker.fetch_pacing import pace_empty_fetches
+from worker.kafka.faust_batches import BatchConsumer
+from worker.kafka.fetch_pacing import pace_empty_fetches
 
 
 class SluiceConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
@@ -31,7 +31,7 @@ class SluiceConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     - A commit answered ILLEGAL_GENERATION keeps the member id (`keep_member_id_on_commit_errors`).
     - Seeking to the committed offsets also rewinds partitions that were never committed.
     - A broker that answers empty fetches at once is not asked again at once
-      (`worker.fetch_pacing`): the spin would take the GIL from the pipeline.
+      (`worker.kafka.fetch_pacing`): the spin would take the GIL from the pipeline.
     """
 
     async def on_start(self) -> None:
@@ -166,7 +166,7 @@ class RebalanceAwareConsumer(aiokafka_driver.Consumer):
 
 
 class SluiceConsumer(BatchConsumer, RebalanceAwareConsumer):
-    """The source topic read in batches (``worker.faust_batches``), commits from the pipeline's
+    """The source topic read in batches (``worker.kafka.faust_batches``), commits from the pipeline's
     settled offsets, and the rebalance-aware group membership above."""
 
 

@@ -1,6 +1,6 @@
 """One Faust event per batch: the batch consumer's route through an in-memory channel to an agent.
 
-``BatchConsumer`` (``worker.faust_batches``) can await a handler itself (``DirectRoute``), or
+``BatchConsumer`` (``worker.kafka.faust_batches``) can await a handler itself (``DirectRoute``), or
 hand each batch to a Faust agent as one event (``AgentRoute``), so a Faust agent still does the
 processing: its supervisor, its place in the app's lifecycle, its flow control. The channel
 is Faust's own in-memory ``app.channel``, whose queue is a flow-control queue: it is emptied on
@@ -17,7 +17,7 @@ from typing import Any
 
 import faust
 
-from worker.faust_batches import BatchHandler, RecordBatch
+from worker.kafka.faust_batches import BatchHandler, RecordBatch
 
 # Batches queued between the drain loop and the agent: enough to keep the agent busy while the
 # next fetch is converted, few enough that a rebalance finds little to throw away.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from worker.fetch_pacing import EMPTY_FETCH_PAUSE, pace_empty_fetches
+from worker.kafka.fetch_pacing import EMPTY_FETCH_PAUSE, pace_empty_fetches
 
 
 class FakeFetcher:

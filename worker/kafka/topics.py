@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from worker.config import Settings
-from worker.kafka_connection import client_options
+from worker.kafka.connection import client_options
 
 log = logging.getLogger(__name__)
 

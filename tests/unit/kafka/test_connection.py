@@ -14,7 +14,7 @@ import pytest
 from aiokafka import errors as kafka_errors
 
 from worker.config import SettingsError, load_settings
-from worker.kafka_connection import (
+from worker.kafka.connection import (
     KafkaConnectionFailure,
     MskIamTokenProvider,
     StaticTokenProvider,

@@ -15,8 +15,8 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
 from worker.events.records import KafkaPosition, SourceRecord
-from worker.faust_batch_agent import AgentRoute
-from worker.faust_batches import (
+from worker.kafka.faust_batch_agent import AgentRoute
+from worker.kafka.faust_batches import (
     BatchConsumer,
     BatchesNotAttached,
     DirectRoute,

@@ -1,4 +1,4 @@
-"""The Faust and aiokafka internals that ``worker.faust_batches`` relies on, pinned.
+"""The Faust and aiokafka internals that ``worker.kafka.faust_batches`` relies on, pinned.
 
 The batch consumer replaces Faust's per-message drain loop and feeds Faust's commit with its own
 offsets. It depends on names, signatures and behaviour that are not public API; an upgrade that
@@ -22,7 +22,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from mode.services import ServiceTask
 
-from worker.faust_batches import BatchConsumer
+from worker.kafka.faust_batches import BatchConsumer
 
 
 def params(function: Any) -> list[str]:
@@ -201,7 +201,7 @@ def test_the_commit_loop_is_a_service_task_replaced_by_name() -> None:
 
 
 def test_the_fetch_loop_calls_the_fetch_request_through_the_instance() -> None:
-    # worker.fetch_pacing replaces _proc_fetch_request on the fetcher instance; aiokafka's fetch
+    # worker.kafka.fetch_pacing replaces _proc_fetch_request on the fetcher instance; aiokafka's fetch
     # loop must look it up there per request, and it must return whether records arrived.
     from aiokafka.consumer.consumer import AIOKafkaConsumer
     from aiokafka.consumer.fetcher import Fetcher
@@ -220,7 +220,7 @@ def test_the_fetch_loop_calls_the_fetch_request_through_the_instance() -> None:
 
 
 def test_the_livelock_check_reads_a_position_aiokafka_asserts() -> None:
-    # worker.faust_consumer.SluiceConsumerThread.verify_event_path skips partitions without a
+    # worker.kafka.faust_consumer.SluiceConsumerThread.verify_event_path skips partitions without a
     # position because Faust reads it unguarded and aiokafka asserts it exists. If either
     # changes, the override may go (or must follow the new path to the partition's state).
     from aiokafka.consumer.subscription_state import TopicPartitionState
