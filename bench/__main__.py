@@ -30,7 +30,7 @@ from bench.runners import (
     free_port,
     median_run,
 )
-from worker.catalog import CatalogEntry, publish_entries
+from worker.catalog.entries import CatalogEntry, publish_entries
 from worker.config import Settings, load_settings
 from worker.kafka.topics import TopicSpec, ensure_topics
 from worker.produce import produce

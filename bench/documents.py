@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from bench.events import bench_events
-from worker.catalog import CatalogEntry
-from worker.enrich import enrich
+from worker.catalog.enrichment import enrich
+from worker.catalog.entries import CatalogEntry
 from worker.events.decoding import decode_record
 from worker.events.normalize import normalize
 from worker.events.records import KafkaPosition, SourceRecord

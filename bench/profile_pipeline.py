@@ -13,7 +13,7 @@ import sys
 import time
 
 from bench.events import bench_events
-from worker.catalog import CatalogEntry
+from worker.catalog.entries import CatalogEntry
 from worker.config import load_settings
 from worker.deadletter import DeadLetterPublisher
 from worker.events.records import KafkaPosition, SourceRecord

@@ -19,7 +19,7 @@ import faust
 from faust.types import TP, ConsumerT, TransportT
 from prometheus_client.registry import CollectorRegistry
 
-from worker.catalog_table import CatalogTable
+from worker.catalog.table import CatalogTable
 from worker.config import Settings, SinkName
 from worker.deadletter import DeadLetterPublisher
 from worker.events.records import SourceRecord

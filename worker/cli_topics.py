@@ -199,7 +199,7 @@ def catalog_load(
     delete: list[str] = typer.Option([], "--delete", help="API key ids to delete (tombstones)."),
 ) -> None:
     """Write catalog entries from a file to the catalog topic."""
-    from worker.catalog import CatalogFileError, publish_entries, read_catalog_file
+    from worker.catalog.entries import CatalogFileError, publish_entries, read_catalog_file
     from worker.kafka.topics import ensure_topics
 
     settings = _settings()
@@ -221,8 +221,8 @@ def catalog_sync_apigateway(
     prune: bool = typer.Option(False, help="Also delete catalog keys API Gateway no longer has."),
 ) -> None:
     """Read usage plans and API keys from AWS API Gateway and write them to the catalog topic."""
-    from worker.apigateway import AwsTarget, read_apigateway_catalog
-    from worker.catalog import publish_entries
+    from worker.catalog.apigateway import AwsTarget, read_apigateway_catalog
+    from worker.catalog.entries import publish_entries
     from worker.kafka.topics import ensure_topics
 
     settings = _settings()
@@ -247,7 +247,7 @@ def catalog_show() -> None:
 
 
 def _current_catalog(settings: Settings) -> list:
-    from worker.catalog_table import CatalogTable
+    from worker.catalog.table import CatalogTable
 
     async def read() -> list:
         table = CatalogTable(settings)

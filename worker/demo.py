@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from worker.catalog import CatalogEntry, publish_entries
+from worker.catalog.entries import CatalogEntry, publish_entries
 from worker.config import Settings, SinkName
 from worker.dlq import dead_letter_end_offsets, read_dead_letters
 from worker.kafka.group_offsets import PartitionProgress, group_progress

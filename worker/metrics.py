@@ -18,7 +18,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from worker.catalog_table import CatalogTable
+from worker.catalog.table import CatalogTable
 from worker.pipeline import Pipeline
 from worker.sinks.elasticsearch import ElasticsearchSink
 from worker.sinks.s3 import S3Sink

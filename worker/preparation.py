@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from worker.catalog.enrichment import CatalogLookup, Enrichment, enrich
 from worker.config import Settings
-from worker.enrich import CatalogLookup, Enrichment, enrich
 from worker.events.decoding import RawEvent, decode_record
 from worker.events.errors import DecodeError, SluiceError, UnencodableEvent
 from worker.events.normalize import normalize

@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
-from worker.catalog_table import CatalogTable
+from worker.catalog.table import CatalogTable
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics
 

@@ -19,7 +19,7 @@ import pytest
 from tests.e2e.hourly import BASE_HOUR
 from tests.e2e.processes import wait_for_no_lag
 from tests.integration.test_s3_sink import _duckdb_on_the_bucket, _objects, _produce, _run_worker
-from worker.catalog import CatalogEntry, publish_entries
+from worker.catalog.entries import CatalogEntry, publish_entries
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics
 from worker.sinks.s3_bucket import make_client_context

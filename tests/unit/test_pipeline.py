@@ -3,7 +3,7 @@
 import orjson
 import pytest
 
-from worker.catalog import CatalogEntry
+from worker.catalog.entries import CatalogEntry
 from worker.config import load_settings
 from worker.events.records import DeadLetter, KafkaPosition, SourceRecord
 from worker.pipeline import Pipeline

@@ -1,7 +1,7 @@
 """The document model as Parquet columns: one schema for every Parquet object Sluice writes.
 
 Declared once, next to the document model (``worker.events.normalize`` builds the documents,
-``worker.enrich`` adds the catalog's fields), and used for every part, so each Parquet file is
+``worker.catalog.enrichment`` adds the catalog's fields), and used for every part, so each Parquet file is
 self-contained with the same schema and any reader (Athena, DuckDB, pyarrow, the hourly merge)
 can combine them.
 

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.support.paths import REPO_ROOT
-from worker.catalog import CatalogEntry
-from worker.enrich import enrich
+from worker.catalog.enrichment import enrich
+from worker.catalog.entries import CatalogEntry
 from worker.events.decoding import EventKind, InputForm, RawEvent, decode_record
 from worker.events.errors import WrongType
 from worker.events.normalize import normalize

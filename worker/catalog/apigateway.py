@@ -13,7 +13,7 @@ from typing import Any
 
 from aiobotocore.session import get_session
 
-from worker.catalog import CatalogEntry
+from worker.catalog.entries import CatalogEntry
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from worker.catalog import CatalogEntry
+from worker.catalog.entries import CatalogEntry
 
 CatalogLookup = Callable[[str], CatalogEntry | None]
 

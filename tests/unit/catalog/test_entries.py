@@ -3,7 +3,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from worker.catalog import CatalogEntry, CatalogFileError, read_catalog_file
+from worker.catalog.entries import CatalogEntry, CatalogFileError, read_catalog_file
 
 
 def test_json_list_file_is_read(tmp_path: Path) -> None:

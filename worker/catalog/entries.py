@@ -3,7 +3,7 @@
 The catalog topic is compacted and keyed by API key id; a value is a JSON object with the
 customer and usage-plan fields below, and a tombstone (null value) deletes the key. Any Kafka
 client may write to it; ``sluice catalog load FILE`` and ``sluice catalog sync-apigateway`` are
-two ways in. How a worker reads it is ``worker.catalog_table``'s business.
+two ways in. How a worker reads it is ``worker.catalog.table``'s business.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 
 import boto3
 
-from worker.apigateway import AwsTarget, read_apigateway_catalog
+from worker.catalog.apigateway import AwsTarget, read_apigateway_catalog
 
 
 async def test_every_key_of_a_usage_plan_becomes_a_catalog_entry(moto_url: str) -> None:

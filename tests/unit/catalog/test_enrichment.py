@@ -1,5 +1,5 @@
-from worker.catalog import CatalogEntry
-from worker.enrich import Enrichment, enrich
+from worker.catalog.enrichment import Enrichment, enrich
+from worker.catalog.entries import CatalogEntry
 
 ACME = CatalogEntry(api_key_id="key-acme", customer_id="c-1", customer_name="Acme",
                     usage_plan_id="p-1", usage_plan_name="Gold")

@@ -51,7 +51,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
-from worker.catalog import CatalogEntry
+from worker.catalog.entries import CatalogEntry
 from worker.config import Settings
 from worker.kafka.connection import client_options
 from worker.kafka.topics import partition_counts

@@ -1,0 +1,1 @@
+"""Tests of worker.catalog.entries: entries, the API Gateway sync, enrichment."""
