@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 
 from bench.documents import documents
-from worker.sinks.elasticsearch_index import IndexNamer, index_template
+from worker.sinks.elasticsearch.naming import IndexNamer, index_template
 
 DOCUMENTS_PER_REQUEST = 1000
 REQUESTS_IN_FLIGHT = 4

@@ -18,7 +18,7 @@ import time
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from worker.compression import GzipWriter
+from worker.sinks.s3.formats.compression import GzipWriter
 
 
 async def consume(bootstrap: str, topic: str, group: str, expected: int, out_path: str,
@@ -30,7 +30,7 @@ async def consume(bootstrap: str, topic: str, group: str, expected: int, out_pat
     first = 0.0
     count = 0
     try:
-        # The same compressor and level as Sluice's S3 parts (worker.compression).
+        # The same compressor and level as Sluice's S3 parts (worker.sinks.s3.formats.compression).
         with open(out_path, "wb") as raw, GzipWriter(raw, level) as out:
             while count < expected:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)

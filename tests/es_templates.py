@@ -12,7 +12,7 @@ import copy
 from elasticsearch import AsyncElasticsearch
 
 from worker.config import Settings
-from worker.sinks.elasticsearch_index import index_template
+from worker.sinks.elasticsearch.naming import index_template
 
 
 async def install_typed_properties_template(settings: Settings, field: str) -> Settings:

@@ -32,8 +32,8 @@ from worker.ops_server import OpsServer
 from worker.pipeline import Pipeline
 from worker.progress import Progress
 from worker.sinks.counting import CountingSink
-from worker.sinks.elasticsearch import ElasticsearchSink
-from worker.sinks.s3 import S3Sink
+from worker.sinks.elasticsearch.sink import ElasticsearchSink
+from worker.sinks.s3.sink import S3Sink
 
 log = logging.getLogger(__name__)
 

@@ -46,8 +46,8 @@ def worker() -> None:
     from worker.app import create_app, preflight
     from worker.kafka.connection import KafkaConnectionFailure
     from worker.logs import configure_logging, logging_config
-    from worker.sinks.elasticsearch import ElasticsearchStartupError
-    from worker.sinks.s3 import S3StartupError
+    from worker.sinks.elasticsearch.sink import ElasticsearchStartupError
+    from worker.sinks.s3.sink import S3StartupError
     from worker.startup import StartupError, bind_web_port
 
     settings = _settings()
@@ -219,7 +219,7 @@ def show_settings(
 def effective_settings_lines(settings: Settings) -> list[str]:
     """Every setting as `VARIABLE=value` (secrets hidden); unset ones say so, with the value in
     effect when it is derived from others."""
-    from worker.sinks.s3_parts import DEFAULT_CSV_COLUMNS
+    from worker.sinks.s3.formats.gzip_lines import DEFAULT_CSV_COLUMNS
 
     derived = {
         "SLUICE_DEAD_LETTER_TOPIC": f"{settings.dead_letter_topic_name} (from SLUICE_SOURCE_TOPIC)",

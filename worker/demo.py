@@ -149,8 +149,8 @@ def run_demo(settings: Settings, record_count: int, say: Say = print) -> None:
 
 
 async def _elasticsearch_report(settings: Settings) -> list[str]:
-    from worker.sinks.elasticsearch import describe_cluster, make_client
-    from worker.sinks.elasticsearch_index import index_glob
+    from worker.sinks.elasticsearch.naming import index_glob
+    from worker.sinks.elasticsearch.sink import describe_cluster, make_client
 
     client = make_client(settings)
     pattern = index_glob(settings.elasticsearch_index)
@@ -171,7 +171,7 @@ async def _elasticsearch_report(settings: Settings) -> list[str]:
 async def _s3_report(settings: Settings) -> list[str]:
     import gzip
 
-    from worker.sinks.s3 import make_client_context
+    from worker.sinks.s3.sink import make_client_context
 
     keys: list[tuple[str, int]] = []
     events = 0

@@ -20,8 +20,8 @@ from prometheus_client.registry import Collector
 
 from worker.catalog.table import CatalogTable
 from worker.pipeline import Pipeline
-from worker.sinks.elasticsearch import ElasticsearchSink
-from worker.sinks.s3 import S3Sink
+from worker.sinks.elasticsearch.sink import ElasticsearchSink
+from worker.sinks.s3.sink import S3Sink
 
 LagReader = Callable[[], dict[tuple[str, int], int]]
 

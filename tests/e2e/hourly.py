@@ -11,7 +11,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from worker.config import Settings
-from worker.sinks.s3 import make_client_context
+from worker.sinks.s3.sink import make_client_context
 
 # Two days ago, so that the events' own times lie inside the accepted event-time window
 # (SLUICE_EVENT_TIME_MAX_PAST) whenever the tests run: outside it they would be filed by their

@@ -16,7 +16,7 @@ from elasticsearch import AsyncElasticsearch
 from worker.config import Settings
 from worker.kafka.connection import client_options
 from worker.kafka.group_offsets import group_progress
-from worker.sinks.s3 import make_client_context
+from worker.sinks.s3.sink import make_client_context
 
 
 async def steady_traffic(settings: Settings, produced: dict[str, int], stop: asyncio.Event,

@@ -1,7 +1,7 @@
 """A worker SIGKILLed at each step of an hourly merge, then restarted: the same objects, every
 event once.
 
-The worker kills itself at a named step (``_SLUICE_KILL_AT``, ``worker.sinks.s3_hourly``): after
+The worker kills itself at a named step (``_SLUICE_KILL_AT``, ``worker.sinks.s3.hourly``): after
 the plan is committed in the marker, after the first output is uploaded (of several: a small
 target size), after the first merged part is deleted, after the last one is deleted (before the
 marker drops the plan). The restarted worker (same static member, so it gets the partitions
@@ -22,7 +22,7 @@ from tests.e2e.ledger import assert_exactly_once, s3_ids
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics
-from worker.sinks.s3_hourly import KILL_AT_VARIABLE
+from worker.sinks.s3.hourly import KILL_AT_VARIABLE
 
 pytestmark = pytest.mark.e2e
 

@@ -14,9 +14,9 @@ from tests.e2e.ledger import assert_exactly_once, elasticsearch_ids, s3_ids, ste
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics
-from worker.sinks.s3 import make_client_context
-from worker.sinks.s3_keys import marker_key
-from worker.sinks.s3_markers import MarkerStore
+from worker.sinks.s3.markers import MarkerStore
+from worker.sinks.s3.naming import marker_key
+from worker.sinks.s3.sink import make_client_context
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,7 @@ from tests.integration.test_s3_sink import _objects
 from worker.config import Settings
 from worker.events.records import Event, KafkaPosition, SourceRecord
 from worker.kafka.topics import ensure_topics
-from worker.sinks.s3 import S3Sink, preflight
+from worker.sinks.s3.sink import S3Sink, preflight
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,10 @@ from tests.e2e.hourly import read_objects, wait_for_merges
 from tests.integration.test_s3_memory import _PeakRss
 from tests.integration.test_s3_sink import _duckdb_on_the_bucket, _sink
 from worker.config import Settings
-from worker.sinks.s3 import make_client_context, preflight
-from worker.sinks.s3_hourly import hour_part_key
-from worker.sinks.s3_keys import HourSlot, marker_key, object_key
-from worker.sinks.s3_markers import Marker, MarkerStore
+from worker.sinks.s3.hourly import hour_part_key
+from worker.sinks.s3.markers import Marker, MarkerStore
+from worker.sinks.s3.naming import HourSlot, marker_key, object_key
+from worker.sinks.s3.sink import make_client_context, preflight
 
 pytestmark = pytest.mark.integration
 

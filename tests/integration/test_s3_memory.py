@@ -17,7 +17,7 @@ import pytest
 
 from worker.config import Settings
 from worker.events.records import Event, KafkaPosition, SourceRecord
-from worker.sinks.s3 import S3Sink, make_client_context, preflight
+from worker.sinks.s3.sink import S3Sink, make_client_context, preflight
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import pytest
 from tests.fault_proxy import FaultProxy
 from tests.integration.test_s3_sink import _event, _objects, _sink
 from worker.config import Settings
-from worker.sinks.s3 import preflight
+from worker.sinks.s3.sink import preflight
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from tests.integration.test_s3_sink import _duckdb_on_the_bucket, _objects, _pro
 from worker.catalog.entries import CatalogEntry, publish_entries
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics
-from worker.sinks.s3_bucket import make_client_context
+from worker.sinks.s3.client import make_client_context
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.test_s3_memory import PART_BYTES, fill_one_part
 from worker.config import Settings
-from worker.sinks.s3 import make_client_context
+from worker.sinks.s3.sink import make_client_context
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.events.records import Event, KafkaPosition, SourceRecord
 from worker.kafka.topics import ensure_topics
-from worker.sinks.s3 import S3Sink, make_client_context, preflight
-from worker.sinks.s3_keys import marker_key
-from worker.sinks.s3_markers import Marker, MarkerStore, Pending
+from worker.sinks.s3.markers import Marker, MarkerStore, Pending
+from worker.sinks.s3.naming import marker_key
+from worker.sinks.s3.sink import S3Sink, make_client_context, preflight
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from worker.config import Settings
-from worker.sinks.s3 import S3Sink, preflight
-from worker.spool import LOCK_NAME
+from worker.sinks.s3.sink import S3Sink, preflight
+from worker.sinks.s3.spool import LOCK_NAME
 
 pytestmark = pytest.mark.integration
 

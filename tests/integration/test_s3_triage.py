@@ -21,7 +21,7 @@ from tests.fault_proxy import FaultProxy
 from tests.integration.test_s3_ownership import _until
 from tests.integration.test_s3_sink import _event, _objects
 from worker.config import Settings
-from worker.sinks.s3 import S3Sink, S3StartupError, preflight
+from worker.sinks.s3.sink import S3Sink, S3StartupError, preflight
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import trustme
 from tests.security_fronts import Front, free_port, server_tls
 from worker.config import Settings
 from worker.sinks import elasticsearch, s3
-from worker.sinks.elasticsearch import ElasticsearchStartupError
-from worker.sinks.s3 import S3StartupError
+from worker.sinks.elasticsearch.sink import ElasticsearchStartupError
+from worker.sinks.s3.sink import S3StartupError
 from worker.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY
 
 pytestmark = pytest.mark.integration

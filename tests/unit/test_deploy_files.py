@@ -9,7 +9,7 @@ import yaml
 
 from tests.support.paths import REPO_ROOT as ROOT
 from worker.config import ENV_PREFIX, Settings, load_settings
-from worker.sinks.elasticsearch_index import index_template
+from worker.sinks.elasticsearch.naming import index_template
 
 KNOWN = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
 

@@ -13,13 +13,13 @@ import orjson
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError
 
-from tests.unit.test_elasticsearch_sink import _api_error, _items
+from tests.unit.sinks.elasticsearch.test_sink import _api_error, _items
 from worker.config import load_settings
 from worker.deadletter import DeadLetterPublisher
 from worker.events.records import DeadLetter, KafkaPosition, SourceRecord
 from worker.pipeline import Pipeline
 from worker.sinks.base import Sink
-from worker.sinks.elasticsearch import ElasticsearchSink
+from worker.sinks.elasticsearch.sink import ElasticsearchSink
 
 PARTITION = ("events", 0)
 
@@ -126,7 +126,7 @@ async def test_an_elasticsearch_retry_after_a_split_settles_each_event_once() ->
         failed=None, lost=None)
     sink = ElasticsearchSink(listener, settings)  # type: ignore[arg-type]
     sink._client = client  # type: ignore[assignment]
-    from tests.unit.test_elasticsearch_sink import _event
+    from tests.unit.sinks.elasticsearch.test_sink import _event
     await sink.write([_event(name) for name in "abcd"])
     await sink.flush()
     assert reports == {"a": 1, "b": 1, "c": 1, "d": 1}

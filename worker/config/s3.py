@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import NoDecode
 
 # The key template's grammar (SLUICE_S3_KEY_TEMPLATE): its presets and placeholders. The S3
-# sink renders it (worker.sinks.s3_keys); the settings check it at start-up.
+# sink renders it (worker.sinks.s3.naming); the settings check it at start-up.
 PRESETS = {
     "hive": "year={year}/month={month}/day={day}/hour={hour}/",
     "segment": "segment-logs/{source_id}/{received_day}/",

@@ -9,7 +9,7 @@ import pytest
 from worker.config import load_settings
 from worker.events.event_time import EventTimeWindow
 from worker.events.records import Event, KafkaPosition, SourceRecord
-from worker.sinks.elasticsearch import ElasticsearchSink
+from worker.sinks.elasticsearch.sink import ElasticsearchSink
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC).timestamp()
 KAFKA_MS = int(datetime(2026, 11, 22, 20, 30, tzinfo=UTC).timestamp() * 1000)

@@ -20,8 +20,8 @@ from worker.events.normalize import normalize
 from worker.events.parquet_schema import COLUMN_NAMES, SCHEMA, TIMESTAMP, record_batch
 from worker.events.records import Event, KafkaPosition, SourceRecord
 from worker.samples import DEMO_CATALOG, SAMPLE_FORMS, SampleTraffic
-from worker.sinks.s3_keys import HourSlot
-from worker.sinks.s3_parquet import ParquetFormat
+from worker.sinks.s3.formats.parquet import ParquetFormat
+from worker.sinks.s3.naming import HourSlot
 
 RECORD = SourceRecord(None, b"{}", KafkaPosition("events", 3, 17), 1_795_000_000_000)
 

@@ -1,0 +1,319 @@
+"""Hourly merges without S3: hour-part keys, the merge plan, and merging gzip and Parquet files."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from botocore.exceptions import ClientError
+
+from worker.sinks.s3.hourly import (
+    HourlyMerger,
+    hour_part_key,
+    is_hour_part,
+    split_hour_part,
+    with_hour_parts,
+)
+from worker.sinks.s3.markers import Marker, MergeOutput, MergePlan, Pending
+from worker.sinks.s3.merge import (
+    append_gzip,
+    gzip_header,
+    merge_parquet,
+    merged_as,
+    plan_outputs,
+)
+from worker.sinks.s3.naming import HourSlot, object_key
+
+SLOT = HourSlot(datetime(2026, 11, 20, 9, tzinfo=UTC))
+DIRECTORY = "year=2026/month=11/day=20/hour=09/"
+
+
+def _part(first: int, last: int, prefix: str = "logs/") -> str:
+    final = object_key(prefix, DIRECTORY, "events", 3, first, last, "ndjson.gz")
+    return hour_part_key(prefix, "events", 3, SLOT, final)
+
+
+def test_an_hour_part_lives_outside_the_query_layout_and_names_its_hour_and_directory() -> None:
+    key = _part(0, 9)
+    assert key == ("logs/_sluice/hour-parts/events/3/2026-11-20T09/year=2026/month=11/day=20/"
+                   "hour=09/events+3+000000000000+000000000009.ndjson.gz")
+    assert is_hour_part("logs/", key)
+    assert not is_hour_part("logs/", "logs/" + DIRECTORY + "events+3+0+9.ndjson.gz")
+    assert split_hour_part("logs/", key) == ("2026-11-20T09", "logs/" + DIRECTORY)
+
+
+def test_the_plan_groups_parts_in_offset_order_up_to_the_target_size() -> None:
+    parts = [(_part(20, 29), 400), (_part(0, 9), 400), (_part(10, 19), 400), (_part(30, 39), 50)]
+    single = plan_outputs("logs/" + DIRECTORY, parts, target_bytes=10_000)
+    assert single == (MergeOutput(
+        "logs/" + DIRECTORY + "events+3+000000000000+000000000039.ndjson.gz",
+        (_part(0, 9), _part(10, 19), _part(20, 29), _part(30, 39))),)
+    several = plan_outputs("logs/" + DIRECTORY, parts, target_bytes=800)
+    assert [output.key.rsplit("/", 1)[1] for output in several] == [
+        "events+3+000000000000+000000000019.ndjson.gz",
+        "events+3+000000000020+000000000039.ndjson.gz"]
+    # A part above the target is an output of its own.
+    assert len(plan_outputs("logs/" + DIRECTORY, parts, target_bytes=10)) == 4
+
+
+def test_the_marker_keeps_hour_parts_and_the_merge_plan_through_a_flush() -> None:
+    plan = MergePlan((MergeOutput("logs/x.ndjson.gz", (_part(0, 9),)),), header="a,b\n")
+    marker = Marker(10, None, None, (_part(0, 9), _part(10, 19)), plan)
+    body = orjson.loads(marker.body("me"))
+    assert body["hour_parts"] == [_part(0, 9), _part(10, 19)]
+    assert MergePlan.from_json(body["merge"]) == plan
+    moved = marker.moved(20, Pending(30, ["k"], ["s"]))
+    assert (moved.hour_parts, moved.merge, moved.next_offset) == (marker.hour_parts, plan, 20)
+    # Only hour parts join the list; a key already there is not added twice.
+    added = with_hour_parts("logs/", marker, [_part(10, 19), _part(20, 29), "logs/other.gz"])
+    assert added.hour_parts == (_part(0, 9), _part(10, 19), _part(20, 29))
+    # A marker of parts mode reads and writes as before.
+    assert set(orjson.loads(Marker(5).body("me"))) == {"next_offset", "pending", "owner"}
+
+
+def test_gzip_parts_concatenate_into_one_readable_object_with_one_csv_header(
+    tmp_path: Path,
+) -> None:
+    parts = []
+    for number, rows in enumerate([b"1,a\n2,b\n", b"3,c\n"]):
+        path = tmp_path / f"part-{number}.csv.gz"
+        path.write_bytes(gzip.compress(rows))
+        parts.append(path)
+    merged = tmp_path / "merged.csv.gz"
+    with merged.open("wb") as out:
+        out.write(gzip_header("id,name\n"))
+        for path in parts:
+            append_gzip(out, path)
+    assert gzip.decompress(merged.read_bytes()) == b"id,name\n1,a\n2,b\n3,c\n"
+    assert gzip_header("id,name\n") == gzip_header("id,name\n")  # the same bytes every time
+    assert gzip_header("") == b""
+
+
+def test_parquet_parts_merge_row_group_by_row_group(tmp_path: Path) -> None:
+    schema = pa.schema([("event_id", pa.string()), ("received_at", pa.timestamp("ms", "UTC")),
+                        ("status", pa.int32())])
+    parts = []
+    for number in range(3):
+        table = pa.table({
+            "event_id": [f"e-{number}-{i}" for i in range(5)],
+            "received_at": [datetime(2026, 11, 20, 9, i, tzinfo=UTC) for i in range(5)],
+            "status": list(range(5))}, schema=schema)
+        path = tmp_path / f"part-{number}.parquet"
+        pq.write_table(table, path, compression="zstd", row_group_size=2)
+        parts.append(path)
+    merged = tmp_path / "merged.parquet"
+    merge_parquet(parts, merged)
+    result = pq.ParquetFile(merged)
+    assert result.schema_arrow == schema
+    assert result.num_row_groups == 9  # each part's row groups, kept as they were
+    assert result.metadata.row_group(0).column(0).compression == "ZSTD"
+    assert result.read().column("event_id").to_pylist() == [
+        f"e-{number}-{i}" for number in range(3) for i in range(5)]
+
+
+@pytest.mark.parametrize("codec", ["none", "snappy", "gzip", "zstd", "lz4"])
+def test_parquet_parts_of_every_codec_merge(tmp_path: Path, codec: str) -> None:
+    # Parquet metadata names codecs as UNCOMPRESSED / LZ4_RAW, which pyarrow's writer calls
+    # none / lz4: a merge of such parts failed at every try ("Unsupported compression").
+    parts = []
+    for number in range(2):
+        path = tmp_path / f"part-{number}.parquet"
+        pq.write_table(pa.table({"event_id": [f"e-{number}"]}), path, compression=codec)
+        parts.append(path)
+    merged = tmp_path / "merged.parquet"
+    merge_parquet(parts, merged)
+    assert pq.read_table(merged).column("event_id").to_pylist() == ["e-0", "e-1"]
+
+
+class _State:
+    """The parts of a sink's partition state the merger reads."""
+
+    def __init__(self, hour_parts: tuple[str, ...], open_slots: dict[str, HourSlot]) -> None:
+        self.key = ("events", 3)
+        self.marker = Marker(100, hour_parts=hour_parts)
+        self.parts = {directory: type("Part", (), {"slot": slot})()
+                      for directory, slot in open_slots.items()}
+
+
+def _merger() -> HourlyMerger:
+    return HourlyMerger("logs/", None, None, Path("."),  # type: ignore[arg-type]
+                        grace=60.0, quiet=300.0, target_bytes=1 << 20, header="",
+                        lose=print)
+
+
+def test_an_hour_is_due_once_closed_and_the_partition_moved_on_or_went_quiet() -> None:
+    merger, end = _merger(), SLOT.end_epoch
+    later = HourSlot(datetime(2026, 11, 20, 10, tzinfo=UTC))
+    nine = (_part(0, 9), _part(10, 19))
+    # Open hour (and its grace): never due.
+    assert merger._due(_State(nine, {}), end + 59, 0.0) == []
+    # Closed, but the partition still fills a part of that hour: waits for it.
+    assert merger._due(_State(nine, {DIRECTORY: SLOT}), end + 61, 0.0) == []
+    # Closed, a later hour has begun: due at once.
+    moved_on = _State(nine, {"year=2026/month=11/day=20/hour=10/": later})
+    assert merger._due(moved_on, end + 61, 0.0) == [
+        ("2026-11-20T09", "logs/" + DIRECTORY, "ndjson.gz", list(nine))]
+    # Closed and nothing later: due once no part of the hour has come for `quiet` seconds.
+    quiet = _merger()
+    assert quiet._due(_State(nine, {}), end + 61, 1000.0) == []
+    assert quiet._due(_State(nine, {}), end + 61, 1299.0) == []
+    assert quiet._due(_State(nine + (_part(20, 29),), {}), end + 61, 1299.0) == []  # a new part
+    assert quiet._due(_State(nine + (_part(20, 29),), {}), end + 61, 1599.0) != []
+
+
+class _Objects:
+    """S3 calls of a merge: one hour part has vanished from the bucket."""
+
+    bucket = "b"
+
+    def __init__(self, missing: set[str]) -> None:
+        self.missing = missing
+        outer = self
+
+        class Client:
+            async def head_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803
+                if Key in outer.missing:
+                    raise ClientError({"Error": {"Code": "404", "Message": "Not Found"},
+                                       "ResponseMetadata": {"HTTPStatusCode": 404}}, "HeadObject")
+                return {"ContentLength": 100}
+
+        self.client = Client()
+
+    async def retrying(self, what: str, call: Any, *arguments: Any, **options: Any) -> Any:
+        return await call(*arguments)
+
+
+class _Markers:
+    async def write(self, where: str, marker: Marker, etag: str | None, owner: str) -> Marker:
+        return marker
+
+
+async def test_a_missing_hour_part_holds_back_its_hour_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A 404 for an hour part is an answer, not an S3 fault to retry without end under the
+    # partition's lock: that hour waits (logged once), the partition's other hours merge.
+    ten = HourSlot(datetime(2026, 11, 20, 10, tzinfo=UTC))
+    ten_directory = "year=2026/month=11/day=20/hour=10/"
+    ten_part = hour_part_key("logs/", "events", 3, ten, object_key(
+        "logs/", ten_directory, "events", 3, 20, 29, "ndjson.gz"))
+    nine = (_part(0, 9), _part(10, 19))
+    merger = _merger()
+    merger.objects = _Objects({nine[1]})  # type: ignore[assignment]
+    merger.markers = _Markers()  # type: ignore[assignment]
+    state = _State(nine + (ten_part,), {"year=2026/month=11/day=20/hour=11/": HourSlot(
+        datetime(2026, 11, 20, 11, tzinfo=UTC))})
+    state.lock, state.detached, state.claim = asyncio.Lock(), False, "me/1"  # type: ignore[attr-defined]
+    with caplog.at_level(logging.ERROR):
+        plan = await merger._plan_next(state)  # type: ignore[arg-type]
+        assert plan is not None and [o.parts for o in plan.outputs] == [(ten_part,)]
+        state.marker = replace(state.marker, merge=None)
+        assert await merger._plan_next(state) is not None  # hour 10 again (not merged here)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and nine[1] in errors[0], errors
+
+
+def _part_of(first: int, last: int, extension: str) -> str:
+    final = object_key("logs/", DIRECTORY, "events", 3, first, last, extension)
+    return hour_part_key("logs/", "events", 3, SLOT, final)
+
+
+def _merging_state(hour_parts: tuple[str, ...]) -> _State:
+    state = _State(hour_parts, {"year=2026/month=11/day=20/hour=11/": HourSlot(
+        datetime(2026, 11, 20, 11, tzinfo=UTC))})
+    state.lock, state.detached, state.claim = asyncio.Lock(), False, "me/1"  # type: ignore[attr-defined]
+    return state
+
+
+async def test_parts_of_an_hour_whose_format_was_switched_merge_apart() -> None:
+    # SLUICE_S3_FORMAT changed from ndjson to parquet within the hour: an object of gzip lines
+    # and Parquet row groups would be neither. Each format's parts make objects of their own.
+    ndjson = (_part_of(0, 9, "ndjson.gz"), _part_of(10, 19, "ndjson.gz"))
+    parquet = (_part_of(20, 29, "parquet"),)
+    merger = _merger()
+    merger.objects = _Objects(set())  # type: ignore[assignment]
+    merger.markers = _Markers()  # type: ignore[assignment]
+    state = _merging_state(ndjson + parquet)
+    plans = []
+    while (plan := await merger._plan_next(state)) is not None:  # type: ignore[arg-type]
+        plans.append(plan)
+        merged = set(plan.parts)
+        state.marker = replace(state.marker, merge=None, hour_parts=tuple(
+            key for key in state.marker.hour_parts if key not in merged))
+    assert sorted(tuple(sorted(plan.parts)) for plan in plans) == sorted([ndjson, parquet])
+    assert all(plan.header == "" for plan in plans)
+    assert merged_as(plans[0].outputs[0].key) != merged_as(plans[1].outputs[0].key)
+
+
+async def test_csv_hour_parts_wait_while_the_format_is_another(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Their header row is the configured CSV columns': with another format configured there is
+    # none to give the merged object, so they wait (said once) instead of merging headerless.
+    merger = _merger()  # the current format: NDJSON (no header)
+    merger.objects = _Objects(set())  # type: ignore[assignment]
+    merger.markers = _Markers()  # type: ignore[assignment]
+    state = _merging_state((_part_of(0, 9, "csv.gz"),))
+    with caplog.at_level(logging.ERROR):
+        assert await merger._plan_next(state) is None  # type: ignore[arg-type]
+        assert await merger._plan_next(state) is None  # type: ignore[arg-type]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "SLUICE_S3_FORMAT=csv" in errors[0], errors
+
+
+def test_merged_objects_are_stored_as_their_format_stores_its_parts() -> None:
+    from worker.sinks.s3.formats.base import CsvFormat, NdjsonFormat
+    from worker.sinks.s3.formats.parquet import ParquetFormat
+
+    for form in (NdjsonFormat(1), CsvFormat(["event_id"], 1), ParquetFormat("zstd", 1 << 20)):
+        key = _part_of(0, 9, form.extension)
+        assert merged_as(key) == (form.content_type, form.content_encoding)
+
+
+class _Existing(_Objects):
+    """S3 calls of a merge where these output keys exist already."""
+
+    def __init__(self, existing: set[str]) -> None:
+        super().__init__(set())
+        self.existing = existing
+
+    async def exists(self, key: str) -> bool:
+        return key in self.existing
+
+
+async def test_a_plan_an_earlier_version_made_across_formats_is_planned_again_by_format(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Planned before parts were grouped by format, and not started: dropped and planned again.
+    parts = (_part_of(0, 9, "ndjson.gz"), _part_of(10, 19, "parquet"))
+    mixed = MergePlan((MergeOutput("logs/" + DIRECTORY + "events+3+000000000000+000000000019"
+                                   ".ndjson.gz", parts),))
+    merger = _merger()
+    merger.markers = _Markers()  # type: ignore[assignment]
+    merger.objects = _Existing(set())  # type: ignore[assignment]
+    state = _merging_state(parts)
+    state.marker = replace(state.marker, merge=mixed)
+    assert await merger._usable(state, mixed) is True  # type: ignore[arg-type]
+    assert state.marker.merge is None
+    # Started already (its output exists, made of both formats): it waits, said once.
+    merger.objects = _Existing({mixed.outputs[0].key})  # type: ignore[assignment]
+    state.marker = replace(state.marker, merge=mixed)
+    with caplog.at_level(logging.ERROR):
+        assert await merger._usable(state, mixed) is False  # type: ignore[arg-type]
+        assert await merger._usable(state, mixed) is False  # type: ignore[arg-type]
+    assert state.marker.merge == mixed
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "several formats" in errors[0], errors
+    # A plan of one format is used as it is.
+    single = MergePlan((MergeOutput("logs/" + DIRECTORY + "events+3+000000000000+000000000009"
+                                    ".ndjson.gz", parts[:1]),))
+    assert await merger._usable(state, single) is True  # type: ignore[arg-type]
