@@ -15,7 +15,7 @@ import time
 from bench.events import bench_events
 from worker.catalog.entries import CatalogEntry
 from worker.config import load_settings
-from worker.deadletter import DeadLetterPublisher
+from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.records import KafkaPosition, SourceRecord
 from worker.pipeline import Pipeline
 from worker.samples import DEMO_CATALOG

@@ -21,7 +21,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from worker.catalog.table import CatalogTable
 from worker.config import Settings, SinkName
-from worker.deadletter import DeadLetterPublisher
+from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.records import SourceRecord
 from worker.gc_tuning import tune_for_throughput
 from worker.kafka.connection import faust_credentials

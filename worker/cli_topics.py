@@ -20,7 +20,7 @@ def _dlq_filter(stage: list[str], error_class: list[str], since: str | None,
                 until: str | None):  # noqa: ANN202
     from datetime import datetime
 
-    from worker.dlq import DeadLetterFilter
+    from worker.deadletters.replay import DeadLetterFilter
     from worker.events.normalize import parse_timestamp
 
     def moment(text: str | None, option: str) -> datetime | None:
@@ -53,7 +53,7 @@ def dlq_inspect(
     samples: int = typer.Option(3, min=0, help="Samples shown per stage and error class."),
 ) -> None:
     """Count dead letters by stage and error class, with a few samples of each."""
-    from worker.dlq import describe_sample, inspect, read_dead_letters
+    from worker.deadletters.replay import describe_sample, inspect, read_dead_letters
 
     settings = _settings()
     selection = _dlq_filter(stage, error_class, since, until)
@@ -81,7 +81,7 @@ def dlq_replay(
     """Produce the selected dead letters back to the source topic."""
     from rich.progress import Progress
 
-    from worker.dlq import read_dead_letters, replay
+    from worker.deadletters.replay import read_dead_letters, replay
 
     settings = _settings()
     selection = _dlq_filter(stage, error_class, since, until)

@@ -22,7 +22,7 @@ import orjson
 
 from worker.catalog.entries import CatalogEntry, publish_entries
 from worker.config import Settings, SinkName
-from worker.dlq import dead_letter_end_offsets, read_dead_letters
+from worker.deadletters.replay import dead_letter_end_offsets, read_dead_letters
 from worker.kafka.group_offsets import PartitionProgress, group_progress
 from worker.kafka.topics import ensure_topics
 from worker.produce import produce, synthetic_records

@@ -19,8 +19,8 @@ from collections.abc import Callable, Collection, Sequence
 from worker.acks import AckTracker, PartitionKey
 from worker.catalog.enrichment import CatalogLookup
 from worker.config import Settings
-from worker.dead_letter_limit import DeadLetterLimit
-from worker.deadletter import DeadLetterPublisher
+from worker.deadletters.limit import DeadLetterLimit
+from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.errors import SluiceError
 from worker.events.records import DeadLetter, Event, Settlement, SourceRecord
 from worker.preparation import Preparation

@@ -14,10 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from worker.events.errors import SinkUnavailable
-from worker.events.records import DLQ_HEADER_PREFIX, Event, SourceRecord
+from worker.events.records import REPLAY_SINKS_HEADER, Event, SourceRecord
 from worker.sinks.base import Sink
-
-REPLAY_SINKS_HEADER = f"{DLQ_HEADER_PREFIX}replay.sinks"
 
 
 @dataclass(frozen=True)

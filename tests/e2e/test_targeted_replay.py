@@ -19,7 +19,7 @@ from tests.e2e.ledger import assert_exactly_once, elasticsearch_ids, s3_ids
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from tests.es_templates import install_typed_properties_template
 from worker.config import Settings
-from worker.dlq import read_dead_letters
+from worker.deadletters.replay import read_dead_letters
 from worker.kafka.topics import ensure_topics
 
 pytestmark = pytest.mark.e2e

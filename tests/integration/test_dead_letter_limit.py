@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from tests.e2e.processes import SluiceProcess, free_port, wait_for_no_lag
 from worker.config import Settings
-from worker.dlq import dead_letter_end_offsets, read_dead_letters
+from worker.deadletters.replay import dead_letter_end_offsets, read_dead_letters
 from worker.kafka.group_offsets import group_progress
 from worker.kafka.topics import ensure_topics
 

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from worker.config import Settings
-from worker.deadletter import DeadLetterPublisher
+from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.records import DeadLetter, KafkaPosition, SourceRecord
 from worker.kafka.topics import ensure_topics
 
@@ -86,7 +86,7 @@ async def test_reading_a_partition_range_that_ends_at_once_stops_cleanly(
     settings: Settings,
 ) -> None:
     # The root of the empty-topic crash: a group-less consumer stopped right after it started.
-    from worker.dlq import read_dead_letters
+    from worker.deadletters.replay import read_dead_letters
 
     await ensure_topics(settings)
     assert await read_dead_letters(settings, {0: 5}, {0: 5}) == []

@@ -15,7 +15,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from tests.unit.sinks.elasticsearch.test_sink import _api_error, _items
 from worker.config import load_settings
-from worker.deadletter import DeadLetterPublisher
+from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.records import DeadLetter, KafkaPosition, SourceRecord
 from worker.pipeline import Pipeline
 from worker.sinks.base import Sink

@@ -11,8 +11,10 @@ from typing import Any, Protocol
 # Header names of dead letters, in one place so tools (``sluice dlq``) and tests agree.
 DLQ_HEADER_PREFIX = "sluice."
 # On a replayed record: the id the event had when it failed, for events without a producer id
-# (their id is derived from the Kafka position, which a replay changes; ``worker.events.normalize``).
+# (their id is derived from the Kafka position, which a replay changes; ``events.normalize``).
 REPLAY_EVENT_ID_HEADER = f"{DLQ_HEADER_PREFIX}replay.event_id"
+# On a replayed record: the sinks (comma-separated names) that failed it and get it again.
+REPLAY_SINKS_HEADER = f"{DLQ_HEADER_PREFIX}replay.sinks"
 
 
 # The records made once per consumed record (KafkaPosition, SourceRecord, and

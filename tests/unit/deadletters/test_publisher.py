@@ -1,6 +1,6 @@
 from datetime import UTC, datetime
 
-from worker.deadletter import dead_letter_headers
+from worker.deadletters.publisher import dead_letter_headers
 from worker.events.records import DeadLetter, KafkaPosition, SourceRecord
 
 RECORD = SourceRecord(

@@ -1,6 +1,6 @@
 """The dead-letter safety limit: a ratio over a sliding window, and a count in a row."""
 
-from worker.dead_letter_limit import DeadLetterLimit
+from worker.deadletters.limit import DeadLetterLimit
 
 
 def test_the_ratio_is_judged_only_once_the_window_is_full() -> None:

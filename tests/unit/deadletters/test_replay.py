@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from worker.dlq import DeadLetterFilter, DeadLetterRecord, inspect, replay_value
+from worker.deadletters.replay import DeadLetterFilter, DeadLetterRecord, inspect, replay_value
 
 
 def _letter(stage: str, error: str, failed_at: str, value: bytes = b"{}",
@@ -54,7 +54,7 @@ def test_replay_of_a_whole_record_sends_its_bytes_unchanged() -> None:
 
 
 def test_inspect_sample_tells_null_from_empty_and_shows_the_batch_index() -> None:
-    from worker.dlq import describe_sample
+    from worker.deadletters.replay import describe_sample
 
     def sample(value: bytes | None, batch_index: str | None = None) -> list[str]:
         headers = {"source.topic": "events", "source.partition": "2", "source.offset": "7",
@@ -71,7 +71,7 @@ def test_inspect_sample_tells_null_from_empty_and_shows_the_batch_index() -> Non
 
 
 def test_replay_of_a_sink_failure_names_that_sink_and_a_decode_failure_none() -> None:
-    from worker.dlq import replay_headers
+    from worker.deadletters.replay import replay_headers
 
     sink_letter = DeadLetterRecord(1, 5, None, b"{}", {"stage": "elasticsearch"},
                                    (("trace", b"abc"),))
@@ -86,7 +86,7 @@ def test_replay_of_a_sink_failure_names_that_sink_and_a_decode_failure_none() ->
 
 
 def test_a_second_replay_counts_up_and_keeps_the_first_failure_and_the_event_id() -> None:
-    from worker.dlq import replay_headers
+    from worker.deadletters.replay import replay_headers
 
     first = DeadLetterRecord(0, 3, None, b"{}", {
         "stage": "decode", "error.class": "InvalidJson", "failed_at": "2026-11-22T10:00:00Z"})

@@ -1,0 +1,1 @@
+"""Tests of worker.deadletters: the publisher, the limit, inspect and replay."""
