@@ -17,7 +17,7 @@ from worker.catalog.entries import CatalogEntry
 from worker.config import load_settings
 from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.records import KafkaPosition, SourceRecord
-from worker.pipeline import Pipeline
+from worker.pipeline.wiring import Pipeline
 from worker.samples import DEMO_CATALOG
 from worker.sinks.counting import CountingSink
 

@@ -1,7 +1,7 @@
 """The Faust application: broker, topics, the agent, and when offsets may be committed.
 
 Faust commits the offsets of acknowledged messages on its own timer; Sluice controls *what* is
-acknowledged (``worker.acks``: only records every sink has durably written, in order) and
+acknowledged (``worker.pipeline.acks``: only records every sink has durably written, in order) and
 *when* Faust may consider the streams empty: on a rebalance and at shutdown, Faust calls
 ``_consumer_wait_empty`` before committing. ``SluiceApp`` replaces it with "flush every sink,
 then commit what is acknowledged", bounded by SLUICE_DRAIN_TIMEOUT, instead of Faust's wait for
@@ -29,8 +29,8 @@ from worker.kafka.faust_batch_agent import AgentRoute
 from worker.kafka.faust_consumer import SluiceConsumer, SluiceTransport
 from worker.metrics import SluiceCollector
 from worker.ops_server import OpsServer
-from worker.pipeline import Pipeline
-from worker.progress import Progress
+from worker.pipeline.progress import Progress
+from worker.pipeline.wiring import Pipeline
 from worker.sinks.counting import CountingSink
 from worker.sinks.elasticsearch.sink import ElasticsearchSink
 from worker.sinks.s3.sink import S3Sink
@@ -280,7 +280,7 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
 
     # The source topic is read in batches: each fetched batch of a partition (at most
     # SLUICE_BATCH_MAX_RECORDS records) is one event of the `sluice-pipeline` agent, and the
-    # commit timer commits each partition's settled offset (worker.kafka.faust_batches, worker.acks).
+    # commit timer commits each partition's settled offset (worker.kafka.faust_batches, worker.pipeline.acks).
     async def handle(tp: TP, records: list[SourceRecord]) -> None:
         await app.pipeline.submit_batch(records)
 

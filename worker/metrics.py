@@ -19,7 +19,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from worker.catalog.table import CatalogTable
-from worker.pipeline import Pipeline
+from worker.pipeline.wiring import Pipeline
 from worker.sinks.elasticsearch.sink import ElasticsearchSink
 from worker.sinks.s3.sink import S3Sink
 

@@ -7,7 +7,7 @@ Replay re-produces the original bytes to the source topic. For one event of a ba
 (``messageId`` / ``requestId``) keep it, so Elasticsearch overwrites instead of duplicating.
 Replayed records carry ``sluice.replayed_from: <dlq topic>/<partition>/<offset>`` and, when a
 sink failed them, ``sluice.replay.sinks: <that sink>``: the worker writes them to that sink
-only, so the sinks that already hold the event do not get it twice (``worker.routing``).
+only, so the sinks that already hold the event do not get it twice (``worker.pipeline.routing``).
 
 A replay keeps the record's lineage: ``sluice.replay.count`` (1 on the first replay, then one
 more each time), ``sluice.first_failure.stage`` / ``.class`` / ``.at`` (the first failure's, kept
@@ -35,7 +35,7 @@ from worker.config import Settings, SinkName
 from worker.events.records import DLQ_HEADER_PREFIX, REPLAY_EVENT_ID_HEADER
 from worker.kafka.connection import client_options
 from worker.kafka.topics import partition_counts
-from worker.routing import REPLAY_SINKS_HEADER
+from worker.pipeline.routing import REPLAY_SINKS_HEADER
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def replay_value(letter: DeadLetterRecord) -> bytes | None:
 
 def replay_headers(letter: DeadLetterRecord, topic: str) -> list[tuple[str, bytes]]:
     """The original headers, where the replay comes from, and, for a letter a sink failed, that
-    sink: the pipeline then writes it to that sink only (`worker.routing`), not again to the
+    sink: the pipeline then writes it to that sink only (`worker.pipeline.routing`), not again to the
     sinks that already have it."""
     origin = f"{topic}/{letter.partition}/{letter.offset}"
     ours = letter.headers

@@ -43,7 +43,7 @@ class SourceRecord:
 
 class Settlement(Protocol):
     """The acknowledgement ticket of a record: each (event, sink) outcome settles one share,
-    named by the event's ordinal in its record and the sink (see ``worker.acks``)."""
+    named by the event's ordinal in its record and the sink (see ``worker.pipeline.acks``)."""
 
     cancelled: bool
 

@@ -1,9 +1,9 @@
 """Turning a batch of source records into events: decode, normalise, enrich, encode.
 
-The first half of the pipeline (``worker.pipeline`` hands the events on to the sinks and keeps
+The first half of the pipeline (``worker.pipeline.wiring`` hands the events on to the sinks and keeps
 the books). Each step lives in its own module (``decoding``, ``normalize``, ``enrich``); here
 they run over a batch, each event is numbered within its record (its ordinal names its shares
-of the record's ticket, see ``worker.acks``), and what fails is collected as a ``Failure`` for
+of the record's ticket, see ``worker.pipeline.acks``), and what fails is collected as a ``Failure`` for
 the dead-letter topic instead of raising.
 """
 
@@ -21,8 +21,8 @@ from worker.events.decoding import RawEvent, decode_record
 from worker.events.errors import DecodeError, SluiceError, UnencodableEvent
 from worker.events.normalize import normalize
 from worker.events.records import Event, SourceRecord
-from worker.progress import Progress
-from worker.routing import route
+from worker.pipeline.progress import Progress
+from worker.pipeline.routing import route
 from worker.sinks.base import Sink
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Failure:
 @dataclass(slots=True)
 class PreparedBatch:
     """A batch's events and failures; `routed` holds the events of replayed records, which go
-    only to the sinks their dead letter names (``worker.routing``)."""
+    only to the sinks their dead letter names (``worker.pipeline.routing``)."""
 
     events: list[Event] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
@@ -100,7 +100,7 @@ class Preparation:
     def _route(self, prepared: PreparedBatch, record: SourceRecord, record_events: list[Event],
                ordinal: int) -> int:
         """File a record's events by the sinks they go to; a replayed record's go only to the
-        sinks that failed them (``worker.routing``). Returns the next free ordinal."""
+        sinks that failed them (``worker.pipeline.routing``). Returns the next free ordinal."""
         targets = route(record, self.sinks)
         if prepared.routed is None:
             if len(targets.sinks) == len(self.sinks) and not targets.absent:

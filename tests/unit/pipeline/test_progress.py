@@ -1,4 +1,4 @@
-from worker.progress import Progress
+from worker.pipeline.progress import Progress
 
 
 def test_progress_line_reports_totals_and_increments_since_last_line() -> None:

@@ -6,7 +6,7 @@ import pytest
 from worker.catalog.entries import CatalogEntry
 from worker.config import load_settings
 from worker.events.records import DeadLetter, KafkaPosition, SourceRecord
-from worker.pipeline import Pipeline
+from worker.pipeline.wiring import Pipeline
 from worker.sinks.counting import CountingSink
 
 TRACK = {"type": "track", "event": "Signed Up", "userId": "u1"}

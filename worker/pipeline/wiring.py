@@ -6,7 +6,7 @@ This module wires the steps together and keeps the books; each step lives in its
 hands every source record to ``Pipeline.submit`` together with the callable that acknowledges
 it to Faust; that callable runs only once every sink has durably written, or the dead-letter
 topic has accepted, every event of the record, and only after all earlier records of the same
-partition (see ``worker.acks``).
+partition (see ``worker.pipeline.acks``).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 
-from worker.acks import AckTracker, PartitionKey
 from worker.catalog.enrichment import CatalogLookup
 from worker.config import Settings
 from worker.deadletters.limit import DeadLetterLimit
 from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.errors import SluiceError
 from worker.events.records import DeadLetter, Event, Settlement, SourceRecord
-from worker.preparation import Preparation
-from worker.progress import Progress
+from worker.pipeline.acks import AckTracker, PartitionKey
+from worker.pipeline.preparation import Preparation
+from worker.pipeline.progress import Progress
 from worker.sinks.base import Sink, SinkFailure
 
 log = logging.getLogger(__name__)

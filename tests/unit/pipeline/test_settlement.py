@@ -17,7 +17,7 @@ from tests.unit.sinks.elasticsearch.test_sink import _api_error, _items
 from worker.config import load_settings
 from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.records import DeadLetter, KafkaPosition, SourceRecord
-from worker.pipeline import Pipeline
+from worker.pipeline.wiring import Pipeline
 from worker.sinks.base import Sink
 from worker.sinks.elasticsearch.sink import ElasticsearchSink
 

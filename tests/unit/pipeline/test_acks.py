@@ -1,7 +1,7 @@
 import asyncio
 
-from worker.acks import AckTracker, RecordTicket
 from worker.events.records import KafkaPosition
+from worker.pipeline.acks import AckTracker, RecordTicket
 
 ES, S3 = "elasticsearch", "s3"
 

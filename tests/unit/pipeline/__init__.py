@@ -1,0 +1,1 @@
+"""Tests of worker.pipeline.wiring: preparation, routing, settlement, acknowledgements."""
