@@ -12,7 +12,7 @@ COPY worker ./worker
 # The build fails if aiokafka could not decode a codec Kafka defines (cramjam comes with the
 # package's aiokafka[lz4,snappy,zstd] dependency): producers use all of them.
 RUN pip install --no-cache-dir . \
-    && python -c "from worker.startup import missing_codecs; m = missing_codecs(); assert not m, m" \
+    && python -c "from worker.ops.startup_checks import missing_codecs; m = missing_codecs(); assert not m, m" \
     && mkdir -p /var/lib/sluice && chown 10001 /var/lib/sluice
 
 # Parts spool under SLUICE_STATE_DIR; nothing else is written.

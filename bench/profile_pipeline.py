@@ -57,7 +57,7 @@ async def feed(count: int) -> float:
 
 def main() -> None:
     if "--gc" in sys.argv:
-        from worker.gc_tuning import tune_for_throughput
+        from worker.ops.gc_tuning import tune_for_throughput
 
         tune_for_throughput()
     count = int(next((a for a in sys.argv[1:] if a.isdigit()), 100_000))

@@ -23,12 +23,12 @@ from worker.catalog.table import CatalogTable
 from worker.config import Settings, SinkName
 from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.records import SourceRecord
-from worker.gc_tuning import tune_for_throughput
 from worker.kafka.connection import faust_credentials
 from worker.kafka.faust_batch_agent import AgentRoute
 from worker.kafka.faust_consumer import SluiceConsumer, SluiceTransport
-from worker.metrics import SluiceCollector
-from worker.ops_server import OpsServer
+from worker.ops.gc_tuning import tune_for_throughput
+from worker.ops.metrics import SluiceCollector
+from worker.ops.server import OpsServer
 from worker.pipeline.progress import Progress
 from worker.pipeline.wiring import Pipeline
 from worker.sinks.counting import CountingSink
@@ -209,12 +209,12 @@ def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
 async def preflight(settings: Settings) -> None:
     """Before a worker starts: topics exist, and every configured sink's destination is usable.
 
-    Raises a sink's start-up error, `worker.startup.StartupError` or KafkaConnectionFailure,
+    Raises a sink's start-up error, `worker.ops.startup_checks.StartupError` or KafkaConnectionFailure,
     with a message that says what to check.
     """
     from worker.kafka.topics import ensure_topics
+    from worker.ops.startup_checks import check_codecs, wait_for_broker
     from worker.sinks import elasticsearch, s3
-    from worker.startup import check_codecs, wait_for_broker
 
     check_codecs()
     # Waits for an unreachable broker; a TLS or SASL refusal fails at once, naming the settings.
@@ -230,7 +230,7 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
     """A configured app with its pipeline. Topics must already exist (`worker.kafka.topics`).
 
     `web_socket` is the endpoints' listening socket when the caller bound it already
-    (`worker.startup.bind_web_port`); otherwise the endpoints bind SLUICE_WEB_PORT themselves.
+    (`worker.ops.startup_checks.bind_web_port`); otherwise the endpoints bind SLUICE_WEB_PORT themselves.
     """
     # Faust creates only the last level of its data directory.
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -252,7 +252,7 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
         broker_rebalance_timeout=settings.rebalance_timeout,
         consumer_group_instance_id=settings.group_instance_id,
         consumer_metadata_max_age_ms=int(settings.metadata_refresh_interval * 1000),
-        # Sluice serves its own endpoints (worker.ops_server); Faust's web server stays off.
+        # Sluice serves its own endpoints (worker.ops.server); Faust's web server stays off.
         web_enabled=False,
         # Sluice never declares topics through a subscription: they are created up front.
         topic_allow_declare=False,

@@ -45,10 +45,10 @@ def worker() -> None:
 
     from worker.app import create_app, preflight
     from worker.kafka.connection import KafkaConnectionFailure
-    from worker.logs import configure_logging, logging_config
+    from worker.ops.logs import configure_logging, logging_config
+    from worker.ops.startup_checks import StartupError, bind_web_port
     from worker.sinks.elasticsearch.sink import ElasticsearchStartupError
     from worker.sinks.s3.sink import S3StartupError
-    from worker.startup import StartupError, bind_web_port
 
     settings = _settings()
     configure_logging(settings)
@@ -79,7 +79,7 @@ def ingest() -> None:
     to the source topic (200 once the broker has acknowledged every record)."""
     from worker.ingest.errors import IngestStartupError
     from worker.ingest.run import check_settings, serve
-    from worker.logs import configure_logging
+    from worker.ops.logs import configure_logging
 
     settings = _settings()
     try:

@@ -22,7 +22,7 @@ from worker.ingest.errors import IngestStartupError
 from worker.ingest.metrics import IngestMetrics
 from worker.ingest.producer import IngestProducer
 from worker.ingest.server import IngestServer
-from worker.ops_server import OpsServer
+from worker.ops.server import OpsServer
 
 log = logging.getLogger(__name__)
 

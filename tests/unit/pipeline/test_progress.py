@@ -16,7 +16,7 @@ def test_json_log_lines_carry_extra_fields_and_no_secret_settings() -> None:
     import orjson
 
     from worker.config import load_settings
-    from worker.logs import JsonFormatter
+    from worker.ops.logs import JsonFormatter
 
     record = logging.LogRecord("worker.s3", logging.INFO, __file__, 1, "wrote %s", ("k",), None)
     record.object_key = "year=2026/x.ndjson.gz"

@@ -1,6 +1,6 @@
 import gc
 
-from worker.gc_tuning import THRESHOLDS, tune_for_throughput
+from worker.ops.gc_tuning import THRESHOLDS, tune_for_throughput
 
 
 def test_tuning_raises_the_thresholds_and_freezes_start_up_objects() -> None:

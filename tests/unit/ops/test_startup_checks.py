@@ -3,7 +3,7 @@ import socket
 import pytest
 
 from worker.config import load_settings
-from worker.startup import StartupError, bind_web_port, missing_codecs
+from worker.ops.startup_checks import StartupError, bind_web_port, missing_codecs
 
 
 def test_every_kafka_codec_can_be_decoded() -> None:

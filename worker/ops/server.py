@@ -3,7 +3,7 @@
 * ``/health/live``: 200 while the process and its event loop answer (a liveness probe);
 * ``/health/ready``: 200 once the worker owns at least one source partition and every sink's
   destination answers; 503 otherwise, with a JSON body that says which check failed;
-* ``/metrics``: Prometheus text format (see ``worker.metrics``).
+* ``/metrics``: Prometheus text format (see ``worker.ops.metrics``).
 
 It starts before the worker joins its group, so liveness answers during start-up.
 """
@@ -31,7 +31,7 @@ class OpsServer:
                  readiness: ReadinessCheck, sock: socket.socket | None = None) -> None:
         self.host = host
         self.port = port
-        # Bound before the worker started (worker.startup.bind_web_port), or bound here.
+        # Bound before the worker started (worker.ops.startup_checks.bind_web_port), or bound here.
         self.sock = sock
         self.registry = registry
         self.readiness = readiness

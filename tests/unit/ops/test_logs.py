@@ -1,6 +1,6 @@
 import logging
 
-from worker.logs import RepeatedLineFilter
+from worker.ops.logs import RepeatedLineFilter
 
 
 def _record(name: str, msg: str, created: float, *args: object) -> logging.LogRecord:

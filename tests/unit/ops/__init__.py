@@ -1,0 +1,1 @@
+"""Tests of worker.ops: logs, GC tuning, start-up checks."""
