@@ -33,10 +33,10 @@ from bench.runners import (
 from worker.catalog.entries import CatalogEntry, publish_entries
 from worker.config import Settings, load_settings
 from worker.kafka.topics import TopicSpec, ensure_topics
-from worker.produce import produce
-from worker.samples import DEMO_CATALOG
+from worker.local.produce import produce
+from worker.local.samples import DEMO_CATALOG
+from worker.local.stack import LocalStack
 from worker.sinks import s3
-from worker.stack import LocalStack
 
 BENCH_STACK_DIR = REPO_ROOT / ".sluice" / "bench-stack"
 ES, S3 = "elasticsearch", "s3"
@@ -76,7 +76,7 @@ SCENARIOS = [
 
 
 def _bench_settings() -> Settings:
-    from worker.stack import with_local_credentials
+    from worker.local.stack import with_local_credentials
 
     return with_local_credentials(load_settings(stack_dir=BENCH_STACK_DIR))
 

@@ -14,7 +14,7 @@ from worker.catalog.entries import CatalogEntry
 from worker.events.decoding import decode_record
 from worker.events.normalize import normalize
 from worker.events.records import KafkaPosition, SourceRecord
-from worker.samples import DEMO_CATALOG
+from worker.local.samples import DEMO_CATALOG
 
 # The Kafka time the documents' received_at comes from (the benchmark's events carry none).
 RECEIVED_AT_MS = 1_763_800_000_000

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import orjson
 
-from worker.samples import API_KEYS, SampleTraffic
+from worker.local.samples import API_KEYS, SampleTraffic
 
 USER_AGENTS = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "

@@ -33,7 +33,7 @@ from bench.runners import REPO_ROOT, free_port
 from worker.config import Settings, load_settings
 from worker.ingest.auth import segment_signature
 from worker.kafka.topics import ensure_topics
-from worker.stack import LocalStack
+from worker.local.stack import LocalStack
 
 SECRET, ACCESS_KEY, TOKEN = "bench-secret", "bench-key", "bench-token"
 

@@ -17,8 +17,8 @@ from worker.catalog.entries import CatalogEntry
 from worker.config import load_settings
 from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.records import KafkaPosition, SourceRecord
+from worker.local.samples import DEMO_CATALOG
 from worker.pipeline.wiring import Pipeline
-from worker.samples import DEMO_CATALOG
 from worker.sinks.counting import CountingSink
 
 CATALOG = {e["api_key_id"]: CatalogEntry.model_validate(e) for e in DEMO_CATALOG}

@@ -27,9 +27,9 @@ import orjson
 
 from bench.measure import CommitWatch, PeakMemory, scrape, wait_until
 from worker.config import Settings
-from worker.demo import start_worker, stop_worker
 from worker.kafka.topics import ensure_topics
-from worker.samples import DEMO_CATALOG
+from worker.local.demo import start_worker, stop_worker
+from worker.local.samples import DEMO_CATALOG
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Both stream processors flush on the same cadence: Quix Streams writes its sinks at every

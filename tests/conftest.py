@@ -14,7 +14,7 @@ import trustme
 from tests.security_fronts import NamespacedBroker, NamespaceUnavailable
 from tests.support.paths import REPO_ROOT
 from worker.config import Settings, load_settings
-from worker.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, LocalStack, _noida_binary
+from worker.local.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, LocalStack, _noida_binary
 
 TEST_STACK_DIR = REPO_ROOT / ".sluice" / "test-stack"
 

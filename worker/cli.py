@@ -11,7 +11,7 @@ import typer
 from worker.cli_settings import load_cli_settings as _settings
 from worker.cli_topics import catalog_cli, dlq_cli, topics_cli
 from worker.config import Settings, settings_table_markdown
-from worker.samples import SAMPLE_FORMS
+from worker.local.samples import SAMPLE_FORMS
 
 cli = typer.Typer(
     help="Sluice: Kafka in; decoded, enriched events out to Elasticsearch and S3.",
@@ -98,7 +98,7 @@ def ingest() -> None:
 @stack_cli.command("up")
 def stack_up() -> None:
     """Start the local servers (idempotent) and wait until each is ready."""
-    from worker.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, LocalStack, StackError
+    from worker.local.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, LocalStack, StackError
 
     try:
         LocalStack(_settings()).up()
@@ -113,7 +113,7 @@ def stack_up() -> None:
 @stack_cli.command("down")
 def stack_down() -> None:
     """Stop the local servers that `stack up` started (idempotent)."""
-    from worker.stack import LocalStack
+    from worker.local.stack import LocalStack
 
     LocalStack(_settings()).down()
 
@@ -121,7 +121,7 @@ def stack_down() -> None:
 @stack_cli.command("status")
 def stack_status() -> None:
     """Show each local server, its pid and which of its services answer. Exit 1 if any is down."""
-    from worker.stack import LocalStack
+    from worker.local.stack import LocalStack
 
     report = LocalStack(_settings()).status()
     for server in report:
@@ -153,8 +153,8 @@ def produce(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from worker.produce import file_records, synthetic_records
-    from worker.produce import produce as produce_records
+    from worker.local.produce import file_records, synthetic_records
+    from worker.local.produce import produce as produce_records
 
     settings = _settings()
     chosen = tuple(f.strip() for f in forms.split(",") if f.strip())
@@ -185,8 +185,8 @@ def demo(
     records: int = typer.Option(600, min=1, help="How many sample records to produce."),
 ) -> None:
     """The main job on the local stack: stack, worker, sample events, and where they landed."""
-    from worker.demo import DemoError, run_demo
-    from worker.stack import StackError
+    from worker.local.demo import DemoError, run_demo
+    from worker.local.stack import StackError
 
     try:
         run_demo(_settings(), records)

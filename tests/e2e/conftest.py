@@ -9,7 +9,7 @@ import pytest
 
 from tests.e2e.processes import free_port
 from worker.config import Settings
-from worker.stack import LocalStack
+from worker.local.stack import LocalStack
 
 
 @pytest.fixture

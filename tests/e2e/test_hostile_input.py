@@ -13,7 +13,7 @@ from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.deadletters.replay import dead_letter_end_offsets, read_dead_letters
 from worker.kafka.topics import ensure_topics
-from worker.samples import malformed_records
+from worker.local.samples import malformed_records
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ from tests.e2e.ledger import assert_exactly_once, elasticsearch_ids, s3_ids
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics
-from worker.stack import LocalStack
+from worker.local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,7 @@ from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from tests.security_fronts import Front, NamespacedBroker, SaslPolicy, free_port, server_tls
 from worker.config import Settings, load_settings
 from worker.kafka.topics import ensure_topics
-from worker.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY
+from worker.local.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY
 
 pytestmark = pytest.mark.e2e
 

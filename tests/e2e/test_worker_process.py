@@ -7,8 +7,8 @@ import pytest
 from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.kafka.group_offsets import group_progress
-from worker.produce import produce, synthetic_records
-from worker.samples import SAMPLE_FORMS
+from worker.local.produce import produce, synthetic_records
+from worker.local.samples import SAMPLE_FORMS
 
 pytestmark = pytest.mark.e2e
 

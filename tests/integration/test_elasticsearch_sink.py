@@ -28,7 +28,7 @@ from worker.config import Settings
 from worker.deadletters.replay import dead_letter_end_offsets, read_dead_letters
 from worker.kafka.group_offsets import group_progress
 from worker.kafka.topics import ensure_topics
-from worker.samples import SampleTraffic
+from worker.local.samples import SampleTraffic
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from worker.catalog.entries import CatalogEntry, publish_entries
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics
-from worker.samples import SampleTraffic, malformed_records
+from worker.local.samples import SampleTraffic, malformed_records
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 import pytest
 
-from worker.stack import LocalStack
+from worker.local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

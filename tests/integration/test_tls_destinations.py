@@ -11,10 +11,10 @@ import trustme
 
 from tests.security_fronts import Front, free_port, server_tls
 from worker.config import Settings
+from worker.local.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY
 from worker.sinks import elasticsearch, s3
 from worker.sinks.elasticsearch.sink import ElasticsearchStartupError
 from worker.sinks.s3.sink import S3StartupError
-from worker.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from worker.events.errors import WrongType
 from worker.events.normalize import normalize
 from worker.events.parquet_schema import COLUMN_NAMES, SCHEMA, TIMESTAMP, record_batch
 from worker.events.records import Event, KafkaPosition, SourceRecord
-from worker.samples import DEMO_CATALOG, SAMPLE_FORMS, SampleTraffic
+from worker.local.samples import DEMO_CATALOG, SAMPLE_FORMS, SampleTraffic
 from worker.sinks.s3.formats.parquet import ParquetFormat
 from worker.sinks.s3.naming import HourSlot
 

@@ -3,7 +3,7 @@ from collections import Counter
 
 import orjson
 
-from worker.samples import SampleTraffic
+from worker.local.samples import SampleTraffic
 
 
 def test_sample_records_cover_every_input_form() -> None:
@@ -30,7 +30,7 @@ def test_batch_record_counts_its_events() -> None:
 
 
 def test_demo_says_when_it_lists_only_the_last_objects() -> None:
-    from worker.demo import object_listing
+    from worker.local.demo import object_listing
 
     assert object_listing(["d", "a", "c", "b"]) == [
         "     the last 3 of them:", "     b", "     c", "     d"]

@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from worker.config import load_settings
-from worker.stack import LocalStack, StackError
+from worker.local.stack import LocalStack, StackError
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ from worker.config import Settings, SinkName
 from worker.deadletters.replay import dead_letter_end_offsets, read_dead_letters
 from worker.kafka.group_offsets import PartitionProgress, group_progress
 from worker.kafka.topics import ensure_topics
-from worker.produce import produce, synthetic_records
-from worker.samples import DEMO_CATALOG, SAMPLE_FORMS
-from worker.stack import LocalStack, with_local_credentials
+from worker.local.produce import produce, synthetic_records
+from worker.local.samples import DEMO_CATALOG, SAMPLE_FORMS
+from worker.local.stack import LocalStack, with_local_credentials
 
 Say = Callable[[str], None]
 

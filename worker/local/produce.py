@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from worker.config import Settings
 from worker.kafka.connection import client_options
-from worker.samples import SampleTraffic, malformed_records
+from worker.local.samples import SampleTraffic, malformed_records
 
 Tick = Callable[[int], None]
 

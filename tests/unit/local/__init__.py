@@ -1,0 +1,1 @@
+"""Tests of worker.local: the stack's process handling, the samples."""
