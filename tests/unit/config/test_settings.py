@@ -119,7 +119,7 @@ def test_settings_table_shows_list_defaults_as_the_variable_would_be_written() -
 
 
 def test_sluice_settings_shows_unset_settings_and_the_derived_dead_letter_topic() -> None:
-    from worker.cli import effective_settings_lines
+    from worker.cli.main import effective_settings_lines
 
     lines = effective_settings_lines(load_settings(source_topic="clicks",
                                                    elasticsearch_api_key="secret"))
@@ -149,7 +149,7 @@ def test_misspelled_variable_is_reported_with_the_closest_setting(tmp_path: Path
 def test_worker_help_says_where_configuration_comes_from() -> None:
     from typer.testing import CliRunner
 
-    from worker.cli import cli
+    from worker.cli.main import cli
 
     result = CliRunner().invoke(cli, ["worker", "--help"], terminal_width=200)
     text = " ".join(result.output.split())

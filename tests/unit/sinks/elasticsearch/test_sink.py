@@ -304,7 +304,7 @@ def test_a_worker_loads_elasticsearch_py_without_pyarrow() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, worker.app, worker.cli, worker.sinks.elasticsearch.sink\n"
+    code = ("import sys, worker.app, worker.cli.main, worker.sinks.elasticsearch.sink\n"
             "assert 'pyarrow' not in sys.modules, 'pyarrow was imported'\n"
             "import pyarrow\n")  # and it is still there for the Parquet format
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from worker.cli_settings import load_cli_settings as _settings
-from worker.cli_topics import catalog_cli, dlq_cli, topics_cli
+from worker.cli.groups import catalog_cli, dlq_cli, topics_cli
+from worker.cli.settings import load_cli_settings as _settings
 from worker.config import Settings, settings_table_markdown
 from worker.local.samples import SAMPLE_FORMS
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from worker.cli_settings import load_cli_settings as _settings
+from worker.cli.settings import load_cli_settings as _settings
 from worker.config import Settings
 
 catalog_cli = typer.Typer(help="The API-key → customer / usage-plan catalog (a compacted topic).")
