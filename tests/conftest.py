@@ -1,4 +1,6 @@
-"""Fixtures shared by every suite: the local stack (session-wide) and per-test names."""
+"""Every fixture of the suites, in one place: the local stack (session-wide), per-test settings and
+names, S3 settings, a broker of a test's own, the TLS and SASL fronts. Helpers they use live in
+``tests/support/``."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.security_fronts import NamespacedBroker, NamespaceUnavailable
 from tests.support.paths import REPO_ROOT
+from tests.support.processes import free_port
+from tests.support.security_fronts import NamespacedBroker, NamespaceUnavailable
 from worker.config import Settings, load_settings
 from worker.local.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, LocalStack, _noida_binary
 
@@ -90,7 +93,7 @@ def settings(stack: LocalStack, request: pytest.FixtureRequest, tmp_path: Path) 
 @pytest.fixture(scope="module")
 def netns_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamespacedBroker]:
     """A broker of its own in a network namespace, for TLS and SASL fronts on its advertised
-    address (tests/security_fronts.py); skips where namespaces cannot be made."""
+    address (tests/support/security_fronts.py); skips where namespaces cannot be made."""
     broker = NamespacedBroker(tmp_path_factory.mktemp("netns-broker"), _noida_binary())
     try:
         broker.start()
@@ -113,3 +116,35 @@ def tls_ca_file(tls_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) ->
     path = tmp_path_factory.mktemp("ca") / "ca.pem"
     tls_ca.cert_pem.write_to_path(str(path))
     return path
+
+
+@pytest.fixture
+def s3_settings(settings: Settings) -> Settings:
+    """Settings for S3 sink tests: hive layout under `logs/`, short ages and retries."""
+    return settings.model_copy(update={
+        "sinks": ["s3"],
+        "s3_time_field": "timestamp",
+        "s3_prefix": "logs/",
+        "s3_part_max_age": 2.0,
+        "s3_hour_close_grace": 0.0,
+        "s3_retry_initial": 0.1,
+        "s3_retry_max": 1.0,
+        "commit_interval": 0.5,
+    })
+
+
+@pytest.fixture
+def own_broker(settings: Settings, tmp_path: Path) -> Iterator[tuple[LocalStack, Settings]]:
+    """A broker (and Elasticsearch API) of this test's own; S3 is the session's server."""
+    kafka_port, es_port = free_port(), free_port()
+    own = settings.model_copy(update={
+        "stack_dir": tmp_path / "own-stack",
+        "kafka_bootstrap_servers": f"127.0.0.1:{kafka_port}",
+        "elasticsearch_url": f"http://127.0.0.1:{es_port}",
+    })
+    stack = LocalStack(own)
+    stack.up(log=lambda line: None)
+    try:
+        yield stack, own
+    finally:
+        stack.down(log=lambda line: None)  # leaves the session's S3 server alone: not ours

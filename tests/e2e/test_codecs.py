@@ -15,8 +15,8 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from tests.e2e.ledger import assert_exactly_once, elasticsearch_ids, s3_ids
-from tests.e2e.processes import SluiceProcess, wait_for_no_lag
+from tests.support.ledger import assert_exactly_once, elasticsearch_ids, s3_ids
+from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.e2e.hourly import events_over_hours, markers, produce, read_objects, wait_for_merges
-from tests.e2e.ledger import assert_exactly_once, s3_ids
-from tests.e2e.processes import SluiceProcess, wait_for_no_lag
+from tests.support.hourly import events_over_hours, markers, produce, read_objects, wait_for_merges
+from tests.support.ledger import assert_exactly_once, s3_ids
+from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics
 from worker.sinks.s3.hourly import KILL_AT_VARIABLE

@@ -18,9 +18,9 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.e2e.ingest_traffic import Ingest, ingest_settings, segment_event
-from tests.e2e.ledger import assert_exactly_once, elasticsearch_ids, s3_ids
-from tests.e2e.processes import SluiceProcess, wait_for_no_lag
+from tests.support.ingest_traffic import Ingest, ingest_settings, segment_event
+from tests.support.ledger import assert_exactly_once, elasticsearch_ids, s3_ids
+from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics
 from worker.local.stack import LocalStack

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.ledger import (
+from tests.support.fault_proxy import FaultProxy
+from tests.support.ledger import (
     assert_exactly_once,
     committed_total,
     elasticsearch_ids,
     s3_ids,
     steady_traffic,
 )
-from tests.e2e.processes import SluiceProcess, wait_for_no_lag
-from tests.fault_proxy import FaultProxy
+from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics
 

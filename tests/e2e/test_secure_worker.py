@@ -1,6 +1,6 @@
 """A worker process end to end over TLS and SASL everywhere, and the failures it explains.
 
-Kafka: SASL_SSL with SCRAM-SHA-512, through the front of tests/security_fronts.py on the
+Kafka: SASL_SSL with SCRAM-SHA-512, through the front of tests/support/security_fronts.py on the
 advertised address of a broker in its own network namespace. Elasticsearch and S3: behind TLS
 terminators with a certificate from a throwaway CA (SLUICE_ELASTICSEARCH_CA_CERTS,
 SLUICE_S3_CA_BUNDLE). S3 keys: none in the settings, so the worker signs with the standard AWS
@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.e2e.ledger import assert_exactly_once, elasticsearch_ids, s3_ids, steady_traffic
-from tests.e2e.processes import SluiceProcess, wait_for_no_lag
-from tests.security_fronts import Front, NamespacedBroker, SaslPolicy, free_port, server_tls
+from tests.support.ledger import assert_exactly_once, elasticsearch_ids, s3_ids, steady_traffic
+from tests.support.processes import SluiceProcess, wait_for_no_lag
+from tests.support.security_fronts import Front, NamespacedBroker, SaslPolicy, free_port, server_tls
 from worker.config import Settings, load_settings
 from worker.kafka.topics import ensure_topics
 from worker.local.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.processes import SluiceProcess
+from tests.support.processes import SluiceProcess
 from worker.config import Settings
 
 pytestmark = pytest.mark.e2e

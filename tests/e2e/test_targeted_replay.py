@@ -15,9 +15,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.e2e.ledger import assert_exactly_once, elasticsearch_ids, s3_ids
-from tests.e2e.processes import SluiceProcess, wait_for_no_lag
-from tests.es_templates import install_typed_properties_template
+from tests.support.es_templates import install_typed_properties_template
+from tests.support.ledger import assert_exactly_once, elasticsearch_ids, s3_ids
+from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.deadletters.replay import read_dead_letters
 from worker.kafka.topics import ensure_topics

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.processes import SluiceProcess, wait_for_no_lag
+from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.kafka.group_offsets import group_progress
 from worker.local.produce import produce, synthetic_records

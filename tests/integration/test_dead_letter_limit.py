@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.e2e.processes import SluiceProcess, free_port, wait_for_no_lag
+from tests.support.processes import SluiceProcess, free_port, wait_for_no_lag
 from worker.config import Settings
 from worker.deadletters.replay import dead_letter_end_offsets, read_dead_letters
 from worker.kafka.group_offsets import group_progress

@@ -21,9 +21,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
 
-from tests.e2e.processes import SluiceProcess, free_port, wait_for_no_lag
-from tests.es_templates import install_typed_properties_template
-from tests.fault_proxy import FaultProxy
+from tests.support.es_templates import install_typed_properties_template
+from tests.support.fault_proxy import FaultProxy
+from tests.support.processes import SluiceProcess, free_port, wait_for_no_lag
 from worker.config import Settings
 from worker.deadletters.replay import dead_letter_end_offsets, read_dead_letters
 from worker.kafka.group_offsets import group_progress

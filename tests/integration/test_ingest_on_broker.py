@@ -13,8 +13,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from tests.e2e.ingest_traffic import Ingest, access_log, ingest_settings
-from tests.e2e.processes import free_port
+from tests.support.ingest_traffic import Ingest, access_log, ingest_settings
+from tests.support.processes import free_port
 from worker.config import Settings
 from worker.ingest.run import serve
 

@@ -1,4 +1,4 @@
-"""Kafka clients over real TLS and SASL exchanges (tests/security_fronts.py in front of the local
+"""Kafka clients over real TLS and SASL exchanges (tests/support/security_fronts.py in front of the local
 broker, which speaks neither): each mechanism produces and consumes through the front, and each
 wrong setting fails with one message naming the settings to check."""
 
@@ -15,7 +15,7 @@ import trustme
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from tests.security_fronts import (
+from tests.support.security_fronts import (
     Front,
     NamespacedBroker,
     SaslPolicy,

@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.processes import SluiceProcess
+from tests.support.processes import SluiceProcess
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics
 

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from tests.e2e.processes import SluiceProcess, wait_for_no_lag
+from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.catalog.entries import CatalogEntry, publish_entries
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics

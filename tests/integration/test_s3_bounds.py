@@ -17,8 +17,8 @@ import psutil
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.e2e.processes import SluiceProcess, wait_for_no_lag
 from tests.integration.test_s3_sink import _objects
+from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.events.records import Event, KafkaPosition, SourceRecord
 from worker.kafka.topics import ensure_topics

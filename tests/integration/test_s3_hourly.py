@@ -13,15 +13,15 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from tests.e2e.hourly import (
+from tests.integration.test_s3_sink import _duckdb_on_the_bucket
+from tests.support.hourly import (
     events_over_hours,
     partition_and_hour,
     produce,
     read_objects,
     wait_for_merges,
 )
-from tests.e2e.processes import SluiceProcess, wait_for_no_lag
-from tests.integration.test_s3_sink import _duckdb_on_the_bucket
+from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics
 

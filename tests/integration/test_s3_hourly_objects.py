@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.e2e.hourly import read_objects, wait_for_merges
 from tests.integration.test_s3_memory import _PeakRss
 from tests.integration.test_s3_sink import _duckdb_on_the_bucket, _sink
+from tests.support.hourly import read_objects, wait_for_merges
 from worker.config import Settings
 from worker.sinks.s3.hourly import hour_part_key
 from worker.sinks.s3.markers import Marker, MarkerStore

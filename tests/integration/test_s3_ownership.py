@@ -13,8 +13,8 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from tests.fault_proxy import FaultProxy
 from tests.integration.test_s3_sink import _event, _objects, _sink
+from tests.support.fault_proxy import FaultProxy
 from worker.config import Settings
 from worker.sinks.s3.sink import preflight
 

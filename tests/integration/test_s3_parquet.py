@@ -16,9 +16,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.e2e.hourly import BASE_HOUR
-from tests.e2e.processes import wait_for_no_lag
 from tests.integration.test_s3_sink import _duckdb_on_the_bucket, _objects, _produce, _run_worker
+from tests.support.hourly import BASE_HOUR
+from tests.support.processes import wait_for_no_lag
 from worker.catalog.entries import CatalogEntry, publish_entries
 from worker.config import Settings
 from worker.kafka.topics import ensure_topics

@@ -10,10 +10,10 @@ import duckdb
 import orjson
 import pytest
 
-from tests.e2e.hourly import events_over_hours
-from tests.e2e.hourly import produce as _produce
-from tests.e2e.hourly import read_objects as _objects
-from tests.e2e.processes import SluiceProcess, wait_for_no_lag
+from tests.support.hourly import events_over_hours
+from tests.support.hourly import produce as _produce
+from tests.support.hourly import read_objects as _objects
+from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.events.records import Event, KafkaPosition, SourceRecord
 from worker.kafka.topics import ensure_topics

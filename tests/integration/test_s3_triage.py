@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.fault_proxy import FaultProxy
 from tests.integration.test_s3_ownership import _until
 from tests.integration.test_s3_sink import _event, _objects
+from tests.support.fault_proxy import FaultProxy
 from worker.config import Settings
 from worker.sinks.s3.sink import S3Sink, S3StartupError, preflight
 

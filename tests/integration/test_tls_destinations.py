@@ -1,4 +1,4 @@
-"""Elasticsearch and S3 over TLS with a custom CA (TLS terminators of tests/security_fronts.py in
+"""Elasticsearch and S3 over TLS with a custom CA (TLS terminators of tests/support/security_fronts.py in
 front of the local servers), and S3 credentials from the standard AWS chain."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.security_fronts import Front, free_port, server_tls
+from tests.support.security_fronts import Front, free_port, server_tls
 from worker.config import Settings
 from worker.local.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY
 from worker.sinks import elasticsearch, s3

@@ -75,7 +75,7 @@ class NamespacedBroker:
              "--kafka-port", str(self.port), "--data-dir", str(self.workdir / "data")],
             stdout=log))
         self._processes.append(self._in_namespace(
-            [sys.executable, "-m", "tests.security_fronts", "bridge", self.unix_path,
+            [sys.executable, "-m", "tests.support.security_fronts", "bridge", self.unix_path,
              str(self.port)], stdout=log))
         self._wait_ready(timeout)
         return self

@@ -9,7 +9,7 @@ import uuid
 import aiohttp
 import orjson
 
-from tests.e2e.processes import free_port
+from tests.support.processes import free_port
 from worker.config import Settings
 from worker.ingest.auth import segment_signature
 

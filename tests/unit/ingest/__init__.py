@@ -1,0 +1,1 @@
+"""Tests of worker.ingest: the forms and the HTTP server."""
