@@ -14,8 +14,10 @@ BENCH_STAMP := $(VENV)/.bench-installed
 demo: $(STAMP)
 	$(BIN)/sluice demo
 
-## make test: every test suite (unit, integration, e2e) against the local stack it starts itself
+## make test: the import contracts, then every test suite (unit, integration, e2e) against the
+## local stack it starts itself
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
@@ -23,6 +25,7 @@ test-unit: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker tests bench
+	$(BIN)/lint-imports
 
 ## make bench: Sluice vs Quix Streams vs a raw baseline on the local stack (a few minutes)
 bench: $(BENCH_STAMP)

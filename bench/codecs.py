@@ -9,8 +9,8 @@ enriched from the demo catalog) as the worker does, then measures, best of a few
   levels 0-3), zlib-ng (levels 1 and 6) and the standard library's zlib (levels 1 and 6), and,
   for comparison, stdlib gzip level 6 written one event at a time (today's S3 parts);
 - Parquet parts (SLUICE_S3_FORMAT=parquet): the documents converted to the schema's Arrow
-  columns (worker/events/parquet_schema.py), then written with each compression codec in row groups of
-  the default size, as the S3 sink's Parquet parts are.
+  columns (worker/events/parquet_schema.py), then written with each compression codec in row groups
+  of the default size, as the S3 sink's Parquet parts are.
 
 It prints MB/s of input, µs per event and the compression ratio (input / output bytes; for
 Parquet, NDJSON bytes / Parquet bytes, so the ratios compare with gzip's), and bytes per event.

@@ -1,4 +1,5 @@
-"""Faust's per-message path against the batch consumer (`worker.kafka.faust_batches`), no Sluice code.
+"""Faust's per-message path against the batch consumer (`worker.kafka.faust_batches`), no
+Sluice code.
 
 `python -m bench.faust_path [--records N] [--loop uvloop]` produces N benchmark events to a fresh
 4-partition topic on the local broker, then runs a bare Faust worker once per path, each in its

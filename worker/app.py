@@ -209,8 +209,8 @@ def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
 async def preflight(settings: Settings) -> None:
     """Before a worker starts: topics exist, and every configured sink's destination is usable.
 
-    Raises a sink's start-up error, `worker.ops.startup_checks.StartupError` or KafkaConnectionFailure,
-    with a message that says what to check.
+    Raises a sink's start-up error, `worker.ops.startup_checks.StartupError` or
+    KafkaConnectionFailure, with a message that says what to check.
     """
     from worker.kafka.topics import ensure_topics
     from worker.ops.startup_checks import check_codecs, wait_for_broker
@@ -230,7 +230,8 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
     """A configured app with its pipeline. Topics must already exist (`worker.kafka.topics`).
 
     `web_socket` is the endpoints' listening socket when the caller bound it already
-    (`worker.ops.startup_checks.bind_web_port`); otherwise the endpoints bind SLUICE_WEB_PORT themselves.
+    (`worker.ops.startup_checks.bind_web_port`); otherwise the endpoints bind SLUICE_WEB_PORT
+    themselves.
     """
     # Faust creates only the last level of its data directory.
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -280,7 +281,8 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
 
     # The source topic is read in batches: each fetched batch of a partition (at most
     # SLUICE_BATCH_MAX_RECORDS records) is one event of the `sluice-pipeline` agent, and the
-    # commit timer commits each partition's settled offset (worker.kafka.faust_batches, worker.pipeline.acks).
+    # commit timer commits each partition's settled offset (worker.kafka.faust_batches,
+    # worker.pipeline.acks).
     async def handle(tp: TP, records: list[SourceRecord]) -> None:
         await app.pipeline.submit_batch(records)
 

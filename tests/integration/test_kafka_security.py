@@ -1,6 +1,6 @@
-"""Kafka clients over real TLS and SASL exchanges (tests/support/security_fronts.py in front of the local
-broker, which speaks neither): each mechanism produces and consumes through the front, and each
-wrong setting fails with one message naming the settings to check."""
+"""Kafka clients over real TLS and SASL exchanges (tests/support/security_fronts.py in front of the
+local broker, which speaks neither): each mechanism produces and consumes through the front, and
+each wrong setting fails with one message naming the settings to check."""
 
 from __future__ import annotations
 

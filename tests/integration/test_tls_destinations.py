@@ -1,5 +1,6 @@
-"""Elasticsearch and S3 over TLS with a custom CA (TLS terminators of tests/support/security_fronts.py in
-front of the local servers), and S3 credentials from the standard AWS chain."""
+"""Elasticsearch and S3 over TLS with a custom CA (TLS terminators of
+tests/support/security_fronts.py in front of the local servers), and S3 credentials from the
+standard AWS chain."""
 
 from __future__ import annotations
 

@@ -32,10 +32,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from worker.config import Settings, SinkName
-from worker.events.records import DLQ_HEADER_PREFIX, REPLAY_EVENT_ID_HEADER
+from worker.events.records import (
+    DLQ_HEADER_PREFIX,
+    REPLAY_EVENT_ID_HEADER,
+    REPLAY_SINKS_HEADER,
+)
 from worker.kafka.connection import client_options
 from worker.kafka.topics import partition_counts
-from worker.pipeline.routing import REPLAY_SINKS_HEADER
 
 
 @dataclass(frozen=True)
@@ -222,8 +225,8 @@ def replay_value(letter: DeadLetterRecord) -> bytes | None:
 
 def replay_headers(letter: DeadLetterRecord, topic: str) -> list[tuple[str, bytes]]:
     """The original headers, where the replay comes from, and, for a letter a sink failed, that
-    sink: the pipeline then writes it to that sink only (`worker.pipeline.routing`), not again to the
-    sinks that already have it."""
+    sink: the pipeline then writes it to that sink only (`worker.pipeline.routing`), not again to
+    the sinks that already have it."""
     origin = f"{topic}/{letter.partition}/{letter.offset}"
     ours = letter.headers
     lineage = {

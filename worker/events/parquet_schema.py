@@ -1,9 +1,9 @@
 """The document model as Parquet columns: one schema for every Parquet object Sluice writes.
 
 Declared once, next to the document model (``worker.events.normalize`` builds the documents,
-``worker.catalog.enrichment`` adds the catalog's fields), and used for every part, so each Parquet file is
-self-contained with the same schema and any reader (Athena, DuckDB, pyarrow, the hourly merge)
-can combine them.
+``worker.catalog.enrichment`` adds the catalog's fields), and used for every part, so each Parquet
+file is self-contained with the same schema and any reader (Athena, DuckDB, pyarrow, the hourly
+merge) can combine them.
 
 Choices (what a query sees):
 
@@ -92,7 +92,8 @@ def _warn_unknown(name: str) -> None:
     # the model grows without the schema, say so once instead of failing every part.
     if name not in _unknown_fields_seen:
         _unknown_fields_seen.add(name)
-        log.warning("document field %r has no Parquet column (worker/events/parquet_schema.py): it is "
+        log.warning("document field %r has no Parquet column (worker/events/parquet_schema.py): "
+                    "it is "
                     "left out of Parquet objects", name)
 
 

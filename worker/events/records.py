@@ -56,9 +56,9 @@ class Settlement(Protocol):
 class Event:
     """One normalised, enriched event document on its way to the sinks.
 
-    ``document`` is the JSON document every sink writes (see ``worker.events.normalize``); ``record``
-    and ``batch_index`` say where it came from, so a failure can be dead-lettered with the
-    original bytes. ``ordinal`` numbers the record's events (0, 1, …): with a sink's name it
+    ``document`` is the JSON document every sink writes (see ``worker.events.normalize``);
+    ``record`` and ``batch_index`` say where it came from, so a failure can be dead-lettered with
+    the original bytes. ``ordinal`` numbers the record's events (0, 1, …): with a sink's name it
     names the share of the record's ticket that the sink's outcome settles.
     """
 

@@ -5,8 +5,8 @@ nothing of it is produced:
 
 * ``segment_records``: one Segment event, or a batch ``{"batch": [...], "context", "sentAt"}``.
   A single event is produced unchanged; a batch becomes one record per event, with the batch's
-  ``context`` and ``sentAt`` applied as the worker applies them (``worker.events.decoding``), so each
-  event can be keyed by its own user.
+  ``context`` and ``sentAt`` applied as the worker applies them (``worker.events.decoding``), so
+  each event can be keyed by its own user.
 * ``firehose_records``: Firehose's HTTP-endpoint request ``{"requestId", "timestamp",
   "records": [{"data": "<base64>"}]}``. Each record's data is decoded; data holding several
   JSON lines (Firehose concatenates records) becomes one record per line. What the data says is

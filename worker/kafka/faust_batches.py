@@ -31,7 +31,8 @@ Faust's rules are kept, record for record:
 Topics that are not batched (none in Sluice today) still go through Faust's per-message path
 and per-message acks, so an agent on another topic or a table keeps working.
 
-Every Faust and aiokafka internal used here is pinned by ``tests/unit/kafka/test_faust_contract.py``.
+Every Faust and aiokafka internal used here is pinned by
+``tests/unit/kafka/test_faust_contract.py``.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ complete seeks, and paced empty fetches.
 ``SluiceTransport`` is what the app installs; its consumer (``SluiceConsumer``) reads the source
 topic in batches (``worker.kafka.faust_batches``) and keeps its group membership through a rebalance
 (``RebalanceAwareConsumer``); its consumer thread (``SluiceConsumerThread``) fixes how the
-aiokafka consumer finds its place and paces empty fetches (``worker.kafka.fetch_pacing``). Every Faust
-and aiokafka internal used here is pinned by ``tests/unit/kafka/test_faust_contract.py`` or a test of
-its own in ``tests/unit/test_app.py``.
+aiokafka consumer finds its place and paces empty fetches (``worker.kafka.fetch_pacing``). Every
+Faust and aiokafka internal used here is pinned by ``tests/unit/kafka/test_faust_contract.py`` or a
+test of its own in ``tests/unit/test_app.py``.
 """
 
 from __future__ import annotations
@@ -166,8 +166,8 @@ class RebalanceAwareConsumer(aiokafka_driver.Consumer):
 
 
 class SluiceConsumer(BatchConsumer, RebalanceAwareConsumer):
-    """The source topic read in batches (``worker.kafka.faust_batches``), commits from the pipeline's
-    settled offsets, and the rebalance-aware group membership above."""
+    """The source topic read in batches (``worker.kafka.faust_batches``), commits from the
+    pipeline's settled offsets, and the rebalance-aware group membership above."""
 
 
 class SluiceTransport(aiokafka_driver.Transport):

@@ -16,8 +16,8 @@ never slowed down: its empty answers take ``fetch_max_wait_ms`` (1.5 s under Fau
 than the pause. Fetches that bring records are never delayed. The cost on a broker that does
 not hold fetches: a record produced to a caught-up partition waits at most the pause longer.
 
-Relies on aiokafka's ``Fetcher._proc_fetch_request``; ``tests/unit/kafka/test_faust_contract.py`` pins
-it.
+Relies on aiokafka's ``Fetcher._proc_fetch_request``; ``tests/unit/kafka/test_faust_contract.py``
+pins it.
 """
 
 from __future__ import annotations

@@ -201,8 +201,8 @@ def test_the_commit_loop_is_a_service_task_replaced_by_name() -> None:
 
 
 def test_the_fetch_loop_calls_the_fetch_request_through_the_instance() -> None:
-    # worker.kafka.fetch_pacing replaces _proc_fetch_request on the fetcher instance; aiokafka's fetch
-    # loop must look it up there per request, and it must return whether records arrived.
+    # worker.kafka.fetch_pacing replaces _proc_fetch_request on the fetcher instance; aiokafka's
+    # fetch loop must look it up there per request, and it must return whether records arrived.
     from aiokafka.consumer.consumer import AIOKafkaConsumer
     from aiokafka.consumer.fetcher import Fetcher
 

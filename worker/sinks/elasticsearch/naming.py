@@ -3,8 +3,8 @@
 The index pattern is a ``strftime`` pattern applied to the event's ``timestamp`` (UTC):
 ``events-%Y.%m.%d`` (the default) writes daily indices such as ``events-2026.11.22``; a pattern
 without ``%`` is one fixed index or data stream. The template matches every index the pattern
-can produce (``events-*``) and maps the document shape of ``worker.events.normalize`` as seed 001 does:
-keyword ids, date timestamps, plus the access-log and enrichment fields.
+can produce (``events-*``) and maps the document shape of ``worker.events.normalize`` as seed 001
+does: keyword ids, date timestamps, plus the access-log and enrichment fields.
 
 ``context``, ``properties`` and ``traits`` are what producers put there, with keys and types
 nobody controls: mapped dynamically, every new key is a new field (until the index's field

@@ -109,7 +109,8 @@ class S3Sink(Sink):
     # --- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        # Locked while we run; spool directories of dead workers are removed (worker.sinks.s3.spool).
+        # Locked while we run; spool directories of dead workers are removed
+        # (worker.sinks.s3.spool).
         self._spool = claim_spool_directory(self._spool_dir)
         self._client_context = make_client_context(self.settings)
         self._client = await self._client_context.__aenter__()

@@ -3,7 +3,8 @@
 The sink files events into open parts the same way whatever the format; a format says what it
 takes from each event (``item``) and opens the part that spools those items to a local file:
 
-* ``ndjson``: gzip NDJSON lines (``worker.sinks.s3.formats.gzip_lines``), the pipeline's encoding reused;
+* ``ndjson``: gzip NDJSON lines (``worker.sinks.s3.formats.gzip_lines``), the pipeline's encoding
+  reused;
 * ``csv``: gzip CSV with a header and a column mapping (``worker.sinks.s3.formats.gzip_lines``);
 * ``parquet``: Parquet with the one document schema (``worker.sinks.s3.formats.parquet``,
   ``worker.events.parquet_schema``); pyarrow is imported only when this format is chosen.

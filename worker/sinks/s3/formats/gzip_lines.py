@@ -1,10 +1,10 @@
 """Open parts: one spool file per (partition, directory) while an hourly part is being filled.
 
-Lines are collected and compressed a whole buffer at a time (igzip, ``worker.sinks.s3.formats.compression``) into
-a local gzip file, so memory stays flat whatever the part's size (at most one buffer of
-uncompressed lines per open part); the finished file is what is uploaded. The line format is
-NDJSON (one normalised document per line) or CSV with a header and a column mapping (seed 004's
-style).
+Lines are collected and compressed a whole buffer at a time (igzip,
+``worker.sinks.s3.formats.compression``) into a local gzip file, so memory stays flat whatever the
+part's size (at most one buffer of uncompressed lines per open part); the finished file is what is
+uploaded. The line format is NDJSON (one normalised document per line) or CSV with a header and a
+column mapping (seed 004's style).
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ class PartHolding:
 
 
 class OpenPart(PartHolding):
-    """A gzip NDJSON or CSV part being filled (the ``worker.sinks.s3.formats.base.Part`` interface)."""
+    """A gzip NDJSON or CSV part being filled (the ``worker.sinks.s3.formats.base.Part``
+    interface)."""
 
     def __init__(self, path: Path, directory: str, slot: HourSlot, level: int,
                  header: bytes = b"") -> None:
