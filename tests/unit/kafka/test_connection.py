@@ -1,6 +1,6 @@
 """The Kafka security settings and the connection options every client gets from them.
 
-Real TLS and SASL exchanges are proven in tests/e2e/test_kafka_security.py; these check the
+Real TLS and SASL exchanges are proven in tests/integration/test_kafka_security.py; these check the
 settings' rules, the option objects and the failure messages.
 """
 
