@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import NoDecode
 
 
@@ -68,3 +69,28 @@ class IngestSettings(BaseModel):
     ingest_retry_after: int = Field(
         5, ge=1, description="Seconds in the `Retry-After` header of a 503 answer."
     )
+    ingest_trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or CIDR networks of proxies in front of `sluice "
+        "ingest` (a load balancer, an Ingress controller). Only a connection from one of them "
+        "is believed about the client's address in `X-Forwarded-For`; empty (the default): the "
+        "connection's own address is the client's, whatever the header says.",
+    )
+
+    @field_validator("ingest_trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("ingest_trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network, e.g. "
+                                 "10.0.0.0/8 or 192.0.2.7") from None
+        return value

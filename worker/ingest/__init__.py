@@ -4,6 +4,7 @@ One module per concept, in the order a request meets them:
 
 * ``server``: the aiohttp application, its three paths and their answers;
 * ``auth``: who may send (Segment's signature or basic auth, Firehose's access key, bearer tokens);
+* ``client_address``: who sent a request (`X-Forwarded-For` believed only from trusted proxies);
 * ``body``: reading a request body with a size limit, while it arrives;
 * ``forms``: from a body to the Kafka records it carries (Segment, Firehose, JSON / NDJSON);
 * ``keys``: which key each record gets, so one user's or one source's events keep their order;
