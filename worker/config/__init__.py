@@ -133,7 +133,8 @@ class Settings(
         "ingest_segment_password", "ingest_firehose_access_key", "kafka_sasl_mechanism",
         "kafka_sasl_username", "kafka_sasl_password", "kafka_sasl_oauth_token",
         "kafka_aws_region", "kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file",
-        "kafka_ssl_key_password", "s3_ca_bundle", mode="before",
+        "kafka_ssl_key_password", "s3_ca_bundle", "ingest_write_keys_file",
+        "ingest_tracking_public_url", mode="before",
     )
     @classmethod
     def _empty_means_none(cls, value: object) -> object:

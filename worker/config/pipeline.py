@@ -32,6 +32,21 @@ class PipelineSettings(BaseModel):
         ge=1024,
         description="Records larger than this are dead-lettered as `RecordTooLarge`.",
     )
+    dedupe_window: float = Field(
+        600.0,
+        ge=0,
+        description="Seconds (of the records' Kafka timestamps) a partition remembers the event "
+        "ids it has seen: an event whose producer id (`messageId`, `requestId`, CloudWatch's "
+        "log event id) came earlier within the window on the same partition is a retry, and is "
+        "counted and left out of every sink. 0 switches it off. See the README's \"Retries "
+        "and the archive\".",
+    )
+    dedupe_max_ids: int = Field(
+        500_000,
+        ge=1,
+        description="Most ids one partition's window holds (the oldest are forgotten first); "
+        "bounds the window's memory (about 90 bytes an id, measured).",
+    )
     max_in_flight_records: int = Field(
         250_000,
         ge=1,

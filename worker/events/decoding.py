@@ -6,7 +6,9 @@ The input form is detected per record; producers need not say which they use:
 2. a Segment batch envelope: ``{"batch": [event, …], "sentAt": …, "context": …}``;
 3. the Firehose-style envelope ``{"DeliveryStreamName": …, "Record": {"Data": "<base64>"}}``,
    or a bare base64 string (raw bytes or a JSON string) of a JSON object;
-4. an API Gateway access-log record: an object with ``requestId``.
+4. an API Gateway access-log record: an object with ``requestId``;
+5. a CloudWatch Logs subscription record (gzip bytes, ``worker.events.cloudwatch``): one event per
+   log event, an access log where the message is one, else a raw log event (``EventKind.LOG``).
 
 A batch yields one raw event per element; an element that is not an object fails alone and the
 others go on. Field validation and the document shape are ``worker.events.normalize``'s job.
@@ -23,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from worker.events.cloudwatch import Subscription, is_gzip, read_subscription
 from worker.events.errors import (
     DecodeError,
     EmptyRecord,
@@ -43,6 +46,7 @@ class InputForm(StrEnum):
     FIREHOSE = "firehose"
     BASE64 = "base64"
     ACCESS_LOG = "access_log"
+    CLOUDWATCH_LOGS = "cloudwatch_logs"
 
 
 class EventKind(StrEnum):
@@ -50,6 +54,7 @@ class EventKind(StrEnum):
 
     SEGMENT = "segment"
     ACCESS_LOG = "access_log"
+    LOG = "log"  # a CloudWatch Logs event whose message is not an access log: kept as text
 
 
 @dataclass(slots=True)  # not frozen: see worker.events.records.KafkaPosition
@@ -60,6 +65,9 @@ class RawEvent:
     form: InputForm
     fields: dict[str, Any]
     batch_index: int | None = None
+    # Document fields set from outside the event's own JSON (the CloudWatch log group, what
+    # `sluice ingest` recorded in the record's headers): normalisation adds them as they are.
+    extra: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -83,6 +91,8 @@ def decode_record(value: bytes | None, max_bytes: int) -> DecodedRecord:
             f"the record is {len(value)} bytes, more than the {max_bytes} allowed "
             "(SLUICE_MAX_RECORD_BYTES)"
         )
+    if is_gzip(value):
+        return _decode_cloudwatch(read_subscription(value, max_bytes))
     try:
         parsed = orjson.loads(value)
     except orjson.JSONDecodeError as error:
@@ -165,6 +175,34 @@ def _decode_batch(envelope: dict[str, Any]) -> DecodedRecord:
             event.setdefault("sentAt", sent_at)
         decoded.events.append(RawEvent(EventKind.SEGMENT, InputForm.SEGMENT_BATCH, event, index))
     return decoded
+
+
+def _decode_cloudwatch(subscription: Subscription) -> DecodedRecord:
+    """One event per log event (none for a CONTROL_MESSAGE), numbered by its place in
+    `logEvents`; the log group and stream go on each document."""
+    decoded = DecodedRecord()
+    where = {"log_group": subscription.log_group, "log_stream": subscription.log_stream}
+    where = {name: value for name, value in where.items() if value}
+    for index, log_event in enumerate(subscription.log_events):
+        message = log_event["message"]
+        parsed = _json_object(message)
+        if parsed is not None and "requestId" in parsed:
+            raw = RawEvent(EventKind.ACCESS_LOG, InputForm.CLOUDWATCH_LOGS, parsed, index)
+        else:
+            raw = RawEvent(EventKind.LOG, InputForm.CLOUDWATCH_LOGS, dict(log_event), index)
+        raw.extra = dict(where)
+        decoded.events.append(raw)
+    return decoded
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _decode_base64_object(text: bytes, what: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from worker.events.records import REPLAY_EVENT_ID_HEADER, SourceRecord
 
 SEGMENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 ACCESS_LOG_TYPE = "access_log"
+LOG_TYPE = "log"
 
 # Epoch numbers above this are milliseconds (1e11 seconds is the year 5138).
 _EPOCH_MILLIS_THRESHOLD = 100_000_000_000
@@ -47,9 +48,16 @@ def normalize(raw: RawEvent, record: SourceRecord) -> tuple[str, dict[str, Any]]
     if raw.kind is EventKind.SEGMENT:
         document = _segment_document(raw.fields, received_at)
         producer_id = raw.fields.get("messageId")
+    elif raw.kind is EventKind.LOG:
+        document = _log_document(raw.fields, received_at)
+        producer_id = raw.fields.get("id")
     else:
         document = _access_log_document(raw.fields, received_at)
         producer_id = raw.fields.get("requestId")
+    if raw.extra:
+        # Set outside the event's JSON: the write key's source, the log group, Firehose's
+        # attributes (``worker.events.ingest_headers``, ``decoding``); they override.
+        document.update(raw.extra)
     event_id = (
         str(producer_id)
         if isinstance(producer_id, (str, int)) and str(producer_id)
@@ -130,6 +138,7 @@ def _segment_document(fields: dict[str, Any], received_at: str) -> dict[str, Any
             "group_id": _optional_id(fields, "groupId"),
             "previous_id": _optional_id(fields, "previousId"),
             "timestamp": timestamp,
+            "original_timestamp": _lenient_timestamp(fields, "originalTimestamp"),
             "received_at": received_at,
             "sent_at": sent_at,
             "context": context,
@@ -154,6 +163,23 @@ def _source_id(fields: dict[str, Any], context: dict[str, Any] | None) -> str | 
 
 def _types_list() -> str:
     return "/".join(sorted(SEGMENT_TYPES))
+
+
+# --- raw log events (CloudWatch Logs messages that are not access logs) ---------------------------
+
+
+def _log_document(fields: dict[str, Any], received_at: str) -> dict[str, Any]:
+    message = fields.get("message")
+    if not isinstance(message, str):
+        raise WrongType(f"a log event's `message` is {_describe(message)}, expected text")
+    return _drop_none(
+        {
+            "type": LOG_TYPE,
+            "message": message,
+            "timestamp": _optional_timestamp(fields, "timestamp") or received_at,
+            "received_at": received_at,
+        }
+    )
 
 
 # --- API Gateway access logs -------------------------------------------------------------------
@@ -223,6 +249,15 @@ def _received_at(fields: dict[str, Any], record: SourceRecord) -> str:
 def _format_epoch_millis(millis: int) -> str:
     # Records of one producer batch share their timestamp: format each millisecond once.
     return format_timestamp(datetime.fromtimestamp(millis / 1000, UTC))
+
+
+def _lenient_timestamp(fields: dict[str, Any], name: str) -> str | None:
+    """A timestamp kept for the record only (``originalTimestamp``): one that cannot be read is
+    left out rather than failing an event whose own time is fine."""
+    try:
+        return _optional_timestamp(fields, name)
+    except InvalidTimestamp:
+        return None
 
 
 def _optional_string(fields: dict[str, Any], name: str) -> str | None:

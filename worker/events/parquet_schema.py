@@ -8,12 +8,14 @@ merge) can combine them.
 Choices (what a query sees):
 
 * ids, names and access-log text fields are ``string``;
-* ``timestamp``, ``received_at``, ``sent_at`` are ``timestamp[ms, tz=UTC]`` (Parquet
-  ``TIMESTAMP(MILLIS, isAdjustedToUTC=true)``): documents carry milliseconds, and Athena reads
-  milliseconds and microseconds but not the nanoseconds pyarrow would otherwise pick;
+* ``timestamp``, ``received_at``, ``sent_at``, ``original_timestamp`` are
+  ``timestamp[ms, tz=UTC]`` (Parquet ``TIMESTAMP(MILLIS, isAdjustedToUTC=true)``): documents
+  carry milliseconds, and Athena reads milliseconds and microseconds but not the nanoseconds
+  pyarrow would otherwise pick;
 * ``status`` and ``response_length`` are 64-bit integers (``bigint``): the normaliser accepts any
   integer that fits 64 bits (``worker.events.normalize``), so no accepted event can fail to convert;
-* ``context``, ``properties``, ``traits``, ``integrations`` are JSON **text**, as sent: their keys
+* ``context``, ``properties``, ``traits``, ``integrations``, ``firehose_attributes`` are JSON
+  **text**, as sent: their keys
   differ per event and per customer, so a struct would need a schema per file (Quix Streams'
   way, which breaks merging and Athena's one table schema) and a ``map<string,string>`` would
   flatten nested values. Athena reaches inside with ``json_extract_scalar(properties,
@@ -44,12 +46,15 @@ KAFKA = pa.struct([
 
 _STRINGS = ("event_id", "type", "event", "name", "user_id", "anonymous_id", "group_id",
             "previous_id")
-_TIMESTAMPS = ("timestamp", "received_at", "sent_at")
-JSON_COLUMNS = ("context", "properties", "traits", "integrations")
+_TIMESTAMPS = ("timestamp", "received_at", "sent_at", "original_timestamp")
+JSON_COLUMNS = ("context", "properties", "traits", "integrations", "firehose_attributes")
 _ACCESS_LOG_STRINGS = ("source_id", "request_id", "ip", "http_method", "resource_path", "path",
                        "protocol")
 _ACCESS_LOG_INTEGERS = ("status", "response_length")
 _MORE_ACCESS_LOG_STRINGS = ("api_id", "stage", "api_key_id", "user_agent")
+# The tracking API's source name; CloudWatch Logs' group, stream and a raw log event's text;
+# the Firehose delivery stream.
+_SOURCE_STRINGS = ("source_name", "log_group", "log_stream", "message", "firehose_source_arn")
 _ENRICHMENT_STRINGS = ("customer_id", "customer_name", "usage_plan_id", "usage_plan_name",
                        "api_key_name")
 
@@ -60,6 +65,7 @@ SCHEMA = pa.schema(
     + [pa.field(name, pa.string()) for name in _ACCESS_LOG_STRINGS]
     + [pa.field(name, pa.int64()) for name in _ACCESS_LOG_INTEGERS]
     + [pa.field(name, pa.string()) for name in _MORE_ACCESS_LOG_STRINGS]
+    + [pa.field(name, pa.string()) for name in _SOURCE_STRINGS]
     + [pa.field(name, pa.string()) for name in _ENRICHMENT_STRINGS]
     + [pa.field("enriched", pa.bool_()),
        pa.field("input_format", pa.string()),

@@ -78,7 +78,8 @@ class IngestProducer:
         try:
             async with asyncio.timeout(self.settings.ingest_produce_timeout):
                 # send() returns once a record is in a batch: records keep the request's order.
-                futures = [await producer.send(topic, record.value, key=record.key)
+                futures = [await producer.send(topic, record.value, key=record.key,
+                                               headers=list(record.headers) or None)
                            for record in records]
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as error:

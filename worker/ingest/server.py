@@ -5,6 +5,7 @@
   Firehose's ``{"requestId", "timestamp"}`` (and ``errorMessage`` on failure)
 * ``POST /events``: JSON, a JSON array or NDJSON; ``Authorization: Bearer …``;
   ``{"accepted": n}``
+* ``/v1/…``: Segment's tracking API, with write keys (``worker.ingest.tracking``)
 
 200 only once the broker has acknowledged every record of the request; 400 (not the form),
 401 (no credentials), 403 (wrong credentials), 413 (too large), 503 with Retry-After (the broker
@@ -25,9 +26,15 @@ from worker.config import IngestForm, Settings
 from worker.ingest import auth
 from worker.ingest.body import read_body
 from worker.ingest.errors import Refused
-from worker.ingest.forms import firehose_records, json_records, segment_records
+from worker.ingest.forms import (
+    firehose_headers,
+    firehose_records,
+    json_records,
+    segment_records,
+)
 from worker.ingest.metrics import IngestMetrics
 from worker.ingest.producer import IngestProducer
+from worker.ingest.tracking import add_tracking_routes
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,7 @@ PATHS = {IngestForm.SEGMENT: "/segment", IngestForm.FIREHOSE: "/firehose",
          IngestForm.JSON: "/events"}
 FIREHOSE_REQUEST_ID_HEADER = "X-Amz-Firehose-Request-Id"
 FIREHOSE_SOURCE_HEADER = "X-Amz-Firehose-Source-Arn"
+FIREHOSE_ATTRIBUTES_HEADER = "X-Amz-Firehose-Common-Attributes"
 
 
 class Outcome:
@@ -73,6 +81,7 @@ class IngestServer:
                 app.router.add_post(path, self._route(form, handlers[form]))
             else:
                 app.router.add_post(path, self._disabled(form))
+        add_tracking_routes(app, self.settings, self.producer, self.metrics)
         return app
 
     async def start(self) -> None:
@@ -88,7 +97,8 @@ class IngestServer:
             raise
         log.info("ingest on http://%s:%d (%s)", self.settings.ingest_host,
                  self.settings.ingest_port,
-                 ", ".join(f"{PATHS[form]}: {form.value}" for form in self.settings.ingest_forms))
+                 ", ".join(f"{PATHS.get(form, '/v1/…')}: {form.value}"
+                           for form in self.settings.ingest_forms))
 
     async def stop(self) -> None:
         """Stop listening; requests in flight get their answers first."""
@@ -136,8 +146,10 @@ class IngestServer:
         auth.verify_firehose(self.settings, request)
         body = await read_body(request, self.settings.ingest_max_body_bytes)
         outcome.body_bytes = len(body)
-        delivery = firehose_records(body, request.headers.get(FIREHOSE_SOURCE_HEADER),
-                                    self.settings.max_record_bytes)
+        source_arn = request.headers.get(FIREHOSE_SOURCE_HEADER)
+        delivery = firehose_records(body, source_arn, self.settings.max_record_bytes,
+                                    firehose_headers(source_arn, request.headers.get(
+                                        FIREHOSE_ATTRIBUTES_HEADER)))
         outcome.request_id = delivery.request_id
         await self.producer.send_all(delivery.records)
         outcome.events = len(delivery.records)

@@ -40,6 +40,11 @@ class SluiceCollector(Collector):
         yield _counter("sluice_events", "Events decoded from source records.", counts["events"])
         yield _counter("sluice_events_unenriched",
                        "Events whose API key the catalog does not know.", counts["unenriched"])
+        yield _counter("sluice_events_duplicate",
+                       "Events left out of every sink as a retry's copy (an id seen earlier on "
+                       "the partition within SLUICE_DEDUPE_WINDOW).", counts["duplicates"])
+        yield _gauge("sluice_dedupe_ids", "Event ids the retry windows hold, over all partitions.",
+                     self.pipeline.dedupe.ids_held())
         delivered = CounterMetricFamily("sluice_events_delivered",
                                         "Events durably written, per sink.", labels=["sink"])
         for sink in self.pipeline.sinks:

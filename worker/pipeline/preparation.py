@@ -19,8 +19,10 @@ from worker.catalog.enrichment import CatalogLookup, Enrichment, enrich
 from worker.config import Settings
 from worker.events.decoding import RawEvent, decode_record
 from worker.events.errors import DecodeError, SluiceError, UnencodableEvent
+from worker.events.ingest_headers import apply_ingest_meta, ingest_meta
 from worker.events.normalize import normalize
 from worker.events.records import Event, SourceRecord
+from worker.pipeline.dedupe import DedupeWindow, PartitionWindow, is_replayed, producer_id
 from worker.pipeline.progress import Progress
 from worker.pipeline.routing import route
 from worker.sinks.base import Sink
@@ -62,6 +64,7 @@ class Preparation:
         self.catalog = catalog
         self.sinks = sinks
         self.progress = progress
+        self.dedupe = DedupeWindow(settings.dedupe_window, settings.dedupe_max_ids)
 
     def prepare_batch(self, records: Sequence[SourceRecord]) -> PreparedBatch:
         """Decode, normalise, enrich and encode a batch; number its events and failures."""
@@ -76,10 +79,17 @@ class Preparation:
                 failures.append(Failure(ordinal, record, None, error))
                 ordinal += 1
                 continue
+            if record.headers:
+                meta = ingest_meta(record.headers)  # what `sluice ingest` recorded
+                if meta is not None:
+                    apply_ingest_meta(decoded, meta)
             for batch_index, error in decoded.failures:
                 failures.append(Failure(ordinal, record, batch_index, error))
                 ordinal += 1
             first_event = len(events)
+            window = (self.dedupe.begin(record)
+                      if self.dedupe.enabled and not (record.headers and is_replayed(record))
+                      else None)
             for raw in decoded.events:
                 try:
                     event = self._prepare(raw, record)
@@ -90,6 +100,8 @@ class Preparation:
                     failures.append(Failure(ordinal, record, raw.batch_index, UnencodableEvent(
                         f"the event could not be prepared: {type(error).__name__}: {error}")))
                 else:
+                    if window is not None and self._retried(window, raw, event):
+                        continue  # a retry's copy: no sink gets it (worker.pipeline.dedupe)
                     event.ordinal = ordinal
                     events.append(event)
                 ordinal += 1
@@ -113,6 +125,13 @@ class Preparation:
             prepared.failures.append(Failure(ordinal, record, batch_index, error))
             ordinal += 1
         return ordinal
+
+    def _retried(self, window: PartitionWindow, raw: RawEvent, event: Event) -> bool:
+        given = producer_id(raw, event.event_id)
+        if given is None or not self.dedupe.seen(window, given):
+            return False
+        self.progress.add("duplicates")
+        return True
 
     def _prepare(self, raw: RawEvent, record: SourceRecord) -> Event:
         """Normalise, enrich and encode one event; DecodeError if it cannot be."""

@@ -23,6 +23,7 @@ from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.errors import SluiceError
 from worker.events.records import DeadLetter, Event, Settlement, SourceRecord
 from worker.pipeline.acks import AckTracker, PartitionKey
+from worker.pipeline.dedupe import DedupeWindow
 from worker.pipeline.preparation import Preparation
 from worker.pipeline.progress import Progress
 from worker.sinks.base import Sink, SinkFailure
@@ -121,12 +122,14 @@ class Pipeline:
         Faust resumes fetching, so no record of these partitions can arrive first."""
         fresh = [key for key in partitions if not self.acks.is_assigned(key)]
         self.acks.assign(fresh)
+        self._preparation.dedupe.forget(fresh)
         for sink in self.sinks:
             sink.assign(fresh)
 
     async def forget(self, partitions: Collection[PartitionKey]) -> None:
         """Partitions were revoked: drop their unfinished records (no ack, no commit)."""
         dropped = self.acks.forget(partitions)
+        self._preparation.dedupe.forget(list(partitions))
         for sink in self.sinks:
             await sink.forget(partitions)
         if dropped:
@@ -201,6 +204,11 @@ class Pipeline:
             log.exception("unexpected error handling %s[%d] offsets %d-%d", *key,
                           records[0].position.offset, records[-1].position.offset)
             self.lost("pipeline", key, f"{type(error).__name__}: {error}")
+
+    @property
+    def dedupe(self) -> DedupeWindow:
+        """The retry window before the sinks (``worker.pipeline.dedupe``), for the metrics."""
+        return self._preparation.dedupe
 
     def committable(self, partition: PartitionKey) -> int | None:
         """The offset that may be committed for `partition` (see AckTracker.committable)."""

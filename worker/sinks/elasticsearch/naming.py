@@ -45,12 +45,21 @@ DOCUMENT_PROPERTIES: dict[str, Any] = {
     "@timestamp": DATE,
     "received_at": DATE,
     "sent_at": DATE,
+    "original_timestamp": DATE,
     # Producer-defined objects: one flattened field each (see the module docstring).
     "context": {"type": "flattened"},
     "properties": {"type": "flattened"},
     "traits": {"type": "flattened"},
     "integrations": {"type": "object", "enabled": False},
     "source_id": KEYWORD,
+    "source_name": KEYWORD,
+    # CloudWatch Logs and Firehose: the log group and stream, a raw log event's text, the
+    # delivery stream and its common attributes (producer-defined keys: flattened)
+    "log_group": KEYWORD,
+    "log_stream": KEYWORD,
+    "message": {"type": "text"},
+    "firehose_source_arn": KEYWORD,
+    "firehose_attributes": {"type": "flattened"},
     # API Gateway access logs
     "request_id": KEYWORD,
     "ip": {"type": "ip", "ignore_malformed": True},
