@@ -7,8 +7,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+CLIENTS_STAMP := tests/node_modules/.installed
 
-.PHONY: demo test test-unit lint readme bench stack-up stack-down stack-status clean
+.PHONY: demo test test-unit test-clients lint readme bench stack-up stack-down stack-status clean
 
 ## make demo: local stack + worker + sample events, and where they landed
 demo: $(STAMP)
@@ -16,7 +17,7 @@ demo: $(STAMP)
 
 ## make test: the import contracts, then every test suite (unit, integration, e2e) against the
 ## local stack it starts itself
-test: $(STAMP)
+test: $(STAMP) $(CLIENTS_STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -26,6 +27,19 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check worker tests bench
 	$(BIN)/lint-imports
+
+## make test-clients: the real clients of the tracking API's e2e tests that are not Python
+## packages: Segment's JavaScript libraries (pinned in tests/package-lock.json) and Debian's
+## chromium for analytics.js (apt-get needs root: CI runs as root; elsewhere install it once by
+## hand, or the browser test says what is missing; under CI=true it fails instead of skipping)
+test-clients: $(CLIENTS_STAMP)
+
+$(CLIENTS_STAMP): tests/package.json tests/package-lock.json
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else echo "chromium is missing: apt-get install chromium (as root) for the browser test"; fi; }
+	cd tests && npm ci --no-audit --no-fund --silent
+	touch $(CLIENTS_STAMP)
 
 ## make bench: Sluice vs Quix Streams vs a raw baseline on the local stack (a few minutes)
 bench: $(BENCH_STAMP)

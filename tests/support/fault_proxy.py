@@ -5,6 +5,8 @@ It forwards every request unchanged, unless told to misbehave:
 * ``fail_next(n, status)``: answer the next n requests with `status` (e.g. 503) itself;
 * ``outage()`` / ``restore()``: answer every request with 503 until restored;
 * ``drop_next(n)``: close the connection of the next n requests without an answer;
+* ``lose_answers(n, status)``: forward the next n requests, then answer `status` (503) instead of
+  the server's answer, as when an answer is lost on its way: the client retries what was written;
 * ``unauthorized = True``: answer 401 to everything;
 * ``hold_uploads()`` / ``release()``: keep object uploads (PUTs outside ``_sluice/markers/``)
   waiting, then forward them: an upload that lands late, as a paused old owner's would;
@@ -55,6 +57,8 @@ class FaultProxy:
         self.unauthorized = False
         self._fail: list[int] = []
         self._drop = 0
+        self._lose: list[int] = []
+        self.lost_answers = 0
         self._down = False
         self._reject: dict[str, int] = {}
         self._reject_status = 429
@@ -80,6 +84,10 @@ class FaultProxy:
     def drop_next(self, count: int) -> None:
         with self._lock:
             self._drop += count
+
+    def lose_answers(self, count: int, status: int = 503) -> None:
+        with self._lock:
+            self._lose.extend([status] * count)
 
     def outage(self) -> None:
         self._down = True
@@ -166,6 +174,12 @@ class FaultProxy:
             await self._released.wait()
         if request.path.endswith("/_bulk") and request.method in ("POST", "PUT"):
             return await self._bulk(request, body)
+        with self._lock:
+            lose = self._lose.pop(0) if self._lose else None
+        if lose:
+            await self._send(request, body)  # written upstream; the client never hears it
+            self.lost_answers += 1
+            return _error(lose, "unavailable", "the answer was lost (fault proxy)")
         return await self._forward(request, body)
 
     async def _forward(self, request: web.Request, body: bytes) -> web.Response:
