@@ -153,3 +153,66 @@ def test_sent_events_are_json_serialisable() -> None:
     # The libraries' events pass through JSON (the Node client's report): a sanity check of
     # the Sent record used above.
     assert orjson.loads(orjson.dumps(Sent("track", "m", "u", None).__dict__))["type"] == "track"
+
+
+# --- analytics.js in a real browser ------------------------------------------------------------
+
+WEB_KEY = "wk-web-shop"
+
+
+async def test_analytics_js_in_chromium_delivers_page_identify_and_track_once(
+        settings: Settings, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from playwright.async_api import async_playwright
+
+    from tests.support.browser_page import CHROMIUM_FLAGS, PageServer, chromium
+
+    executable = chromium()
+    page_port = free_port()
+    shop = f"http://127.0.0.1:{page_port}"
+    tracking = _tracking_settings(settings).model_copy(update={
+        "ingest_write_keys": [f"{WEB_KEY}=src-web:Web shop"], "ingest_cors_origins": [shop]})
+    skew = timedelta(hours=3)  # the visitor's clock is three hours slow
+    with Running(tracking, tmp_path) as running, PageServer(page_port):
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=executable,
+                                                       args=CHROMIUM_FLAGS)
+            try:
+                page = await browser.new_page()
+                await page.clock.set_system_time(datetime.now(UTC) - skew)
+                await page.goto(shop + "/")
+                called = datetime.now(UTC)
+                sent = await page.evaluate("([key, url]) => sendAll(key, url)",
+                                           [WEB_KEY, running.url])
+                user_agent = await page.evaluate("navigator.userAgent")
+                allowed = await page.evaluate("([url, key]) => preflighted(url, key)",
+                                              [running.url + "/v1/batch", WEB_KEY])
+                # The same page from another origin: its preflight is refused.
+                other = await browser.new_page()
+                await other.goto(f"http://localhost:{page_port}/")
+                refused = await other.evaluate("([url, key]) => preflighted(url, key)",
+                                               [running.url + "/v1/batch", WEB_KEY])
+            finally:
+                await browser.close()
+        await running.settled()
+    assert [event["failed"] for event in sent] == [None, None, None], sent
+    assert allowed == "status 200" and refused.startswith("blocked"), (allowed, refused)
+    ids = {event["messageId"]: event for event in sent}
+    for where, documents in (("Elasticsearch", await elasticsearch_documents(tracking)),
+                             ("S3", await s3_documents(tracking))):
+        found = by_id(documents, where)
+        assert set(found) == set(ids), where
+        for message_id, event in ids.items():
+            document = found[message_id]
+            assert document["type"] == event["type"] and document["source_id"] == "src-web"
+            assert document.get("user_id") == event["userId"]
+            assert document["anonymous_id"] == event["anonymousId"]
+            assert document["context"]["ip"] == "127.0.0.1"  # from the connection
+            assert document["context"]["userAgent"] == user_agent
+            # The device's clock was 3 h slow; the timestamp is corrected to the real time.
+            original = datetime.fromisoformat(document["original_timestamp"])
+            corrected = datetime.fromisoformat(document["timestamp"])
+            assert abs(original + skew - called) < timedelta(seconds=30)
+            assert abs(corrected - called) < timedelta(seconds=30)
+            assert corrected <= datetime.fromisoformat(document["received_at"])
