@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from worker.config import Settings, SinkName
+from worker.events.cloudwatch import is_gzip, with_one_log_event
 from worker.events.records import (
     DLQ_HEADER_PREFIX,
     REPLAY_EVENT_ID_HEADER,
@@ -213,6 +214,8 @@ def replay_value(letter: DeadLetterRecord) -> bytes | None:
     index = letter.headers.get("batch_index")
     if index is None or not letter.value:
         return letter.value
+    if is_gzip(letter.value):  # a CloudWatch Logs record: that log event alone
+        return with_one_log_event(letter.value, int(index), len(letter.value))
     envelope = orjson.loads(letter.value)
     event = dict(envelope["batch"][int(index)])
     if isinstance(envelope.get("context"), dict):

@@ -20,6 +20,7 @@ other text a raw log event); this module only opens the record.
 
 from __future__ import annotations
 
+import gzip
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,3 +110,11 @@ def read_subscription(value: bytes, max_bytes: int) -> Subscription:
 
 def _string(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def with_one_log_event(value: bytes, index: int, max_bytes: int) -> bytes:
+    """The subscription record with only its log event `index` (gzip again): what
+    ``sluice dlq replay`` sends back for one failed event, so the others are not written twice."""
+    record = orjson.loads(gunzip(value, max_bytes * EXPANSION_LIMIT))
+    record["logEvents"] = [record["logEvents"][index]]
+    return gzip.compress(orjson.dumps(record))

@@ -103,3 +103,15 @@ def test_a_second_replay_counts_up_and_keeps_the_first_failure_and_the_event_id(
     assert again["sluice.first_failure.at"] == b"2026-11-22T10:00:00Z"
     assert again["sluice.replay.event_id"] == b"derived-1"
     assert again["sluice.replayed_from"] == b"events.dlq/0/9"
+
+
+def test_replaying_one_log_event_of_a_cloudwatch_record_sends_that_event_alone() -> None:
+    import gzip
+
+    from tests.support.cloudwatch import documented_example, gzipped
+
+    example = documented_example()
+    letter = DeadLetterRecord(0, 3, None, gzipped(example), {"batch_index": "1"})
+    replayed = orjson.loads(gzip.decompress(replay_value(letter) or b""))
+    assert replayed["logEvents"] == [example["logEvents"][1]]
+    assert replayed["logGroup"] == example["logGroup"]
