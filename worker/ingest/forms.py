@@ -74,8 +74,10 @@ def _decode(value: bytes, what: str) -> DecodedRecord:
 
 def _check_size(records: list[IngestRecord], max_record_bytes: int) -> list[IngestRecord]:
     for index, record in enumerate(records):
-        if len(record.value) > max_record_bytes:
-            raise TooLarge(f"event {index} is {len(record.value)} bytes, more than the "
+        # With the headers it goes out with: a batch's shared context is copied onto each.
+        size = len(record.value) + sum(len(value) for _, value in record.headers)
+        if size > max_record_bytes:
+            raise TooLarge(f"event {index} is {size} bytes, more than the "
                            f"{max_record_bytes} a record may have (SLUICE_MAX_RECORD_BYTES)")
     return records
 

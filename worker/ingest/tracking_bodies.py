@@ -73,9 +73,12 @@ def _batch(body: bytes, settings: Settings) -> TrackingBody:
     if batch.sent_at:
         shared.append((names.BATCH_SENT_AT, batch.sent_at))
     headers = tuple(shared)
+    # Each event goes out with the batch's shared fields: together they are the event Segment
+    # limits (and a large context is not copied onto thousands of records).
+    shared_bytes = len(batch.context) + len(batch.sent_at)
     records = []
     for index, element in enumerate(batch.elements):
-        _check_event_size(element, settings, f"batch[{index}]")
+        _check_event_size(element, settings, f"batch[{index}]", shared_bytes)
         records.append(IngestRecord(key_of(element), element, headers))
     return TrackingBody(records, _text(batch.write_key))
 
@@ -87,16 +90,20 @@ def _single(body: bytes, call_type: str, settings: Settings) -> TrackingBody:
         raise BadBody(f"a `{call_type}` call's body is a JSON object (the event)")
     _check_event_size(event, settings, "the event")
     fields = _fields_of(event)
+    if "batch" in fields:
+        raise BadBody(f"a `{call_type}` call's body is one event; send batches to /v1/batch")
     if "type" not in fields:
         event = _with_type(event, call_type)
     return TrackingBody([IngestRecord(key_of(event), event)], _text(fields.get("writeKey")))
 
 
-def _check_event_size(event: bytes, settings: Settings, what: str) -> None:
+def _check_event_size(event: bytes, settings: Settings, what: str, shared: int = 0) -> None:
     limit = settings.ingest_tracking_max_event_bytes
-    if len(event) > limit:
-        raise BadBody(f"{what} is {len(event)} bytes, more than the {limit} an event may have "
-                      "(SLUICE_INGEST_TRACKING_MAX_EVENT_BYTES)")
+    size = len(event) + shared
+    if size > limit:
+        with_shared = " with the batch's context and sentAt" if shared else ""
+        raise BadBody(f"{what} is {size} bytes{with_shared}, more than the {limit} an event may "
+                      "have (SLUICE_INGEST_TRACKING_MAX_EVENT_BYTES)")
 
 
 class _Single(msgspec.Struct):
@@ -104,6 +111,7 @@ class _Single(msgspec.Struct):
 
     type: Any = None
     writeKey: Any = None
+    batch: Any = None
 
 
 _SINGLE = msgspec.json.Decoder(_Single)
@@ -111,8 +119,8 @@ _SINGLE = msgspec.json.Decoder(_Single)
 
 def _fields_of(event: bytes) -> dict[str, Any]:
     single = _SINGLE.decode(event)
-    return {name: value for name, value in (("type", single.type),
-                                            ("writeKey", single.writeKey)) if value is not None}
+    return {name: value for name, value in (("type", single.type), ("writeKey", single.writeKey),
+                                            ("batch", single.batch)) if value is not None}
 
 
 def _with_type(event: bytes, call_type: str) -> bytes:

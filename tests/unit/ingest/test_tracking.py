@@ -266,3 +266,19 @@ async def test_the_tracking_paths_say_how_to_enable_them_when_disabled(
             "error"]
     finally:
         await client.close()
+
+
+async def test_a_batchs_context_counts_toward_each_events_limit(
+        client: TestClient, producer: RecordingProducer) -> None:
+    # The context is copied onto every record: 2,000 tiny events must not each carry 32 KB.
+    body = orjson.dumps({"batch": [_event(f"u{n}") for n in range(2000)],
+                         "context": {"pad": "z" * 32_700}})
+    response = await client.post("/v1/batch", data=body, headers=_basic(KEY))
+    assert response.status == 400 and "context and sentAt" in (await response.json())["message"]
+    assert producer.sent == []
+
+
+async def test_a_single_call_holding_a_batch_is_refused(client: TestClient) -> None:
+    response = await client.post("/v1/track", data=orjson.dumps({"batch": [_event()]}),
+                                 headers=_basic(KEY))
+    assert response.status == 400 and "/v1/batch" in (await response.json())["message"]
