@@ -29,6 +29,7 @@ from worker.kafka.faust_consumer import SluiceConsumer, SluiceTransport
 from worker.ops.gc_tuning import tune_for_throughput
 from worker.ops.metrics import SluiceCollector
 from worker.ops.server import OpsServer
+from worker.ops.status_page import StatusPage
 from worker.pipeline.progress import Progress
 from worker.pipeline.wiring import Pipeline
 from worker.sinks.counting import CountingSink
@@ -269,7 +270,7 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
         registry = CollectorRegistry(auto_describe=True)
         registry.register(SluiceCollector(app.pipeline, app.catalog, app.lag))
         app.ops = OpsServer(settings.web_host, settings.web_port, registry, app.readiness,
-                            web_socket)
+                            web_socket, page=StatusPage("worker"))
 
     source = app.topic(
         settings.source_topic,

@@ -1,0 +1,63 @@
+"""Reading the status page (``/``) as data: its value cells and what ``/metrics`` says."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+from prometheus_client.parser import text_string_to_metric_families
+
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+class _Cells(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[dict[str, str]] = []
+        self.scripts: list[str] = []
+        self.links: list[tuple[str, str]] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {name: value or "" for name, value in attrs}
+        if tag == "td" and "data-metric" in attributes:
+            self.cells.append(attributes)
+        if tag == "script":
+            self._in_script = True
+            self.scripts.append("")
+        for name in ("src", "href", "action", "srcset"):
+            if name in attributes:
+                self.links.append((tag, attributes[name]))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+def parse_page(html: str) -> _Cells:
+    """The page's metric cells (their attributes), inline scripts and links."""
+    parser = _Cells()
+    parser.feed(html)
+    return parser
+
+
+def cell_key(cell: dict[str, str]) -> SampleKey:
+    """The sample a cell names: (metric, sorted labels)."""
+    labels = tuple(sorted(tuple(pair.split("=", 1)) for pair in cell["data-labels"].split(",")
+                          if pair))
+    return cell["data-metric"], labels  # type: ignore[return-value]
+
+
+def page_values(html: str) -> dict[SampleKey, float]:
+    """The values (not rates) the page shows, by the sample each names."""
+    return {cell_key(cell): float(cell["data-value"]) for cell in parse_page(html).cells
+            if cell.get("class") == "value" and cell["data-value"]}
+
+
+def exposition_values(text: str) -> dict[SampleKey, float]:
+    """Every sample of a /metrics answer."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
