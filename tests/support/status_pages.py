@@ -61,3 +61,21 @@ def exposition_values(text: str) -> dict[SampleKey, float]:
     """Every sample of a /metrics answer."""
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+# --- in a browser -----------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (`make browser`); playwright downloads none
+# As the machine's notes say: no background connections to Google's hosts (refused here).
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+READ_CELLS = """() => Array.from(document.querySelectorAll('main td[data-metric]')).map(td => ({
+    metric: td.dataset.metric, labels: td.dataset.labels, value: td.dataset.value,
+    kind: td.className, text: td.textContent}))"""
+
+
+def browser_values(cells: list[dict[str, str]], kind: str = "value") -> dict[SampleKey, float]:
+    """The values of the cells a page shows (read with READ_CELLS), by sample."""
+    return {cell_key({"data-metric": cell["metric"], "data-labels": cell["labels"]}):
+            float(cell["value"]) for cell in cells if cell["kind"] == kind and cell["value"]}
