@@ -1,29 +1,16 @@
 """deploy/prometheus/: the rules are valid, read only metrics Sluice exports, and every alert
 fires on its fault and stays silent when healthy (`promtool test rules`)."""
 
-import os
-import shutil
 import subprocess
 
-import pytest
 import yaml
 
 from tests.support.metric_names import exported_metric_names, metric_names_in
 from tests.support.paths import REPO_ROOT
+from tests.support.promtool import promtool
 
 RULES = REPO_ROOT / "deploy" / "prometheus" / "sluice-rules.yaml"
 RULE_TESTS = REPO_ROOT / "deploy" / "prometheus" / "sluice-rules.test.yaml"
-
-
-def promtool() -> str:
-    """promtool's path; CI must have it (`make promtool`, run by `make test`)."""
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool is missing: `make promtool` installs Debian's prometheus package"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def _rules() -> list[dict]:
