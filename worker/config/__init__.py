@@ -87,9 +87,12 @@ class Settings(
         6066,
         ge=0,
         le=65535,
-        description="HTTP port of `/metrics`, `/health/live` and `/health/ready`; 0 disables it.",
+        description="HTTP port of the status page `/`, `/metrics`, `/health/live` and "
+        "`/health/ready`; 0 disables it.",
     )
-    web_host: str = Field("0.0.0.0", description="Address the HTTP endpoints listen on.")
+    web_host: str = Field(
+        "0.0.0.0", description="Address the HTTP endpoints (status page included) listen on."
+    )
     state_dir: Path = Field(
         Path(".sluice/worker"),
         description="Directory for the worker's local state (Faust's data directory).",
