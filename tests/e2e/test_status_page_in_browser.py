@@ -1,5 +1,6 @@
-"""The status page (`/`) of a worker on the local stack, opened in headless Chromium (Debian's
-package) while events flow: it refreshes itself, its values change, and they are /metrics'."""
+"""The status pages (`/`) of a worker and of `sluice ingest` on the local stack, opened in
+headless Chromium (Debian's package) while traffic flows: they refresh themselves, their values
+change, and they are /metrics'."""
 
 from __future__ import annotations
 
@@ -7,20 +8,15 @@ import asyncio
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
 
+import aiohttp
+import orjson
 import pytest
-from playwright.async_api import Page, async_playwright
 
+from tests.support.ingest_traffic import ACCESS_KEY, SECRET, TOKEN, Ingest, ingest_settings
+from tests.support.ingest_traffic import segment_event as segment
 from tests.support.processes import SluiceProcess, free_port, wait_for_no_lag
-from tests.support.status_pages import (
-    CHROMIUM,
-    CHROMIUM_FLAGS,
-    READ_CELLS,
-    SampleKey,
-    browser_values,
-    exposition_values,
-)
+from tests.support.status_pages import BrowserPage, SampleKey, exposition_values, open_in_chromium
 from worker.config import Settings
 from worker.local.produce import produce, synthetic_records
 from worker.local.samples import SAMPLE_FORMS
@@ -35,15 +31,25 @@ def _scrape(port: int) -> dict[SampleKey, float]:
         return exposition_values(answer.read().decode())
 
 
-async def _values_after_next_refresh(page: Page) -> dict[SampleKey, float]:
-    """Wait for the page to swap in a new <main> by itself, then read its value cells."""
-    await page.evaluate("() => { document.querySelector('main').dataset.seen = '1'; }")
-    await page.wait_for_function("() => !document.querySelector('main').dataset.seen",
-                                 timeout=15_000)
-    return browser_values(await page.evaluate(READ_CELLS))
+async def _settled(browser: BrowserPage, port: int) -> tuple[dict, dict]:
+    """(what the page shows, /metrics) once two scrapes around a refresh agree."""
+    deadline = time.monotonic() + 60
+    while True:
+        before = _scrape(port)
+        shown = await browser.values_after_next_refresh()
+        after = _scrape(port)
+        if before == after or time.monotonic() > deadline:
+            assert before == after, "the process never settled"
+            return shown, after
 
 
-async def test_the_status_page_refreshes_in_chromium_and_shows_what_metrics_shows(
+async def _no_secret(browser: BrowserPage, *secrets: str) -> None:
+    content = await browser.page.content()
+    for secret in secrets:
+        assert secret not in content
+
+
+async def test_the_worker_page_refreshes_in_chromium_and_shows_what_metrics_shows(
     settings: Settings, tmp_path: Path
 ) -> None:
     port = free_port()
@@ -56,19 +62,10 @@ async def test_the_status_page_refreshes_in_chromium_and_shows_what_metrics_show
     traffic: asyncio.Task | None = None
     try:
         worker.wait_for_log(rf"partitions assigned: {settings.source_topic}\[0,1,2,3\]", 90)
-        async with async_playwright() as playwright:
-            context = await playwright.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM,
-                args=CHROMIUM_FLAGS, headless=True)
-            page = context.pages[0] if context.pages else await context.new_page()
-            errors: list[str] = []
-            hosts: set[str] = set()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("request", lambda request: hosts.add(urlparse(request.url).netloc))
-            await page.goto(f"http://127.0.0.1:{port}/")
-            await page.wait_for_selector("main[data-ready='true']", timeout=60_000)
-            idle = browser_values(await page.evaluate(READ_CELLS))
+        async with open_in_chromium(f"http://127.0.0.1:{port}/",
+                                    tmp_path / "chromium-profile") as browser:
+            await browser.page.wait_for_selector("main[data-ready='true']", timeout=60_000)
+            idle = await browser.values()
             assert idle[("sluice_partition_assigned",
                          (("partition", "0"), ("topic", settings.source_topic)))] == 1
 
@@ -82,43 +79,77 @@ async def test_the_status_page_refreshes_in_chromium_and_shows_what_metrics_show
                 # While values move, each counter the page shows lies between two scrapes
                 # taken before and after the page's own refresh.
                 before = _scrape(port)
-                shown = await _values_after_next_refresh(page)
+                shown = await browser.values_after_next_refresh()
                 after = _scrape(port)
                 for key, value in shown.items():
                     if key[0].endswith("_total"):  # a series born meanwhile started at 0
                         assert before.get(key, 0) <= value <= after[key], key
                 seen.append(shown[delivered])
             assert len(set(seen)) >= 3, f"the page did not change by itself: {seen}"
-            rates = browser_values(await page.evaluate(READ_CELLS), kind="rate")
+            rates = await browser.values(kind="rate")
             assert rates.get(delivered, 0) > 0, "no events/s for Elasticsearch while events flow"
 
             await traffic
             await wait_for_no_lag(settings, worker, timeout=120)
-            # Settled: every value the page shows is exactly the scrape's.
-            deadline = time.monotonic() + 60
-            while True:
-                before = _scrape(port)
-                shown = await _values_after_next_refresh(page)
-                after = _scrape(port)
-                if before == after or time.monotonic() > deadline:
-                    break
-            assert before == after, "the worker never settled"
-            for key, value in shown.items():
-                assert after[key] == value, key
+            shown, scraped = await _settled(browser, port)
+            for key, value in shown.items():  # settled: exactly the scrape's values
+                assert scraped[key] == value, key
             assert shown[delivered] == shown[("sluice_events_delivered_total",
                                               (("sink", "s3"),))] > 0
             assert any(name == "sluice_dead_letters_total" for name, _ in shown)
             assert shown[("sluice_s3_open_parts", ())] == 0
-
-            text = await page.inner_text("body")
-            for secret in (ES_PASSWORD, settings.aws_secret_access_key):
-                assert secret not in text and secret not in await page.content()
-            await page.screenshot(path=str(tmp_path / "status-page.png"), full_page=True)
-            await context.close()
-        assert errors == [], errors
-        assert hosts == {f"127.0.0.1:{port}"}, hosts
+            await _no_secret(browser, ES_PASSWORD, str(settings.aws_secret_access_key))
+            await browser.page.screenshot(path=str(tmp_path / "worker-status.png"),
+                                          full_page=True)
+        assert browser.errors == [], browser.errors
+        assert browser.hosts == {f"127.0.0.1:{port}"}, browser.hosts
     finally:
         if traffic is not None and not traffic.done():
             traffic.cancel()
         exit_code = worker.stop()
     assert exit_code == 0, worker.log()[-3000:]
+
+
+async def test_the_ingest_page_shows_requests_by_form_and_status_and_the_broker(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = ingest_settings(settings)
+    port = settings.web_port
+    ingest = SluiceProcess(settings, ["ingest"], tmp_path / "ingest.log")
+    try:
+        ingest.wait_for_log(r"ingest: producing to", 60)
+        async with open_in_chromium(f"http://127.0.0.1:{port}/",
+                                    tmp_path / "chromium-profile") as browser:
+            await browser.page.wait_for_selector("main[data-ready='true']", timeout=60_000)
+            assert "no request yet" in await browser.page.inner_text("main")
+            async with aiohttp.ClientSession() as session:
+                client = Ingest(settings, session)
+                for n in range(12):
+                    status, _, _ = await client.segment(orjson.dumps(segment(f"user-{n}")[1]))
+                    assert status == 200
+                status, _, _ = await client.segment(orjson.dumps(segment("x")[1]),
+                                                    secret="not the secret")
+                assert status == 403
+            shown, scraped = await _settled(browser, port)
+            for key, value in shown.items():
+                assert scraped[key] == value, key
+            requests = "sluice_ingest_requests_total"
+            assert shown[(requests, (("form", "segment"), ("status", "200")))] == 12
+            assert shown[(requests, (("form", "segment"), ("status", "403")))] == 1
+            assert shown[("sluice_ingest_events_total", (("form", "segment"),))] == 12
+            assert shown[("sluice_ingest_broker_available", ())] == 1
+            await _no_secret(browser, SECRET, ACCESS_KEY, TOKEN)
+            await browser.page.screenshot(path=str(tmp_path / "ingest-status.png"),
+                                          full_page=True)
+            # The process stops: the page keeps its last values and says since when.
+            assert ingest.stop() == 0, ingest.log()[-3000:]
+            await browser.page.wait_for_selector("#stale:not([hidden])", timeout=15_000)
+            assert "Not answering since" in await browser.page.inner_text("#stale")
+            assert await browser.values() == shown
+        # Only the page's own refreshes failed (the process was gone), nothing else.
+        assert all("Failed to fetch" in error or "ERR_CONNECTION_REFUSED" in error
+                   for error in browser.errors), browser.errors
+        assert browser.hosts == {f"127.0.0.1:{port}"}, browser.hosts
+    finally:
+        exit_code = ingest.stop()
+    assert exit_code == 0, ingest.log()[-3000:]

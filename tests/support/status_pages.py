@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlparse
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -79,3 +83,44 @@ def browser_values(cells: list[dict[str, str]], kind: str = "value") -> dict[Sam
     """The values of the cells a page shows (read with READ_CELLS), by sample."""
     return {cell_key({"data-metric": cell["metric"], "data-labels": cell["labels"]}):
             float(cell["value"]) for cell in cells if cell["kind"] == kind and cell["value"]}
+
+
+class BrowserPage:
+    """A page open in headless Chromium, with what it logged as errors and the hosts it asked."""
+
+    def __init__(self, page, errors: list[str], hosts: set[str]) -> None:  # noqa: ANN001
+        self.page = page
+        self.errors = errors
+        self.hosts = hosts
+
+    async def values(self, kind: str = "value") -> dict[SampleKey, float]:
+        """The values (or rates) the page shows now."""
+        return browser_values(await self.page.evaluate(READ_CELLS), kind)
+
+    async def values_after_next_refresh(self) -> dict[SampleKey, float]:
+        """Wait for the page to swap in a new <main> by itself, then read its value cells."""
+        await self.page.evaluate("() => { document.querySelector('main').dataset.seen = '1'; }")
+        await self.page.wait_for_function(
+            "() => !document.querySelector('main').dataset.seen", timeout=15_000)
+        return await self.values()
+
+
+@asynccontextmanager
+async def open_in_chromium(url: str, profile: Path) -> AsyncIterator[BrowserPage]:
+    """`url` in Debian's headless Chromium with an empty profile (playwright drives it)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = context.pages[0] if context.pages else await context.new_page()
+            errors: list[str] = []
+            hosts: set[str] = set()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("request", lambda request: hosts.add(urlparse(request.url).netloc))
+            await page.goto(url)
+            yield BrowserPage(page, errors, hosts)
+        finally:
+            await context.close()
