@@ -14,6 +14,7 @@ liveness answers during start-up.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterator
@@ -29,6 +30,9 @@ from worker.ops.status_page import CONTENT_SECURITY_POLICY, StatusPage
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
+
+# Below a scrape's usual timeout (10 s), above a healthy check's round trips.
+READINESS_TIMEOUT_SECONDS = 5.0
 
 
 class ReadinessMetrics(Collector):
@@ -62,6 +66,7 @@ class OpsServer:
         self.registry = registry
         self.readiness = readiness
         self.page = page
+        self.readiness_timeout = READINESS_TIMEOUT_SECONDS
         self.readiness_metrics = ReadinessMetrics()
         registry.register(self.readiness_metrics)
         self._runner: web.AppRunner | None = None
@@ -90,8 +95,21 @@ class OpsServer:
             await self._runner.cleanup()
 
     async def check(self) -> dict[str, str]:
-        """Run the readiness checks; what they found is also what /metrics reports."""
-        problems = await self.readiness()
+        """Run the readiness checks; what they found is also what /metrics reports.
+
+        Bounded: a destination that never answers (a black-holed address) must not hold up
+        /metrics or the status page, which are most needed then; a check that raises is a
+        problem named ``readiness`` and one warning line, not a 500."""
+        try:
+            problems = await asyncio.wait_for(self.readiness(), self.readiness_timeout)
+        except TimeoutError:
+            problems = {"readiness": f"the readiness checks did not answer within "
+                                     f"{self.readiness_timeout:g}s (a destination that does "
+                                     "not answer?)"}
+        except Exception as error:  # noqa: BLE001 (a probe gets an answer, the log one line)
+            reason = f"the readiness check failed: {type(error).__name__}: {error}"
+            log.warning("%s", reason, extra={"error_class": type(error).__name__})
+            problems = {"readiness": reason}
         self.readiness_metrics.problems = problems
         return problems
 

@@ -1,3 +1,5 @@
+import asyncio
+
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import Counter
 from prometheus_client.registry import CollectorRegistry
@@ -54,3 +56,30 @@ async def test_a_process_without_a_page_answers_404_at_the_root() -> None:
     async with TestClient(TestServer(server.application())) as client:
         assert (await client.get("/")).status == 404
         assert (await client.get("/health/live")).status == 200
+
+
+async def test_a_check_that_never_answers_does_not_hold_up_metrics_or_the_page() -> None:
+    async def hangs() -> dict[str, str]:
+        await asyncio.Event().wait()
+        return {}
+
+    server = OpsServer("127.0.0.1", 0, CollectorRegistry(), hangs, page=StatusPage("worker"))
+    server.readiness_timeout = 0.2
+    async with TestClient(TestServer(server.application())) as client:
+        scraped = exposition_values(await (await client.get("/metrics")).text())
+        assert scraped[("sluice_ready", ())] == 0
+        assert scraped[("sluice_readiness_problem", (("check", "readiness"),))] == 1
+        assert "did not answer within" in await (await client.get("/")).text()
+        assert (await client.get("/health/ready")).status == 503
+
+
+async def test_a_check_that_raises_is_a_readiness_problem_not_a_500() -> None:
+    async def raises() -> dict[str, str]:
+        raise RuntimeError("boom")
+
+    server = OpsServer("127.0.0.1", 0, CollectorRegistry(), raises)
+    async with TestClient(TestServer(server.application())) as client:
+        answer = await client.get("/health/ready")
+        assert answer.status == 503
+        assert "RuntimeError: boom" in (await answer.json())["problems"]["readiness"]
+        assert (await client.get("/metrics")).status == 200
