@@ -214,16 +214,17 @@ async def preflight(settings: Settings) -> None:
     """
     from worker.kafka.topics import ensure_topics
     from worker.ops.startup_checks import check_codecs, wait_for_broker
-    from worker.sinks import elasticsearch, s3
+    from worker.sinks.elasticsearch.client import preflight as elasticsearch_preflight
+    from worker.sinks.s3.client import preflight as s3_preflight
 
     check_codecs()
     # Waits for an unreachable broker; a TLS or SASL refusal fails at once, naming the settings.
     await wait_for_broker(settings)
     await ensure_topics(settings)
     if SinkName.ELASTICSEARCH in settings.sinks:
-        await elasticsearch.preflight(settings)
+        await elasticsearch_preflight(settings)
     if SinkName.S3 in settings.sinks:
-        await s3.preflight(settings)
+        await s3_preflight(settings)
 
 
 def create_app(settings: Settings, web_socket: socket.socket | None = None) -> SluiceApp:
