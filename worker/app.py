@@ -39,6 +39,12 @@ log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_SECONDS = 10.0
 
+# What /health/ready answers outside the running phase (SluiceApp.phase).
+PHASES_NOT_READY = {
+    "starting": "the worker is starting: the catalog and the sinks are not started yet",
+    "stopping": "the worker is stopping: leaving its group, flushing and closing its sinks",
+}
+
 
 def broker_urls(settings: Settings) -> list[str]:
     """Faust's broker URLs (`kafka://host:port`) from the bootstrap servers setting."""
@@ -54,6 +60,10 @@ class SluiceApp(faust.App):
 
     ops: OpsServer | None = None
     _background: set[asyncio.Future[None]]
+    # `starting`, `running` or `stopping`. The endpoints answer from before the catalog and the
+    # sinks start until after they stop: outside `running`, readiness says so and asks no sink
+    # (one without a client yet, or a closed one, has nothing to tell).
+    phase: str = "starting"
 
     def _new_transport(self) -> TransportT:
         return SluiceTransport(self.conf.broker_consumer, self)
@@ -121,9 +131,11 @@ class SluiceApp(faust.App):
         # Before the consumer starts: the first record must meet started sinks and the catalog.
         await self.catalog.start()
         await self.pipeline.start()
+        self.phase = "running"
         tune_for_throughput()
 
     async def on_stop(self) -> None:
+        self.phase = "stopping"
         await super().on_stop()  # stops the consumer: drains the pipeline and commits
         await self.pipeline.stop()
         await self.catalog.stop()
@@ -152,6 +164,8 @@ class SluiceApp(faust.App):
 
     async def readiness(self) -> dict[str, str]:
         """What keeps this worker from being ready; empty when it is."""
+        if self.phase in PHASES_NOT_READY:
+            return {self.phase: PHASES_NOT_READY[self.phase]}
         problems = {}
         if not self.source_partitions():
             problems["assignment"] = "no source partition assigned (yet)"

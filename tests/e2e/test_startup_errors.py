@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import socket
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.support.processes import SluiceProcess
@@ -64,3 +67,43 @@ def test_misspelled_variable_is_reported_at_start_with_the_closest_name(
         assert worker.stop() == 0, worker.log()[-3000:]
     assert ("warning: SLUICE_ELASTICSERCH_URL is not a Sluice setting and is ignored (did you "
             "mean SLUICE_ELASTICSEARCH_URL?") in worker.log()
+
+
+def _probe(url: str) -> tuple[int, bytes]:
+    """Status and body of a GET; 0 while nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""
+
+
+def test_readiness_while_the_worker_starts_and_stops_is_a_503_saying_so_never_a_500(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # A Kubernetes readiness probe hits /health/ready from the moment the port answers, before
+    # the sinks have their clients (issue 26: 500 and an AssertionError traceback per probe).
+    port = _free_port()
+    settings = settings.model_copy(update={
+        "sinks": ["elasticsearch"], "web_host": "127.0.0.1", "web_port": port})
+    url = f"http://127.0.0.1:{port}/health/ready"
+    worker = SluiceProcess(settings, ["worker"], tmp_path / "worker.log")
+    answers: list[tuple[int, bytes]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and worker.process.poll() is None:
+            status, body = _probe(url)
+            if status:
+                answers.append((status, body))
+            if status == 200:
+                break
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+    assert answers and answers[-1][0] == 200, (answers[-3:], worker.log()[-3000:])
+    unready = [orjson.loads(body)["problems"] for status, body in answers if status == 503]
+    assert all(status in (200, 503) for status, _ in answers), answers[:3]
+    assert unready and unready[0] == {
+        "starting": "the worker is starting: the catalog and the sinks are not started yet"}
+    assert "Traceback" not in worker.log(), worker.log()

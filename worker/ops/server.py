@@ -2,7 +2,9 @@
 
 * ``/health/live``: 200 while the process and its event loop answer (a liveness probe);
 * ``/health/ready``: 200 once the worker owns at least one source partition and every sink's
-  destination answers; 503 otherwise, with a JSON body that says which check failed;
+  destination answers; 503 otherwise, with a JSON body that says which check failed (while the
+  worker starts or stops: ``starting`` / ``stopping``; a check that raises: ``readiness``, and
+  one log line, never a 500);
 * ``/metrics``: Prometheus text format (see ``worker.ops.metrics``).
 
 It starts before the worker joins its group, so liveness answers during start-up.
@@ -62,7 +64,14 @@ class OpsServer:
         return web.json_response({"status": "live"})
 
     async def _ready(self, request: web.Request) -> web.Response:
-        problems = await self.readiness()
+        try:
+            problems = await self.readiness()
+        except Exception as error:  # noqa: BLE001 (a probe gets an answer, the log one line)
+            # A check that raises is a bug of ours, not a state of the worker: 503 with what it
+            # raised, one warning line; a 500 and a traceback per probe would hide the cause.
+            reason = f"the readiness check failed: {type(error).__name__}: {error}"
+            log.warning("%s", reason, extra={"error_class": type(error).__name__})
+            problems = {"readiness": reason}
         body = {"status": "ready" if not problems else "not ready", "problems": problems}
         return web.Response(status=200 if not problems else 503, body=orjson.dumps(body),
                             content_type="application/json")
