@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.support.processes import SluiceProcess
+from tests.support.processes import SluiceProcess, run_sluice
 from worker.config import Settings
 
 pytestmark = pytest.mark.e2e
@@ -107,3 +107,58 @@ def test_readiness_while_the_worker_starts_and_stops_is_a_503_saying_so_never_a_
     assert unready and unready[0] == {
         "starting": "the worker is starting: the catalog and the sinks are not started yet"}
     assert "Traceback" not in worker.log(), worker.log()
+
+
+def test_an_s3_endpoint_that_is_no_url_stops_the_worker_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    # Issue 26: botocore refused it when the sink started, a traceback of 66 lines.
+    result = run_sluice(["worker"], {"SLUICE_S3_ENDPOINT_URL": "not-a-url"}, tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "Invalid configuration:",
+        "  SLUICE_S3_ENDPOINT_URL='not-a-url': not an http:// or https:// URL "
+        "(e.g. https://host:port)"]
+
+
+def test_a_refused_elasticsearch_url_is_echoed_without_its_password(tmp_path: Path) -> None:
+    result = run_sluice(["worker"], {"SLUICE_ELASTICSEARCH_URL": "https://elastic:pa/ss@es:9200"},
+                        tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "pa/ss" not in result.stderr and "elastic:" not in result.stderr, result.stderr
+    assert "SLUICE_ELASTICSEARCH_URL='https://***@es:9200': the port is not a number" \
+        in result.stderr
+
+
+def test_sluice_settings_shows_no_password_of_any_url_and_no_stars_for_unset_secrets(
+    tmp_path: Path,
+) -> None:
+    result = run_sluice(["settings"], {
+        "SLUICE_ELASTICSEARCH_URL": "https://elastic:p@ss@es1:9200,https://es2:9200",
+        "SLUICE_S3_ENDPOINT_URL": "https://key:s3cret@s3.example.com",
+        "SLUICE_KAFKA_SASL_PASSWORD": "kafka-secret",
+    }, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "SLUICE_ELASTICSEARCH_URL=https://***@es1:9200,https://es2:9200" in lines
+    assert "SLUICE_S3_ENDPOINT_URL=https://***@s3.example.com" in lines
+    assert "SLUICE_KAFKA_SASL_PASSWORD=***" in lines
+    assert "SLUICE_INGEST_BEARER_TOKENS=  # unset" in lines
+    assert "ss@" not in result.stdout and "s3cret" not in result.stdout
+
+
+def test_log_lines_and_the_error_line_show_no_password_of_the_elasticsearch_url(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Nothing answers there: the worker waits (logging), then stops with one line.
+    settings = settings.model_copy(update={
+        "sinks": ["elasticsearch"], "elasticsearch_startup_timeout": 2.0,
+        "elasticsearch_url": f"http://elastic:p@ss@127.0.0.1:{_free_port()}"})
+    worker = SluiceProcess(settings, ["worker"], tmp_path / "worker.log",
+                           extra_environment={"SLUICE_LOG_LEVEL": "DEBUG"})
+    assert _exit(worker) == 1
+    log = worker.log()
+    assert "Traceback" not in log, log
+    assert "http://***@127.0.0.1" in log, log
+    assert "elastic:p" not in log and "ss@" not in log, log

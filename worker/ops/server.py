@@ -21,6 +21,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from worker.config import redact_urls
+
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
@@ -72,6 +74,8 @@ class OpsServer:
             reason = f"the readiness check failed: {type(error).__name__}: {error}"
             log.warning("%s", reason, extra={"error_class": type(error).__name__})
             problems = {"readiness": reason}
+        # A reason may quote a client's error, and that a URL with its credentials.
+        problems = {check: redact_urls(reason) for check, reason in problems.items()}
         body = {"status": "ready" if not problems else "not ready", "problems": problems}
         return web.Response(status=200 if not problems else 503, body=orjson.dumps(body),
                             content_type="application/json")

@@ -57,3 +57,12 @@ async def test_a_readiness_check_that_raises_is_a_503_and_one_log_line_without_t
         "readiness": "the readiness check failed: AssertionError: no client yet"}
     (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert record.exc_info is None and "AssertionError: no client yet" in record.getMessage()
+
+
+async def test_unready_reasons_show_urls_without_user_information() -> None:
+    async def down() -> dict[str, str]:
+        return {"sink.s3": "bucket b: Could not connect to https://key:pa/ss@s3:8333/b"}
+
+    status, body = await _ready(down)
+    assert (status, body["problems"]) == (
+        503, {"sink.s3": "bucket b: Could not connect to https://***@s3:8333/b"})
