@@ -1,6 +1,7 @@
 """What must hold before a worker joins its group, each failing with one message that names the
 setting to fix (never a traceback): the Kafka codecs can be decoded, a broker answers, and the
-HTTP endpoints' port is free.
+HTTP endpoints' port is free (if not, which process holds it: ``port_holder``, also used by the
+demo and the local stack).
 
 The Elasticsearch and S3 checks live with their sinks (``preflight`` there); these are the
 worker's own.
@@ -14,6 +15,7 @@ import logging
 import socket
 import time
 
+import psutil
 from aiokafka import codec
 from aiokafka.errors import KafkaError
 
@@ -98,8 +100,12 @@ def bind_web_port(settings: Settings) -> socket.socket | None:
         sock.listen(128)
     except OSError as error:
         sock.close()
-        reason = ("is already in use (another worker on this host?)"
-                  if error.errno == errno.EADDRINUSE else f"cannot be used: {error.strerror}")
+        if error.errno == errno.EADDRINUSE:
+            holder = port_holder(settings.web_port)
+            reason = (f"is already in use by {holder}" if holder
+                      else "is already in use (another worker on this host?)")
+        else:
+            reason = f"cannot be used: {error.strerror}"
         raise StartupError(
             f"port {settings.web_port} on {settings.web_host} for /metrics and /health {reason}: "
             "set SLUICE_WEB_PORT to a free port (0 switches the endpoints off) or "
@@ -107,3 +113,26 @@ def bind_web_port(settings: Settings) -> socket.socket | None:
         ) from None
     sock.setblocking(False)
     return sock
+
+
+def port_holder(port: int) -> str | None:
+    """Which process listens on this TCP port of this host, for a person: `pid 4242 (python -m
+    worker worker)`; None when it cannot be told (another user's process, no permission)."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
+        return None
+    pids = {c.pid for c in connections
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid}
+    for pid in sorted(pids):
+        try:
+            process = psutil.Process(pid)
+            command = " ".join(process.cmdline()) or process.name()
+        except psutil.Error:
+            return f"pid {pid}"
+        return f"pid {pid} ({_shortened(command)})"
+    return None
+
+
+def _shortened(command: str, limit: int = 120) -> str:
+    return command if len(command) <= limit else command[:limit - 1] + "…"
