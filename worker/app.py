@@ -223,14 +223,16 @@ def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
 async def preflight(settings: Settings) -> None:
     """Before a worker starts: topics exist, and every configured sink's destination is usable.
 
-    Raises a sink's start-up error, `worker.ops.startup_checks.StartupError` or
-    KafkaConnectionFailure, with a message that says what to check.
+    Raises a sink's start-up error, `worker.ops.startup_checks.StartupError` (its
+    `StartupSettingError` for a setting that cannot work here) or KafkaConnectionFailure, with a
+    message that says what to check.
     """
     from worker.kafka.topics import ensure_topics
-    from worker.ops.startup_checks import check_codecs, wait_for_broker
+    from worker.ops.startup_checks import check_codecs, check_state_dir, wait_for_broker
     from worker.sinks.elasticsearch.client import preflight as elasticsearch_preflight
     from worker.sinks.s3.client import preflight as s3_preflight
 
+    check_state_dir(settings)  # before anything waits: the app's start would fail on it
     check_codecs()
     # Waits for an unreachable broker; a TLS or SASL refusal fails at once, naming the settings.
     await wait_for_broker(settings)

@@ -162,3 +162,19 @@ def test_log_lines_and_the_error_line_show_no_password_of_the_elasticsearch_url(
     assert "Traceback" not in log, log
     assert "http://***@127.0.0.1" in log, log
     assert "elastic:p" not in log and "ss@" not in log, log
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "/sys/sluice-state"])
+def test_a_state_dir_that_cannot_be_written_stops_the_worker_in_one_line(
+    settings: Settings, tmp_path: Path, where: str
+) -> None:
+    # Issue 26: the app's start raised from mkdir, a traceback.
+    (tmp_path / "a-file").write_text("")
+    state_dir = tmp_path / "a-file" / "state" if where == "under-a-file" else Path(where)
+    worker = SluiceProcess(settings.model_copy(update={"state_dir": state_dir}), ["worker"],
+                           tmp_path / "worker.log")
+    assert _exit(worker) == 2
+    log = worker.log()
+    assert "Traceback" not in log, log
+    (line,) = log.splitlines()
+    assert line.startswith(f"error: SLUICE_STATE_DIR='{state_dir}' cannot be created"), line

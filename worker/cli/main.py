@@ -47,7 +47,7 @@ def worker() -> None:
     from worker.app import create_app, preflight
     from worker.kafka.connection import KafkaConnectionFailure
     from worker.ops.logs import configure_logging, logging_config
-    from worker.ops.startup_checks import StartupError, bind_web_port
+    from worker.ops.startup_checks import StartupError, StartupSettingError, bind_web_port
     from worker.sinks.elasticsearch.sink import ElasticsearchStartupError
     from worker.sinks.s3.sink import S3StartupError
 
@@ -58,6 +58,8 @@ def worker() -> None:
     try:
         web_socket = bind_web_port(settings)
         loop.run_until_complete(preflight(settings))
+    except StartupSettingError as error:
+        fail(error, 2)
     except (ElasticsearchStartupError, S3StartupError, StartupError,
             KafkaConnectionFailure) as error:
         fail(error)
