@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.support.paths import REPO_ROOT as ROOT
-from worker.config import ENV_PREFIX, Settings, load_settings
+from worker.config import ENV_PREFIX, Settings, SettingsError, load_settings
 from worker.sinks.elasticsearch.naming import index_template
 
 KNOWN = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
@@ -290,3 +290,59 @@ def test_the_service_monitor_scrapes_the_metrics_of_workers_and_ingest() -> None
         assert ports[endpoint["port"]]["port"] == web_port
     assert set(monitor["spec"]) <= {"selector", "endpoints", "namespaceSelector", "jobLabel"}
     assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme"}
+
+
+# --- README: what a user copies must work as written ------------------------------------------
+
+def _readme() -> str:
+    return (ROOT / "README.md").read_text()
+
+
+def test_readme_gives_duckdbs_extension_directory_by_a_command_that_works() -> None:
+    import subprocess
+    import sys
+
+    import duckdb
+
+    readme = _readme()
+    assert "<site-packages>" not in readme
+    command = re.search(r"^\.venv/bin/python -c '(.+)'$", readme, re.MULTILINE).group(1)
+    printed = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    assert list(Path(printed).glob(f"v{duckdb.__version__}/*/httpfs.duckdb_extension"))
+    # The runnable example, up to the point that needs no S3 server: httpfs loads.
+    script = re.search(r"^\.venv/bin/python - <<'EOF'\n(.+?)^EOF$", readme,
+                       re.MULTILINE | re.DOTALL).group(1)
+    setup = script.split('db.sql("CREATE SECRET')[0]
+    namespace: dict = {}
+    exec(setup, namespace)  # noqa: S102 (the README's own lines)
+    loaded = namespace["db"].sql(
+        "SELECT loaded FROM duckdb_extensions() WHERE extension_name = 'httpfs'").fetchone()
+    assert loaded == (True,)
+
+
+def test_readme_timings_quoted_for_static_membership_are_accepted_by_the_settings() -> None:
+    quoted = re.search(
+        r"the tests use (\d+) s, (\d+) s and (\d+) s, with\s+`SLUICE_DRAIN_TIMEOUT` at (\d+) s",
+        _readme())
+    assert quoted, "the README no longer quotes the tests' group timings"
+    session, heartbeat, rebalance, drain = map(float, quoted.groups())
+    load_settings(session_timeout=session, heartbeat_interval=heartbeat,
+                  rebalance_timeout=rebalance, drain_timeout=drain)
+    with pytest.raises(SettingsError):  # the default drain timeout does not fit: say so
+        load_settings(session_timeout=session, heartbeat_interval=heartbeat,
+                      rebalance_timeout=rebalance)
+
+
+def test_readme_replay_runbook_rebuilds_a_daily_index_that_holds_the_wrong_type() -> None:
+    readme = _readme()
+    assert "](#when-the-daily-index-already-holds-the-wrong-type)" in readme
+    section = readme.split("#### When the daily index already holds the wrong type")[1]
+    section = section.split("\n## ")[0]
+    for step in ("_index_template", "_reindex", "_aliases", "paused-replicas",
+                 "sluice dlq replay --stage elasticsearch"):
+        assert step in section, step
+    bodies = re.findall(r"-d '(.+?)'", section, re.DOTALL)
+    assert len(bodies) == 2
+    actions = [json.loads(body) for body in bodies][1]["actions"]
+    assert [next(iter(action)) for action in actions] == ["remove_index", "add"]
