@@ -17,7 +17,6 @@ grammar, the Kafka security rules) lives here.
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self, get_args, get_origin
@@ -37,12 +36,13 @@ from worker.config.kafka import (
 from worker.config.kibana import KibanaSettings
 from worker.config.pipeline import PipelineSettings, SinkName
 from worker.config.s3 import S3AddressingStyle, S3Format, S3Publish, S3Settings, S3TimeField
+from worker.config.urls import REDACTED, redact_url, redact_urls
 
 __all__ = [
     "ENV_PREFIX", "IngestForm", "KafkaSaslMechanism", "KafkaSecurityProtocol", "LogFormat",
     "LogLevel", "S3AddressingStyle", "S3Format", "S3Publish", "S3TimeField", "Settings",
     "SettingsError", "SinkName", "TopicName", "format_validation_error", "load_settings",
-    "redact_url", "settings_table_markdown",
+    "redact_url", "redact_urls", "settings_table_markdown",
 ]
 
 ENV_PREFIX = "SLUICE_"
@@ -162,16 +162,11 @@ class Settings(
             else:
                 text = _plain(value)
             if hide_secrets and field.repr is False:
-                text = "***"
-            elif hide_secrets and name == "elasticsearch_url":
-                text = redact_url(text)  # user:password in the URL
+                text = REDACTED if text else ""  # a secret that is not set is not hidden
+            elif hide_secrets:
+                text = redact_urls(text)  # user:password in any URL setting
             environment[f"{ENV_PREFIX}{name.upper()}"] = text
         return environment
-
-
-def redact_url(url: str) -> str:
-    """The URL without a user name or password in it (``https://***@host:9200``)."""
-    return re.sub(r"//[^/@]+@", "//***@", url.strip())
 
 
 def _plain(value: object) -> str:
@@ -183,17 +178,21 @@ class SettingsError(Exception):
 
 
 def format_validation_error(error: ValidationError) -> str:
-    """Turn pydantic's error into lines that name each environment variable and what it accepts."""
+    """Turn pydantic's error into lines that name each environment variable and what it accepts.
+
+    A secret's value is not repeated, and URLs are shown without their user information."""
     lines = ["Invalid configuration:"]
     for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
         if not item["loc"]:  # a rule across settings: its message names them
-            lines.append(f"  {item['msg'].removeprefix('Value error, ')}")
+            lines.append(f"  {redact_urls(message)}")
             continue
         field, *inner = item["loc"]
         variable = f"{ENV_PREFIX}{str(field).upper()}"
         where = f" (item {inner[0] + 1})" if inner and isinstance(inner[0], int) else ""
-        given = item.get("input")
-        lines.append(f"  {variable}{where}={given!r}: {item['msg']}")
+        secret = field in Settings.model_fields and Settings.model_fields[str(field)].repr is False
+        given = REDACTED if secret else redact_urls(repr(item.get("input")))
+        lines.append(f"  {variable}{where}={given}: {redact_urls(message)}")
     return "\n".join(lines)
 
 

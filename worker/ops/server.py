@@ -3,7 +3,9 @@
 * ``/``: the status page (``worker.ops.status_page``), refreshing itself, when the process has one;
 * ``/health/live``: 200 while the process and its event loop answer (a liveness probe);
 * ``/health/ready``: 200 once the worker owns at least one source partition and every sink's
-  destination answers; 503 otherwise, with a JSON body that says which check failed;
+  destination answers; 503 otherwise, with a JSON body that says which check failed (while the
+  worker starts or stops: ``starting`` / ``stopping``; a check that raises: ``readiness``, and
+  one log line, never a 500);
 * ``/metrics``: Prometheus text format (see ``worker.ops.metrics``), with the readiness of the
   moment as ``sluice_ready`` and ``sluice_readiness_problem{check}``: alert rules cannot read
   ``/health/ready``, so every scrape runs the same checks a probe would.
@@ -25,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from worker.config import redact_urls
 from worker.ops.status_page import CONTENT_SECURITY_POLICY, StatusPage
 
 log = logging.getLogger(__name__)
@@ -110,6 +113,8 @@ class OpsServer:
             reason = f"the readiness check failed: {type(error).__name__}: {error}"
             log.warning("%s", reason, extra={"error_class": type(error).__name__})
             problems = {"readiness": reason}
+        # A reason may quote a client's error, and that a URL with its credentials.
+        problems = {check: redact_urls(reason) for check, reason in problems.items()}
         self.readiness_metrics.problems = problems
         return problems
 
