@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 CLIENTS_STAMP := tests/node_modules/.installed
 
-.PHONY: demo test test-unit test-clients lint readme bench stack-up stack-down stack-status clean
+.PHONY: demo test test-unit test-clients lint readme bench stack-up stack-down stack-status clean \
+	promtool browser
 
 ## make demo: local stack + worker + sample events, and where they landed
 demo: $(STAMP)
@@ -17,27 +18,35 @@ demo: $(STAMP)
 
 ## make test: the import contracts, then every test suite (unit, integration, e2e) against the
 ## local stack it starts itself
-test: $(STAMP) $(CLIENTS_STAMP)
+test: $(STAMP) promtool browser $(CLIENTS_STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) promtool
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+## Tools from Debian's packages that tests need, installed only when missing (as root, as CI runs).
+## promtool (package prometheus): tests/unit/test_prometheus_rules.py checks and unit-tests the
+## rules of deploy/prometheus/ (about 11 s to install from a warm package cache, 19 MB download).
+promtool:
+	command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends prometheus; }
+
+## chromium: the tests that open pages in headless Chromium (driven by playwright, dev extra).
+browser:
+	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker tests bench
 	$(BIN)/lint-imports
 
-## make test-clients: the real clients of the tracking API's e2e tests that are not Python
-## packages: Segment's JavaScript libraries (pinned in tests/package-lock.json) and Debian's
-## chromium for analytics.js (apt-get needs root: CI runs as root; elsewhere install it once by
-## hand, or the browser test says what is missing; under CI=true it fails instead of skipping)
+## make test-clients: Segment's JavaScript libraries, real clients of the tracking API's e2e tests
+## (pinned in tests/package-lock.json, installed with npm ci); the browser they and analytics.js
+## need is `browser`'s chromium
 test-clients: $(CLIENTS_STAMP)
 
 $(CLIENTS_STAMP): tests/package.json tests/package-lock.json
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
-	  else echo "chromium is missing: apt-get install chromium (as root) for the browser test"; fi; }
 	cd tests && npm ci --no-audit --no-fund --silent
 	touch $(CLIENTS_STAMP)
 

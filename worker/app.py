@@ -29,6 +29,7 @@ from worker.kafka.faust_consumer import SluiceConsumer, SluiceTransport
 from worker.ops.gc_tuning import tune_for_throughput
 from worker.ops.metrics import SluiceCollector
 from worker.ops.server import OpsServer
+from worker.ops.status_page import StatusPage
 from worker.pipeline.progress import Progress
 from worker.pipeline.wiring import Pipeline
 from worker.sinks.counting import CountingSink
@@ -38,6 +39,12 @@ from worker.sinks.s3.sink import S3Sink
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_SECONDS = 10.0
+
+# What /health/ready answers outside the running phase (SluiceApp.phase).
+PHASES_NOT_READY = {
+    "starting": "the worker is starting: the catalog and the sinks are not started yet",
+    "stopping": "the worker is stopping: leaving its group, flushing and closing its sinks",
+}
 
 
 def broker_urls(settings: Settings) -> list[str]:
@@ -54,6 +61,10 @@ class SluiceApp(faust.App):
 
     ops: OpsServer | None = None
     _background: set[asyncio.Future[None]]
+    # `starting`, `running` or `stopping`. The endpoints answer from before the catalog and the
+    # sinks start until after they stop: outside `running`, readiness says so and asks no sink
+    # (one without a client yet, or a closed one, has nothing to tell).
+    phase: str = "starting"
 
     def _new_transport(self) -> TransportT:
         return SluiceTransport(self.conf.broker_consumer, self)
@@ -121,9 +132,11 @@ class SluiceApp(faust.App):
         # Before the consumer starts: the first record must meet started sinks and the catalog.
         await self.catalog.start()
         await self.pipeline.start()
+        self.phase = "running"
         tune_for_throughput()
 
     async def on_stop(self) -> None:
+        self.phase = "stopping"
         await super().on_stop()  # stops the consumer: drains the pipeline and commits
         await self.pipeline.stop()
         await self.catalog.stop()
@@ -152,6 +165,8 @@ class SluiceApp(faust.App):
 
     async def readiness(self) -> dict[str, str]:
         """What keeps this worker from being ready; empty when it is."""
+        if self.phase in PHASES_NOT_READY:
+            return {self.phase: PHASES_NOT_READY[self.phase]}
         problems = {}
         if not self.source_partitions():
             problems["assignment"] = "no source partition assigned (yet)"
@@ -209,22 +224,24 @@ def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
 async def preflight(settings: Settings) -> None:
     """Before a worker starts: topics exist, and every configured sink's destination is usable.
 
-    Raises a sink's start-up error, `worker.ops.startup_checks.StartupError` or
-    KafkaConnectionFailure, with a message that says what to check.
+    Raises a sink's start-up error, `worker.ops.startup_checks.StartupError` (its
+    `StartupSettingError` for a setting that cannot work here) or KafkaConnectionFailure, with a
+    message that says what to check.
     """
     from worker.kafka.topics import ensure_topics
-    from worker.ops.startup_checks import check_codecs, wait_for_broker
-    from worker.sinks.elasticsearch import client as elasticsearch
-    from worker.sinks.s3 import client as s3
+    from worker.ops.startup_checks import check_codecs, check_state_dir, wait_for_broker
+    from worker.sinks.elasticsearch.client import preflight as elasticsearch_preflight
+    from worker.sinks.s3.client import preflight as s3_preflight
 
+    check_state_dir(settings)  # before anything waits: the app's start would fail on it
     check_codecs()
     # Waits for an unreachable broker; a TLS or SASL refusal fails at once, naming the settings.
     await wait_for_broker(settings)
     await ensure_topics(settings)
     if SinkName.ELASTICSEARCH in settings.sinks:
-        await elasticsearch.preflight(settings)
+        await elasticsearch_preflight(settings)
     if SinkName.S3 in settings.sinks:
-        await s3.preflight(settings)
+        await s3_preflight(settings)
 
 
 def create_app(settings: Settings, web_socket: socket.socket | None = None) -> SluiceApp:
@@ -270,7 +287,7 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
         registry = CollectorRegistry(auto_describe=True)
         registry.register(SluiceCollector(app.pipeline, app.catalog, app.lag))
         app.ops = OpsServer(settings.web_host, settings.web_port, registry, app.readiness,
-                            web_socket)
+                            web_socket, page=StatusPage("worker"))
 
     source = app.topic(
         settings.source_topic,

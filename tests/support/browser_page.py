@@ -5,9 +5,9 @@ analytics.js is @segment/analytics-next's own browser build (``dist/umd``) from
 CDN. The page loads it with Sluice as its settings host (``cdnURL``), so the settings document
 (``/v1/projects/<write key>/settings``) sends the page's events back to Sluice.
 
-Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright with ``executable_path``:
-Playwright downloads no browser here. Without chromium the test is skipped, except under
-``CI=true``, where a missing browser is a failure.
+Chromium is Debian's (``/usr/bin/chromium``, ``make browser``), driven by Playwright with
+``executable_path``: Playwright downloads no browser here. Without chromium the test is
+skipped, except under ``CI=true``, where a missing browser is a failure.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def chromium() -> str:
     path = shutil.which("chromium")
     missing = []
     if path is None:
-        missing.append("chromium (apt-get install chromium, or `make test-clients` as root)")
+        missing.append("chromium (`make browser`, as root)")
     if not (ANALYTICS_BUILD / "index.js").exists():
         missing.append("analytics.js (`make test-clients`)")
     if missing:

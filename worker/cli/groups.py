@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from worker.cli.errors import fail
 from worker.cli.settings import load_cli_settings as _settings
 from worker.config import Settings
 
@@ -221,14 +222,22 @@ def catalog_sync_apigateway(
     prune: bool = typer.Option(False, help="Also delete catalog keys API Gateway no longer has."),
 ) -> None:
     """Read usage plans and API keys from AWS API Gateway and write them to the catalog topic."""
-    from worker.catalog.apigateway import AwsTarget, read_apigateway_catalog
+    from worker.catalog.apigateway import (
+        ApiGatewayError,
+        ApiGatewaySettingError,
+        AwsTarget,
+        read_apigateway_catalog,
+    )
     from worker.catalog.entries import publish_entries
     from worker.kafka.topics import ensure_topics
 
     settings = _settings()
-    entries = asyncio.run(
-        read_apigateway_catalog(AwsTarget(region=region, endpoint_url=endpoint_url))
-    )
+    try:
+        entries = asyncio.run(
+            read_apigateway_catalog(AwsTarget(region=region, endpoint_url=endpoint_url))
+        )
+    except ApiGatewayError as error:
+        fail(error, 2 if isinstance(error, ApiGatewaySettingError) else 1)
     asyncio.run(ensure_topics(settings))
     stale = sorted(set(_current_catalog_keys(settings)) - {e.api_key_id for e in entries}) \
         if prune else []

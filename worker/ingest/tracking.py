@@ -55,8 +55,9 @@ from worker.ingest.write_keys import Source, WriteKeys
 log = logging.getLogger(__name__)
 
 FORM = IngestForm.TRACKING.value
-CALL_PATH = "/v1/{call}"
-SETTINGS_PATH = "/v1/projects/{write_key}/settings"
+PREFIX = "/v1/"  # every path of the tracking API is under it (an Ingress routes the prefix)
+CALL_PATH = PREFIX + "{call}"
+SETTINGS_PATH = PREFIX + "projects/{write_key}/settings"
 _CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
           429: "rate_limited", 503: "unavailable"}
 

@@ -31,7 +31,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from worker.config import Settings
+from worker.config import Settings, redact_url
+from worker.ops.startup_checks import port_holder
 
 LOOPBACK = "127.0.0.1"
 
@@ -141,7 +142,8 @@ def _loopback_port(what: str, address: str, setting: str) -> int:
     parsed = urlsplit(address if "//" in address else f"//{address}")
     if parsed.hostname not in {"127.0.0.1", "localhost"} or parsed.port is None:
         raise StackError(
-            f"The local stack serves {what} on 127.0.0.1 only, but {setting}={address!r}. "
+            f"The local stack serves {what} on 127.0.0.1 only, but {setting}="
+            f"{redact_url(address)!r}. "
             f"Point {setting} at 127.0.0.1:<port> to use the local stack."
         )
     return parsed.port
@@ -353,10 +355,12 @@ class LocalStack:
             return
         busy = [p for p in server.probes if _address_in_use(p.address)]
         if busy:
+            holder = port_holder(int(busy[0].address.rpartition(":")[2]))
             raise StackError(
                 f"Cannot start {server.name}: {busy[0].address} ({busy[0].service}) is in use by "
-                "another program that does not answer like the expected server. Free the port "
-                "or point the matching SLUICE_* setting at another port."
+                f"another program ({holder or 'which one cannot be told'}) that does not answer "
+                "like the expected server. Free the port or point the matching SLUICE_* setting "
+                "at another port."
             )
         log_handle = self._log_file(server).open("ab")
         child = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)

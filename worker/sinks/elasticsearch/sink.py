@@ -52,7 +52,7 @@ from worker.config import Settings
 from worker.events.errors import SinkRejected, SinkUnavailable
 from worker.events.event_time import EventTimeWindow
 from worker.events.records import Event
-from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
+from worker.sinks.base import NOT_STARTED, PartitionKey, Sink, SinkFailure, SinkOutcomes
 from worker.sinks.elasticsearch.backpressure import Backpressure, is_backpressure
 from worker.sinks.elasticsearch.client import (
     ElasticsearchStartupError,
@@ -66,7 +66,7 @@ from worker.sinks.elasticsearch.triage import error_type_of, reason_of, rejectio
 log = logging.getLogger(__name__)
 
 NAME = "elasticsearch"
-# The client and the start-up check live in elasticsearch_client; importable from here as before.
+# The client and the start-up check live in client.py; importable from here too.
 __all__ = ["NAME", "ElasticsearchSink", "ElasticsearchSinkStats", "ElasticsearchStartupError",
            "describe_cluster", "make_client", "preflight"]
 _BULK_FILTER = "errors,items.*.status,items.*.error"
@@ -141,7 +141,8 @@ class ElasticsearchSink(Sink):
         self._ticker = asyncio.create_task(self._send_when_old(), name="elasticsearch-age")
 
     async def check(self) -> str | None:
-        assert self._client is not None
+        if self._client is None:
+            return NOT_STARTED
         try:
             await self._client.info()
         except AuthorizationException:
@@ -165,6 +166,7 @@ class ElasticsearchSink(Sink):
         await asyncio.gather(*self._requests, return_exceptions=True)
         if self._client:
             await self._client.close()
+            self._client = None  # closed: `check` says "not started" rather than asking it
 
     # --- the contract ---------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.config import S3Publish, Settings
 from worker.events.records import Event
-from worker.sinks.base import PartitionKey, Sink, SinkOutcomes
+from worker.sinks.base import NOT_STARTED, PartitionKey, Sink, SinkOutcomes
 from worker.sinks.s3.client import (
     S3StartupError,
     make_client_context,
@@ -70,7 +70,7 @@ from worker.sinks.s3.spool import SpoolDirectory, claim_spool_directory
 log = logging.getLogger(__name__)
 
 NAME = "s3"
-# The client and the start-up check live in s3_bucket; importable from here as before.
+# The client and the start-up check live in client.py; importable from here too.
 __all__ = ["NAME", "S3Sink", "S3SinkStats", "S3StartupError", "make_client_context", "preflight"]
 
 
@@ -145,6 +145,8 @@ class S3Sink(Sink):
         if self._objects is not None and self._objects.faults:
             # A configuration fault pauses the sink: unready, with the setting to fix.
             return "; ".join(sorted(set(self._objects.faults.values())))
+        if self._client is None:
+            return NOT_STARTED
         try:
             await self._client.head_bucket(Bucket=self.settings.s3_bucket)
         except (ClientError, BotoCoreError) as error:
@@ -167,6 +169,7 @@ class S3Sink(Sink):
             self._filer.discard(self._filer.take_parts(state))
         if self._client_context:
             await self._client_context.__aexit__(None, None, None)
+            self._client = None  # closed: `check` says "not started" rather than asking it
         if self._spool:
             self._spool.release()
 
