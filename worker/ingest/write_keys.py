@@ -7,8 +7,9 @@ clients, remove the old one).
 
 Keys come from SLUICE_INGEST_WRITE_KEYS (``<key>=<source id>[:<name>]``, fixed until a restart)
 and SLUICE_INGEST_WRITE_KEYS_FILE (one ``<key> <source id> [<name>]`` a line), which is read
-again whenever it changes: its modification time, size or inode is looked at (one ``stat``) at
-most once a second, when a request needs a key. A file that cannot be read or has a bad line
+again whenever it changes: at most once a second, when a request needs a key, its bytes are read
+and compared with those in force (a file of keys is small; comparing its content, not its
+modification time, sees every change, however quick). A file that cannot be read or has a bad line
 keeps the keys it had (one warning per change); at start-up it stops the server instead.
 
 Why a watched file and not entries on the catalog topic: write keys are secrets of the ingest
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,15 +72,20 @@ def parse_file(text: str, path: Path) -> dict[str, Source]:
     return keys
 
 
-def _read(path: Path) -> tuple[dict[str, Source], tuple[int, int, int]]:
+def _read_bytes(path: Path) -> bytes:
     try:
-        stat = path.stat()
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or str(error)
+        return path.read_bytes()
+    except OSError as error:
         raise WriteKeyError(f"cannot read {path} (SLUICE_INGEST_WRITE_KEYS_FILE): "
-                            f"{reason}") from None
-    return parse_file(text, path), (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+                            f"{error.strerror or error}") from None
+
+
+def _parse(content: bytes, path: Path) -> dict[str, Source]:
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WriteKeyError(f"{path} is not UTF-8 text (SLUICE_INGEST_WRITE_KEYS_FILE)") from None
+    return parse_file(text, path)
 
 
 class WriteKeys:
@@ -91,10 +96,12 @@ class WriteKeys:
         self._path = settings.ingest_write_keys_file
         self._clock = clock
         self._from_file: dict[str, Source] = {}
-        self._signature: tuple[int, int, int] | None = None
+        self._content: bytes | None = None
+        self._problem: str | None = None
         self._checked = float("-inf")
-        if self._path is not None:
-            self._from_file, self._signature = _read(self._path)  # WriteKeyError: no start
+        if self._path is not None:  # WriteKeyError: the server does not start
+            self._content = _read_bytes(self._path)
+            self._from_file = _parse(self._content, self._path)
             self._checked = clock()
 
     def count(self) -> int:
@@ -121,23 +128,16 @@ class WriteKeys:
             return
         self._checked = now
         try:
-            stat = os.stat(self._path)
-            signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        except OSError as error:
-            signature = None
-            if self._signature is not None:
-                log.warning("ingest: write keys: cannot stat %s (%s); keeping the %d keys read "
-                            "before", self._path, error.strerror, len(self._from_file))
-                self._signature = None
-            return
-        if signature == self._signature:
-            return
-        try:
-            keys, signature = _read(self._path)
+            content = _read_bytes(self._path)
+            if content == self._content:
+                return
+            self._content = content
+            keys = _parse(content, self._path)
         except WriteKeyError as error:
-            log.warning("ingest: write keys: %s; keeping the %d keys read before", error,
-                        len(self._from_file))
-            self._signature = signature
+            if str(error) != self._problem:  # once per problem, not every second
+                log.warning("ingest: write keys: %s; keeping the %d keys read before", error,
+                            len(self._from_file))
+            self._problem = str(error)
             return
         log.info("ingest: write keys: read %d from %s", len(keys), self._path)
-        self._from_file, self._signature = keys, signature
+        self._from_file, self._problem = keys, None
