@@ -264,3 +264,24 @@ async def test_a_dead_letter_limit_tripped_at_a_sink_pauses_the_agent_at_once() 
     await pipeline.forget([("events", 0)])  # a revocation lets both go, unacknowledged
     await asyncio.wait_for(asyncio.gather(agent, flushing), 5)
     assert pipeline.acks.in_flight == 0 and pipeline.committable(("events", 0)) is None
+
+
+async def test_a_record_replayed_for_another_consumer_group_is_skipped_and_acknowledged(
+    parts,
+) -> None:
+    """Issue 26 (5): each group replays its own dead letters; the other groups reading the
+    source topic leave the replayed record alone (no event, no dead letter of their own)."""
+    from dataclasses import replace
+
+    pipeline, sink, dead_letters = parts
+    acked: list[int] = []
+    group = pipeline.settings.app_id
+    theirs = replace(_record(b"{broken", 0), headers=(("sluice.replay.group", b"other"),))
+    ours = replace(_record({**TRACK, "messageId": "m-1"}, 1),
+                   headers=(("sluice.replay.group", group.encode()),))
+    await pipeline.submit(theirs, lambda: acked.append(0))
+    await pipeline.submit(ours, lambda: acked.append(1))
+    await sink.flush()
+    assert acked == [0, 1]
+    assert dead_letters.letters == [] and sink.counts["track"] == 1
+    assert pipeline.progress.counts["replays_of_other_groups"] == 1
