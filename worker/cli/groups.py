@@ -108,6 +108,9 @@ def dlq_replay(
     dry_run: bool = typer.Option(False, help="Only say what would be replayed."),
     force: bool = typer.Option(False, help="Replay truncated dead letters too (their value "
                                "is only the start of the record: it fails again)."),
+    to_group: str = typer.Option(None, help="Send the records to this consumer group instead "
+                                 "of the one that wrote each letter (e.g. a group that "
+                                 "replaced a retired one)."),
 ) -> None:
     """Produce the selected dead letters back to the source topic, each for the consumer group
     that wrote it (the workers of other groups skip it)."""
@@ -135,8 +138,10 @@ def dlq_replay(
         return
     with Progress() as bar:
         task = bar.add_task(f"replaying to {settings.source_topic}", total=len(letters))
-        sent = asyncio.run(replay(settings, letters, rate, lambda n: bar.advance(task, n)))
-    typer.echo(f"replayed {sent} dead letters of {whose} to {settings.source_topic}")
+        sent = asyncio.run(replay(settings, letters, rate, lambda n: bar.advance(task, n),
+                                  to_group))
+    typer.echo(f"replayed {sent} dead letters of {whose} to {settings.source_topic}"
+               + (f" for group {to_group}" if to_group else ""))
 
 
 @topics_cli.command("create")

@@ -250,11 +250,13 @@ def replay_value(letter: DeadLetterRecord) -> bytes | None:
     return orjson.dumps(event)
 
 
-def replay_headers(letter: DeadLetterRecord, topic: str) -> list[tuple[str, bytes]]:
+def replay_headers(letter: DeadLetterRecord, topic: str,
+                   to_group: str | None = None) -> list[tuple[str, bytes]]:
     """The original headers, where the replay comes from, the consumer group whose letter it
-    is (only that group's workers take it), and, for a letter a sink failed, that sink: the
-    pipeline then writes it to that sink only (`worker.pipeline.routing`), not again to the
-    sinks that already have it."""
+    is (only that group's workers take it; `to_group` sends it to another, e.g. the group
+    that replaced a retired one), and, for a letter a sink failed, that sink: the pipeline then
+    writes it to that sink only (`worker.pipeline.routing`), not again to the sinks that
+    already have it."""
     origin = f"{topic}/{letter.partition}/{letter.offset}"
     ours = letter.headers
     lineage = {
@@ -268,16 +270,19 @@ def replay_headers(letter: DeadLetterRecord, topic: str) -> list[tuple[str, byte
     headers = list(letter.original_headers) + [
         (f"{DLQ_HEADER_PREFIX}{name}", value.encode())
         for name, value in lineage.items() if value is not None]
-    if letter.group:
-        headers.append((REPLAY_GROUP_HEADER, letter.group.encode()))
+    group = to_group or letter.group
+    if group:
+        headers.append((REPLAY_GROUP_HEADER, group.encode()))
     if letter.stage in {sink.value for sink in SinkName}:
         headers.append((REPLAY_SINKS_HEADER, letter.stage.encode()))
     return headers
 
 
 async def replay(settings: Settings, letters: list[DeadLetterRecord], rate: float = 500.0,
-                 tick: Callable[[int], None] | None = None) -> int:
-    """Produce the letters back to the source topic at most `rate` per second."""
+                 tick: Callable[[int], None] | None = None,
+                 to_group: str | None = None) -> int:
+    """Produce the letters back to the source topic at most `rate` per second, each for its
+    own consumer group (or `to_group`'s)."""
     topic = settings.dead_letter_topic_name
     producer = AIOKafkaProducer(**client_options(settings), acks="all",
                                 enable_idempotence=True,
@@ -286,7 +291,7 @@ async def replay(settings: Settings, letters: list[DeadLetterRecord], rate: floa
     started = time.monotonic()
     try:
         for sent, letter in enumerate(letters, start=1):
-            headers = replay_headers(letter, topic)
+            headers = replay_headers(letter, topic, to_group)
             await producer.send_and_wait(settings.source_topic, value=replay_value(letter),
                                          key=letter.key, headers=headers)
             if tick:

@@ -132,5 +132,8 @@ def test_a_replayed_record_names_the_group_whose_dead_letter_it_was() -> None:
     headers = dict(replay_headers(_grouped("search", 4, stage="elasticsearch"), "events.dlq"))
     assert headers["sluice.replay.group"] == b"search"
     assert headers["sluice.replay.sinks"] == b"elasticsearch"
+    # A retired group's letter sent to the group that replaced it.
+    moved = dict(replay_headers(_grouped("search", 4), "events.dlq", to_group="search-v2"))
+    assert moved["sluice.replay.group"] == b"search-v2"
     # A letter that names no group (not written by a Sluice worker) goes back to every group.
     assert "sluice.replay.group" not in dict(replay_headers(_grouped(None, 5), "events.dlq"))
