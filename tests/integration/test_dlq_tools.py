@@ -13,6 +13,8 @@ from worker.config import Settings
 from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.records import DeadLetter, KafkaPosition, SourceRecord
 from worker.kafka.topics import ensure_topics
+from worker.pipeline.wiring import Pipeline
+from worker.sinks.counting import CountingSink
 
 pytestmark = pytest.mark.integration
 
@@ -130,10 +132,6 @@ async def test_two_groups_on_one_topic_each_replay_their_own_dead_letter_once(
     dead-letter topic; both dead-letter the same broken record. Each group's replay takes its
     own letter, and each replayed record is processed by its group alone: every group gets
     the record back once (before, `dlq replay` sent both letters, and each group took both)."""
-    from worker.config import load_settings
-    from worker.pipeline.wiring import Pipeline
-    from worker.sinks.counting import CountingSink
-
     await ensure_topics(settings)
     groups = {name: settings.model_copy(update={"app_id": f"{settings.app_id}-{name}"})
               for name in ("search", "archive")}
@@ -169,9 +167,6 @@ async def test_two_groups_on_one_topic_each_replay_their_own_dead_letter_once(
     # What each group's pipeline makes of the three replayed records, as consumed: the search
     # group writes its two (its own replay, and its letter in the all-groups replay), the
     # archive group its one; neither writes or dead-letters the other's.
-    from worker.pipeline.wiring import Pipeline
-    from worker.sinks.counting import CountingSink
-
     class Letters:
         async def publish(self, letter: DeadLetter) -> None:
             raise AssertionError(f"dead-lettered again: {letter}")
