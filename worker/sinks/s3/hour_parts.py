@@ -93,8 +93,10 @@ class DueGroups:
         """The groups of `marker`'s hour parts due now; `open_parts` are the partition's open
         parts by directory (``.slot``: their hour)."""
         groups: dict[tuple[str, str, str, str | None], list[str]] = {}
+        parked = {part for entry in marker.parked for part in entry.plan.parts}
         for part in marker.hour_parts:
-            groups.setdefault(group_of(self.prefix, marker, part), []).append(part)
+            if part not in parked:  # set aside with its plan (``worker.sinks.s3.parking``)
+                groups.setdefault(group_of(self.prefix, marker, part), []).append(part)
         opened = {(part.slot.start.strftime(HOUR_FORMAT), self.prefix + directory)
                   for directory, part in open_parts.items()}
         hours = {hour for hour, _, _, _ in groups} | {hour for hour, _ in opened}

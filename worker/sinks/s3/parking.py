@@ -6,8 +6,9 @@ from the bucket, or of a schema the other parts cannot take):
 
 * **Nothing lost or hidden.** The plan moves from the marker's ``merge`` to its ``parked`` list
   with the reason, the time and each part's ETag; its parts stay as they are under
-  ``_sluice/hour-parts/`` (no reader of the query layout sees them, nothing deletes them).
-  Objects of the plan that exist already stay.
+  ``_sluice/hour-parts/`` (no reader of the query layout sees them, nothing deletes them) and
+  in the marker's ``hour_parts``, where an earlier version finds them after a rollback (it then
+  tries the merge as before). Objects of the plan that exist already stay.
 * **The rest goes on.** The partition's other hours, and later ones, are planned and merged as
   usual; only that hour's objects are missing from the query layout.
 * **Said where an operator looks.** Logged once as an error when parked; named in
@@ -42,19 +43,24 @@ CHECK_SECONDS = 60.0
 
 def parked(marker: Marker, plan: MergePlan, cause: str, reason: str,
            heads: dict[str, Head | None]) -> Marker:
-    """The marker with `plan` parked: out of ``merge``, its parts out of ``hour_parts``."""
+    """The marker with `plan` parked: out of ``merge``, into ``parked``. Its parts stay in
+    ``hour_parts`` (an earlier version, which knows nothing of ``parked``, still finds them
+    there after a rollback; this one plans no part of a parked merge: ``hour_parts``)."""
     entry = ParkedMerge(plan, cause, reason,
                         datetime.now(UTC).isoformat(timespec="seconds"),
                         tuple((part, head.etag if head else None)
                               for part, head in heads.items()))
     rest = tuple(p for p in marker.parked if p.plan.outputs != plan.outputs)
-    return replace(marker.without_hour_parts(plan.parts), merge=None, parked=(*rest, entry))
+    return replace(marker, merge=None, parked=(*rest, entry))
 
 
 def unparked(marker: Marker, entry: ParkedMerge, plan: MergePlan | None) -> Marker:
     """The marker with `entry` out of ``parked`` and `plan` (its retry) as the merge under
-    way; no merge if nothing is left to merge."""
-    return replace(marker, parked=tuple(p for p in marker.parked if p != entry), merge=plan)
+    way (none if nothing is left to merge); the parts the retry leaves out (gone from the
+    bucket) leave ``hour_parts`` too."""
+    gone = set(entry.plan.parts) - set(plan.parts if plan else ())
+    return replace(marker.without_hour_parts(gone),
+                   parked=tuple(p for p in marker.parked if p != entry), merge=plan)
 
 
 def changed(entry: ParkedMerge, heads: dict[str, Head | None]) -> bool:

@@ -227,7 +227,7 @@ async def test_a_missing_hour_part_parks_its_hour_only(
     (parked,) = state.marker.parked
     assert (parked.plan.parts, parked.cause) == (nine, "missing_part")
     assert dict(parked.etags) == {nine[0]: "", nine[1]: None}
-    assert state.marker.hour_parts == (ten_part,)
+    assert state.marker.hour_parts == (*nine, ten_part)  # kept, not planned again
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and nine[1] in errors[0] and "parked" in errors[0], errors
 

@@ -91,7 +91,9 @@ async def test_a_merge_that_cannot_be_built_is_parked_and_the_other_hours_merge(
         key: data for key, data in hours.items() if "T09" in key}
     (parked,) = state.marker.parked
     assert parked.cause == "corrupt_part" and _part(NINE, 10, 19) in parked.reason
-    assert state.marker.merge is None and state.marker.hour_parts == ()
+    # Still listed (an earlier version finds them after a rollback), never planned again.
+    assert state.marker.merge is None
+    assert state.marker.hour_parts == tuple(key for key in hours if "T09" in key)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "parked" in errors[0] and "truncated" in errors[0], errors
     assert "hour=09" in describe(state.key, parked)
@@ -107,6 +109,7 @@ async def test_a_parked_merge_is_tried_again_once_its_bad_part_is_replaced(
     bucket.objects[_part(NINE, 10, 19)] = gzip.compress(_lines(10, 19))  # a good copy
     await merger.merge_partition(state)  # type: ignore[arg-type]
     assert state.marker.parked == () and state.marker.merge is None
+    assert state.marker.hour_parts == ()
     assert _merged(bucket)["logs/" + _directory(NINE) + "events+3+000000000000+000000000019"
                            ".ndjson.gz"] == _lines(0, 19)
     assert not any("_sluice/hour-parts/" in key for key in bucket.objects)
@@ -120,7 +123,7 @@ async def test_a_parked_merge_whose_bad_part_was_deleted_merges_the_parts_left(
     await merger.merge_partition(state)  # type: ignore[arg-type]
     del bucket.objects[_part(NINE, 10, 19)]  # the operator gives its events up
     await merger.merge_partition(state)  # type: ignore[arg-type]
-    assert state.marker.parked == ()
+    assert state.marker.parked == () and state.marker.hour_parts == ()
     assert _merged(bucket)["logs/" + _directory(NINE) + "events+3+000000000000+000000000009"
                            ".ndjson.gz"] == _lines(0, 9)
 
