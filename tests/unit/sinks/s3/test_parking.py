@@ -67,8 +67,7 @@ def _merged(bucket: MemoryBucket) -> dict[str, bytes]:
             if key.startswith("logs/year=")}
 
 
-@pytest.fixture
-def hours() -> dict[str, bytes]:
+def _hours() -> dict[str, bytes]:
     """Hour parts of 09:00 (the second one truncated) and of 10:00."""
     return {_part(NINE, 0, 9): gzip.compress(_lines(0, 9)),
             _part(NINE, 10, 19): gzip.compress(_lines(10, 19))[:-12],
@@ -76,8 +75,9 @@ def hours() -> dict[str, bytes]:
 
 
 async def test_a_merge_that_cannot_be_built_is_parked_and_the_other_hours_merge(
-    tmp_path: Path, hours: dict[str, bytes], caplog: pytest.LogCaptureFixture,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    hours = _hours()
     bucket = MemoryBucket(hours)
     merger, state = _merger(bucket, tmp_path), State(tuple(hours))
     with caplog.at_level(logging.ERROR):
@@ -100,8 +100,9 @@ async def test_a_merge_that_cannot_be_built_is_parked_and_the_other_hours_merge(
 
 
 async def test_a_parked_merge_is_tried_again_once_its_bad_part_is_replaced(
-    tmp_path: Path, hours: dict[str, bytes],
+    tmp_path: Path,
 ) -> None:
+    hours = _hours()
     bucket = MemoryBucket(hours)
     merger, state = _merger(bucket, tmp_path), State(tuple(hours))
     await merger.merge_partition(state)  # type: ignore[arg-type]
@@ -116,8 +117,9 @@ async def test_a_parked_merge_is_tried_again_once_its_bad_part_is_replaced(
 
 
 async def test_a_parked_merge_whose_bad_part_was_deleted_merges_the_parts_left(
-    tmp_path: Path, hours: dict[str, bytes],
+    tmp_path: Path,
 ) -> None:
+    hours = _hours()
     bucket = MemoryBucket(hours)
     merger, state = _merger(bucket, tmp_path), State(tuple(hours))
     await merger.merge_partition(state)  # type: ignore[arg-type]
@@ -129,8 +131,9 @@ async def test_a_parked_merge_whose_bad_part_was_deleted_merges_the_parts_left(
 
 
 async def test_an_unchanged_parked_merge_is_tried_once_by_each_new_claim(
-    tmp_path: Path, hours: dict[str, bytes],
+    tmp_path: Path,
 ) -> None:
+    hours = _hours()
     # A new version may build what an older one could not: its first claim tries once.
     bucket = MemoryBucket(hours)
     merger, state = _merger(bucket, tmp_path), State(tuple(hours))
