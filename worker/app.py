@@ -185,6 +185,16 @@ class SluiceApp(faust.App):
                 problems[f"sink.{sink.name}"] = problem
         return problems
 
+    def notices(self) -> dict[str, str]:
+        """What an operator should act on that does not make this worker unready (the S3
+        sink's parked merges): ``/health/ready`` names it beside its answer."""
+        notices = {}
+        for sink in self.pipeline.sinks:
+            notice = sink.notice()
+            if notice:
+                notices[f"sink.{sink.name}"] = notice
+        return notices
+
     async def _consumer_wait_empty(self, consumer: ConsumerT, logger: Any) -> None:
         """On a rebalance and at shutdown: flush the sinks, then commit what they acknowledged."""
         logger.info("draining the pipeline (%d records in flight)", self.pipeline.acks.in_flight)
@@ -287,7 +297,7 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
         registry = CollectorRegistry(auto_describe=True)
         registry.register(SluiceCollector(app.pipeline, app.catalog, app.lag))
         app.ops = OpsServer(settings.web_host, settings.web_port, registry, app.readiness,
-                            web_socket, page=StatusPage("worker"))
+                            web_socket, page=StatusPage("worker"), notices=app.notices)
 
     source = app.topic(
         settings.source_topic,

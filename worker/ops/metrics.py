@@ -147,6 +147,15 @@ def _s3(sink: S3Sink) -> Iterator[Metric]:
                    sink.merges.parts_merged if sink.merges else 0)
     yield _gauge("sluice_s3_hour_parts_waiting", "Hour parts of owned partitions not merged yet.",
                  sink.hour_parts_waiting)
+    parked = GaugeMetricFamily(
+        "sluice_s3_merges_parked",
+        "Hourly merges that could not be built, parked with their parts (1 per object each "
+        "would write; cause: corrupt_part, missing_part or schema_mismatch): alert on it.",
+        labels=["topic", "partition", "object_key", "cause"])
+    for (topic, partition), entry in sink.parked_merges:
+        for output in entry.plan.outputs:
+            parked.add_metric([topic, str(partition), output.key, entry.cause], 1)
+    yield parked
     yield _gauge("sluice_s3_paused_calls", "Kinds of S3 calls retrying a refusal that needs a "
                  "configuration change (above 0: the sink is paused).", sink.paused_calls)
 

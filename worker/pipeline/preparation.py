@@ -24,7 +24,7 @@ from worker.events.normalize import normalize
 from worker.events.records import Event, SourceRecord
 from worker.pipeline.dedupe import DedupeWindow, PartitionWindow, is_replayed, producer_id
 from worker.pipeline.progress import Progress
-from worker.pipeline.routing import route
+from worker.pipeline.routing import replayed_for_another_group, route
 from worker.sinks.base import Sink
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,13 @@ class Preparation:
         events, failures = prepared.events, prepared.failures
         ordinal = 0
         max_bytes = self.settings.max_record_bytes
+        group = self.settings.app_id
         for record in records:
+            if record.headers and replayed_for_another_group(record, group):
+                # Another group's dead letter sent back: no event, no dead letter here (that
+                # group processes it); the record is acknowledged as it is.
+                self.progress.add("replays_of_other_groups")
+                continue
             try:
                 decoded = decode_record(record.value, max_bytes)
             except DecodeError as error:

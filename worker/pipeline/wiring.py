@@ -195,6 +195,8 @@ class Pipeline:
             records = [record for record in records if record.position.offset > seen]
             if not records:
                 return
+        if self.dead_letter_limit.tripped and not await self._paused(key, generation):
+            return  # revoked or stopping meanwhile: the partition's next owner consumes them
         await self.acks.reserve()
         try:
             await self._submit(key, records, ack, generation)
@@ -281,6 +283,19 @@ class Pipeline:
         while not (self.closed or releases != self._limit_releases  # noqa: ASYNC110
                    or (ticket is not None and ticket.cancelled)):
             await asyncio.sleep(0.5)
+
+    async def _paused(self, key: PartitionKey, generation: int) -> bool:
+        """The dead-letter limit is tripped, at decode or at a sink: hold the agent here before
+        it opens anything more, so consumption pauses at once (a sink reports its dead letters
+        off the agent's path, and without this the agent would go on consuming up to
+        SLUICE_MAX_IN_FLIGHT_RECORDS). The limit holds until the worker restarts, so this waits
+        until the partition is revoked (or recovered) or the worker stops; returns True only if
+        the batch is still this generation's to process."""
+        # Polled, as in `_hold`: neither a revocation nor the pipeline's closing has an event.
+        while (self.dead_letter_limit.tripped and not self.closed  # noqa: ASYNC110
+               and self.acks.generation(key) == generation):
+            await asyncio.sleep(0.5)
+        return not self.closed and self.acks.generation(key) == generation
 
     def _release_held_dead_letters(self) -> None:
         if self.dead_letter_limit.tripped:

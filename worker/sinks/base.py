@@ -93,6 +93,11 @@ class Sink(ABC):
         (`NOT_STARTED` while the sink has no client)."""
         return None
 
+    def notice(self) -> str | None:
+        """Something an operator should act on that does not stop the sink (the S3 sink's
+        parked merges), or None: ``/health/ready`` names it and stays ready."""
+        return None
+
     def holding(self) -> dict[PartitionKey, str]:
         """The partitions whose events this sink holds back on purpose now (the destination
         pushes back, and they are retried until it accepts them), with why. The settle

@@ -122,9 +122,10 @@ async def test_readiness_answers_200_without_problems_and_503_with_them() -> Non
     async def starting() -> dict[str, str]:
         return {"starting": "the worker is starting"}
 
-    assert await _ready(fine) == (200, {"status": "ready", "problems": {}})
+    assert await _ready(fine) == (200, {"status": "ready", "problems": {}, "notices": {}})
     assert await _ready(starting) == (
-        503, {"status": "not ready", "problems": {"starting": "the worker is starting"}})
+        503, {"status": "not ready", "problems": {"starting": "the worker is starting"},
+              "notices": {}})
 
 
 async def test_a_readiness_check_that_raises_is_a_503_and_one_log_line_without_traceback(
@@ -149,3 +150,16 @@ async def test_unready_reasons_show_urls_without_user_information() -> None:
     status, body = await _ready(down)
     assert (status, body["problems"]) == (
         503, {"sink.s3": "bucket b: Could not connect to https://***@s3:8333/b"})
+
+
+async def test_readiness_names_notices_and_stays_ready_for_them() -> None:
+    async def nothing_wrong() -> dict[str, str]:
+        return {}
+
+    parked = {"sink.s3": "events[3]: the hourly merge into logs/x is parked"}
+    server = OpsServer("127.0.0.1", 0, CollectorRegistry(), nothing_wrong,
+                       notices=lambda: parked)
+    answer = await server._ready(None)  # type: ignore[arg-type]
+    assert answer.status == 200
+    assert orjson.loads(answer.body) == {  # type: ignore[arg-type]
+        "status": "ready", "problems": {}, "notices": parked}
