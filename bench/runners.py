@@ -30,6 +30,7 @@ from worker.config import Settings
 from worker.kafka.topics import ensure_topics
 from worker.local.demo import start_worker, stop_worker
 from worker.local.samples import DEMO_CATALOG
+from worker.sinks.s3.client import preflight
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Both stream processors flush on the same cadence: Quix Streams writes its sinks at every
@@ -312,6 +313,9 @@ async def run_quix(ctx: BenchContext, scenario: Scenario) -> Result:
     """bench/quix_job.py: the same job with Quix Streams and its own sinks."""
     slug = ctx.slug(scenario)
     settings = ctx.settings
+    # The bucket is made by Sluice's start-up check; a Quix-only run (or a local stack that was
+    # restarted since the topics were filled) would find none.
+    await preflight(settings.model_copy(update={"s3_bucket": "sluice-bench"}))
     environment = {
         **os.environ,
         "BENCH_BOOTSTRAP": settings.kafka_bootstrap_servers,
@@ -361,15 +365,16 @@ async def run_raw(ctx: BenchContext, scenario: Scenario) -> Result:
         [sys.executable, "-m", "bench.raw_baseline", ctx.settings.kafka_bootstrap_servers,
          ctx.topic(scenario), f"bench-{slug}", str(ctx.events_of(scenario)), str(out),
          str(ctx.settings.s3_gzip_level)],
-        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
     )
     try:
-        output, _ = await asyncio.to_thread(process.communicate, timeout=RUN_TIMEOUT)
+        output, errors = await asyncio.to_thread(process.communicate, timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
         process.kill()
         raise ScenarioFailed(f"not done within {RUN_TIMEOUT:.0f}s") from None
     if process.returncode != 0:
-        raise ScenarioFailed(f"exited with {process.returncode}: {output[-300:]!r}")
+        last = (errors.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        raise ScenarioFailed(f"exited with {process.returncode}: {last[:300]}")
     timing = orjson.loads(output.splitlines()[-1])
     out.unlink(missing_ok=True)
     return Result(scenario, int(timing["events"]), timing["end"] - timing["first"],
