@@ -51,6 +51,10 @@ class Settlement(Protocol):
 
     def settle(self, share: tuple[int, str]) -> None: ...
 
+    def settle_many(self, sink: str, mask: int) -> None:
+        """Settle `sink`'s shares of every ordinal in `mask` (bit n: ordinal n) at once."""
+        ...
+
     def is_pending(self, share: tuple[int, str]) -> bool: ...
 
 

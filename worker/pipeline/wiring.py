@@ -22,9 +22,9 @@ from worker.deadletters.limit import DeadLetterLimit
 from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.errors import SluiceError
 from worker.events.records import DeadLetter, Event, Settlement, SourceRecord
-from worker.pipeline.acks import AckTracker, PartitionKey
+from worker.pipeline.acks import AckTracker, PartitionKey, ordinals_mask
 from worker.pipeline.dedupe import DedupeWindow
-from worker.pipeline.preparation import Preparation
+from worker.pipeline.preparation import Preparation, PreparedBatch
 from worker.pipeline.progress import Progress
 from worker.sinks.base import Sink, SinkFailure
 
@@ -221,10 +221,7 @@ class Pipeline:
         self.progress.add("records", len(records))
         prepared = self._preparation.prepare_batch(records)
         events, failures = prepared.events, prepared.failures
-        shares = [(event.ordinal, sink.name) for sink in self.sinks
-                  for event in prepared.for_sink(sink.name)]
-        shares += [(failure.ordinal, failure.error.stage) for failure in failures]
-        ticket = self.acks.open(records[0].position, shares, ack, generation,
+        ticket = self.acks.open(records[0].position, self._share_masks(prepared), ack, generation,
                                 end_offset=records[-1].position.offset + 1,
                                 records=len(records))
         if ticket is None:
@@ -252,12 +249,34 @@ class Pipeline:
             if sink_events:
                 await sink.write(sink_events)
 
+    def _share_masks(self, prepared: PreparedBatch) -> dict[str, int]:
+        """The batch's shares as bitmaps per sink and dead-letter stage (see `acks`)."""
+        events, failures = prepared.events, prepared.failures
+        masks: dict[str, int] = {}
+        # Without failures the events are numbered 0, 1, … n-1: one mask of n bits.
+        every_event = (1 << len(events)) - 1 if not failures else ordinals_mask(
+            event.ordinal for event in events)
+        for sink in self.sinks:
+            masks[sink.name] = (every_event if prepared.routed is None else ordinals_mask(
+                event.ordinal for event in prepared.for_sink(sink.name)))
+        for failure in failures:
+            stage = failure.error.stage
+            masks[stage] = masks.get(stage, 0) | (1 << failure.ordinal)
+        return masks
+
     # --- outcomes (the SinkOutcomes protocol) -----------------------------------------------
 
     def delivered(self, sink: str, events: Sequence[Event]) -> None:
+        # Settled per ticket with one mask: a sink delivers a batch's events together, in order.
+        ticket, mask = None, 0
         for event in events:
-            if event.ticket:
-                event.ticket.settle((event.ordinal, sink))
+            if event.ticket is not ticket:
+                if ticket is not None:
+                    ticket.settle_many(sink, mask)
+                ticket, mask = event.ticket, 0
+            mask |= 1 << event.ordinal
+        if ticket is not None:
+            ticket.settle_many(sink, mask)
         self.progress.add(f"delivered.{sink}", len(events))
         self.dead_letter_limit.delivered(len(events))
 
