@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from worker.events import json_codec
 from worker.events.errors import (
     DecodeError,
     EmptyRecord,
@@ -84,7 +85,7 @@ def decode_record(value: bytes | None, max_bytes: int) -> DecodedRecord:
             "(SLUICE_MAX_RECORD_BYTES)"
         )
     try:
-        parsed = orjson.loads(value)
+        parsed = json_codec.loads(value)  # integers beyond 64 bits kept exactly
     except orjson.JSONDecodeError as error:
         if _BASE64_TEXT.match(value):
             return _classify(_decode_base64_object(value, "the record"), InputForm.BASE64)
@@ -175,7 +176,7 @@ def _decode_base64_object(text: bytes, what: str) -> dict[str, Any]:
     except (binascii.Error, ValueError) as error:
         raise InvalidBase64(f"{what} is not valid base64: {error}") from None
     try:
-        inner = orjson.loads(raw)
+        inner = json_codec.loads(raw)
     except orjson.JSONDecodeError as error:
         raise InvalidJson(f"{what} decodes from base64 but not to JSON: {error}") from None
     if not isinstance(inner, dict):

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from worker.events import json_codec
 from worker.events.decoding import EventKind, RawEvent
 from worker.events.errors import (
     InvalidTimestamp,
@@ -88,7 +89,7 @@ def derived_event_id(raw: RawEvent, record: SourceRecord) -> str:
     digest.update(f"{position.topic}/{position.partition}/{position.offset}/".encode())
     digest.update(f"{raw.batch_index}/".encode())
     try:
-        digest.update(orjson.dumps(raw.fields, option=orjson.OPT_SORT_KEYS))
+        digest.update(json_codec.dumps(raw.fields, option=orjson.OPT_SORT_KEYS))
     except TypeError as error:  # nested more deeply than the encoder allows
         raise UnencodableEvent(f"the event cannot be encoded as JSON: {error}") from None
     return digest.hexdigest()[:32]
@@ -345,7 +346,7 @@ def format_timestamp(moment: datetime) -> str:
 def _describe(value: object) -> str:
     if value is None:
         return "missing"
-    text = orjson.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
+    text = json_codec.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
     shown = text if len(text) <= 40 else text[:37] + "..."
     kind = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
             int: "a number", float: "a number"}.get(type(value), type(value).__name__)

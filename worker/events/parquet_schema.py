@@ -34,6 +34,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from worker.events import json_codec
+
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 KAFKA = pa.struct([
     pa.field("topic", pa.string()),
@@ -99,7 +101,11 @@ def _warn_unknown(name: str) -> None:
 
 def _json_texts(values: list[Any]) -> list[str | None]:
     dumps = orjson.dumps
-    return [None if value is None else dumps(value).decode() for value in values]
+    try:
+        return [None if value is None else dumps(value).decode() for value in values]
+    except TypeError:  # an integer beyond 64 bits: a second pass keeps its digits
+        exact = json_codec.dumps
+        return [None if value is None else exact(value).decode() for value in values]
 
 
 def record_batch(documents: Sequence[dict[str, Any]]) -> pa.RecordBatch:
