@@ -2,7 +2,8 @@
 -- template), with partition projection: no crawler and no MSCK REPAIR needed. Replace the bucket
 -- and prefix. The columns are worker/events/parquet_schema.py's (tests/unit/test_deploy_files.py checks
 -- them): timestamps are Parquet TIMESTAMP(MILLIS, UTC), context/properties/traits/integrations
--- JSON text. Only `*.parquet` objects are read; the bucket's `_sluice/` markers stay outside.
+-- and the record's headers JSON text (files written before `headers` existed read it as null).
+-- Only `*.parquet` objects are read; the bucket's `_sluice/` markers stay outside.
 CREATE EXTERNAL TABLE IF NOT EXISTS sluice_events_parquet (
   event_id         string,
   `type`           string,
@@ -39,7 +40,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS sluice_events_parquet (
   api_key_name     string,
   enriched         boolean,
   input_format     string,
-  kafka            struct<topic:string, `partition`:int, `offset`:bigint, batch_index:int>
+  kafka            struct<topic:string, `partition`:int, `offset`:bigint, batch_index:int>,
+  headers          string
 )
 PARTITIONED BY (year string, month string, day string, hour string)
 STORED AS PARQUET

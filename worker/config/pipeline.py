@@ -32,6 +32,13 @@ class PipelineSettings(BaseModel):
         ge=1024,
         description="Records larger than this are dead-lettered as `RecordTooLarge`.",
     )
+    document_headers: bool = Field(
+        True,
+        description="Keep the Kafka record's headers on each document, as the object "
+        "`headers` (name → UTF-8 text, or `{\"base64\": …}` for other bytes; a repeated name "
+        "→ a list), in every sink and format; Sluice's own `sluice.*` headers are left out. "
+        "`false` leaves them all out.",
+    )
     max_in_flight_records: int = Field(
         250_000,
         ge=1,

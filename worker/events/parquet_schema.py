@@ -13,7 +13,8 @@ Choices (what a query sees):
   milliseconds and microseconds but not the nanoseconds pyarrow would otherwise pick;
 * ``status`` and ``response_length`` are 64-bit integers (``bigint``): the normaliser accepts any
   integer that fits 64 bits (``worker.events.normalize``), so no accepted event can fail to convert;
-* ``context``, ``properties``, ``traits``, ``integrations`` are JSON **text**, as sent: their keys
+* ``context``, ``properties``, ``traits``, ``integrations`` and the record's ``headers``
+  (``worker.events.headers``) are JSON **text**, as sent: their keys
   differ per event and per customer, so a struct would need a schema per file (Quix Streams'
   way, which breaks merging and Athena's one table schema) and a ``map<string,string>`` would
   flatten nested values. Athena reaches inside with ``json_extract_scalar(properties,
@@ -47,7 +48,9 @@ KAFKA = pa.struct([
 _STRINGS = ("event_id", "type", "event", "name", "user_id", "anonymous_id", "group_id",
             "previous_id")
 _TIMESTAMPS = ("timestamp", "received_at", "sent_at")
-JSON_COLUMNS = ("context", "properties", "traits", "integrations")
+_PRODUCER_OBJECTS = ("context", "properties", "traits", "integrations")
+# The record's headers came later: last, so that files written before keep their column order.
+JSON_COLUMNS = (*_PRODUCER_OBJECTS, "headers")
 _ACCESS_LOG_STRINGS = ("source_id", "request_id", "ip", "http_method", "resource_path", "path",
                        "protocol")
 _ACCESS_LOG_INTEGERS = ("status", "response_length")
@@ -58,14 +61,15 @@ _ENRICHMENT_STRINGS = ("customer_id", "customer_name", "usage_plan_id", "usage_p
 SCHEMA = pa.schema(
     [pa.field(name, pa.string()) for name in _STRINGS]
     + [pa.field(name, TIMESTAMP) for name in _TIMESTAMPS]
-    + [pa.field(name, pa.string()) for name in JSON_COLUMNS]
+    + [pa.field(name, pa.string()) for name in _PRODUCER_OBJECTS]
     + [pa.field(name, pa.string()) for name in _ACCESS_LOG_STRINGS]
     + [pa.field(name, pa.int64()) for name in _ACCESS_LOG_INTEGERS]
     + [pa.field(name, pa.string()) for name in _MORE_ACCESS_LOG_STRINGS]
     + [pa.field(name, pa.string()) for name in _ENRICHMENT_STRINGS]
     + [pa.field("enriched", pa.bool_()),
        pa.field("input_format", pa.string()),
-       pa.field("kafka", KAFKA)]
+       pa.field("kafka", KAFKA),
+       pa.field("headers", pa.string())]
 )
 COLUMN_NAMES = frozenset(SCHEMA.names)
 

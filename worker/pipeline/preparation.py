@@ -117,7 +117,7 @@ class Preparation:
 
     def _prepare(self, raw: RawEvent, record: SourceRecord) -> Event:
         """Normalise, enrich and encode one event; DecodeError if it cannot be."""
-        event_id, document = normalize(raw, record)
+        event_id, document = normalize(raw, record, self.settings.document_headers)
         if enrich(document, self.catalog) is Enrichment.UNKNOWN_KEY:
             self.progress.add("unenriched")
         try:

@@ -114,10 +114,14 @@ def merged_as(key: str) -> tuple[str, str | None]:
 
 
 def merge_parquet(parts: Sequence[Path], out: Path) -> None:
-    """Write the row groups of `parts`, in order, as one Parquet file (same schema, same
-    compression as the first part); one row group in memory at a time."""
-    import pyarrow.parquet as pq  # only hourly Parquet merges need it
+    """Write the row groups of `parts`, in order, as one Parquet file (same compression as the
+    first part); one row group in memory at a time. Its schema has every part's columns: a
+    part written before a column was added to the document model (a rolling upgrade within the
+    hour) gets nulls there, as a reader of the separate files would see."""
+    import pyarrow as pa  # only hourly Parquet merges need it
+    import pyarrow.parquet as pq
 
+    schema = pa.unify_schemas([pq.read_schema(path) for path in parts]) if parts else None
     writer: pq.ParquetWriter | None = None
     try:
         for path in parts:
@@ -126,10 +130,15 @@ def merge_parquet(parts: Sequence[Path], out: Path) -> None:
                 metadata = source.metadata
                 compression = (_writer_codec(metadata.row_group(0).column(0).compression)
                                if metadata.num_row_groups and metadata.num_columns else "zstd")
-                writer = pq.ParquetWriter(out, source.schema_arrow, compression=compression)
+                writer = pq.ParquetWriter(out, schema, compression=compression)
             for index in range(source.num_row_groups):
                 rows = source.metadata.row_group(index).num_rows
-                writer.write_table(source.read_row_group(index), row_group_size=max(1, rows))
+                table = source.read_row_group(index)
+                if not table.schema.equals(schema):
+                    table = pa.table([table.column(field.name) if field.name in table.schema.names
+                                      else pa.nulls(rows, field.type) for field in schema],
+                                     schema=schema)
+                writer.write_table(table, row_group_size=max(1, rows))
     finally:
         if writer is not None:
             writer.close()
