@@ -32,9 +32,23 @@ from worker.events.records import DLQ_HEADER_PREFIX
 
 BASE64_MARK = "base64"
 
+# The last record's headers and their field: the events of one record (up to a Segment batch's
+# hundreds) share them, so they are converted once per record, and its documents share the
+# (never modified) object.
+_last: tuple[object, dict[str, Any] | None] = ((), None)
+
 
 def headers_field(headers: tuple[tuple[str, bytes], ...]) -> dict[str, Any] | None:
     """The ``headers`` field of a record's documents; None when nothing is left to keep."""
+    global _last
+    if headers is _last[0]:
+        return _last[1]
+    field = _convert(headers)
+    _last = (headers, field)
+    return field
+
+
+def _convert(headers: tuple[tuple[str, bytes], ...]) -> dict[str, Any] | None:
     field: dict[str, Any] = {}
     for name, value in headers:
         if name.startswith(DLQ_HEADER_PREFIX):

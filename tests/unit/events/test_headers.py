@@ -7,6 +7,7 @@ import orjson
 
 from worker.config import load_settings
 from worker.events.decoding import EventKind, InputForm, RawEvent
+from worker.events.headers import headers_field
 from worker.events.normalize import normalize
 from worker.events.parquet_schema import record_batch
 from worker.events.records import KafkaPosition, SourceRecord
@@ -62,3 +63,11 @@ def test_headers_reach_every_format_and_the_setting_leaves_them_out() -> None:
     without = load_settings(sinks=["counting"], web_port=0, document_headers=False)
     (event,) = Preparation(without, {}.get, [], Progress()).prepare_batch([record]).events
     assert "headers" not in event.document and b'"headers"' not in event.encoded
+
+
+def test_the_events_of_one_record_share_one_conversion_and_records_never_mix() -> None:
+    first = headers_field(RECORD.headers)
+    assert headers_field(RECORD.headers) is first
+    other = (("traceparent", b"00-2"),)
+    assert headers_field(other) == {"traceparent": "00-2"}
+    assert headers_field(tuple(list(RECORD.headers))) == first
