@@ -23,7 +23,8 @@ With ``signed=True`` it forwards requests byte for byte, Host and encodings incl
 signed requests (S3's SigV4 signs the Host header) still verify upstream.
 
 It runs its own event loop in a thread, so tests that wait synchronously (for a worker process,
-say) do not stall it. Counters say what it saw: requests, and bulk attempts per ``_id``.
+say) do not stall it. Counters say what it saw: requests, bulk attempts per ``_id``, and the last
+document line sent for each ``_id`` (its bytes, as the worker sent them).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class FaultProxy:
         self.signed = signed
         self.requests = 0
         self.bulk_attempts: Counter[str] = Counter()
+        self.bulk_documents: dict[str, bytes] = {}
         self.unauthorized = False
         self._fail: list[int] = []
         self._drop = 0
@@ -201,10 +203,11 @@ class FaultProxy:
         lines = [line for line in body.split(b"\n") if line.strip()]
         pairs = [(lines[i], lines[i + 1]) for i in range(0, len(lines), 2)]
         rejected_at: set[int] = set()
-        for position, (action, _doc) in enumerate(pairs):
+        for position, (action, document) in enumerate(pairs):
             meta = next(iter(orjson.loads(action).values()))
             event_id = str(meta.get("_id"))
             self.bulk_attempts[event_id] += 1
+            self.bulk_documents[event_id] = document
             with self._lock:
                 if self._reject.get(event_id, 0) > 0:
                     self._reject[event_id] -= 1

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.model_documents import every_field_document, sample_documents
 from tests.support.paths import REPO_ROOT as ROOT
 from worker.config import ENV_PREFIX, Settings, SettingsError, load_settings
 from worker.sinks.elasticsearch.naming import index_template
@@ -347,3 +348,43 @@ def test_readme_replay_runbook_rebuilds_a_daily_index_that_holds_the_wrong_type(
     assert len(bodies) == 2
     actions = [json.loads(body) for body in bodies][1]["actions"]
     assert [next(iter(action)) for action in actions] == ["remove_index", "add"]
+
+_NORMALISED_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+_KAFKA_STRUCT = "struct<topic:string, `partition`:int, `offset`:bigint, batch_index:int>"
+
+
+def _athena_columns(file: str, table: str) -> dict[str, str]:
+    ddl = (ROOT / "deploy" / "athena" / file).read_text()
+    body = ddl.split(f"CREATE EXTERNAL TABLE IF NOT EXISTS {table} (", 1)[1].split("\n)\n", 1)[0]
+    columns = [line.strip().rstrip(",").split(None, 1) for line in body.strip().splitlines()]
+    return {name.strip("`"): kind.strip() for name, kind in columns}
+
+
+def _athena_type(name: str, values: list[object], timestamps: str) -> str:
+    """The column type a document field needs, from the values documents give it."""
+    if name == "kafka":  # the one object with a fixed shape: a struct in both tables
+        assert {key for value in values for key in value} == {  # type: ignore[attr-defined]
+            "topic", "partition", "offset", "batch_index"}
+        return _KAFKA_STRUCT
+    kinds = {type(value) for value in values}
+    assert len(kinds) == 1, (name, kinds)
+    kind = kinds.pop()
+    if kind is str and all(_NORMALISED_TIME.fullmatch(value) for value in values):
+        return timestamps
+    # Producer objects and the headers are JSON text; integers are 64-bit in the model.
+    return {str: "string", dict: "string", bool: "boolean", int: "bigint"}[kind]
+
+
+@pytest.mark.parametrize(("file", "table", "timestamps"), [
+    ("events_table.sql", "sluice_events", "string"),
+    ("events_parquet_table.sql", "sluice_events_parquet", "timestamp"),
+])
+def test_both_athena_tables_have_every_document_field_with_its_type(
+        file: str, table: str, timestamps: str) -> None:
+    documents = [*sample_documents(10), every_field_document()]
+    values: dict[str, list[object]] = {}
+    for document in documents:
+        for name, value in document.items():
+            values.setdefault(name, []).append(value)
+    expected = {name: _athena_type(name, found, timestamps) for name, found in values.items()}
+    assert _athena_columns(file, table) == expected

@@ -48,6 +48,13 @@ class PipelineSettings(BaseModel):
         "bounds its memory at about 73 bytes an id (14 MiB a partition by default; `python -m "
         "bench.dedupe`). 200,000 covers a 10-minute window up to 333 events/s a partition.",
     )
+    document_headers: bool = Field(
+        True,
+        description="Keep the Kafka record's headers on each document, as the object "
+        "`headers` (name → UTF-8 text, or `{\"base64\": …}` for other bytes; a repeated name "
+        "→ a list), in every sink and format; Sluice's own `sluice.*` headers are left out. "
+        "`false` leaves them all out.",
+    )
     max_in_flight_records: int = Field(
         250_000,
         ge=1,

@@ -34,11 +34,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from worker.config import Settings, SinkName
+from worker.events import json_codec
 from worker.events.cloudwatch import is_gzip, with_one_log_event
 from worker.events.records import (
     DLQ_HEADER_PREFIX,
@@ -243,14 +243,14 @@ def replay_value(letter: DeadLetterRecord) -> bytes | None:
         return letter.value
     if is_gzip(letter.value):  # a CloudWatch Logs record: that log event alone
         return with_one_log_event(letter.value, int(index), len(letter.value))
-    envelope = orjson.loads(letter.value)
+    envelope = json_codec.loads(letter.value)  # integers beyond 64 bits kept exactly
     event = dict(envelope["batch"][int(index)])
     if isinstance(envelope.get("context"), dict):
         own = event.get("context") if isinstance(event.get("context"), dict) else {}
         event["context"] = {**envelope["context"], **own}
     if envelope.get("sentAt") is not None:
         event.setdefault("sentAt", envelope["sentAt"])
-    return orjson.dumps(event)
+    return json_codec.dumps(event)
 
 
 def replay_headers(letter: DeadLetterRecord, topic: str,

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from worker.events import json_codec
 from worker.events.errors import DecodeError, RecordTooLarge
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -85,7 +86,7 @@ def read_subscription(value: bytes, max_bytes: int) -> Subscription:
     """Gunzip and check a subscription record; InvalidCloudWatchRecord if it is none."""
     text = gunzip(value, max_bytes * EXPANSION_LIMIT)
     try:
-        parsed = orjson.loads(text)
+        parsed = json_codec.loads(text)  # integers beyond 64 bits kept exactly
     except orjson.JSONDecodeError as error:
         raise InvalidCloudWatchRecord(f"the gzip record does not hold JSON: {error}") from None
     if not isinstance(parsed, dict) or parsed.get("messageType") not in (DATA_MESSAGE,
@@ -115,6 +116,6 @@ def _string(value: object) -> str | None:
 def with_one_log_event(value: bytes, index: int, max_bytes: int) -> bytes:
     """The subscription record with only its log event `index` (gzip again): what
     ``sluice dlq replay`` sends back for one failed event, so the others are not written twice."""
-    record = orjson.loads(gunzip(value, max_bytes * EXPANSION_LIMIT))
+    record = json_codec.loads(gunzip(value, max_bytes * EXPANSION_LIMIT))
     record["logEvents"] = [record["logEvents"][index]]
-    return gzip.compress(orjson.dumps(record))
+    return gzip.compress(json_codec.dumps(record))

@@ -8,7 +8,12 @@ The input form is detected per record; producers need not say which they use:
    or a bare base64 string (raw bytes or a JSON string) of a JSON object;
 4. an API Gateway access-log record: an object with ``requestId``;
 5. a CloudWatch Logs subscription record (gzip bytes, ``worker.events.cloudwatch``): one event per
-   log event, an access log where the message is one, else a raw log event (``EventKind.LOG``).
+   log event, an access log where the message is one, else a raw log event (``EventKind.LOG``);
+6. any of these inside Kafka Connect's JsonConverter envelope ``{"schema": …, "payload": …}``
+   (producers with ``schemas.enable=true``): exactly those two keys, ``schema`` an object or
+   null. The payload is the record: an object, the JSON text of one (a ``string`` schema) or its
+   base64 (a ``bytes`` schema). The schema describes only the payload's shape, which every form
+   above is recognised by anyway, so it is not needed.
 
 A batch yields one raw event per element; an element that is not an object fails alone and the
 others go on. Field validation and the document shape are ``worker.events.normalize``'s job.
@@ -25,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from worker.events import json_codec
 from worker.events.cloudwatch import Subscription, is_gzip, read_subscription
 from worker.events.errors import (
     DecodeError,
@@ -47,6 +53,7 @@ class InputForm(StrEnum):
     BASE64 = "base64"
     ACCESS_LOG = "access_log"
     CLOUDWATCH_LOGS = "cloudwatch_logs"
+    KAFKA_CONNECT = "kafka_connect"
 
 
 class EventKind(StrEnum):
@@ -94,7 +101,7 @@ def decode_record(value: bytes | None, max_bytes: int) -> DecodedRecord:
     if is_gzip(value):
         return _decode_cloudwatch(read_subscription(value, max_bytes))
     try:
-        parsed = orjson.loads(value)
+        parsed = json_codec.loads(value)  # integers beyond 64 bits kept exactly
     except orjson.JSONDecodeError as error:
         if _BASE64_TEXT.match(value):
             return _classify(_decode_base64_object(value, "the record"), InputForm.BASE64)
@@ -112,12 +119,18 @@ def decode_record(value: bytes | None, max_bytes: int) -> DecodedRecord:
 
 def _classify(obj: dict[str, Any], outer_form: InputForm | None) -> DecodedRecord:
     """Decide what an object is and unwrap envelopes."""
+    if len(obj) == 2 and "payload" in obj and isinstance(obj.get("schema", 0), dict | None):
+        if outer_form is not None:
+            raise UnknownFormat("a Kafka Connect envelope inside another envelope is not "
+                                "supported")
+        return _classify(_connect_payload(obj["payload"], obj["schema"]),
+                         InputForm.KAFKA_CONNECT)
     if "batch" in obj:
         return _decode_batch(obj)
     record = obj.get("Record")
     if isinstance(record, dict) and "Data" in record:
         if outer_form is not None:
-            raise UnknownFormat("a Firehose envelope inside a base64 payload is not supported")
+            raise UnknownFormat("a Firehose envelope inside another envelope is not supported")
         data = record["Data"]
         if not isinstance(data, str):
             raise InvalidBase64(f"Record.Data is JSON {_json_type(data)}, expected a base64 string")
@@ -134,6 +147,27 @@ def _classify(obj: dict[str, Any], outer_form: InputForm | None) -> DecodedRecor
     form = outer_form or own_form
     # Both lists given: a default_factory call per field made this the dearer half.
     return DecodedRecord([RawEvent(kind, form, obj)], [])
+
+
+def _connect_payload(payload: Any, schema: dict[str, Any] | None) -> dict[str, Any]:
+    """The object a Kafka Connect JsonConverter envelope carries."""
+    if isinstance(payload, dict):
+        return payload
+    if payload is None:
+        raise EmptyRecord("the Kafka Connect envelope's payload is null (a tombstone)")
+    if not isinstance(payload, str):
+        raise NotAnObject(f"the Kafka Connect envelope's payload is JSON {_json_type(payload)}, "
+                          "not an object")
+    if schema is not None and schema.get("type") == "bytes":  # JsonConverter writes base64
+        return _decode_base64_object(payload.encode(), "the Kafka Connect payload (bytes)")
+    try:
+        inner = json_codec.loads(payload.encode())
+    except orjson.JSONDecodeError as error:
+        raise InvalidJson(f"the Kafka Connect payload is a string but not JSON: {error}") from None
+    if not isinstance(inner, dict):
+        raise NotAnObject(f"the Kafka Connect payload is a string of JSON {_json_type(inner)}, "
+                          "not of an object")
+    return inner
 
 
 def _event_kind(obj: dict[str, Any]) -> EventKind | None:
@@ -199,7 +233,7 @@ def _json_object(text: str) -> dict[str, Any] | None:
     if not text.lstrip().startswith("{"):
         return None
     try:
-        parsed = orjson.loads(text)
+        parsed = json_codec.loads(text.encode())  # integers beyond 64 bits kept exactly
     except orjson.JSONDecodeError:
         return None
     return parsed if isinstance(parsed, dict) else None
@@ -213,7 +247,7 @@ def _decode_base64_object(text: bytes, what: str) -> dict[str, Any]:
     except (binascii.Error, ValueError) as error:
         raise InvalidBase64(f"{what} is not valid base64: {error}") from None
     try:
-        inner = orjson.loads(raw)
+        inner = json_codec.loads(raw)
     except orjson.JSONDecodeError as error:
         raise InvalidJson(f"{what} decodes from base64 but not to JSON: {error}") from None
     if not isinstance(inner, dict):

@@ -4,7 +4,8 @@ The shape follows the Elasticsearch mapping users already run (seed 001): ``even
 ``type``, ``event``, ``anonymous_id``, ``user_id``, ``timestamp``, ``received_at``, ``sent_at``,
 ``context``, ``properties``, ``traits``, ``source_id`` …, plus the API Gateway access-log fields
 (``request_id``, ``http_method``, ``status``, ``api_key_id`` …), the input form and the Kafka
-position. Timestamps are UTC ISO-8601 with milliseconds (``2026-11-22T20:31:04.000Z``).
+position, and the record's headers (``worker.events.headers``). Timestamps are UTC ISO-8601 with
+milliseconds (``2026-11-22T20:31:04.000Z``).
 Fields without a value are left out rather than written as null.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from worker.events import json_codec
 from worker.events.decoding import EventKind, RawEvent
 from worker.events.errors import (
     InvalidTimestamp,
@@ -27,6 +29,7 @@ from worker.events.errors import (
     UnknownFormat,
     WrongType,
 )
+from worker.events.headers import headers_field
 from worker.events.records import REPLAY_EVENT_ID_HEADER, SourceRecord
 
 SEGMENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
@@ -42,8 +45,10 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _ASCII_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
-def normalize(raw: RawEvent, record: SourceRecord) -> tuple[str, dict[str, Any]]:
-    """The event id and document of a raw event. Raises DecodeError if a field is invalid."""
+def normalize(raw: RawEvent, record: SourceRecord,
+              keep_headers: bool = True) -> tuple[str, dict[str, Any]]:
+    """The event id and document of a raw event; with `keep_headers`, the record's headers
+    too (``worker.events.headers``). Raises DecodeError if a field is invalid."""
     received_at = _received_at(raw.fields, record)
     if raw.kind is EventKind.SEGMENT:
         document = _segment_document(raw.fields, received_at)
@@ -71,6 +76,10 @@ def normalize(raw: RawEvent, record: SourceRecord) -> tuple[str, dict[str, Any]]
     }
     if raw.batch_index is not None:
         kafka["batch_index"] = raw.batch_index
+    if keep_headers and record.headers:
+        headers = headers_field(record.headers)
+        if headers is not None:
+            document["headers"] = headers
     return event_id, document
 
 
@@ -96,7 +105,7 @@ def derived_event_id(raw: RawEvent, record: SourceRecord) -> str:
     digest.update(f"{position.topic}/{position.partition}/{position.offset}/".encode())
     digest.update(f"{raw.batch_index}/".encode())
     try:
-        digest.update(orjson.dumps(raw.fields, option=orjson.OPT_SORT_KEYS))
+        digest.update(json_codec.dumps(raw.fields, option=orjson.OPT_SORT_KEYS))
     except TypeError as error:  # nested more deeply than the encoder allows
         raise UnencodableEvent(f"the event cannot be encoded as JSON: {error}") from None
     return digest.hexdigest()[:32]
@@ -380,7 +389,7 @@ def format_timestamp(moment: datetime) -> str:
 def _describe(value: object) -> str:
     if value is None:
         return "missing"
-    text = orjson.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
+    text = json_codec.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
     shown = text if len(text) <= 40 else text[:37] + "..."
     kind = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
             int: "a number", float: "a number"}.get(type(value), type(value).__name__)

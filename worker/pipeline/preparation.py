@@ -17,6 +17,7 @@ import orjson
 
 from worker.catalog.enrichment import CatalogLookup, Enrichment, enrich
 from worker.config import Settings
+from worker.events import json_codec
 from worker.events.decoding import RawEvent, decode_record
 from worker.events.errors import DecodeError, SluiceError, UnencodableEvent
 from worker.events.ingest_headers import apply_ingest_meta, ingest_meta
@@ -141,11 +142,16 @@ class Preparation:
 
     def _prepare(self, raw: RawEvent, record: SourceRecord) -> Event:
         """Normalise, enrich and encode one event; DecodeError if it cannot be."""
-        event_id, document = normalize(raw, record)
+        event_id, document = normalize(raw, record, self.settings.document_headers)
         if enrich(document, self.catalog) is Enrichment.UNKNOWN_KEY:
             self.progress.add("unenriched")
         try:
             encoded = orjson.dumps(document)
-        except TypeError as error:  # e.g. nested more deeply than JSON encoders allow
-            raise UnencodableEvent(f"the event cannot be encoded as JSON: {error}") from None
+        except TypeError:
+            # An integer beyond 64 bits (written with its exact digits), or nesting deeper than
+            # JSON encoders allow; only such events take this second pass.
+            try:
+                encoded = json_codec.dumps(document)
+            except TypeError as error:
+                raise UnencodableEvent(f"the event cannot be encoded as JSON: {error}") from None
         return Event(event_id, document, record, raw.batch_index, encoded=encoded)

@@ -49,6 +49,7 @@ from elasticsearch import (
 )
 
 from worker.config import Settings
+from worker.events import json_codec
 from worker.events.errors import SinkRejected, SinkUnavailable
 from worker.events.event_time import EventTimeWindow
 from worker.events.records import Event
@@ -213,9 +214,9 @@ class ElasticsearchSink(Sink):
         document = event.document
         index = self._namer.for_event(event)
         if self.settings.elasticsearch_data_stream:
-            body = orjson.dumps({**document, "@timestamp": document["timestamp"]})
+            body = json_codec.dumps({**document, "@timestamp": document["timestamp"]})
         else:
-            body = event.encoded or orjson.dumps(document)
+            body = event.encoded or json_codec.dumps(document)
         action = orjson.dumps({"_index": index, "_id": event.event_id})
         return b'{"' + self._operation + b'":' + action + b"}\n" + body + b"\n"
 

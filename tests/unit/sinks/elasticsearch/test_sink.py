@@ -276,7 +276,7 @@ def test_template_maps_ids_as_keywords_and_times_as_dates() -> None:
     template = index_template("events-%Y.%m.%d", data_stream=False)
     properties = template["template"]["mappings"]["properties"]
     assert template["index_patterns"] == ["events-*"]
-    assert properties["event_id"] == {"type": "keyword"}
+    assert properties["event_id"]["type"] == "keyword"
     assert properties["timestamp"] == {"type": "date"}
     # Producer-defined objects: one field each, no mapping explosion, no type conflicts.
     assert {properties[name]["type"] for name in ("context", "properties", "traits")} == {

@@ -122,6 +122,20 @@ def test_parquet_parts_merge_row_group_by_row_group(tmp_path: Path) -> None:
         f"e-{number}-{i}" for number in range(3) for i in range(5)]
 
 
+def test_parquet_parts_from_before_a_column_was_added_merge_with_nulls_there(
+        tmp_path: Path) -> None:
+    # A rolling upgrade within the hour: the old version's parts lack the `headers` column.
+    old, new = tmp_path / "old.parquet", tmp_path / "new.parquet"
+    pq.write_table(pa.table({"event_id": ["e-0"], "status": pa.array([200], pa.int64())}), old)
+    pq.write_table(pa.table({"event_id": ["e-1"], "status": pa.array([404], pa.int64()),
+                             "headers": ['{"traceparent":"00-1"}']}), new)
+    merged = tmp_path / "merged.parquet"
+    merge_parquet([old, new], merged)
+    assert pq.read_table(merged).to_pylist() == [
+        {"event_id": "e-0", "status": 200, "headers": None},
+        {"event_id": "e-1", "status": 404, "headers": '{"traceparent":"00-1"}'}]
+
+
 @pytest.mark.parametrize("codec", ["none", "snappy", "gzip", "zstd", "lz4"])
 def test_parquet_parts_of_every_codec_merge(tmp_path: Path, codec: str) -> None:
     # Parquet metadata names codecs as UNCOMPRESSED / LZ4_RAW, which pyarrow's writer calls
