@@ -134,6 +134,22 @@ def s3_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
+def iceberg_settings(settings: Settings) -> Settings:
+    """Settings for Iceberg sink tests: this test's own namespace in the local PostgreSQL
+    catalog, its warehouse in this test's bucket, commits every second."""
+    namespace = re.sub(r"[^a-z0-9]+", "_", settings.app_id.lower()).strip("_")
+    return settings.model_copy(update={
+        "sinks": ["iceberg"],
+        "iceberg_table": f"{namespace}.events",
+        "iceberg_warehouse": f"s3://{settings.s3_bucket}/iceberg",
+        "iceberg_commit_interval": 1.0,
+        "iceberg_retry_initial": 0.1,
+        "iceberg_retry_max": 1.0,
+        "commit_interval": 0.5,
+    })
+
+
+@pytest.fixture
 def own_broker(settings: Settings, tmp_path: Path) -> Iterator[tuple[LocalStack, Settings]]:
     """A broker (and Elasticsearch API) of this test's own; S3 is the session's server."""
     kafka_port, es_port = free_port(), free_port()

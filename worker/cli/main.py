@@ -50,6 +50,7 @@ def worker() -> None:
     from worker.ops.logs import configure_logging, logging_config
     from worker.ops.startup_checks import StartupError, bind_web_port
     from worker.sinks.elasticsearch.sink import ElasticsearchStartupError
+    from worker.sinks.iceberg.client import IcebergStartupError
     from worker.sinks.s3.sink import S3StartupError
 
     settings = _settings()
@@ -59,7 +60,7 @@ def worker() -> None:
     try:
         web_socket = bind_web_port(settings)
         loop.run_until_complete(preflight(settings))
-    except (ElasticsearchStartupError, S3StartupError, StartupError,
+    except (ElasticsearchStartupError, S3StartupError, IcebergStartupError, StartupError,
             KafkaConnectionFailure) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error

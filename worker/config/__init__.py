@@ -6,9 +6,9 @@ a description. The README's settings table is produced from this model
 (``sluice settings --markdown``), so the two cannot drift apart.
 
 The settings are declared by group, one module each (``kafka``, ``pipeline``, ``elasticsearch``,
-``s3``, ``iceberg``, ``ingest``, ``kibana``); ``Settings`` joins the groups into the one validated object
-every part of Sluice receives, and holds the rules that span groups. ``unknown_settings`` finds
-misspelled ``SLUICE_*`` variables.
+``s3``, ``iceberg``, ``ingest``, ``kibana``); ``Settings`` joins the groups into the one
+validated object every part of Sluice receives, and holds the rules that span groups.
+``unknown_settings`` finds misspelled ``SLUICE_*`` variables.
 
 Imports: nothing of Sluice. Every other package imports the settings, so a settings module that
 imported one of them would make a circle; what a setting's check needs (the key template's
@@ -40,8 +40,9 @@ from worker.config.pipeline import PipelineSettings, SinkName
 from worker.config.s3 import S3AddressingStyle, S3Format, S3Publish, S3Settings, S3TimeField
 
 __all__ = [
-    "ENV_PREFIX", "IcebergCatalogType", "IcebergPartitionBy", "IngestForm", "KafkaSaslMechanism", "KafkaSecurityProtocol", "LogFormat",
-    "LogLevel", "S3AddressingStyle", "S3Format", "S3Publish", "S3TimeField", "Settings",
+    "ENV_PREFIX", "IcebergCatalogType", "IcebergPartitionBy", "IngestForm", "KafkaSaslMechanism",
+    "KafkaSecurityProtocol", "LogFormat", "LogLevel", "S3AddressingStyle", "S3Format", "S3Publish",
+    "S3TimeField", "Settings",
     "SettingsError", "SinkName", "TopicName", "format_validation_error", "load_settings",
     "redact_url", "settings_table_markdown",
 ]
