@@ -34,7 +34,11 @@ def stack() -> Iterator[LocalStack]:
         yield stack
         return
     # A fresh data directory per run: the servers keep everything, and old topics only confuse.
-    shutil.rmtree(stack.data_dir, ignore_errors=True)
+    # Only for servers not running: a server of ours still up (another session stopped only
+    # some) keeps its directory, which PostgreSQL in particular cannot lose under its feet.
+    for server in stack.servers():
+        if stack.owned_process(server) is None:
+            shutil.rmtree(stack.data_dir / server.name, ignore_errors=True)
     stack.up()
     try:
         yield stack

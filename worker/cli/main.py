@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from worker.cli.groups import catalog_cli, dlq_cli, topics_cli
+from worker.cli.iceberg import iceberg_cli
 from worker.cli.kibana import kibana_cli
 from worker.cli.settings import load_cli_settings as _settings
 from worker.config import Settings, settings_table_markdown
@@ -26,6 +27,7 @@ cli.add_typer(catalog_cli, name="catalog")
 cli.add_typer(topics_cli, name="topics")
 cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(kibana_cli, name="kibana")
+cli.add_typer(iceberg_cli, name="iceberg")
 
 
 WORKER_HELP = (
