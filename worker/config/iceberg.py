@@ -46,7 +46,7 @@ class IcebergSettings(BaseModel):
     iceberg_warehouse: str = Field(
         "s3://sluice-archive/iceberg",
         description="Where new tables' data and metadata files go (`s3://bucket/prefix`); "
-        "S3 is reached with the SLUICE_S3_* endpoint, region and keys.",
+        "S3 is reached with SLUICE_S3_ENDPOINT_URL, SLUICE_S3_REGION and the S3 sink's keys.",
     )
     iceberg_table: str = Field(
         "sluice.events",

@@ -21,7 +21,6 @@ import logging
 from typing import Any
 
 from worker.config import IcebergCatalogType, IcebergPartitionBy, Settings
-from worker.events.parquet_schema import SCHEMA
 from worker.sinks.iceberg.naming import TIME_COLUMN, partition_field_name, table_identifier
 
 log = logging.getLogger(__name__)
@@ -133,6 +132,8 @@ def _iceberg_schema(catalog: Any) -> Any:
     from pyiceberg.catalog import Catalog
     from pyiceberg.schema import assign_fresh_schema_ids
 
+    from worker.events.parquet_schema import SCHEMA
+
     # pyiceberg's own conversion leaves every id -1; the partition spec needs real ones.
     converted = Catalog._convert_schema_if_needed(SCHEMA)  # noqa: SLF001
     return assign_fresh_schema_ids(converted)
@@ -140,6 +141,8 @@ def _iceberg_schema(catalog: Any) -> Any:
 
 def missing_columns(table: Any) -> list[str]:
     """Top-level and nested columns of the document model that the table lacks."""
+    from worker.events.parquet_schema import SCHEMA
+
     known = {".".join(path) for path in _paths(table.schema().as_arrow())}
     return [path for path in (".".join(p) for p in _paths(SCHEMA)) if path not in known]
 
@@ -158,6 +161,8 @@ def _paths(schema: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
 
 def evolve(table: Any) -> bool:
     """Add the document model's new columns to the table; True if the schema changed."""
+    from worker.events.parquet_schema import SCHEMA
+
     missing = missing_columns(table)
     if not missing:
         return False

@@ -39,19 +39,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.config import Settings
-from worker.events.parquet_schema import record_batch
 from worker.events.records import Event
 from worker.sinks.base import PartitionKey, Sink, SinkOutcomes
 from worker.sinks.iceberg.client import load_table, open_catalog
-from worker.sinks.iceberg.commits import (
-    CommitGaveUp,
-    CommitReport,
-    PartitionBatch,
-    RetryPolicy,
-    commit,
-)
-from worker.sinks.iceberg.maintenance import expire_snapshots
 from worker.sinks.iceberg.offsets import committed_offsets
+
+# pyarrow and pyiceberg are imported when the sink starts, not with the module: a worker
+# without this sink never loads them (tests/unit/sinks/elasticsearch/test_sink.py).
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +66,8 @@ class IcebergSink(Sink):
     name = NAME
 
     def __init__(self, outcomes: SinkOutcomes, settings: Settings) -> None:
+        from worker.sinks.iceberg.commits import RetryPolicy
+
         super().__init__(outcomes)
         self.settings = settings
         self.policy = RetryPolicy(settings.iceberg_commit_max_attempts,
@@ -164,6 +160,9 @@ class IcebergSink(Sink):
         return committed_offsets(self._table)
 
     async def _commit(self, pending: dict[PartitionKey, list[Event]]) -> None:
+        from worker.events.parquet_schema import record_batch
+        from worker.sinks.iceberg.commits import CommitGaveUp, PartitionBatch, commit
+
         batches = {
             partition: PartitionBatch(
                 first=min(e.position.offset for e in events),
@@ -173,7 +172,7 @@ class IcebergSink(Sink):
             for partition, events in pending.items()
         }
         try:
-            report: CommitReport = await self._with_retries(
+            report = await self._with_retries(
                 lambda: commit(self._table, batches, self.policy), "commit")
         except CommitGaveUp as error:
             for partition in pending:
@@ -199,6 +198,8 @@ class IcebergSink(Sink):
 
     async def _with_retries(self, call: Any, what: str) -> Any:
         """Run a blocking catalog call in a thread; retry errors (not conflicts) forever."""
+        from worker.sinks.iceberg.commits import CommitGaveUp
+
         delay = self.settings.iceberg_retry_initial
         while True:
             try:
@@ -229,6 +230,8 @@ class IcebergSink(Sink):
         if time.monotonic() - self._last_expiry < _EXPIRY_EVERY:
             return
         self._last_expiry = time.monotonic()
+        from worker.sinks.iceberg.maintenance import expire_snapshots
+
         try:
             expired = await asyncio.to_thread(
                 expire_snapshots, self._table, self.settings.iceberg_snapshot_max_age_hours)
