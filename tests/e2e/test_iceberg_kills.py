@@ -62,9 +62,9 @@ async def test_a_worker_killed_at_each_step_of_a_commit_leaves_every_event_once(
 
     killed = SluiceProcess(settings, ["worker"], tmp_path / "killed.log",
                            extra_environment={KILL_AT_VARIABLE: step})
-    killed.wait_for_log(r"partitions assigned: .*\d", timeout=90)
+    killed.wait_for_log(r"partitions assigned: \S+\[\d", timeout=90)
     other = SluiceProcess(settings, ["worker"], tmp_path / "other.log")
-    other.wait_for_log(r"partitions assigned: .*\d", timeout=90)
+    other.wait_for_log(r"partitions assigned: \S+\[\d", timeout=90)
     # Both own partitions now: the killed worker commits (and dies) with events of its own.
     await produce(settings, values)
     assert killed.process.wait(timeout=120) == -9, killed.log()[-3000:]
