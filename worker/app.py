@@ -34,6 +34,7 @@ from worker.pipeline.progress import Progress
 from worker.pipeline.wiring import Pipeline
 from worker.sinks.counting import CountingSink
 from worker.sinks.elasticsearch.sink import ElasticsearchSink
+from worker.sinks.iceberg.sink import IcebergSink
 from worker.sinks.s3.sink import S3Sink
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,8 @@ def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
             pipeline.add_sink(lambda outcomes: ElasticsearchSink(outcomes, settings))
         elif name == SinkName.S3:
             pipeline.add_sink(lambda outcomes: S3Sink(outcomes, settings))
+        elif name == SinkName.ICEBERG:
+            pipeline.add_sink(lambda outcomes: IcebergSink(outcomes, settings))
         elif name == SinkName.COUNTING:
             pipeline.add_sink(
                 lambda outcomes: CountingSink(
@@ -252,6 +255,22 @@ async def preflight(settings: Settings) -> None:
         await elasticsearch_preflight(settings)
     if SinkName.S3 in settings.sinks:
         await s3_preflight(settings)
+    if SinkName.ICEBERG in settings.sinks:
+        await iceberg_preflight(settings)
+
+
+async def iceberg_preflight(settings: Settings) -> None:
+    """The warehouse's bucket answers (created if missing, as the S3 sink's), then the catalog
+    opens and the table exists (created if missing); raises IcebergStartupError or
+    S3StartupError naming what to fix."""
+    from worker.sinks.iceberg.client import preflight as table_preflight
+    from worker.sinks.s3.client import preflight as s3_preflight
+
+    warehouse = settings.iceberg_warehouse
+    if warehouse.startswith(("s3://", "s3a://")):
+        bucket = warehouse.split("://", 1)[1].split("/", 1)[0]
+        await s3_preflight(settings.model_copy(update={"s3_bucket": bucket}))
+    await asyncio.to_thread(table_preflight, settings)
 
 
 def create_app(settings: Settings, web_socket: socket.socket | None = None) -> SluiceApp:

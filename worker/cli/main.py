@@ -10,6 +10,7 @@ import typer
 
 from worker.cli.errors import fail
 from worker.cli.groups import catalog_cli, dlq_cli, topics_cli
+from worker.cli.iceberg import iceberg_cli
 from worker.cli.kibana import kibana_cli
 from worker.cli.settings import load_cli_settings as _settings
 from worker.config import Settings, redact_urls, settings_table_markdown
@@ -27,6 +28,7 @@ cli.add_typer(catalog_cli, name="catalog")
 cli.add_typer(topics_cli, name="topics")
 cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(kibana_cli, name="kibana")
+cli.add_typer(iceberg_cli, name="iceberg")
 
 
 WORKER_HELP = (
@@ -51,6 +53,7 @@ def worker() -> None:
     from worker.ops.logs import configure_logging, logging_config
     from worker.ops.startup_checks import StartupError, StartupSettingError, bind_web_port
     from worker.sinks.elasticsearch.sink import ElasticsearchStartupError
+    from worker.sinks.iceberg.client import IcebergStartupError
     from worker.sinks.s3.sink import S3StartupError
 
     settings = _settings()
@@ -62,7 +65,7 @@ def worker() -> None:
         loop.run_until_complete(preflight(settings))
     except StartupSettingError as error:
         fail(error, 2)
-    except (ElasticsearchStartupError, S3StartupError, StartupError,
+    except (ElasticsearchStartupError, S3StartupError, IcebergStartupError, StartupError,
             KafkaConnectionFailure) as error:
         fail(error)
     app = create_app(settings, web_socket)

@@ -6,9 +6,9 @@ a description. The README's settings table is produced from this model
 (``sluice settings --markdown``), so the two cannot drift apart.
 
 The settings are declared by group, one module each (``kafka``, ``pipeline``, ``elasticsearch``,
-``s3``, ``ingest``, ``kibana``); ``Settings`` joins the groups into the one validated object
-every part of Sluice receives, and holds the rules that span groups. ``unknown_settings`` finds
-misspelled ``SLUICE_*`` variables.
+``s3``, ``iceberg``, ``ingest``, ``kibana``); ``Settings`` joins the groups into the one
+validated object every part of Sluice receives, and holds the rules that span groups.
+``unknown_settings`` finds misspelled ``SLUICE_*`` variables.
 
 Imports: nothing of Sluice. Every other package imports the settings, so a settings module that
 imported one of them would make a circle; what a setting's check needs (the key template's
@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.config.elasticsearch import ElasticsearchSettings
 from worker.config.event_time import EventTimeSettings
+from worker.config.iceberg import IcebergCatalogType, IcebergPartitionBy, IcebergSettings
 from worker.config.ingest import IngestForm, IngestSettings
 from worker.config.kafka import (
     KafkaSaslMechanism,
@@ -39,8 +40,9 @@ from worker.config.s3 import S3AddressingStyle, S3Format, S3Publish, S3Settings,
 from worker.config.urls import REDACTED, redact_url, redact_urls
 
 __all__ = [
-    "ENV_PREFIX", "IngestForm", "KafkaSaslMechanism", "KafkaSecurityProtocol", "LogFormat",
-    "LogLevel", "S3AddressingStyle", "S3Format", "S3Publish", "S3TimeField", "Settings",
+    "ENV_PREFIX", "IcebergCatalogType", "IcebergPartitionBy", "IngestForm", "KafkaSaslMechanism",
+    "KafkaSecurityProtocol", "LogFormat", "LogLevel", "S3AddressingStyle", "S3Format", "S3Publish",
+    "S3TimeField", "Settings",
     "SettingsError", "SinkName", "TopicName", "format_validation_error", "load_settings",
     "redact_url", "redact_urls", "settings_table_markdown",
 ]
@@ -68,7 +70,8 @@ class LogLevel(StrEnum):
 # the settings table reads Kafka, pipeline, Elasticsearch, S3, ingest, Kibana, then the worker's
 # own.
 class Settings(
-    KibanaSettings, IngestSettings, EventTimeSettings, S3Settings, ElasticsearchSettings,
+    KibanaSettings, IngestSettings, EventTimeSettings, IcebergSettings, S3Settings,
+    ElasticsearchSettings,
     PipelineSettings, KafkaSettings, BaseSettings,
 ):
     """All of Sluice's configuration, validated once at start-up."""
@@ -140,7 +143,8 @@ class Settings(
         "kafka_aws_region", "kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file",
         "kafka_ssl_key_password", "s3_ca_bundle", "kibana_api_key", "kibana_username",
         "kibana_password", "kibana_ca_certs", "ingest_write_keys_file",
-        "ingest_tracking_public_url", mode="before",
+        "ingest_tracking_public_url", "iceberg_catalog_uri", "iceberg_catalog_token",
+        mode="before",
     )
     @classmethod
     def _empty_means_none(cls, value: object) -> object:

@@ -16,6 +16,7 @@ class SinkName(StrEnum):
     COUNTING = "counting"
     ELASTICSEARCH = "elasticsearch"
     S3 = "s3"
+    ICEBERG = "iceberg"
 
 
 class PipelineSettings(BaseModel):

