@@ -214,7 +214,9 @@ async def preflight(settings: Settings) -> None:
     """
     from worker.kafka.topics import ensure_topics
     from worker.ops.startup_checks import check_codecs, wait_for_broker
-    from worker.sinks import elasticsearch, s3
+    # The client modules themselves: the sink packages' __init__ exports nothing.
+    from worker.sinks.elasticsearch import client as elasticsearch
+    from worker.sinks.s3 import client as s3
 
     check_codecs()
     # Waits for an unreachable broker; a TLS or SASL refusal fails at once, naming the settings.

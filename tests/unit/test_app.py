@@ -25,6 +25,31 @@ def test_assignment_description_lists_only_the_source_topic_sorted() -> None:
     assert describe_partitions(set(), "events") == "events[] (none)"
 
 
+async def test_preflight_checks_the_destination_of_every_configured_sink(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The sink packages' __init__ export nothing: preflight must reach their client modules
+    # (it called `worker.sinks.elasticsearch.preflight`, and every worker with a sink failed).
+    from worker import app as app_module
+    from worker.kafka import topics
+    from worker.ops import startup_checks
+    from worker.sinks.elasticsearch import client as es_client
+    from worker.sinks.s3 import client as s3_client
+
+    checked: list[str] = []
+
+    async def check(what: str, settings: object) -> None:
+        checked.append(what)
+
+    monkeypatch.setattr(startup_checks, "check_codecs", lambda: None)
+    monkeypatch.setattr(startup_checks, "wait_for_broker", lambda s: check("kafka", s))
+    monkeypatch.setattr(topics, "ensure_topics", lambda s: check("topics", s))
+    monkeypatch.setattr(es_client, "preflight", lambda s: check("elasticsearch", s))
+    monkeypatch.setattr(s3_client, "preflight", lambda s: check("s3", s))
+    await app_module.preflight(load_settings(sinks=["elasticsearch", "s3"]))
+    assert checked == ["kafka", "topics", "elasticsearch", "s3"]
+
+
 class _Coordinator:
     """The parts of aiokafka's GroupCoordinator the member-id patch touches; the reset itself is
     aiokafka's own method."""
