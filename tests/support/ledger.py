@@ -11,8 +11,8 @@ from collections import Counter
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from elasticsearch import AsyncElasticsearch
 
+from tests.support.es_reads import event_ids
 from worker.config import Settings
 from worker.kafka.connection import client_options
 from worker.kafka.group_offsets import group_progress
@@ -65,24 +65,9 @@ async def committed_total(settings: Settings) -> int:
 
 
 async def elasticsearch_ids(settings: Settings) -> Counter[str]:
-    """How many documents each event id has across the settings' indices."""
-    es = AsyncElasticsearch(settings.elasticsearch_url)
-    pattern = settings.elasticsearch_index.split("%")[0] + "*"
-    ids: Counter[str] = Counter()
-    try:
-        await es.indices.refresh(index=pattern)
-        after: list | None = None
-        while True:
-            page = await es.search(index=pattern, size=5000, source=["event_id"],
-                                   sort=[{"event_id": "asc"}],
-                                   **({"search_after": after} if after else {}))
-            hits = page["hits"]["hits"]
-            if not hits:
-                return ids
-            ids.update(hit["_source"]["event_id"] for hit in hits)
-            after = hits[-1]["sort"]
-    finally:
-        await es.close()
+    """How many documents each event id has across the settings' indices; a read that misses a
+    shard fails instead of reporting its events lost (tests/support/es_reads.py)."""
+    return await event_ids(settings)
 
 
 async def s3_ids(settings: Settings) -> Counter[str]:
