@@ -266,14 +266,26 @@ async def test_the_livelock_check_skips_a_partition_whose_position_is_being_rese
     assert thread.verify_event_path(5.0, TP("events", 0)) is None
 
 
-async def test_the_livelock_check_still_reads_a_partition_with_a_position() -> None:
+@pytest.mark.parametrize(("position", "reported"), [(4, True), (10, False)])
+async def test_the_livelock_check_still_reads_a_partition_with_a_position(
+    position: int, reported: bool
+) -> None:
+    # Faust's check runs for a partition that has a position, and reads it: records behind the
+    # highwater mark (position 4 of 10) that no stream has taken since the start, past the
+    # stream timeout, are reported; a partition consumed up to its highwater mark is not.
     from aiokafka.consumer.subscription_state import TopicPartitionState
 
     consuming = TopicPartitionState(None)
-    consuming.timestamp, consuming.highwater = 1_000.0, 10
-    consuming._position = 4
+    consuming.timestamp, consuming.highwater = 4_000.0, 10  # fetched 1 s before `now`
+    consuming._position = position
     thread = _thread_with_partition_state(consuming)
-    thread.verify_event_path(5.0, TP("events", 0))  # Faust's checks run (and log nothing here)
+    thread.tp_stream_timeout_secs = 1.0  # 5 s since the start: past it
+    thread.consumer.app.conf = SimpleNamespace(stream_processing_timeout=1.0)
+    errors: list[str] = []
+    thread.log = SimpleNamespace(error=lambda message, *args: errors.append(message % args))
+    assert thread.verify_event_path(5.0, TP("events", 0)) is None
+    idle = "Stream has not started processing TP(topic='events', partition=0) (started 5.00 s"
+    assert [e.startswith(idle) for e in errors] == ([True] if reported else [])
 
 
 async def test_the_livelock_check_survives_a_reset_racing_it() -> None:
