@@ -14,6 +14,7 @@ import pytest
 import trustme
 
 from tests.support.paths import REPO_ROOT
+from tests.support.prerequisites import unavailable
 from tests.support.processes import free_port
 from tests.support.security_fronts import NamespacedBroker, NamespaceUnavailable
 from worker.config import Settings, load_settings
@@ -93,13 +94,14 @@ def settings(stack: LocalStack, request: pytest.FixtureRequest, tmp_path: Path) 
 @pytest.fixture(scope="module")
 def netns_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamespacedBroker]:
     """A broker of its own in a network namespace, for TLS and SASL fronts on its advertised
-    address (tests/support/security_fronts.py); skips where namespaces cannot be made."""
+    address (tests/support/security_fronts.py); skips where namespaces cannot be made, and fails
+    there in CI (CI=true): a skipped security test must not leave CI green."""
     broker = NamespacedBroker(tmp_path_factory.mktemp("netns-broker"), _noida_binary())
     try:
         broker.start()
     except NamespaceUnavailable as error:
         broker.stop()
-        pytest.skip(f"needs network namespaces (root and `ip netns`): {error}")
+        unavailable(f"needs network namespaces (root and `ip netns`): {error}")
     yield broker
     broker.stop()
 
