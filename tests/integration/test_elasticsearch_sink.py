@@ -351,3 +351,51 @@ def test_bad_credentials_fail_at_start_up_with_what_to_check(
     assert result.returncode == 1
     assert "401 Unauthorized" in result.stderr
     assert "SLUICE_ELASTICSEARCH_API_KEY" in result.stderr
+
+
+async def test_a_data_stream_keeps_the_first_write_and_counts_a_repeated_create_as_written(
+    es_settings: Settings, es: AsyncElasticsearch, tmp_path: Path
+) -> None:
+    # SLUICE_ELASTICSEARCH_DATA_STREAM=true writes `create` operations with the event id as
+    # `_id`. Consumed again (here: by a new group reading the whole topic), every event is
+    # answered 409 version_conflict_engine_exception by the server itself; that counts as
+    # written, not as a rejection. `create` never overwrites: a later record with the same
+    # event id leaves the first document as it was.
+    # The local ES-API server knows no data streams (it makes a plain index of the name and has
+    # no rollover): what is checked here is the server's 409 on `create` and the worker's
+    # answer to it. What a rollover means for replays on Elasticsearch: README, "Data streams".
+    prefix = es_settings.elasticsearch_index.split("%")[0]
+    stream = es_settings.model_copy(update={"elasticsearch_data_stream": True,
+                                            "elasticsearch_index": f"{prefix}stream"})
+    await ensure_topics(stream)
+    values, ids = _sample_values(60, seed=31)
+    first = {"type": "track", "event": "Paid", "userId": "u1", "messageId": "same",
+             "properties": {"version": 1}}
+    values.append((None, orjson.dumps(first)))
+    ids.add("same")
+    await _produce(stream, values)
+    before = await dead_letter_end_offsets(stream)
+    worker = _start_worker(stream, tmp_path, "first")
+    try:
+        await wait_for_no_lag(stream, worker)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+    template = await es.indices.get_index_template(name=stream.elasticsearch_template_name)
+    assert template["index_templates"][0]["index_template"]["data_stream"] == {}
+
+    again = {**first, "properties": {"version": 2}}
+    await _produce(stream, [(None, orjson.dumps(again))])
+    replay = stream.model_copy(update={"app_id": stream.app_id + "-replay"})
+    worker = _start_worker(replay, tmp_path, "replay")
+    try:
+        await wait_for_no_lag(replay, worker)  # every create answered 409, and committed
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    assert await read_dead_letters(stream, before, await dead_letter_end_offsets(stream)) == []
+    stored = await _ids_in_es(es, stream)
+    assert len(stored) == len(set(stored)) and set(stored) == ids
+    hit = (await search(es, index_glob(stream), query={"ids": {"values": ["same"]}}))[
+        "hits"]["hits"][0]
+    assert hit["_source"]["properties"] == {"version": 1}  # the first write stays
+    assert hit["_source"]["@timestamp"] == hit["_source"]["timestamp"]
