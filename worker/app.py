@@ -214,8 +214,7 @@ async def preflight(settings: Settings) -> None:
     """
     from worker.kafka.topics import ensure_topics
     from worker.ops.startup_checks import check_codecs, wait_for_broker
-    # The client modules themselves: the sink packages' __init__ exports nothing.
-    from worker.sinks.elasticsearch import client as elasticsearch
+    from worker.sinks.elasticsearch import client as elasticsearch  # the packages export nothing
     from worker.sinks.s3 import client as s3
 
     check_codecs()
