@@ -1,6 +1,10 @@
 """Every fixture of the suites, in one place: the local stack (session-wide), per-test settings and
 names, S3 settings, a broker of a test's own, the TLS and SASL fronts. Helpers they use live in
-``tests/support/``."""
+``tests/support/``.
+
+Every server address comes from the settings, read from the SLUICE_* variables as the worker
+reads them: pointed elsewhere than loopback, the suite runs against those servers and starts no
+local stack (README, "Tests")."""
 
 from __future__ import annotations
 
@@ -14,8 +18,10 @@ import pytest
 import trustme
 
 from tests.support.paths import REPO_ROOT
+from tests.support.prerequisites import unavailable
 from tests.support.processes import free_port
 from tests.support.security_fronts import NamespacedBroker, NamespaceUnavailable
+from tests.support.servers import on_loopback
 from worker.config import Settings, load_settings
 from worker.local.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, LocalStack, _noida_binary
 
@@ -27,9 +33,17 @@ def _stack_is_up(stack: LocalStack) -> bool:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
-    """The local stack: reused if it already answers, else started fresh and stopped at the end."""
-    stack = LocalStack(load_settings(stack_dir=TEST_STACK_DIR))
+def stack() -> Iterator[LocalStack | None]:
+    """The local stack: reused if it already answers, else started fresh and stopped at the end.
+
+    None when the settings (SLUICE_* variables) point at servers elsewhere: then the suite uses
+    those and starts nothing (tests/support/servers.py).
+    """
+    settings = load_settings(stack_dir=TEST_STACK_DIR)
+    if not on_loopback(settings):
+        yield None
+        return
+    stack = LocalStack(settings)
     if _stack_is_up(stack):
         yield stack
         return
@@ -74,9 +88,15 @@ def moto_url(moto_server: str) -> str:
 
 
 @pytest.fixture
-def settings(stack: LocalStack, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """Settings against the local stack with this test's own topics, group, index and bucket."""
+def settings(stack: LocalStack | None, request: pytest.FixtureRequest,
+             tmp_path: Path) -> Settings:
+    """Settings against the suite's servers with this test's own topics, group, index and
+    bucket. Addresses and credentials come from the SLUICE_* variables, as for the worker; the
+    local stack's S3 keys are added when the suite runs on it."""
     name = unique_name(request)
+    # The local S3 server's keys: no longer defaults (unset means the AWS chain).
+    local_keys = {} if stack is None else {"aws_access_key_id": LOCAL_S3_ACCESS_KEY,
+                                           "aws_secret_access_key": LOCAL_S3_SECRET_KEY}
     return load_settings(
         stack_dir=TEST_STACK_DIR,
         app_id=name,
@@ -88,22 +108,21 @@ def settings(stack: LocalStack, request: pytest.FixtureRequest, tmp_path: Path) 
         elasticsearch_template_name=name,
         web_port=0,
         state_dir=tmp_path / "state",
-        # The local S3 server's keys: no longer defaults (unset means the AWS chain).
-        aws_access_key_id=LOCAL_S3_ACCESS_KEY,
-        aws_secret_access_key=LOCAL_S3_SECRET_KEY,
+        **local_keys,
     )
 
 
 @pytest.fixture(scope="module")
 def netns_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamespacedBroker]:
     """A broker of its own in a network namespace, for TLS and SASL fronts on its advertised
-    address (tests/support/security_fronts.py); skips where namespaces cannot be made."""
+    address (tests/support/security_fronts.py); skips where namespaces cannot be made, and fails
+    there in CI (CI=true): a skipped security test must not leave CI green."""
     broker = NamespacedBroker(tmp_path_factory.mktemp("netns-broker"), _noida_binary())
     try:
         broker.start()
     except NamespaceUnavailable as error:
         broker.stop()
-        pytest.skip(f"needs network namespaces (root and `ip netns`): {error}")
+        unavailable(f"needs network namespaces (root and `ip netns`): {error}")
     yield broker
     broker.stop()
 

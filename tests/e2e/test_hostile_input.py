@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.deadletters.replay import dead_letter_end_offsets, read_dead_letters
+from worker.kafka.connection import client_options
 from worker.kafka.topics import ensure_topics
 from worker.local.samples import malformed_records
 
@@ -60,7 +61,7 @@ async def test_hostile_records_are_dead_lettered_and_good_traffic_flows(
         giant.append(event)
 
     worker = SluiceProcess(settings, ["worker"], tmp_path / "worker.log")
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list,
+    producer = AIOKafkaProducer(**client_options(settings),
                                 max_request_size=2 * 1024 * 1024)
     await producer.start()
     try:

@@ -19,9 +19,16 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.support.ledger import assert_exactly_once, elasticsearch_ids, s3_ids, steady_traffic
+from tests.support.ledger import (
+    assert_exactly_once,
+    committed_total,
+    elasticsearch_ids,
+    s3_ids,
+    steady_traffic,
+)
 from tests.support.processes import SluiceProcess, wait_for_no_lag
 from tests.support.security_fronts import Front, NamespacedBroker, SaslPolicy, free_port, server_tls
+from tests.support.waiting import eventually
 from worker.config import Settings, load_settings
 from worker.kafka.topics import ensure_topics
 from worker.local.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY
@@ -29,6 +36,11 @@ from worker.local.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY
 pytestmark = pytest.mark.e2e
 
 USER, PASSWORD = "sluice-worker", "correct horse battery staple"
+COMMITTED_UNDER_TRAFFIC = 300
+
+
+async def _committed_at_least(settings: Settings, records: int) -> bool:
+    return await committed_total(settings) >= records
 
 
 @pytest.fixture
@@ -100,14 +112,16 @@ async def test_worker_delivers_every_event_over_sasl_ssl_and_tls_to_both_sinks(
         await asyncio.to_thread(worker.wait_for_log, r"partitions assigned: \S+\[\d", 120)
         stop = asyncio.Event()
         traffic = asyncio.create_task(steady_traffic(secure, produced, stop, per_second=100))
-        await asyncio.sleep(5)
+        # Traffic until the group has committed COMMITTED_UNDER_TRAFFIC records: consumed,
+        # written to both sinks and committed, over SASL_SSL and TLS, while records still flow.
+        await eventually(lambda: _committed_at_least(secure, COMMITTED_UNDER_TRAFFIC),
+                         timeout=120, what=f"{COMMITTED_UNDER_TRAFFIC} records committed")
         stop.set()
         await traffic
         await wait_for_no_lag(secure, worker, timeout=120)
     finally:
         exit_code = worker.stop()
     assert exit_code == 0, worker.log()[-3000:]
-    assert len(produced) > 100
     # The books are read from the servers directly (plain, the local stack's keys).
     assert_exactly_once(set(produced), await elasticsearch_ids(settings), "Elasticsearch")
     assert_exactly_once(set(produced), await s3_ids(settings), "S3")

@@ -20,19 +20,29 @@ from tests.support.ledger import assert_exactly_once, elasticsearch_ids, s3_ids
 from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.deadletters.replay import read_dead_letters
+from worker.kafka.connection import client_options
 from worker.kafka.topics import ensure_topics
 
 pytestmark = pytest.mark.e2e
 
 
 async def _produce(settings: Settings, events: list[dict]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list, acks="all")
+    producer = AIOKafkaProducer(**client_options(settings), acks="all")
     await producer.start()
     try:
         for event in events:  # one partition: the number is mapped before the text arrives
             await producer.send_and_wait(settings.source_topic, orjson.dumps(event), partition=0)
     finally:
         await producer.stop()
+
+
+def _fixed(settings: Settings) -> Settings:
+    """The fix: an index whose mapping takes a text price, under the same prefix (so the books
+    count it), made by Sluice's own template as a user's would be: `event_id` a keyword there
+    too, or Elasticsearch could not sort the books' search on it (tests/support/es_reads.py)."""
+    return settings.model_copy(update={
+        "elasticsearch_index": settings.elasticsearch_index.split("%")[0] + "fixed",
+        "elasticsearch_install_template": True})
 
 
 async def _run_worker(settings: Settings, log: Path) -> str:
@@ -67,10 +77,7 @@ async def test_replay_of_an_elasticsearch_rejection_is_not_archived_twice(
     replay = SluiceProcess(settings, ["dlq", "replay", "--stage", "elasticsearch"],
                            tmp_path / "replay.log")
     assert replay.process.wait(timeout=60) == 0, replay.log()
-    # The fix: an index whose mapping takes a text price (same prefix, so it is counted).
-    fixed = settings.model_copy(update={
-        "elasticsearch_index": settings.elasticsearch_index.split("%")[0] + "fixed"})
-    await _run_worker(fixed, tmp_path / "second.log")
+    await _run_worker(_fixed(settings), tmp_path / "second.log")
 
     archived = await s3_ids(settings)
     assert sum(archived.values()) == len(archived), f"archived twice: {archived}"
@@ -105,9 +112,7 @@ async def test_a_replayed_event_without_producer_id_keeps_its_id_in_every_sink(
     replay = SluiceProcess(settings, ["dlq", "replay", "--stage", "elasticsearch"],
                            tmp_path / "replay.log")
     assert replay.process.wait(timeout=60) == 0, replay.log()
-    fixed = settings.model_copy(update={
-        "elasticsearch_index": settings.elasticsearch_index.split("%")[0] + "fixed"})
-    await _run_worker(fixed, tmp_path / "second.log")
+    await _run_worker(_fixed(settings), tmp_path / "second.log")
 
     assert_exactly_once({"priced", derived}, await elasticsearch_ids(settings), "Elasticsearch")
     assert_exactly_once({"priced", derived}, await s3_ids(settings), "S3")

@@ -11,13 +11,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from worker.catalog.table import CatalogTable
 from worker.config import Settings
+from worker.kafka.connection import client_options
 from worker.kafka.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
 
 async def _write_entry(settings: Settings, key: str, partition: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list)
+    producer = AIOKafkaProducer(**client_options(settings))
     await producer.start()
     try:
         await producer.send_and_wait(settings.catalog_topic, orjson.dumps(
@@ -49,7 +50,7 @@ async def test_partitions_added_to_the_catalog_topic_are_read(catalog_settings: 
     await table.start()
     try:
         assert table.lookup("key-old") is not None
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_server_list)
+        admin = AIOKafkaAdminClient(**client_options(settings))
         await admin.start()
         try:
             await admin.create_partitions({settings.catalog_topic: NewPartitions(

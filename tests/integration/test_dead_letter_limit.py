@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from tests.support.processes import SluiceProcess, free_port, wait_for_no_lag
 from worker.config import Settings
 from worker.deadletters.replay import dead_letter_end_offsets, read_dead_letters
+from worker.kafka.connection import client_options
 from worker.kafka.group_offsets import group_progress
 from worker.kafka.topics import ensure_topics
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 async def _produce(settings: Settings, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list, linger_ms=5)
+    producer = AIOKafkaProducer(**client_options(settings), linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(settings.source_topic, value=v, partition=0)

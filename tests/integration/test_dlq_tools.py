@@ -12,6 +12,7 @@ from aiokafka.structs import TopicPartition
 from worker.config import Settings
 from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.records import DeadLetter, KafkaPosition, SourceRecord
+from worker.kafka.connection import client_options
 from worker.kafka.topics import ensure_topics
 from worker.pipeline.wiring import Pipeline
 from worker.sinks.counting import CountingSink
@@ -32,7 +33,7 @@ async def _source_values(settings: Settings) -> list[bytes]:
 
 async def _source_records(settings: Settings) -> list:
     """Every record of the source topic (aiokafka's ConsumerRecords)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_server_list, group_id=None,
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=None,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
@@ -102,7 +103,7 @@ async def test_reading_a_partition_range_that_ends_at_once_stops_cleanly(
 
 async def test_replay_refuses_a_truncated_dead_letter_unless_forced(settings: Settings) -> None:
     await ensure_topics(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list)
+    producer = AIOKafkaProducer(**client_options(settings))
     await producer.start()
     try:  # as the publisher writes a record too large for the dead-letter topic
         await producer.send_and_wait(settings.dead_letter_topic_name, b'{"type": "tra', headers=[

@@ -21,19 +21,19 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
 
+from tests.support.es_reads import client, count, index_glob, refresh, search
 from tests.support.es_templates import install_typed_properties_template
 from tests.support.fault_proxy import FaultProxy
 from tests.support.processes import SluiceProcess, free_port, wait_for_no_lag
+from tests.support.waiting import eventually
 from worker.config import Settings
 from worker.deadletters.replay import dead_letter_end_offsets, read_dead_letters
+from worker.kafka.connection import client_options
 from worker.kafka.group_offsets import group_progress
 from worker.kafka.topics import ensure_topics
 from worker.local.samples import SampleTraffic
 
 pytestmark = pytest.mark.integration
-
-ES_URL = "http://127.0.0.1:9200"
-
 
 @pytest.fixture
 def es_settings(settings: Settings) -> Settings:
@@ -47,25 +47,22 @@ def es_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def es() -> AsyncIterator[AsyncElasticsearch]:
-    client = AsyncElasticsearch(ES_URL)
-    yield client
-    await client.close()
+async def es(settings: Settings) -> AsyncIterator[AsyncElasticsearch]:
+    """A client of the settings' cluster; reads go through tests/support/es_reads.py."""
+    es = client(settings)
+    yield es
+    await es.close()
 
 
 @pytest.fixture
-def proxy() -> Iterator[FaultProxy]:
-    proxy = FaultProxy(ES_URL).start()
+def proxy(settings: Settings) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(settings.elasticsearch_url.split(",")[0]).start()
     yield proxy
     proxy.stop()
 
 
-def _index_glob(settings: Settings) -> str:
-    return settings.elasticsearch_index.split("%")[0] + "*"
-
-
 async def _produce(settings: Settings, values: list[tuple[bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list, linger_ms=5)
+    producer = AIOKafkaProducer(**client_options(settings), linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(settings.source_topic, key=k, value=v) for k, v in values]
@@ -96,9 +93,9 @@ def _ids_of(form: str, value: bytes) -> list[str]:
 
 
 async def _ids_in_es(es: AsyncElasticsearch, settings: Settings) -> list[str]:
-    await es.indices.refresh(index=_index_glob(settings))
-    response = await es.search(index=_index_glob(settings), size=10_000, source=False,
-                               query={"match_all": {}})
+    await refresh(es, index_glob(settings))
+    response = await search(es, index_glob(settings), size=10_000, source=False,
+                            query={"match_all": {}})
     return [hit["_id"] for hit in response["hits"]["hits"]]
 
 
@@ -138,16 +135,16 @@ async def test_mixed_events_become_one_document_each_in_their_daily_index(
     found = await es.get(index=f"{prefix}{day_one:%Y.%m.%d}", id="day-one")
     assert found["_source"]["timestamp"] == f"{day_one:%Y-%m-%d}T23:59:59.000Z"
     assert await es.exists(index=f"{prefix}{day_two:%Y.%m.%d}", id="day-two")
-    tracks = await es.count(index=_index_glob(es_settings), query={"bool": {"filter": [
+    tracks = await count(es, index_glob(es_settings), query={"bool": {"filter": [
         {"term": {"type": "track"}},
         {"range": {"timestamp": {"gte": f"{day_two:%Y-%m-%d}",
                                  "lt": f"{day_one + timedelta(days=1):%Y-%m-%d}"}}},
     ]}})
-    assert tracks["count"] == 2
+    assert tracks == 2
     # No index for 2021: the day of the record's Kafka timestamp (its received_at) instead.
     assert not await es.indices.exists(index=f"{prefix}2021.01.05")
-    far = (await es.search(index=_index_glob(es_settings),
-                           query={"ids": {"values": ["far-past"]}}))["hits"]["hits"][0]
+    far = (await search(es, index_glob(es_settings),
+                        query={"ids": {"values": ["far-past"]}}))["hits"]["hits"][0]
     received = far["_source"]["received_at"]
     assert far["_index"] == f"{prefix}{received[:10].replace('-', '.')}"
     assert far["_source"]["timestamp"] == "2021-01-05T23:59:59.000Z"
@@ -199,10 +196,10 @@ async def test_producer_objects_of_any_shape_are_indexed_without_type_conflicts(
     assert set(await _ids_in_es(es, es_settings)) == {e["messageId"] for e in events}
     after = await dead_letter_end_offsets(es_settings)
     assert await read_dead_letters(es_settings, before, after) == []
-    found = await es.search(index=_index_glob(es_settings),
-                            query={"term": {"properties.amount": "ten euros"}})
+    found = await search(es, index_glob(es_settings),
+                         query={"term": {"properties.amount": "ten euros"}})
     assert [hit["_id"] for hit in found["hits"]["hits"]] == ["shape-1"]
-    mapping = await es.indices.get_mapping(index=_index_glob(es_settings))
+    mapping = await es.indices.get_mapping(index=index_glob(es_settings))
     for index in mapping.body.values():
         fields = index["mappings"]["properties"]
         assert {fields[name]["type"] for name in ("context", "properties", "traits")
@@ -322,7 +319,11 @@ async def test_outage_pauses_acknowledgement_and_nothing_is_lost(
                                await group_progress(settings, settings.source_topic))
         proxy.outage()
         await _produce(settings, during)
-        await asyncio.sleep(4)
+        # Not a fixed sleep: until the worker has consumed the records and had their bulk
+        # request refused again and again (backoff 0.1 s doubling to 1 s: five refusals span
+        # about 2.5 s, five commit intervals), so that a wrong commit would have happened.
+        await eventually(lambda: proxy.refused_bulk >= 5, timeout=60,
+                         what="five refused requests during the outage")
         progress = await group_progress(settings, settings.source_topic)
         # Consumed, perhaps, but not written: so nothing may be committed past them.
         assert sum(p.committed or 0 for p in progress) == committed_before
@@ -350,3 +351,51 @@ def test_bad_credentials_fail_at_start_up_with_what_to_check(
     assert result.returncode == 1
     assert "401 Unauthorized" in result.stderr
     assert "SLUICE_ELASTICSEARCH_API_KEY" in result.stderr
+
+
+async def test_a_data_stream_keeps_the_first_write_and_counts_a_repeated_create_as_written(
+    es_settings: Settings, es: AsyncElasticsearch, tmp_path: Path
+) -> None:
+    # SLUICE_ELASTICSEARCH_DATA_STREAM=true writes `create` operations with the event id as
+    # `_id`. Consumed again (here: by a new group reading the whole topic), every event is
+    # answered 409 version_conflict_engine_exception by the server itself; that counts as
+    # written, not as a rejection. `create` never overwrites: a later record with the same
+    # event id leaves the first document as it was.
+    # The local ES-API server knows no data streams (it makes a plain index of the name and has
+    # no rollover): what is checked here is the server's 409 on `create` and the worker's
+    # answer to it. What a rollover means for replays on Elasticsearch: README, "Data streams".
+    prefix = es_settings.elasticsearch_index.split("%")[0]
+    stream = es_settings.model_copy(update={"elasticsearch_data_stream": True,
+                                            "elasticsearch_index": f"{prefix}stream"})
+    await ensure_topics(stream)
+    values, ids = _sample_values(60, seed=31)
+    first = {"type": "track", "event": "Paid", "userId": "u1", "messageId": "same",
+             "properties": {"version": 1}}
+    values.append((None, orjson.dumps(first)))
+    ids.add("same")
+    await _produce(stream, values)
+    before = await dead_letter_end_offsets(stream)
+    worker = _start_worker(stream, tmp_path, "first")
+    try:
+        await wait_for_no_lag(stream, worker)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+    template = await es.indices.get_index_template(name=stream.elasticsearch_template_name)
+    assert template["index_templates"][0]["index_template"]["data_stream"] == {}
+
+    again = {**first, "properties": {"version": 2}}
+    await _produce(stream, [(None, orjson.dumps(again))])
+    replay = stream.model_copy(update={"app_id": stream.app_id + "-replay"})
+    worker = _start_worker(replay, tmp_path, "replay")
+    try:
+        await wait_for_no_lag(replay, worker)  # every create answered 409, and committed
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    assert await read_dead_letters(stream, before, await dead_letter_end_offsets(stream)) == []
+    stored = await _ids_in_es(es, stream)
+    assert len(stored) == len(set(stored)) and set(stored) == ids
+    hit = (await search(es, index_glob(stream), query={"ids": {"values": ["same"]}}))[
+        "hits"]["hits"][0]
+    assert hit["_source"]["properties"] == {"version": 1}  # the first write stays
+    assert hit["_source"]["@timestamp"] == hit["_source"]["timestamp"]

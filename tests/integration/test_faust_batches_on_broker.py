@@ -16,8 +16,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
-from tests.conftest import unique_name
+from worker.app import broker_urls
+from worker.config import Settings
 from worker.events.records import SourceRecord
+from worker.kafka.connection import client_options, faust_credentials
 from worker.kafka.faust_batch_agent import AgentRoute
 from worker.kafka.faust_batches import BatchConsumer, DirectRoute
 
@@ -37,14 +39,14 @@ class _BareApp(faust.App):
         return _Transport(self.conf.broker_consumer, self)
 
 
-async def _produce(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _produce(settings: Settings, topic: str) -> None:
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(**client_options(settings))
     await producer.start()
     try:
         sends = [await producer.send(topic, value=b"r%d" % i, partition=i % PARTITIONS)
@@ -54,8 +56,8 @@ async def _produce(bootstrap: str, topic: str) -> None:
         await producer.stop()
 
 
-async def _committed(bootstrap: str, group: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _committed(settings: Settings, group: str) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -74,14 +76,14 @@ async def _until(condition: Callable[[], bool], timeout: float, what: str) -> No
 
 @pytest.mark.parametrize("route_kind", ["direct", "agent"])
 async def test_batches_exactly_once_commits_committable_and_rewinds(
-    stack: Any, request: pytest.FixtureRequest, route_kind: str
+    settings: Settings, route_kind: str
 ) -> None:
-    bootstrap = "127.0.0.1:9092"
-    name = unique_name(request)
-    topic = f"{name}-events"
-    await _produce(bootstrap, topic)
+    name, topic = settings.app_id, settings.source_topic
+    await _produce(settings, topic)
 
-    app = _BareApp(name, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
+    app = _BareApp(name, broker=broker_urls(settings),
+                   broker_credentials=faust_credentials(settings),
+                   store="memory://", web_enabled=False,
                    topic_allow_declare=False, consumer_auto_offset_reset="earliest",
                    broker_commit_interval=0.3)
     source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw",
@@ -116,7 +118,7 @@ async def test_batches_exactly_once_commits_committable_and_rewinds(
         # The commit timer commits committable(tp): partition 0 is held back.
         expected = {0: HELD_BACK, 1: per_partition, 2: per_partition, 3: per_partition}
         deadline = time.monotonic() + 20
-        while (committed := await _committed(bootstrap, name)) != expected:
+        while (committed := await _committed(settings, name)) != expected:
             assert time.monotonic() < deadline, f"committed {committed}, expected {expected}"
             await asyncio.sleep(0.3)
 
@@ -134,7 +136,7 @@ async def test_batches_exactly_once_commits_committable_and_rewinds(
         await _until(lambda: settled.get(TP(topic, 0)) == per_partition, 30, "partition 0")
         expected[0] = per_partition
         deadline = time.monotonic() + 20
-        while (committed := await _committed(bootstrap, name)) != expected:
+        while (committed := await _committed(settings, name)) != expected:
             assert time.monotonic() < deadline, f"committed {committed}, expected {expected}"
             await asyncio.sleep(0.3)
     finally:

@@ -14,12 +14,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.conftest import unique_name
+from worker.config import Settings
+from worker.kafka.connection import client_options
 from worker.kafka.fetch_pacing import EMPTY_FETCH_PAUSE, pace_empty_fetches
 
 pytestmark = pytest.mark.integration
 
-BOOTSTRAP = "127.0.0.1:9092"
 IDLE_SECONDS = 1.0
 
 
@@ -38,20 +38,20 @@ async def _count_fetches(consumer: AIOKafkaConsumer) -> list[float]:
 
 
 async def test_an_idle_consumer_fetches_at_most_once_per_pause_and_still_gets_records(
-    stack: Any, request: pytest.FixtureRequest
+    settings: Settings,
 ) -> None:
-    topic = unique_name(request)
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    topic = settings.source_topic
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, 2, 1)])
     finally:
         await admin.close()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, group_id=topic,
+    consumer = AIOKafkaConsumer(topic, **client_options(settings), group_id=settings.app_id,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_wait_ms=1500)
     await consumer.start()
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
+    producer = AIOKafkaProducer(**client_options(settings))
     await producer.start()
     try:
         fetches = await _count_fetches(consumer)

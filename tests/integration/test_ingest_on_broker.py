@@ -17,6 +17,7 @@ from tests.support.ingest_traffic import Ingest, access_log, ingest_settings
 from tests.support.processes import free_port
 from worker.config import Settings
 from worker.ingest.run import serve
+from worker.kafka.connection import client_options
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ async def _serving(settings: Settings) -> AsyncIterator[asyncio.Event]:
 async def _records(settings: Settings, count: int) -> list:
     consumer = AIOKafkaConsumer(settings.source_topic, auto_offset_reset="earliest",
                                 enable_auto_commit=False,
-                                bootstrap_servers=settings.bootstrap_server_list)
+                                **client_options(settings))
     await consumer.start()
     records: list = []
     try:

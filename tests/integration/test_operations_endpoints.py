@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.processes import SluiceProcess
 from worker.config import Settings
+from worker.kafka.connection import client_options
 from worker.kafka.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -86,7 +87,7 @@ async def test_metrics_move_and_readiness_needs_an_assignment(
 
         before = _samples(first_port)
         assert before[("sluice_records_consumed_total", ())] == 0
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list)
+        producer = AIOKafkaProducer(**client_options(settings))
         await producer.start()
         try:
             for index in range(40):

@@ -24,8 +24,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from tests.support.processes import SluiceProcess, wait_for_no_lag
+from tests.support.waiting import eventually
 from worker.catalog.entries import CatalogEntry, publish_entries
 from worker.config import Settings
+from worker.kafka.connection import client_options
 from worker.kafka.topics import ensure_topics
 from worker.local.samples import SampleTraffic, malformed_records
 
@@ -41,8 +43,9 @@ class Produced:
     event_ids: dict[tuple[int, int], list[str]] = field(default_factory=dict)
     bad: dict[tuple[int, int], str] = field(default_factory=dict)       # -> error class
     bad_in_batch: dict[tuple[int, int], tuple[int, str]] = field(default_factory=dict)
-    initech_events_after_update: set[str] = field(default_factory=set)
-    initech_events_before_update: set[str] = field(default_factory=set)
+    # Access-log event ids by (API key, produced after the catalog update).
+    access_logs: dict[tuple[str, bool], set[str]] = field(
+        default_factory=lambda: defaultdict(set))
 
     def all_event_ids(self) -> list[str]:
         return [event_id for ids in self.event_ids.values() for event_id in ids]
@@ -75,10 +78,8 @@ async def _produce_phase(
             ids = _event_ids(record.form, record.value, fields)
             future = await producer.send(settings.source_topic, value=record.value, key=record.key)
             sends.append((future, "good", record.form, ids))
-            if record.form == "access_log" and fields["identity"]["apiKeyId"] == "key-initech":
-                target = (produced.initech_events_after_update if after_update
-                          else produced.initech_events_before_update)
-                target.update(ids)
+            if record.form == "access_log":
+                produced.access_logs[(fields["identity"]["apiKeyId"], after_update)].update(ids)
     for future, kind, detail, ids in sends:
         metadata = await future
         position = (metadata.partition, metadata.offset)
@@ -105,9 +106,50 @@ def _event_ids(form: str, value: bytes, fields: dict | None) -> list[str]:
     return [fields["messageId"]]
 
 
+# The customer each API key's access logs must carry, before and after the live catalog update
+# (None: unknown to the catalog, delivered with `enriched: false`).
+CUSTOMERS = {
+    ("key-acme", False): "c-acme", ("key-globex", False): "c-globex", ("key-initech", False): None,
+    ("key-acme", True): "c-acme", ("key-globex", True): None, ("key-initech", True): "c-initech",
+}
+
+
+async def _wait_for_catalog_update(producer: AIOKafkaProducer, settings: Settings,
+                                   produced: Produced, delivered_path: Path) -> None:
+    """Send an access log of key-initech and one of key-globex, round after round, until the
+    worker delivers them enriched as the updated catalog says: the update has been read (both
+    keys, which may sit in different partitions of the catalog topic). The probes are events
+    like any other: they count in the exactly-once check."""
+    traffic = SampleTraffic(seed=99)
+    delivered: dict[str, tuple[bool, str | None]] = {}
+    wanted = {"key-initech": (True, "c-initech"), "key-globex": (False, None)}
+
+    def delivered_all(ids: set[str]) -> bool:
+        if delivered_path.exists():
+            for line in delivered_path.read_bytes().splitlines():
+                fields = orjson.loads(line)
+                delivered[fields["event_id"]] = (fields["enriched"], fields["customer_id"])
+        return ids <= delivered.keys()
+
+    async def probe_round() -> bool:
+        probes = {}
+        for api_key in wanted:
+            entry = {**traffic.access_log(), "identity": {"apiKeyId": api_key}}
+            metadata = await producer.send_and_wait(settings.source_topic, orjson.dumps(entry))
+            produced.event_ids[(metadata.partition, metadata.offset)] = [entry["requestId"]]
+            probes[api_key] = entry["requestId"]
+        await eventually(lambda: delivered_all(set(probes.values())), timeout=30,
+                         what=f"the probes {probes} to be delivered")
+        return all(delivered[probes[key]] == wanted[key] for key in wanted)
+
+    await eventually(probe_round, timeout=60, interval=0.5,
+                     what="the catalog update to reach the worker (probes of key-initech "
+                          "enriched as c-initech, of key-globex unenriched)")
+
+
 async def _sample_commits(settings: Settings, samples: list, stop: asyncio.Event) -> None:
     """Every 100 ms: (time, partition, committed offset) of the worker's group."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_server_list)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     tps = [TopicPartition(settings.source_topic, p) for p in range(settings.topic_partitions)]
     try:
@@ -124,7 +166,7 @@ async def _sample_commits(settings: Settings, samples: list, stop: asyncio.Event
 
 async def _read_dead_letters(settings: Settings, expected: int, timeout: float = 30.0) -> list:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_server_list, enable_auto_commit=False,
+        **client_options(settings), enable_auto_commit=False,
         auto_offset_reset="earliest", group_id=None,
     )
     await consumer.start()
@@ -169,7 +211,7 @@ async def test_mixed_traffic_arrives_exactly_once_and_malformed_records_are_dead
     stop_sampling = asyncio.Event()
     sampler = asyncio.create_task(_sample_commits(settings, samples, stop_sampling))
     produced = Produced()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list, linger_ms=5,
+    producer = AIOKafkaProducer(**client_options(settings), linger_ms=5,
                                 max_request_size=2 * 1024 * 1024)
     await producer.start()
     try:
@@ -184,7 +226,7 @@ async def test_mixed_traffic_arrives_exactly_once_and_malformed_records_are_dead
                           customer_name="Initech")],
             deleted_ids=["key-globex"],
         )
-        await asyncio.sleep(3)  # the catalog reader polls every 0.5 s
+        await _wait_for_catalog_update(producer, settings, produced, delivered_path)
         await _produce_phase(producer, settings, produced, 1500, seed=2, after_update=True)
         await wait_for_no_lag(settings, worker)
     finally:
@@ -221,12 +263,14 @@ async def test_mixed_traffic_arrives_exactly_once_and_malformed_records_are_dead
             str(batch_index), error_class)
         assert orjson.loads(letter.value)["batch"][1]["userId"] == "u-x"  # original bytes
 
-    # Enrichment: known keys enriched, unknown keys marked, catalog updates applied live.
+    # Enrichment: known keys enriched, unknown keys marked, catalog updates applied live:
+    # key-initech added, key-globex deleted, key-acme untouched by the update.
     by_id = {line["event_id"]: line for line in lines}
-    assert produced.initech_events_before_update and produced.initech_events_after_update
-    assert all(by_id[i]["enriched"] is False for i in produced.initech_events_before_update)
-    assert all(by_id[i]["customer_id"] == "c-initech"
-               for i in produced.initech_events_after_update)
+    for (api_key, after_update), customer in CUSTOMERS.items():
+        ids = produced.access_logs[(api_key, after_update)]
+        assert ids, f"no access log of {api_key} {'after' if after_update else 'before'} update"
+        seen = {(by_id[i]["enriched"], by_id[i]["customer_id"]) for i in ids}
+        assert seen == {(customer is not None, customer)}, (api_key, after_update, seen)
 
     # Offsets: no committed offset ever passed a record that was not finished at that moment.
     finished_at: dict[tuple[int, int], float] = defaultdict(float)

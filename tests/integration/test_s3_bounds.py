@@ -21,6 +21,7 @@ from tests.integration.test_s3_sink import _objects
 from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.events.records import Event, KafkaPosition, SourceRecord
+from worker.kafka.connection import client_options
 from worker.kafka.topics import ensure_topics
 from worker.sinks.s3.sink import S3Sink, preflight
 
@@ -127,7 +128,7 @@ BACKLOG_HOURS = 4
 
 async def _produce_backlog(settings: Settings, start: datetime) -> None:
     """Records spread evenly over the hours, stamped (Kafka timestamp) as if produced then."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list, linger_ms=20)
+    producer = AIOKafkaProducer(**client_options(settings), linger_ms=20)
     await producer.start()
     span_ms = BACKLOG_HOURS * 3600 * 1000
     start_ms = int(start.timestamp() * 1000)

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import pytest
 
 from worker.local.stack import LocalStack
@@ -5,7 +7,9 @@ from worker.local.stack import LocalStack
 pytestmark = pytest.mark.integration
 
 
-def test_every_service_of_the_stack_answers(stack: LocalStack) -> None:
+def test_every_service_of_the_stack_answers(stack: LocalStack | None) -> None:
+    if stack is None:
+        pytest.skip("the settings point at servers elsewhere: no local stack to check")
     report = stack.status()
     assert [server.name for server in report] == ["noida", "seaweedfs"]
     assert all(server.down_services == [] for server in report)

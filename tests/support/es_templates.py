@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import copy
 
-from elasticsearch import AsyncElasticsearch
-
 from worker.config import Settings
+from worker.sinks.elasticsearch.client import make_client
 from worker.sinks.elasticsearch.naming import index_template
 
 
@@ -22,7 +21,7 @@ async def install_typed_properties_template(settings: Settings, field: str) -> S
     body["index_patterns"] = [settings.elasticsearch_index.split("%")[0] + "2*"]
     body["template"]["mappings"]["properties"]["properties"] = {
         "type": "object", "dynamic": True, "properties": {field: {"type": "long"}}}
-    es = AsyncElasticsearch(settings.elasticsearch_url)
+    es = make_client(settings)
     try:
         await es.indices.put_index_template(name=f"{settings.elasticsearch_template_name}-typed",
                                             **body)

@@ -23,8 +23,9 @@ With ``signed=True`` it forwards requests byte for byte, Host and encodings incl
 signed requests (S3's SigV4 signs the Host header) still verify upstream.
 
 It runs its own event loop in a thread, so tests that wait synchronously (for a worker process,
-say) do not stall it. Counters say what it saw: requests, bulk attempts per ``_id``, and the last
-document line sent for each ``_id`` (its bytes, as the worker sent them).
+say) do not stall it. Counters say what it saw: requests, the requests it answered with an
+error itself (``refused``; ``refused_bulk`` of them ``_bulk`` requests), bulk attempts per ``_id``,
+and the last document line sent for each ``_id`` (its bytes, as the worker sent them).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class FaultProxy:
         self.upstream = upstream.rstrip("/")
         self.signed = signed
         self.requests = 0
+        self.refused = 0
+        self.refused_bulk = 0
         self.bulk_attempts: Counter[str] = Counter()
         self.bulk_documents: dict[str, bytes] = {}
         self.unauthorized = False
@@ -165,6 +168,8 @@ class FaultProxy:
             return _error(401, "security_exception", "missing or invalid credentials")
         if self._down or fail:
             status = fail or 503
+            self.refused += 1
+            self.refused_bulk += request.path.endswith("/_bulk")
             return _error(status, "unavailable", "injected by the fault proxy")
         body = await request.read()
         upload_error = self._upload_error

@@ -11,6 +11,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from worker.config import Settings
+from worker.kafka.connection import client_options
 from worker.sinks.s3.sink import make_client_context
 
 # Two days ago, so that the events' own times lie inside the accepted event-time window
@@ -35,7 +36,7 @@ def events_over_hours(count: int, hours: int = 3) -> tuple[list[bytes], Counter[
 
 
 async def produce(settings: Settings, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_server_list, linger_ms=5)
+    producer = AIOKafkaProducer(**client_options(settings), linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(settings.source_topic, value=v) for v in values]

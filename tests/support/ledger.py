@@ -11,8 +11,8 @@ from collections import Counter
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from elasticsearch import AsyncElasticsearch
 
+from tests.support.es_reads import event_ids
 from worker.config import Settings
 from worker.kafka.connection import client_options
 from worker.kafka.group_offsets import group_progress
@@ -21,8 +21,10 @@ from worker.sinks.s3.sink import make_client_context
 
 async def steady_traffic(settings: Settings, produced: dict[str, int], stop: asyncio.Event,
                          per_second: float = 150.0, unacknowledged: set[str] | None = None,
-                         flowing: asyncio.Event | None = None) -> None:
-    """Produce one Segment event at a time until `stop`; record id -> partition once acked.
+                         flowing: asyncio.Event | None = None,
+                         positions: dict[str, tuple[int, int]] | None = None) -> None:
+    """Produce one Segment event at a time until `stop`; record id -> partition once acked
+    (and id -> (partition, offset) in `positions`, when given).
 
     A send that fails raises, unless `unacknowledged` is given (a broker outage is expected):
     then its id goes there (the broker may or may not have it) and production goes on. While
@@ -51,6 +53,8 @@ async def steady_traffic(settings: Settings, produced: dict[str, int], stop: asy
                 await asyncio.sleep(0.2)
                 continue
             produced[event_id] = metadata.partition
+            if positions is not None:
+                positions[event_id] = (metadata.partition, metadata.offset)
             sent += 1
             ahead = sent / per_second - (time.monotonic() - started)
             if ahead > 0:
@@ -65,24 +69,9 @@ async def committed_total(settings: Settings) -> int:
 
 
 async def elasticsearch_ids(settings: Settings) -> Counter[str]:
-    """How many documents each event id has across the settings' indices."""
-    es = AsyncElasticsearch(settings.elasticsearch_url)
-    pattern = settings.elasticsearch_index.split("%")[0] + "*"
-    ids: Counter[str] = Counter()
-    try:
-        await es.indices.refresh(index=pattern)
-        after: list | None = None
-        while True:
-            page = await es.search(index=pattern, size=5000, source=["event_id"],
-                                   sort=[{"event_id": "asc"}],
-                                   **({"search_after": after} if after else {}))
-            hits = page["hits"]["hits"]
-            if not hits:
-                return ids
-            ids.update(hit["_source"]["event_id"] for hit in hits)
-            after = hits[-1]["sort"]
-    finally:
-        await es.close()
+    """How many documents each event id has across the settings' indices; a read that misses a
+    shard fails instead of reporting its events lost (tests/support/es_reads.py)."""
+    return await event_ids(settings)
 
 
 async def s3_ids(settings: Settings) -> Counter[str]:
@@ -98,6 +87,32 @@ async def s3_ids(settings: Settings) -> Counter[str]:
                     lines = gzip.decompress(await body.read()).splitlines()
                 ids.update(orjson.loads(line)["event_id"] for line in lines)
     return ids
+
+
+async def assert_committed_records_are_written(settings: Settings,
+                                               positions: dict[str, tuple[int, int]]) -> int:
+    """Every record below its partition's committed offset is in every sink of the settings
+    (read from the servers themselves); return how many records that is.
+
+    What committing means: a committed offset may pass only records that every sink has written
+    (or dead-lettered, which these tests do not expect). Read the commits first: the sinks only
+    grow meanwhile, so a record committed and not found in a sink is a commit that came too early.
+    """
+    committed = {p.partition: p.committed or 0
+                 for p in await group_progress(settings, settings.source_topic)}
+    below = {event_id for event_id, (partition, offset) in positions.items()
+             if offset < committed.get(partition, 0)}
+    held: dict[str, set[str]] = {}
+    if "elasticsearch" in settings.sinks:
+        held["Elasticsearch"] = set(await elasticsearch_ids(settings))
+    if "s3" in settings.sinks:
+        held["S3"] = set(await s3_ids(settings))
+    for sink, ids in held.items():
+        missing = below - ids
+        assert not missing, (
+            f"offsets {committed} committed past {len(missing)} records not in {sink} "
+            f"(e.g. {sorted(missing)[:3]})")
+    return len(below)
 
 
 def assert_exactly_once(produced: set[str], delivered: Counter[str], where: str,

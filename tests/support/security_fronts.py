@@ -60,6 +60,7 @@ class NamespacedBroker:
         # Unix socket paths are limited to 107 bytes: keep it short and outside tmp_path.
         self.unix_path = f"/tmp/{self.namespace}.sock"  # noqa: S108
         self._processes: list[subprocess.Popen[bytes]] = []
+        self._created = False
 
     def start(self, timeout: float = 60.0) -> NamespacedBroker:
         if shutil.which("ip") is None:
@@ -68,6 +69,7 @@ class NamespacedBroker:
                                  text=True, check=False)
         if created.returncode != 0:
             raise NamespaceUnavailable(f"`ip netns add` failed: {created.stderr.strip()}")
+        self._created = True
         self._in_namespace(["ip", "link", "set", "lo", "up"], wait=True)
         log = (self.workdir / "broker.log").open("ab")
         self._processes.append(self._in_namespace(
@@ -89,7 +91,9 @@ class NamespacedBroker:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-        subprocess.run(["ip", "netns", "del", self.namespace], capture_output=True, check=False)
+        if self._created:  # without `ip` there is nothing to delete, nor a way to
+            subprocess.run(["ip", "netns", "del", self.namespace], capture_output=True,
+                           check=False)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.unix_path)
 

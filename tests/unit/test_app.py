@@ -25,6 +25,31 @@ def test_assignment_description_lists_only_the_source_topic_sorted() -> None:
     assert describe_partitions(set(), "events") == "events[] (none)"
 
 
+async def test_preflight_checks_the_destination_of_every_configured_sink(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The sink packages' __init__ export nothing: preflight must reach their client modules
+    # (it called `worker.sinks.elasticsearch.preflight`, and every worker with a sink failed).
+    from worker import app as app_module
+    from worker.kafka import topics
+    from worker.ops import startup_checks
+    from worker.sinks.elasticsearch import client as es_client
+    from worker.sinks.s3 import client as s3_client
+
+    checked: list[str] = []
+
+    async def check(what: str, settings: object) -> None:
+        checked.append(what)
+
+    monkeypatch.setattr(startup_checks, "check_codecs", lambda: None)
+    monkeypatch.setattr(startup_checks, "wait_for_broker", lambda s: check("kafka", s))
+    monkeypatch.setattr(topics, "ensure_topics", lambda s: check("topics", s))
+    monkeypatch.setattr(es_client, "preflight", lambda s: check("elasticsearch", s))
+    monkeypatch.setattr(s3_client, "preflight", lambda s: check("s3", s))
+    await app_module.preflight(load_settings(sinks=["elasticsearch", "s3"]))
+    assert checked == ["kafka", "topics", "elasticsearch", "s3"]
+
+
 class _Coordinator:
     """The parts of aiokafka's GroupCoordinator the member-id patch touches; the reset itself is
     aiokafka's own method."""
@@ -259,14 +284,26 @@ async def test_the_livelock_check_skips_a_partition_whose_position_is_being_rese
     assert thread.verify_event_path(5.0, TP("events", 0)) is None
 
 
-async def test_the_livelock_check_still_reads_a_partition_with_a_position() -> None:
+@pytest.mark.parametrize(("position", "reported"), [(4, True), (10, False)])
+async def test_the_livelock_check_still_reads_a_partition_with_a_position(
+    position: int, reported: bool
+) -> None:
+    # Faust's check runs for a partition that has a position, and reads it: records behind the
+    # highwater mark (position 4 of 10) that no stream has taken since the start, past the
+    # stream timeout, are reported; a partition consumed up to its highwater mark is not.
     from aiokafka.consumer.subscription_state import TopicPartitionState
 
     consuming = TopicPartitionState(None)
-    consuming.timestamp, consuming.highwater = 1_000.0, 10
-    consuming._position = 4
+    consuming.timestamp, consuming.highwater = 4_000.0, 10  # fetched 1 s before `now`
+    consuming._position = position
     thread = _thread_with_partition_state(consuming)
-    thread.verify_event_path(5.0, TP("events", 0))  # Faust's checks run (and log nothing here)
+    thread.tp_stream_timeout_secs = 1.0  # 5 s since the start: past it
+    thread.consumer.app.conf = SimpleNamespace(stream_processing_timeout=1.0)
+    errors: list[str] = []
+    thread.log = SimpleNamespace(error=lambda message, *args: errors.append(message % args))
+    assert thread.verify_event_path(5.0, TP("events", 0)) is None
+    idle = "Stream has not started processing TP(topic='events', partition=0) (started 5.00 s"
+    assert [e.startswith(idle) for e in errors] == ([True] if reported else [])
 
 
 async def test_the_livelock_check_survives_a_reset_racing_it() -> None:
