@@ -95,8 +95,9 @@ def _documents_sql(start: datetime, seconds: int, events: int, topic: str) -> st
                CAST(hash(n, 'size') % 1000 AS BIGINT) AS size
         FROM range({events}) AS t(n)),
     shaped AS (
-        SELECT *, 1 + (draw * draw) // 1250 AS route, CASE WHEN pick >= 30 THEN {_pick(f"((pick - 30) * {low}) // 970", bounds)}
-                       END AS customer
+        SELECT *, 1 + (draw * draw) // 1250 AS route,
+               CASE WHEN pick >= 30 THEN {_pick(f"((pick - 30) * {low}) // 970", bounds)}
+                    END AS customer
         FROM numbered)
     SELECT n % {PARTITIONS} AS partition, n // {PARTITIONS} AS "offset", received,
            strftime(received, '%Y-%m-%dT%H:%M:%S.%gZ') AS received_at,
@@ -196,12 +197,23 @@ def _parquet_objects(connection: duckdb.DuckDBPyConnection) -> dict[str, bytes]:
     return objects
 
 
-async def _upload(settings: Settings, objects: dict[str, bytes], concurrency: int = 16) -> None:
+async def _upload(settings: Settings, objects: dict[str, bytes], concurrency: int = 8) -> None:
+    """Put every object, a few at a time; a refused connection (a busy shared server) is tried
+    again."""
+    from botocore.exceptions import EndpointConnectionError
+
     gate = asyncio.Semaphore(concurrency)
     async with make_client_context(settings) as client:
         async def put(key: str, body: bytes) -> None:
             async with gate:
-                await client.put_object(Bucket=settings.s3_bucket, Key=key, Body=body)
+                for attempt in range(5):
+                    try:
+                        await client.put_object(Bucket=settings.s3_bucket, Key=key, Body=body)
+                        return
+                    except EndpointConnectionError:
+                        if attempt == 4:
+                            raise
+                        await asyncio.sleep(0.2 * 2 ** attempt)
 
         await asyncio.gather(*(put(key, body) for key, body in objects.items()))
 

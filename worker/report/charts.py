@@ -71,14 +71,18 @@ def specification(panel: Panel, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def render_svg(panel: Panel, rows: list[dict[str, Any]]) -> str:
-    """The panel as an SVG element whose ids are the panel's own (many SVGs share one page,
-    and vl-convert numbers its clip paths the same way in each)."""
+    """The panel as an SVG element."""
     import vl_convert
 
-    svg = vl_convert.vegalite_to_svg(specification(panel, rows))
-    names = set(_ID.findall(svg))
-    for name in names:
-        svg = (svg.replace(f'id="{name}"', f'id="{panel.id}-{name}"')
-               .replace(f"url(#{name})", f"url(#{panel.id}-{name})")
-               .replace(f'href="#{name}"', f'href="#{panel.id}-{name}"'))
+    return own_ids(vl_convert.vegalite_to_svg(specification(panel, rows)), panel.id)
+
+
+def own_ids(svg: str, prefix: str) -> str:
+    """The SVG with its ids (and the references to them) prefixed: many SVGs share one page,
+    and a renderer that numbers clip paths or gradients the same way in each would make one
+    chart use another's."""
+    for name in set(_ID.findall(svg)):
+        svg = (svg.replace(f'id="{name}"', f'id="{prefix}-{name}"')
+               .replace(f"url(#{name})", f"url(#{prefix}-{name})")
+               .replace(f'href="#{name}"', f'href="#{prefix}-{name}"'))
     return svg
