@@ -50,6 +50,8 @@ def specification(panel: Panel, rows: list[dict[str, Any]]) -> dict[str, Any]:
         mark = {"type": "bar"}
     elif panel.chart is Chart.AREA:
         mark = {"type": "area", "interpolate": "monotone"}
+    elif panel.chart is Chart.STEP:
+        mark = {"type": "area", "interpolate": "step-after", "line": True}
     else:
         mark = {"type": "line", "point": len(rows) <= 60}
     if panel.colour:

@@ -38,11 +38,13 @@ class Section(StrEnum):
 
 
 class Chart(StrEnum):
-    """How a panel is drawn. ``line`` and ``area`` have time on x; ``bar`` has categories on x
-    (stacked by colour), ``hbar`` categories on y, sorted by value."""
+    """How a panel is drawn. ``line``, ``area`` and ``step`` (an area that holds each value
+    until the next: counts per whole hour) have time on x; ``bar`` has categories on x, stacked
+    by colour; ``hbar`` categories on y, sorted by value."""
 
     LINE = "line"
     AREA = "area"
+    STEP = "step"
     BAR = "bar"
     HBAR = "hbar"
 
@@ -279,7 +281,7 @@ PANELS: tuple[Panel, ...] = (
           "stage", "letters", "error_class", Kind.CATEGORY, Kind.NUMBER, "", (),
           table="dead_letters"),
     Panel("archived_per_hour", Section.PIPELINE, "Events archived per hour",
-          "Documents in the S3 archive per hour they are filed under.", Chart.AREA,
+          "Documents in the S3 archive per hour they are filed under.", Chart.STEP,
           "SELECT time_bucket(INTERVAL 1 HOUR, ts) AS hour, count(*) AS events FROM events "
           "GROUP BY ALL ORDER BY hour",
           "hour", "events", None, Kind.TIME, Kind.NUMBER, "", ()),
