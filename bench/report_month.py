@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -79,7 +80,40 @@ def _echarts(data: dict[str, Any], library: Path) -> tuple[float, int]:
     return time.perf_counter() - started, library.stat().st_size + sum(map(len, options))
 
 
+def _scan_local_copy(settings: Any, window: Window) -> None:
+    """The same scan from a local copy of the objects: what DuckDB costs without the S3
+    server (which shares this machine's cores)."""
+    import tempfile
+
+    from worker.report.archive import connect, list_archive, load_events, select_objects
+    from worker.sinks.s3.client import make_client_context
+
+    selection = select_objects(asyncio.run(list_archive(settings)), window)
+
+    async def fetch(root: Path) -> None:
+        gate = asyncio.Semaphore(8)
+        async with make_client_context(settings) as client:
+            async def one(key: str) -> None:
+                async with gate:
+                    answer = await client.get_object(Bucket=settings.s3_bucket, Key=key)
+                    async with answer["Body"] as body:
+                        data = await body.read()
+                (root / key).parent.mkdir(parents=True, exist_ok=True)
+                (root / key).write_bytes(data)
+
+            await asyncio.gather(*(one(item.key) for item in selection.objects))
+
+    with tempfile.TemporaryDirectory() as directory:
+        asyncio.run(fetch(Path(directory)))
+        connection = connect(settings)
+        began, cpu = time.perf_counter(), time.process_time()
+        events = load_events(connection, settings, selection, window, root=directory)
+        print(f"scan of a local copy: {events:,} events in {time.perf_counter() - began:.2f} s "
+              f"(CPU {time.process_time() - cpu:.1f} s; load average {os.getloadavg()[0]:.1f})")
+
+
 def main(runs: int = typer.Option(3, min=1), output: Path = Path("bench/results/report.html"),
+         local_copy: bool = typer.Option(False, help="Also time the scan of a local copy."),
          compare_renderers: bool = False,
          echarts: Path = typer.Option(None, exists=True, dir_okay=False)) -> None:
     settings = load_settings(s3_bucket=BUCKET, s3_prefix=PREFIX,
@@ -96,12 +130,20 @@ def main(runs: int = typer.Option(3, min=1), output: Path = Path("bench/results/
         year=start.year + 1, month=1))
     totals = []
     for run in range(1, runs + 1):
+        # The machine is shared: the load before each run, and this process's CPU time (DuckDB's
+        # threads and the chart renderer run in it; the S3 server's work is not counted).
+        load = os.getloadavg()[0]
+        cpu = time.process_time()
         summary = build_report(settings, window, output, dead_letters=False)
+        cpu = time.process_time() - cpu
         totals.append(summary.seconds["total"])
         steps = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in summary.seconds.items())
         print(f"run {run}: {summary.events:,} events, {summary.objects:,} objects "
-              f"({summary.archive_bytes / 2**20:.1f} MiB), {summary.size / 1024:.0f} KiB; {steps}")
+              f"({summary.archive_bytes / 2**20:.1f} MiB), {summary.size / 1024:.0f} KiB; {steps}; "
+              f"CPU {cpu:.1f} s; load average before: {load:.1f} on {os.cpu_count()} cores")
     print(f"median total: {statistics.median(totals):.2f} s over {runs} runs; report: {output}")
+    if local_copy:
+        _scan_local_copy(settings, window)
     if compare_renderers:
         data = _figures(output)
         seconds, size = _plotly(data)

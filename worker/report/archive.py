@@ -232,13 +232,16 @@ def chunks(objects: Sequence[ArchiveObject]) -> list[list[ArchiveObject]]:
 
 def load_events(connection: duckdb.DuckDBPyConnection, settings: Settings,
                 selection: Selection, window: Window,
-                advance: Callable[[int], None] = lambda read: None) -> int:
+                advance: Callable[[int], None] = lambda read: None,
+                root: str | None = None) -> int:
     """Load the selected objects' documents of the window into ``events``; the number loaded.
-    `advance` is told the bytes of objects read after each statement."""
+    `advance` is told the bytes of objects read after each statement. Objects are read from
+    the bucket, or from `root` (a directory holding them under their keys: a local copy)."""
     create_events_table(connection)
     time_field = settings.s3_time_field.value
+    base = root.rstrip("/") + "/" if root else f"s3://{settings.s3_bucket}/"
     for group in chunks(selection.objects):
-        urls = [f"s3://{settings.s3_bucket}/{item.key}" for item in group]
+        urls = [base + item.key for item in group]
         select = _select_sql(_source_sql(urls, group[0].format or NDJSON), time_field)
         try:
             connection.execute(
