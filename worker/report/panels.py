@@ -128,8 +128,6 @@ COLUMNS: tuple[Column, ...] = (
                "if (doc['status'].size() > 0) { emit((doc['status'].value / 100) + 'xx') }")),
     Column("response_length", "BIGINT", "response_length", "response bytes",
            document="response_length"),
-    Column("partition", "INTEGER", "kafka.partition", "the source partition",
-           document="kafka.partition"),
 )
 COLUMN_NAMES = tuple(column.name for column in COLUMNS)
 

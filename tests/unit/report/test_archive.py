@@ -93,13 +93,13 @@ DOCUMENTS = [
 ]
 EXPECTED = [
     (datetime(2026, 11, 22, 10, 0, 2, tzinfo=UTC), "track", "Signed Up", "u1", None,
-     "analytics.js", None, None, None, None, None, None, None, None, 3),
+     "analytics.js", None, None, None, None, None, None, None, None),
     (datetime(2026, 11, 22, 10, 5, 0, 500000, tzinfo=UTC), "page", None, "a1", "/pricing", "web",
-     None, None, None, None, None, None, None, None, 3),
+     None, None, None, None, None, None, None, None),
     (datetime(2026, 11, 22, 10, 6, 0, 100000, tzinfo=UTC), "access_log", None, None, None, None,
-     "Acme Corp", "Gold", "key-acme", True, "GET /v1/orders/{id}", 503, "5xx", 2048, 0),
+     "Acme Corp", "Gold", "key-acme", True, "GET /v1/orders/{id}", 503, "5xx", 2048),
     (datetime(2026, 11, 22, 10, 7, 0, 100000, tzinfo=UTC), "access_log", None, None, None, None,
-     NOT_IN_CATALOG, NOT_IN_CATALOG, "key-who", False, "POST /v1/x", 201, "2xx", 10, 0),
+     NOT_IN_CATALOG, NOT_IN_CATALOG, "key-who", False, "POST /v1/x", 201, "2xx", 10),
 ]
 
 

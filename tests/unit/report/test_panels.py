@@ -9,13 +9,13 @@ from worker.report.panels import COLUMN_NAMES, COLUMNS, PANELS, Chart, Kind, Sec
 
 ROWS = [
     ("2026-11-22 10:00:00+00", "access_log", None, None, None, None, "Acme Corp", "Gold",
-     "key-acme", True, "GET /v1/orders", 200, "2xx", 500, 0),
+     "key-acme", True, "GET /v1/orders", 200, "2xx", 500),
     ("2026-11-22 11:00:00+00", "access_log", None, None, None, None, "(not in the catalog)",
-     "(not in the catalog)", "key-who", False, "GET /v1/orders", 503, "5xx", 5000, 1),
+     "(not in the catalog)", "key-who", False, "GET /v1/orders", 503, "5xx", 5000),
     ("2026-11-22 11:30:00+00", "page", None, "u1", "/pricing", "web", None, None, None, None,
-     None, None, None, None, 1),
+     None, None, None, None),
     ("2026-11-23 09:00:00+00", "track", "Signed Up", "u2", None, "analytics.js", None, None, None,
-     None, None, None, None, None, 0),
+     None, None, None, None, None),
 ]
 
 
