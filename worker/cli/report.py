@@ -12,23 +12,24 @@ from worker.cli.settings import load_cli_settings as _settings
 
 class _Bar:
     """The report's steps on a rich progress bar (stderr): bytes while DuckDB scans the
-    archive, panels while charts are drawn, a spinner otherwise."""
+    archive, panels while charts are drawn, the time alone otherwise."""
 
     def __init__(self) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
-            DownloadColumn,
             Progress,
             SpinnerColumn,
             TaskID,
+            TextColumn,
             TimeElapsedColumn,
         )
 
         self._progress = Progress(SpinnerColumn(), "[progress.description]{task.description}",
-                                  BarColumn(), DownloadColumn(), TimeElapsedColumn(),
-                                  console=Console(stderr=True), transient=False)
+                                  BarColumn(), TextColumn("{task.fields[amount]}"),
+                                  TimeElapsedColumn(), console=Console(stderr=True))
         self._task: TaskID | None = None
+        self._unit = ""
 
     def __enter__(self) -> _Bar:
         self._progress.start()
@@ -39,18 +40,30 @@ class _Bar:
         self._finish()
         self._progress.stop()
 
+    def _amount(self, done: float, total: float | None) -> str:
+        if total is None or not self._unit:
+            return ""
+        if self._unit == "bytes":
+            return f"{done / 2**20:,.1f}/{total / 2**20:,.1f} MiB"
+        return f"{done:,.0f}/{total:,.0f} {self._unit}"
+
     def _finish(self) -> None:
         if self._task is not None:
-            task = self._progress.tasks[-1]
-            self._progress.update(self._task, completed=task.total or 1, total=task.total or 1)
+            total = self._progress.tasks[-1].total or 1
+            self._progress.update(self._task, completed=total, total=total,
+                                  amount=self._amount(total, self._progress.tasks[-1].total))
 
-    def step(self, description: str, total: float | None = None) -> None:
+    def step(self, description: str, total: float | None = None, unit: str = "") -> None:
         self._finish()
-        self._task = self._progress.add_task(description, total=total)
+        self._unit = unit
+        self._task = self._progress.add_task(description, total=total,
+                                             amount=self._amount(0, total))
 
     def advance(self, amount: float) -> None:
         if self._task is not None:
             self._progress.advance(self._task, amount)
+            task = self._progress.tasks[-1]
+            self._progress.update(self._task, amount=self._amount(task.completed, task.total))
 
 
 def report(

@@ -43,15 +43,16 @@ FROM events
 class Progress(Protocol):
     """What the report tells its caller while it works."""
 
-    def step(self, description: str, total: float | None = None) -> None:
-        """A new step begins; `total` is its amount of work (bytes, panels), when known."""
+    def step(self, description: str, total: float | None = None, unit: str = "") -> None:
+        """A new step begins; `total` is its amount of work in `unit` (``bytes``, ``panels``),
+        when known."""
 
     def advance(self, amount: float) -> None:
         """Part of the current step is done."""
 
 
 class _Silent:
-    def step(self, description: str, total: float | None = None) -> None:
+    def step(self, description: str, total: float | None = None, unit: str = "") -> None:
         pass
 
     def advance(self, amount: float) -> None:
@@ -126,7 +127,7 @@ def build_report(settings: Settings, window: Window, output: Path,
     mark = time.perf_counter()
     connection = connect(settings)
     progress.step(f"scanning {len(selection.objects):,} objects with DuckDB",
-                  float(selection.bytes))
+                  float(selection.bytes), "bytes")
     events = load_events(connection, settings, selection, window, progress.advance)
     seconds["scan"] = time.perf_counter() - mark
 
@@ -141,7 +142,7 @@ def build_report(settings: Settings, window: Window, output: Path,
     seconds["dead_letters"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    progress.step("drawing charts", float(len(PANELS)))
+    progress.step("drawing charts", float(len(PANELS)), "panels")
     figures = []
     for panel in PANELS:
         figures.append(_figures(connection, panel, window, problem))
