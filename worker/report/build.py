@@ -9,6 +9,7 @@ caller follows the steps through a ``Progress``.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ import duckdb
 
 from worker.config import Settings
 from worker.report.archive import connect, list_archive, load_events, select_objects
-from worker.report.charts import render_svg
+from worker.report.charts import render_svg, warm_up
 from worker.report.letters import create_letters_table, read_letter_rows
 from worker.report.page import PageFacts, PanelFigures, render_page
 from worker.report.panels import PANELS, Panel
@@ -125,6 +126,9 @@ def build_report(settings: Settings, window: Window, output: Path,
     seconds["list"] = time.perf_counter() - started
 
     mark = time.perf_counter()
+    # The chart renderer starts beside the scan: DuckDB releases the GIL while it reads.
+    renderer = threading.Thread(target=warm_up, name="chart-renderer-warm-up", daemon=True)
+    renderer.start()
     connection = connect(settings)
     progress.step(f"scanning {len(selection.objects):,} objects with DuckDB",
                   float(selection.bytes), "bytes")
@@ -143,6 +147,7 @@ def build_report(settings: Settings, window: Window, output: Path,
 
     mark = time.perf_counter()
     progress.step("drawing charts", float(len(PANELS)), "panels")
+    renderer.join()
     figures = []
     for panel in PANELS:
         figures.append(_figures(connection, panel, window, problem))

@@ -72,6 +72,14 @@ def specification(panel: Panel, rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def warm_up() -> None:
+    """Start the renderer's JavaScript engine (about a second, once per process) with a chart
+    of nothing: called while DuckDB scans, so that the first panel does not wait for it."""
+    import vl_convert
+
+    vl_convert.vegalite_to_svg({"mark": "point", "data": {"values": []}})
+
+
 def render_svg(panel: Panel, rows: list[dict[str, Any]]) -> str:
     """The panel as an SVG element."""
     import vl_convert
