@@ -153,10 +153,13 @@ def _keys_sql(prefix: str, start: datetime, topic: str) -> str:
     """
 
 
-# The access-log documents' fields: the schema's columns but Segment's own.
-_FIELDS = [name for name in SCHEMA.names if name not in (
-    "event", "name", "user_id", "anonymous_id", "group_id", "previous_id", "sent_at",
-    "context", "properties", "traits", "integrations")]
+# The access-log documents' fields (the normaliser's and the catalog's), in the schema's order;
+# the schema's other columns are null in these Parquet objects.
+_FIELDS = ["event_id", "type", "timestamp", "received_at", "source_id", "request_id", "ip",
+           "http_method", "resource_path", "path", "protocol", "status", "response_length",
+           "api_id", "stage", "api_key_id", "user_agent", "customer_id", "customer_name",
+           "usage_plan_id", "usage_plan_name", "api_key_name", "enriched", "input_format",
+           "kafka"]
 _CATALOG_FIELDS = ("customer_id", "customer_name", "usage_plan_id", "usage_plan_name",
                    "api_key_name")
 
