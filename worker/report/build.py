@@ -111,7 +111,8 @@ def _figures(connection: duckdb.DuckDBPyConnection, panel: Panel, window: Window
     if not rows:
         return PanelFigures(panel, columns, rows, None, note)
     records = [dict(zip(columns, row, strict=True)) for row in rows]
-    return PanelFigures(panel, columns, rows, render_svg(panel, records), note)
+    domain = (_plain(window.since), _plain(window.until))
+    return PanelFigures(panel, columns, rows, render_svg(panel, records, domain), note)
 
 
 def build_report(settings: Settings, window: Window, output: Path,

@@ -37,9 +37,13 @@ def _encoding(panel: Panel, field: str, kind: Kind, title: str) -> dict[str, Any
     return channel
 
 
-def specification(panel: Panel, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The panel's Vega-Lite specification with its rows inlined."""
+def specification(panel: Panel, rows: list[dict[str, Any]],
+                  time_domain: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The panel's Vega-Lite specification with its rows inlined; a time axis spans
+    `time_domain` (the report's range) when given, so a quiet stretch shows as one."""
     x = _encoding(panel, panel.x, panel.x_kind, panel.x.replace("_", " "))
+    if panel.x_kind is Kind.TIME and time_domain:
+        x["scale"]["domain"] = list(time_domain)
     y = _encoding(panel, panel.y, panel.y_kind, panel.y.replace("_", " "))
     encoding: dict[str, Any] = {"x": x, "y": y}
     mark: dict[str, Any]
@@ -80,11 +84,13 @@ def warm_up() -> None:
     vl_convert.vegalite_to_svg({"mark": "point", "data": {"values": []}})
 
 
-def render_svg(panel: Panel, rows: list[dict[str, Any]]) -> str:
+def render_svg(panel: Panel, rows: list[dict[str, Any]],
+               time_domain: tuple[str, str] | None = None) -> str:
     """The panel as an SVG element."""
     import vl_convert
 
-    return own_ids(vl_convert.vegalite_to_svg(specification(panel, rows)), panel.id)
+    return own_ids(vl_convert.vegalite_to_svg(specification(panel, rows, time_domain)),
+                   panel.id)
 
 
 def own_ids(svg: str, prefix: str) -> str:

@@ -68,3 +68,12 @@ def test_rankings_are_sorted_by_value_and_status_classes_keep_their_colours() ->
     assert spec["encoding"]["y"]["sort"] == "-x"
     assert spec["encoding"]["color"]["scale"]["domain"][1] == "2xx"
     assert spec["encoding"]["x"]["type"] == "quantitative"
+
+
+def test_a_time_axis_spans_the_whole_range_so_a_quiet_stretch_shows() -> None:
+    spec = specification(panel("calls_by_plan"), [], ("2026-11-01T00:00:00Z",
+                                                      "2026-11-02T00:00:00Z"))
+    assert spec["encoding"]["x"]["scale"] == {
+        "type": "utc", "domain": ["2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z"]}
+    assert "domain" not in specification(panel("top_customers"), [],
+                                         ("a", "b"))["encoding"]["x"].get("scale", {})
