@@ -40,10 +40,14 @@ def _encoding(panel: Panel, field: str, kind: Kind, title: str) -> dict[str, Any
 def specification(panel: Panel, rows: list[dict[str, Any]],
                   time_domain: tuple[str, str] | None = None) -> dict[str, Any]:
     """The panel's Vega-Lite specification with its rows inlined; a time axis spans
-    `time_domain` (the report's range) when given, so a quiet stretch shows as one."""
+    `time_domain` (the report's range, as UTC ISO-8601 text like the rows' times) when given,
+    so a quiet stretch shows as one."""
     x = _encoding(panel, panel.x, panel.x_kind, panel.x.replace("_", " "))
     if panel.x_kind is Kind.TIME and time_domain:
-        x["scale"]["domain"] = list(time_domain)
+        # A bucket may start before the range (a day's starts at midnight): the axis starts
+        # with the earliest, or its point would fall outside the chart.
+        start = min([time_domain[0], *(str(row[panel.x]) for row in rows)])
+        x["scale"]["domain"] = [start, time_domain[1]]
     y = _encoding(panel, panel.y, panel.y_kind, panel.y.replace("_", " "))
     encoding: dict[str, Any] = {"x": x, "y": y}
     mark: dict[str, Any]

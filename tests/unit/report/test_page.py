@@ -77,3 +77,11 @@ def test_a_time_axis_spans_the_whole_range_so_a_quiet_stretch_shows() -> None:
         "type": "utc", "domain": ["2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z"]}
     assert "domain" not in specification(panel("top_customers"), [],
                                          ("a", "b"))["encoding"]["x"].get("scale", {})
+
+
+def test_a_daily_bucket_that_starts_before_the_range_stays_on_the_axis() -> None:
+    rows = [{"day": "2026-11-01T00:00:00Z", "users": 3}]
+    spec = specification(panel("daily_active_users"), rows, ("2026-11-01T09:00:00Z",
+                                                             "2026-11-01T12:00:00Z"))
+    assert spec["encoding"]["x"]["scale"]["domain"] == ["2026-11-01T00:00:00Z",
+                                                        "2026-11-01T12:00:00Z"]
