@@ -2,9 +2,10 @@
 
 ``main``: the command and its top-level verbs (``worker``, ``ingest``, ``stack``, ``produce``,
 ``demo``, ``settings``); ``groups``: the ``dlq``, ``topics`` and ``catalog``
-command groups; ``kibana``: ``sluice kibana import`` and ``objects``; ``settings``: the
-settings loading every command shares, with one line per bad setting instead of a traceback.
+command groups; ``kibana``: ``sluice kibana import`` and ``objects``; ``report``: ``sluice
+report`` and its progress bar; ``settings``: the settings loading every command shares, with one
+line per bad setting instead of a traceback.
 
 Imports: anything. The CLI is the top layer, and the only one that may import the local
-tooling (``worker.local``).
+tooling (``worker.local``) and the report (``worker.report``).
 """

@@ -12,6 +12,7 @@ from worker.cli.errors import fail
 from worker.cli.groups import catalog_cli, dlq_cli, topics_cli
 from worker.cli.iceberg import iceberg_cli
 from worker.cli.kibana import kibana_cli
+from worker.cli.report import report as report_command
 from worker.cli.settings import load_cli_settings as _settings
 from worker.config import Settings, redact_urls, settings_table_markdown
 from worker.local.samples import SAMPLE_FORMS
@@ -29,6 +30,7 @@ cli.add_typer(topics_cli, name="topics")
 cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(kibana_cli, name="kibana")
 cli.add_typer(iceberg_cli, name="iceberg")
+cli.command("report")(report_command)
 
 
 WORKER_HELP = (

@@ -3,7 +3,8 @@
 Starts the local stack, creates the topics, loads a small catalog, starts a `sluice worker`
 process, produces sample events in every input form plus some malformed records, waits until
 the worker has committed past all of them, and prints where they landed: the sinks' counts,
-the dead-letter topic's reasons and the committed offsets.
+the dead-letter topic's reasons and the committed offsets; then writes the usage report of
+the last two hours (`sluice report`) and prints its path.
 
 Nothing is produced before the worker has joined its group: a worker that cannot start (its
 web port held by another worker, say) stops the demo with the worker's own error line and
@@ -190,7 +191,24 @@ def run_demo(settings: Settings, record_count: int, say: Say = print) -> None:
         + ", ".join(f"p{p.partition}={p.committed}/{p.end_offset}" for p in progress)
         + f" (lag {sum(p.lag for p in progress)})")
     say(f"   worker log: {log_path}")
+
+    say("== 7. the usage report of the last two hours")
+    report_path = write_report(settings, demo_dir / "report.html")
+    say(f"   report: {report_path} (open it in a browser; it needs no network)")
     say("   the stack keeps running; stop it with `.venv/bin/sluice stack down`")
+
+
+def write_report(settings: Settings, path: Path) -> Path:
+    """`sluice report` of the last two hours, run as its own process like the worker (only the
+    command imports the report package); its progress bar shows on this terminal."""
+    environment = dict(os.environ)
+    environment.update(settings.as_environment())
+    result = subprocess.run(  # noqa: S603 (fixed argv)
+        [sys.executable, "-m", "worker", "report", "--since", "2h", "--output", str(path)],
+        env=environment, stdin=subprocess.DEVNULL, check=False)
+    if result.returncode != 0:
+        raise DemoError(f"`sluice report` exited with code {result.returncode}")
+    return path
 
 
 async def _elasticsearch_report(settings: Settings) -> list[str]:

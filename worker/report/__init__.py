@@ -1,0 +1,14 @@
+"""``sluice report``: a self-contained HTML usage report of a time range, from the S3 archive
+(through DuckDB) and the dead-letter topic.
+
+``panels``: every panel defined once, as SQL over the archive's columns and as the fields and
+metric an Elasticsearch / Kibana panel uses (the saved-object generator reads the same
+records); ``window``: the range and the charts' time bucket; ``archive``: the objects of the
+range and DuckDB loading their documents; ``letters``: the range's dead letters; ``charts``:
+Vega-Lite specifications drawn to SVG at build time; ``page``: the HTML file; ``build``: the
+steps in order.
+
+Imports: ``worker.config``, ``worker.deadletters`` (reading the topic) and ``worker.sinks.s3``
+(its client). Nothing imports this package but the CLI (an import-linter contract checks it).
+Needs the ``report`` extra (DuckDB, its httpfs extension, vl-convert).
+"""
