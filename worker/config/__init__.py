@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from worker.config.elasticsearch import ElasticsearchSettings
 from worker.config.event_time import EventTimeSettings
 from worker.config.ingest import IngestForm, IngestSettings
+from worker.config.ingest_limits import IngestLimitSettings
 from worker.config.kafka import (
     KafkaSaslMechanism,
     KafkaSecurityProtocol,
@@ -66,8 +67,8 @@ class LogLevel(StrEnum):
 # Bases are listed last group first: pydantic orders fields from the last base to the first, so
 # the settings table reads Kafka, pipeline, Elasticsearch, S3, ingest, then the worker's own.
 class Settings(
-    IngestSettings, EventTimeSettings, S3Settings, ElasticsearchSettings, PipelineSettings,
-    KafkaSettings, BaseSettings,
+    IngestLimitSettings, IngestSettings, EventTimeSettings, S3Settings, ElasticsearchSettings,
+    PipelineSettings, KafkaSettings, BaseSettings,
 ):
     """All of Sluice's configuration, validated once at start-up."""
 
@@ -117,6 +118,28 @@ class Settings(
             )
         return self
 
+    @model_validator(mode="after")
+    def _ingest_limits_fit_together(self) -> Self:
+        # A body of the largest size must fit in the budget, or it could never be read.
+        if self.ingest_body_budget_bytes < self.ingest_max_body_bytes:
+            raise ValueError(
+                f"SLUICE_INGEST_BODY_BUDGET_BYTES ({self.ingest_body_budget_bytes}) must be at "
+                f"least SLUICE_INGEST_MAX_BODY_BYTES ({self.ingest_max_body_bytes})")
+        if not (self.ingest_max_body_bytes <= self.ingest_unverified_body_bytes
+                <= self.ingest_body_budget_bytes):
+            raise ValueError(
+                f"SLUICE_INGEST_UNVERIFIED_BODY_BYTES ({self.ingest_unverified_body_bytes}) is "
+                f"a part of SLUICE_INGEST_BODY_BUDGET_BYTES ({self.ingest_body_budget_bytes}) "
+                f"that a signed body of SLUICE_INGEST_MAX_BODY_BYTES "
+                f"({self.ingest_max_body_bytes}) must fit in: between the two")
+        # A transaction lasts at most the produce timeout and its commit.
+        if self.ingest_transaction_timeout <= self.ingest_produce_timeout + 1:
+            raise ValueError(
+                f"SLUICE_INGEST_TRANSACTION_TIMEOUT ({self.ingest_transaction_timeout:g}s) must "
+                f"be longer than SLUICE_INGEST_PRODUCE_TIMEOUT "
+                f"({self.ingest_produce_timeout:g}s) plus one second")
+        return self
+
     @field_validator("sinks", "s3_csv_columns", "ingest_forms", "ingest_bearer_tokens",
                      mode="before")
     @classmethod
@@ -130,7 +153,8 @@ class Settings(
         "elasticsearch_api_key", "elasticsearch_username", "elasticsearch_password",
         "elasticsearch_ca_certs", "s3_server_side_encryption", "s3_sse_kms_key_id",
         "s3_storage_class", "ingest_segment_shared_secret", "ingest_segment_username",
-        "ingest_segment_password", "ingest_firehose_access_key", "kafka_sasl_mechanism",
+        "ingest_segment_password", "ingest_firehose_access_key", "ingest_transactional_id",
+        "kafka_sasl_mechanism",
         "kafka_sasl_username", "kafka_sasl_password", "kafka_sasl_oauth_token",
         "kafka_aws_region", "kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file",
         "kafka_ssl_key_password", "s3_ca_bundle", mode="before",
