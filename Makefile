@@ -8,7 +8,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test test-unit lint readme bench stack-up stack-down stack-status clean
+.PHONY: demo test test-unit lint readme bench stack-up stack-down stack-status clean \
+	promtool browser
 
 ## make demo: local stack + worker + sample events, and where they landed
 demo: $(STAMP)
@@ -16,12 +17,24 @@ demo: $(STAMP)
 
 ## make test: the import contracts, then every test suite (unit, integration, e2e) against the
 ## local stack it starts itself
-test: $(STAMP)
+test: $(STAMP) promtool browser
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) promtool
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+## Tools from Debian's packages that tests need, installed only when missing (as root, as CI runs).
+## promtool (package prometheus): tests/unit/test_prometheus_rules.py checks and unit-tests the
+## rules of deploy/prometheus/ (about 11 s to install from a warm package cache, 19 MB download).
+promtool:
+	command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends prometheus; }
+
+## chromium: the tests that open pages in headless Chromium (driven by playwright, dev extra).
+browser:
+	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker tests bench

@@ -36,7 +36,7 @@ from worker.kafka.topics import TopicSpec, ensure_topics
 from worker.local.produce import produce
 from worker.local.samples import DEMO_CATALOG
 from worker.local.stack import LocalStack
-from worker.sinks import s3
+from worker.sinks.s3 import client as s3
 
 BENCH_STACK_DIR = REPO_ROOT / ".sluice" / "bench-stack"
 ES, S3 = "elasticsearch", "s3"

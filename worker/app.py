@@ -29,6 +29,7 @@ from worker.kafka.faust_consumer import SluiceConsumer, SluiceTransport
 from worker.ops.gc_tuning import tune_for_throughput
 from worker.ops.metrics import SluiceCollector
 from worker.ops.server import OpsServer
+from worker.ops.status_page import StatusPage
 from worker.pipeline.progress import Progress
 from worker.pipeline.wiring import Pipeline
 from worker.sinks.counting import CountingSink
@@ -214,16 +215,17 @@ async def preflight(settings: Settings) -> None:
     """
     from worker.kafka.topics import ensure_topics
     from worker.ops.startup_checks import check_codecs, wait_for_broker
-    from worker.sinks import elasticsearch, s3
+    from worker.sinks.elasticsearch.client import preflight as elasticsearch_preflight
+    from worker.sinks.s3.client import preflight as s3_preflight
 
     check_codecs()
     # Waits for an unreachable broker; a TLS or SASL refusal fails at once, naming the settings.
     await wait_for_broker(settings)
     await ensure_topics(settings)
     if SinkName.ELASTICSEARCH in settings.sinks:
-        await elasticsearch.preflight(settings)
+        await elasticsearch_preflight(settings)
     if SinkName.S3 in settings.sinks:
-        await s3.preflight(settings)
+        await s3_preflight(settings)
 
 
 def create_app(settings: Settings, web_socket: socket.socket | None = None) -> SluiceApp:
@@ -269,7 +271,7 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
         registry = CollectorRegistry(auto_describe=True)
         registry.register(SluiceCollector(app.pipeline, app.catalog, app.lag))
         app.ops = OpsServer(settings.web_host, settings.web_port, registry, app.readiness,
-                            web_socket)
+                            web_socket, page=StatusPage("worker"))
 
     source = app.topic(
         settings.source_topic,

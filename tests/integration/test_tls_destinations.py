@@ -13,8 +13,9 @@ import trustme
 from tests.support.security_fronts import Front, free_port, server_tls
 from worker.config import Settings
 from worker.local.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY
-from worker.sinks import elasticsearch, s3
+from worker.sinks.elasticsearch import client as elasticsearch
 from worker.sinks.elasticsearch.sink import ElasticsearchStartupError
+from worker.sinks.s3 import client as s3
 from worker.sinks.s3.sink import S3StartupError
 
 pytestmark = pytest.mark.integration

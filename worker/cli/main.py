@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from worker.cli.groups import catalog_cli, dlq_cli, topics_cli
+from worker.cli.kibana import kibana_cli
 from worker.cli.settings import load_cli_settings as _settings
 from worker.config import Settings, settings_table_markdown
 from worker.local.samples import SAMPLE_FORMS
@@ -24,6 +25,7 @@ cli.add_typer(stack_cli, name="stack")
 cli.add_typer(catalog_cli, name="catalog")
 cli.add_typer(topics_cli, name="topics")
 cli.add_typer(dlq_cli, name="dlq")
+cli.add_typer(kibana_cli, name="kibana")
 
 
 WORKER_HELP = (

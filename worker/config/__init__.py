@@ -6,9 +6,9 @@ a description. The README's settings table is produced from this model
 (``sluice settings --markdown``), so the two cannot drift apart.
 
 The settings are declared by group, one module each (``kafka``, ``pipeline``, ``elasticsearch``,
-``s3``, ``ingest``); ``Settings`` joins the groups into the one validated object every part of
-Sluice receives, and holds the rules that span groups. ``unknown_settings`` finds misspelled
-``SLUICE_*`` variables.
+``s3``, ``ingest``, ``kibana``); ``Settings`` joins the groups into the one validated object
+every part of Sluice receives, and holds the rules that span groups. ``unknown_settings`` finds
+misspelled ``SLUICE_*`` variables.
 
 Imports: nothing of Sluice. Every other package imports the settings, so a settings module that
 imported one of them would make a circle; what a setting's check needs (the key template's
@@ -35,6 +35,7 @@ from worker.config.kafka import (
     KafkaSettings,
     TopicName,
 )
+from worker.config.kibana import KibanaSettings
 from worker.config.pipeline import PipelineSettings, SinkName
 from worker.config.s3 import S3AddressingStyle, S3Format, S3Publish, S3Settings, S3TimeField
 
@@ -65,10 +66,11 @@ class LogLevel(StrEnum):
 
 
 # Bases are listed last group first: pydantic orders fields from the last base to the first, so
-# the settings table reads Kafka, pipeline, Elasticsearch, S3, ingest, then the worker's own.
+# the settings table reads Kafka, pipeline, Elasticsearch, S3, ingest and its limits, Kibana, then
+# the worker's own.
 class Settings(
-    IngestLimitSettings, IngestSettings, EventTimeSettings, S3Settings, ElasticsearchSettings,
-    PipelineSettings, KafkaSettings, BaseSettings,
+    KibanaSettings, IngestLimitSettings, IngestSettings, EventTimeSettings, S3Settings,
+    ElasticsearchSettings, PipelineSettings, KafkaSettings, BaseSettings,
 ):
     """All of Sluice's configuration, validated once at start-up."""
 
@@ -86,9 +88,12 @@ class Settings(
         6066,
         ge=0,
         le=65535,
-        description="HTTP port of `/metrics`, `/health/live` and `/health/ready`; 0 disables it.",
+        description="HTTP port of the status page `/`, `/metrics`, `/health/live` and "
+        "`/health/ready`; 0 disables it.",
     )
-    web_host: str = Field("0.0.0.0", description="Address the HTTP endpoints listen on.")
+    web_host: str = Field(
+        "0.0.0.0", description="Address the HTTP endpoints (status page included) listen on."
+    )
     state_dir: Path = Field(
         Path(".sluice/worker"),
         description="Directory for the worker's local state (Faust's data directory).",
@@ -157,7 +162,8 @@ class Settings(
         "kafka_sasl_mechanism",
         "kafka_sasl_username", "kafka_sasl_password", "kafka_sasl_oauth_token",
         "kafka_aws_region", "kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file",
-        "kafka_ssl_key_password", "s3_ca_bundle", mode="before",
+        "kafka_ssl_key_password", "s3_ca_bundle", "kibana_api_key", "kibana_username",
+        "kibana_password", "kibana_ca_certs", mode="before",
     )
     @classmethod
     def _empty_means_none(cls, value: object) -> object:

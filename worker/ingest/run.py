@@ -24,6 +24,7 @@ from worker.ingest.metrics import IngestMetrics
 from worker.ingest.producer import IngestProducer
 from worker.ingest.server import IngestServer
 from worker.ops.server import OpsServer
+from worker.ops.status_page import StatusPage
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             return {}
         return {"broker": producer.problem or "not connected yet"}
 
-    ops = (OpsServer(settings.web_host, settings.web_port, metrics.registry, readiness)
+    ops = (OpsServer(settings.web_host, settings.web_port, metrics.registry, readiness,
+                     page=StatusPage("ingest"))
            if settings.web_port else None)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

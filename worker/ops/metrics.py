@@ -77,6 +77,12 @@ class SluiceCollector(Collector):
         yield _counter("sluice_catalog_reader_failures",
                        "Times the catalog reader died and was restarted.",
                        self.catalog.reader_failures)
+        assigned = GaugeMetricFamily("sluice_partition_assigned",
+                                     "1 for each source partition this worker owns.",
+                                     labels=["topic", "partition"])
+        for topic, partition in self.pipeline.acks.assigned():
+            assigned.add_metric([topic, str(partition)], 1)
+        yield assigned
         lag = GaugeMetricFamily("sluice_consumer_lag",
                                 "Records of an assigned partition not yet committed.",
                                 labels=["topic", "partition"])

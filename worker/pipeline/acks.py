@@ -127,6 +127,10 @@ class AckTracker:
     def is_assigned(self, partition: PartitionKey) -> bool:
         return partition in self._partitions
 
+    def assigned(self) -> list[PartitionKey]:
+        """The partitions this worker owns now, in order (for /metrics and the status page)."""
+        return sorted(self._partitions)
+
     def generation(self, partition: PartitionKey) -> int | None:
         """The partition's current generation, None if it is not assigned; see `open`."""
         state = self._partitions.get(partition)

@@ -1,10 +1,10 @@
 """Turning a batch of source records into events: decode, normalise, enrich, encode.
 
 The first half of the pipeline (``worker.pipeline.wiring`` hands the events on to the sinks and
-keeps the books). Each step lives in its own module (``decoding``, ``normalize``, ``enrich``); here
-they run over a batch, each event is numbered within its record (its ordinal names its shares
-of the record's ticket, see ``worker.pipeline.acks``), and what fails is collected as a ``Failure``
-for the dead-letter topic instead of raising.
+keeps the books). Each step lives in its own module (``events.decoding``, ``events.normalize``,
+``catalog.enrichment``); here they run over a batch, each event is numbered within its record (its
+ordinal names its shares of the record's ticket, see ``worker.pipeline.acks``), and what fails is
+collected as a ``Failure`` for the dead-letter topic instead of raising.
 """
 
 from __future__ import annotations

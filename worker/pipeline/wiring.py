@@ -1,12 +1,12 @@
 """The pipeline: decode → normalise → enrich → fan out to the sinks → acknowledge.
 
 This module wires the steps together and keeps the books; each step lives in its own module
-(``preparation`` runs ``decoding``, ``normalize`` and ``enrich`` over a batch; ``sinks``,
-``deadletter``, ``acks``). The Faust agent
-hands every source record to ``Pipeline.submit`` together with the callable that acknowledges
-it to Faust; that callable runs only once every sink has durably written, or the dead-letter
-topic has accepted, every event of the record, and only after all earlier records of the same
-partition (see ``worker.pipeline.acks``).
+(``preparation`` runs ``events.decoding``, ``events.normalize`` and ``catalog.enrichment`` over a
+batch; then ``sinks``, ``deadletters.publisher``, ``acks``). The Faust agent hands every source
+record to ``Pipeline.submit`` together with the callable that acknowledges it to Faust; that
+callable runs only once every sink has durably written, or the dead-letter topic has accepted, every
+event of the record, and only after all earlier records of the same partition (see
+``worker.pipeline.acks``).
 """
 
 from __future__ import annotations

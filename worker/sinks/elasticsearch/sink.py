@@ -66,7 +66,7 @@ from worker.sinks.elasticsearch.triage import error_type_of, reason_of, rejectio
 log = logging.getLogger(__name__)
 
 NAME = "elasticsearch"
-# The client and the start-up check live in elasticsearch_client; importable from here as before.
+# The client and the start-up check live in client.py; importable from here too.
 __all__ = ["NAME", "ElasticsearchSink", "ElasticsearchSinkStats", "ElasticsearchStartupError",
            "describe_cluster", "make_client", "preflight"]
 _BULK_FILTER = "errors,items.*.status,items.*.error"

@@ -81,7 +81,7 @@ def object_key(
 
 
 def marker_key(prefix: str, topic: str, partition: int) -> str:
-    """Where the sink records how far a partition is written (see ``s3_markers``)."""
+    """Where the sink records how far a partition is written (see ``markers``)."""
     return f"{prefix}_sluice/markers/{topic}/{partition}.json"
 
 

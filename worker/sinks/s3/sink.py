@@ -70,7 +70,7 @@ from worker.sinks.s3.spool import SpoolDirectory, claim_spool_directory
 log = logging.getLogger(__name__)
 
 NAME = "s3"
-# The client and the start-up check live in s3_bucket; importable from here as before.
+# The client and the start-up check live in client.py; importable from here too.
 __all__ = ["NAME", "S3Sink", "S3SinkStats", "S3StartupError", "make_client_context", "preflight"]
 
 
