@@ -103,17 +103,18 @@ class IngestLimitSettings(BaseModel):
         "(about 200 bytes each); past it the least recently seen is forgotten, so a flood of "
         "addresses cannot grow memory.",
     )
-    ingest_transactional_id: str | None = Field(
+    ingest_transactional_id_prefix: str | None = Field(
         None,
-        description="Kafka transactional id of this `sluice ingest` (default: "
-        "`sluice-ingest-<host name>-<port>`). Unique per running instance: two instances with "
-        "one id fence each other. A restarted instance with the same id aborts what its "
-        "predecessor left open at once.",
+        description="Prefix of the Kafka transactional ids of `sluice ingest` (default: "
+        "`sluice-ingest-<host name>`). Each producer it starts gets an id of its own "
+        "(`<prefix>-<start time>-<n>`), used for nothing else: a new one after every aborted "
+        "transaction, so no two instances, and no two producers of one, fence each other.",
     )
     ingest_transaction_timeout: float = Field(
         15.0, gt=0,
         description="Seconds the broker lets a transaction of `sluice ingest` stay open before it "
         "aborts it. A worker (reading read_committed) waits behind an open transaction, so this "
-        "bounds how long an instance that died mid-request holds a partition back. Longer than "
-        "SLUICE_INGEST_PRODUCE_TIMEOUT.",
+        "bounds how long an instance killed mid-request holds a partition back (the local "
+        "stack's broker never aborts one: see the README). Longer than "
+        "SLUICE_INGEST_PRODUCE_TIMEOUT plus one second.",
     )

@@ -1,7 +1,7 @@
 """The producer behind `sluice ingest`: 200 means committed, 503 means never visible.
 
-aiokafka's transactional producer (``acks="all"``, idempotent, transactional id
-SLUICE_INGEST_TRANSACTIONAL_ID): a request's records are produced in a transaction
+aiokafka's transactional producer (``acks="all"``, idempotent): a request's records are produced
+in a transaction
 (``worker.ingest.transactions``) and the request is answered 200 once the transaction is
 committed. When the broker has not acknowledged them within SLUICE_INGEST_PRODUCE_TIMEOUT (broker
 down or paused, leader moving, unknown topic), the request gets 503 and Retry-After, and its
@@ -10,19 +10,25 @@ request answered 503 never reach Elasticsearch or S3, even those the broker appe
 one answer that promises neither is 504 (``Unconfirmed``): the broker stopped answering between
 the request's acknowledgements and its commit.
 
-A producer whose abort or commit is not answered is replaced by a new one with the same
-transactional id, connected in the background: its start fences the old one and makes the broker
-abort whatever the old one left open. Until it is connected, requests are answered 503 at once
-instead of each waiting for the timeout.
+Each producer has a transactional id of its own (``<prefix>-<start time>-<n>``,
+SLUICE_INGEST_TRANSACTIONAL_ID_PREFIX) and is retired after an aborted transaction: a new one is
+connected in the background. A producer whose abort or commit is not answered may have left a
+transaction open: before the new one writes, a producer with the lost one's id is started and
+closed, which fences the old one and makes the broker abort what it left open. Until the new one
+is connected, requests are answered 503 at once instead of each waiting for the timeout. An
+instance killed mid-request leaves its transaction to the broker, which aborts it after
+SLUICE_INGEST_TRANSACTION_TIMEOUT (the local stack's broker never does: see the README).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import socket
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -30,7 +36,7 @@ from aiokafka.errors import KafkaError
 from worker.config import Settings
 from worker.ingest.errors import Unavailable, Unconfirmed
 from worker.ingest.forms import IngestRecord
-from worker.ingest.transactions import Doomed, TransactionLoop, Unknown
+from worker.ingest.transactions import Doomed, ProducerLost, TransactionLoop, Unknown
 from worker.kafka.connection import client_options
 from worker.kafka.topics import ensure_topics
 
@@ -41,11 +47,13 @@ STOP_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 30.0
 
 
-def transactional_id(settings: Settings) -> str:
-    """SLUICE_INGEST_TRANSACTIONAL_ID, else one per host and port: stable across a restart of
-    the same instance (a pod's container), unique among instances running at once."""
-    return (settings.ingest_transactional_id
-            or f"sluice-ingest-{socket.gethostname()}-{settings.ingest_port}")
+def transactional_ids(settings: Settings) -> Iterator[str]:
+    """The transactional ids of this process's producers, one each: the prefix
+    (SLUICE_INGEST_TRANSACTIONAL_ID_PREFIX, else `sluice-ingest-<host name>`), the process's
+    start time in milliseconds and a count."""
+    prefix = settings.ingest_transactional_id_prefix or f"sluice-ingest-{socket.gethostname()}"
+    started = time.time_ns() // 1_000_000
+    return (f"{prefix}-{started}-{n}" for n in itertools.count())
 
 
 class IngestProducer:
@@ -53,7 +61,9 @@ class IngestProducer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.transactional_id = transactional_id(settings)
+        self._ids = transactional_ids(settings)
+        self.transactional_id = next(self._ids)
+        self._fence: str | None = None  # the id of a lost producer, to fence before writing
         self.problem: str | None = "not connected to the broker yet"
         self.ever_connected = False
         # Called with "committed", "aborted" or "unconfirmed" per transaction (the metrics).
@@ -108,12 +118,17 @@ class IngestProducer:
                            "this request was written; retry later",
                            {"Retry-After": str(self.settings.ingest_retry_after)})
 
-    def _lost(self, transactions: TransactionLoop, reason: str) -> None:
+    def _lost(self, transactions: TransactionLoop, lost: ProducerLost) -> None:
         if self._transactions is not transactions:
             return
-        log.warning("ingest: the producer of %s is lost (%s); answering 503 until the broker "
-                    "is back", self.settings.source_topic, reason)
-        self.problem = reason
+        if lost.fence:
+            log.warning("ingest: the producer of %s is lost (%s); answering 503 until the "
+                        "broker is back", self.settings.source_topic, lost)
+            self._fence = self.transactional_id
+        else:
+            log.info("ingest: %s; going on with a new producer", lost)
+        self.problem = str(lost)
+        self.transactional_id = next(self._ids)
         self._transactions = None
         task = asyncio.create_task(self._close(transactions.producer))
         self._closing.add(task)
@@ -135,8 +150,9 @@ class IngestProducer:
                         # the source topic with one partition before it does.
                         await ensure_topics(self.settings)
                         self._topics_ensured = True
-                    # Starting fences an older producer of this transactional id and makes the
-                    # broker abort the transaction it left open.
+                    if self._fence is not None:
+                        await self._fence_lost(self._fence)
+                        self._fence = None
                     await producer.start()
             except (KafkaError, OSError, TimeoutError) as error:
                 self.problem = f"{type(error).__name__}: {error}"
@@ -155,13 +171,24 @@ class IngestProducer:
                      self.transactional_id)
             return
 
-    def _new_producer(self) -> AIOKafkaProducer:
+    async def _fence_lost(self, lost_id: str) -> None:
+        """Start (and close) a producer with a lost producer's id: the broker fences the lost
+        one and aborts the transaction it left open. It writes nothing: see the module
+        docstring of ``worker.ingest.transactions`` for why an id that aborted never writes."""
+        fence = self._new_producer(lost_id)
+        try:
+            await fence.start()
+        finally:
+            await self._close(fence)
+        log.info("ingest: fenced the lost producer %s (what it left open is aborted)", lost_id)
+
+    def _new_producer(self, transactional_id: str | None = None) -> AIOKafkaProducer:
         timeout_ms = int(self.settings.ingest_produce_timeout * 1000)
         return AIOKafkaProducer(
             **client_options(self.settings),
             acks="all",
             enable_idempotence=True,
-            transactional_id=self.transactional_id,
+            transactional_id=transactional_id or self.transactional_id,
             transaction_timeout_ms=int(self.settings.ingest_transaction_timeout * 1000),
             # A transaction is a batch already: its records go out at once.
             linger_ms=0,

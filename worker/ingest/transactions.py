@@ -18,9 +18,14 @@ together, so the transactions grow with the load instead of their number.
    it. A doomed transaction is never committed, whatever the broker did with its records.
 4. A request whose time runs out while the commit is asked waits ``COMMIT_GRACE`` more for its
    answer; without one it gets 504 (``Unconfirmed``): only then may a retry write twice.
-5. An abort or a commit the broker does not answer means the producer is lost
-   (``ProducerLost``): its owner replaces it with a new producer of the same transactional id,
-   whose start fences the old one and makes the broker abort what it left open.
+5. After an abort the producer is retired (``ProducerLost``): its owner starts a new one with a
+   transactional id of its own. A producer id that aborted a transaction never writes again,
+   because the local stack's broker (noida-db 0.2.3) keeps listing that abort in every later
+   fetch: a read_committed reader past it would skip all the producer's later records.
+6. An abort or a commit the broker does not answer means the producer is lost with a
+   transaction perhaps open (``ProducerLost(fence=True)``): its owner first starts a producer
+   with the lost one's transactional id, which fences it and makes the broker abort what it left
+   open, and then writes with a new one.
 """
 
 from __future__ import annotations
@@ -51,7 +56,12 @@ class Unknown(Exception):
 
 
 class ProducerLost(Exception):
-    """The transactional producer can no longer be trusted; replace it."""
+    """The transactional producer is not to be used again; `fence`: it may have left a
+    transaction open, which a producer of the same transactional id must end."""
+
+    def __init__(self, reason: str, fence: bool = True) -> None:
+        super().__init__(reason)
+        self.fence = fence
 
 
 class Transaction:
@@ -93,7 +103,7 @@ class TransactionLoop:
 
     def __init__(self, producer: AIOKafkaProducer, topic: str,
                  on_outcome: Callable[[str], None],
-                 on_lost: Callable[[TransactionLoop, str], None]) -> None:
+                 on_lost: Callable[[TransactionLoop, ProducerLost], None]) -> None:
         self.producer = producer
         self.topic = topic
         self._on_outcome = on_outcome
@@ -186,7 +196,7 @@ class TransactionLoop:
         except ProducerLost as lost:
             self.lost = str(lost)
             self._opened.set()  # waiting requests see `lost`
-            self._on_lost(self, self.lost)
+            self._on_lost(self, lost)
 
     async def _one_transaction(self) -> None:
         producer = self.producer
@@ -247,3 +257,4 @@ class TransactionLoop:
                                f"{error}") from None
         finally:
             self.aborting = False
+        raise ProducerLost(f"a transaction was aborted ({transaction.doomed})", fence=False)

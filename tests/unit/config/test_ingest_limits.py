@@ -30,4 +30,4 @@ def test_limits_that_do_not_fit_together_are_refused_naming_the_settings(
 
 
 def test_an_empty_transactional_id_means_the_derived_one() -> None:
-    assert load_settings(ingest_transactional_id="").ingest_transactional_id is None
+    assert load_settings(ingest_transactional_id_prefix="").ingest_transactional_id_prefix is None

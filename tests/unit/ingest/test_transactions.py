@@ -1,5 +1,6 @@
 """Group commits: a request is answered 200 only once its transaction is committed, and a
-transaction with a request answered 503 is never committed, whatever the broker does later."""
+transaction with a request answered 503 is never committed, whatever the broker does later; a
+producer that aborted is retired."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from worker.ingest import transactions as transactions_module
 from worker.ingest.forms import IngestRecord
-from worker.ingest.transactions import Doomed, TransactionLoop, Unknown
+from worker.ingest.transactions import Doomed, ProducerLost, TransactionLoop, Unknown
 
 
 class FakeProducer:
@@ -62,9 +63,9 @@ class Loop:
     def __init__(self) -> None:
         self.producer = FakeProducer()
         self.outcomes: list[str] = []
-        self.lost: list[str] = []
+        self.lost: list[ProducerLost] = []
         self.loop = TransactionLoop(self.producer, "events", self.outcomes.append,  # type: ignore
-                                    lambda _, reason: self.lost.append(reason))
+                                    lambda _, lost: self.lost.append(lost))
         self.loop.start()
 
     async def send(self, *values: bytes, seconds: float = 5.0) -> None:
@@ -96,27 +97,27 @@ async def test_a_request_out_of_time_before_the_commit_dooms_its_transaction() -
     await _settle()
     assert loop.producer.committed == [] and sorted(loop.producer.aborted) == [b"late", b"other"]
     loop.producer.acks.set()  # the broker is back: what it acknowledges now stays aborted
-    await loop.send(b"next")
-    assert loop.producer.committed == [b"next"] and loop.outcomes == ["aborted", "committed"]
-    await loop.loop.stop()
+    # The producer that aborted is retired without a fence (nothing of it is left open).
+    assert [lost.fence for lost in loop.lost] == [False] and loop.outcomes == ["aborted"]
+    with pytest.raises(Doomed):
+        await loop.send(b"next")
+    assert loop.producer.committed == []
 
 
-async def test_a_request_still_sending_never_puts_records_into_the_next_transaction() -> None:
+async def test_a_request_still_sending_never_sends_after_its_transaction_ended() -> None:
     loop = Loop()
     gate = loop.producer.send_gates[b"slow-2"] = asyncio.Event()
     # Both join one transaction; `quick` gives up while `slow` still waits to send its second.
     slow = asyncio.create_task(loop.send(b"slow-1", b"slow-2", b"slow-3", seconds=5))
     with pytest.raises(Doomed):
         await loop.send(b"quick", seconds=0.05)
-    after = asyncio.create_task(loop.send(b"after"))  # wants the next transaction
     await asyncio.sleep(0.05)
+    assert loop.outcomes == []  # the abort waits for `slow` to stop sending
     gate.set()
     with pytest.raises(Doomed):
-        await slow
-    await after
-    assert loop.producer.committed == [b"after"]
+        await slow  # (the fake producer fails a record sent outside a transaction)
+    assert loop.producer.committed == [] and loop.outcomes == ["aborted"]
     assert sorted(loop.producer.aborted) == [b"quick", b"slow-1", b"slow-2"]  # not slow-3
-    await loop.loop.stop()
 
 
 async def test_a_commit_without_an_answer_is_unknown_and_the_producer_is_lost(
@@ -127,7 +128,8 @@ async def test_a_commit_without_an_answer_is_unknown_and_the_producer_is_lost(
     with pytest.raises(Unknown):
         await loop.send(b"maybe", seconds=0.1)
     await _settle()
-    assert loop.lost and "commit" in loop.lost[0] and loop.outcomes == ["unconfirmed"]
+    assert [lost.fence for lost in loop.lost] == [True] and "commit" in str(loop.lost[0])
+    assert loop.outcomes == ["unconfirmed"]
     with pytest.raises(Doomed):
         await loop.send(b"refused at once")
 
@@ -146,4 +148,5 @@ async def test_an_abort_without_an_answer_loses_the_producer_and_later_requests_
         if loop.lost:
             break
         await asyncio.sleep(0.01)
-    assert loop.lost and "abort" in loop.lost[0] and loop.producer.committed == []
+    assert [lost.fence for lost in loop.lost] == [True] and "abort" in str(loop.lost[0])
+    assert loop.producer.committed == []
