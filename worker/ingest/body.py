@@ -113,6 +113,32 @@ def _too_large(size_text: str, limit: int) -> TooLarge:
                     "(SLUICE_INGEST_MAX_BODY_BYTES)")
 
 
+def _keep(body: bytearray, chunk: bytes, limit: int, allowance: BodyAllowance | None,
+          unverified: bool) -> None:
+    if len(body) + len(chunk) > limit:
+        raise _too_large(f"more than {limit}", limit)
+    if allowance is not None:
+        allowance.reserve(len(chunk), unverified)
+    body += chunk
+
+
+async def _read_paced(request: web.Request, body: bytearray, limit: int,
+                      allowance: BodyAllowance, unverified: bool) -> None:
+    """Read into `body` while the pace is kept (TimedOut when it is not)."""
+    started = asyncio.get_running_loop().time()
+    try:
+        async with asyncio.timeout(allowance.timeout) as deadline:
+            async for chunk in request.content.iter_chunked(CHUNK_BYTES):
+                _keep(body, chunk, limit, allowance, unverified)
+                deadline.reschedule(started + allowance.timeout + len(body) / allowance.min_rate)
+    except TimeoutError:
+        refusal = TimedOut(
+            f"the body did not arrive in time ({len(body)} bytes received; a body gets "
+            "SLUICE_INGEST_BODY_TIMEOUT seconds plus one per SLUICE_INGEST_BODY_MIN_RATE bytes)")
+        refusal.closes = True
+        raise refusal from None
+
+
 def allowance_of(request: web.Request) -> BodyAllowance | None:
     """The request's body allowance, if the server attached one."""
     allowance = request.get(ALLOWANCE_KEY)
@@ -133,24 +159,13 @@ async def read_body(request: web.Request, limit: int, *, unverified: bool = Fals
                                                                               unverified):
         raise _no_room(allowance.retry_after)
     body = bytearray()
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     try:
-        async with asyncio.timeout(allowance.timeout if allowance else None) as deadline:
+        if allowance is None or request.content.is_eof():
+            # All of it is here already (a small body arrives with its headers): no pace to keep.
             async for chunk in request.content.iter_chunked(CHUNK_BYTES):
-                if len(body) + len(chunk) > limit:
-                    raise _too_large(f"more than {limit}", limit)
-                if allowance is not None:
-                    allowance.reserve(len(chunk), unverified)
-                    deadline.reschedule(started + allowance.timeout
-                                        + (len(body) + len(chunk)) / allowance.min_rate)
-                body += chunk
-    except TimeoutError:
-        refusal = TimedOut(
-            f"the body did not arrive in time ({len(body)} bytes received; a body gets "
-            "SLUICE_INGEST_BODY_TIMEOUT seconds plus one per SLUICE_INGEST_BODY_MIN_RATE bytes)")
-        refusal.closes = True
-        raise refusal from None
+                _keep(body, chunk, limit, allowance, unverified)
+        else:
+            await _read_paced(request, body, limit, allowance, unverified)
     except (web.RequestPayloadError, HttpProcessingError) as error:
         # e.g. a body that says gzip and is not
         reason = getattr(error, "message", None) or str(error)
