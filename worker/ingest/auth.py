@@ -81,10 +81,11 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
     return user, password
 
 
-def segment_presents_credentials(request: web.Request) -> bool:
-    """Whether a Segment request carries a signature or basic auth (checked before its body)."""
+def segment_signature_presented(settings: Settings, request: web.Request) -> bool:
+    """Whether a Segment request is to be verified by its `X-Signature`, which needs its body;
+    any other Segment credential is in a header and is verified before the body is read."""
     return (credential_header(request, SIGNATURE_HEADER) is not None
-            or _basic_credentials(request) is not None)
+            and bool(settings.ingest_segment_shared_secret))
 
 
 def verify_segment(settings: Settings, request: web.Request, body: bytes) -> None:

@@ -154,15 +154,18 @@ class IngestServer:
         return handle
 
     async def _segment(self, request: web.Request, outcome: Outcome) -> None:
-        if not auth.segment_presents_credentials(request):
-            auth.verify_segment(self.settings, request, b"")  # raises Unauthenticated
-        # A signature signs the body: the body is read before the request is verified.
-        body = await read_body(request, self.settings.ingest_max_body_bytes, unverified=True)
+        limit = self.settings.ingest_max_body_bytes
+        if auth.segment_signature_presented(self.settings, request):
+            # A signature signs the body: the body is read before the request is verified.
+            body = await read_body(request, limit, unverified=True)
+            auth.verify_segment(self.settings, request, body)
+            allowance = allowance_of(request)
+            if allowance is not None:
+                allowance.verified()
+        else:
+            auth.verify_segment(self.settings, request, b"")  # basic auth, or none: 401 / 403
+            body = await read_body(request, limit)
         outcome.body_bytes = len(body)
-        auth.verify_segment(self.settings, request, body)
-        allowance = allowance_of(request)
-        if allowance is not None:
-            allowance.verified()
         records = segment_records(body, self.settings.max_record_bytes)
         await self.producer.send_all(records)
         outcome.events = len(records)

@@ -4,6 +4,7 @@ must arrive at a minimum pace: over either, the request is refused at once and m
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import orjson
 
@@ -109,3 +110,17 @@ async def test_a_body_slower_than_the_minimum_pace_gets_408_and_its_connection_c
         assert headers.get("connection") == "close" and await client.closed_by_server()
         client.close()
         await _wait_for(lambda: _budget(server).held == 0, "the budget is released")
+
+
+async def test_credentials_in_a_header_are_checked_before_any_of_the_body_is_read() -> None:
+    settings = guard_settings(ingest_body_timeout=30)
+    async with serving(settings) as server:
+        for headers in ({"Authorization": "Basic " + base64.b64encode(b"seg:wrong").decode()},
+                        {"Authorization": "Bearer wrong"}, {}):
+            client = await RawClient.connect(settings.ingest_port)
+            path = "/events" if "Bearer" in headers.get("Authorization", "") else "/segment"
+            await client.send(post(path, b"x" * 4000, headers)[:-3900])  # most of it never comes
+            status, _, _ = await client.answer()  # at once, not after the body's deadline
+            assert status in (401, 403)
+            assert _budget(server).held == 0
+            client.close()

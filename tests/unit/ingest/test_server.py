@@ -8,9 +8,10 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests.support.ingest_server import RecordingProducer
 from worker.config import IngestForm, Settings, load_settings
 from worker.ingest.auth import credential_problems, segment_signature
-from worker.ingest.errors import IngestStartupError, Unavailable
+from worker.ingest.errors import IngestStartupError
 from worker.ingest.forms import IngestRecord
 from worker.ingest.metrics import IngestMetrics
 from worker.ingest.run import check_settings
@@ -18,20 +19,6 @@ from worker.ingest.server import IngestServer
 
 SECRET, ACCESS_KEY, TOKEN = "segment-secret", "firehose-key", "bearer-token"
 EVENT = orjson.dumps({"type": "track", "event": "A", "userId": "u1", "messageId": "m1"})
-
-
-class RecordingProducer:
-    """Keeps what a request would have produced; `down` makes it refuse like a lost broker."""
-
-    def __init__(self) -> None:
-        self.sent: list[IngestRecord] = []
-        self.down = False
-        self.available = True
-
-    async def send_all(self, records: list[IngestRecord]) -> None:
-        if self.down:
-            raise Unavailable("the broker is unavailable", {"Retry-After": "5"})
-        self.sent.extend(records)
 
 
 def _settings(**overrides: object) -> Settings:
