@@ -2,10 +2,11 @@
 
 The defaults are sized for one `sluice ingest` in a pod with a 512 MiB memory limit: about
 70 MiB for the process itself, up to 1,024 connections of a few KiB each (plus at most
-SLUICE_INGEST_MAX_HEADER_BYTES of headers each while they arrive), and request bodies held at
-once bounded by SLUICE_INGEST_BODY_BUDGET_BYTES. A body becomes Python objects while it is
-decoded: a Segment batch takes up to ten times its size for a moment, so 32 MiB of bodies can
-mean about 320 MiB at the peak. Each limit says what it protects and what a request over it gets.
+SLUICE_INGEST_MAX_HEADER_BYTES of headers each while they arrive), the rate limits' memory
+(12 MiB per limit at most), and request bodies held at once bounded by
+SLUICE_INGEST_BODY_BUDGET_BYTES. A body becomes Python objects while it is decoded: a Segment
+batch takes up to ten times its size for a moment, so 32 MiB of bodies can mean about 320 MiB at
+the peak. Each limit says what it protects and what a request over it gets.
 """
 
 from __future__ import annotations
@@ -98,10 +99,10 @@ class IngestLimitSettings(BaseModel):
         "before SLUICE_INGEST_CLIENT_RATE applies.",
     )
     ingest_max_tracked_clients: int = Field(
-        100_000, ge=100,
-        description="Client addresses and credentials whose rate limits are remembered at once "
-        "(about 200 bytes each); past it the least recently seen is forgotten, so a flood of "
-        "addresses cannot grow memory.",
+        50_000, ge=100,
+        description="Client addresses (and public credentials) whose rate limits are remembered "
+        "at once, per limit (about 250 bytes each: 12 MiB at the default); past it the least "
+        "recently seen is forgotten, so a flood of addresses cannot grow memory.",
     )
     ingest_transactional_id_prefix: str | None = Field(
         None,

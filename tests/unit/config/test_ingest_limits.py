@@ -9,9 +9,12 @@ def test_the_defaults_fit_a_512_mib_pod() -> None:
     settings = load_settings()
     # Bodies (decoded up to ten times their size for a moment) and connections' headers stay
     # well below the pod's memory with the process's own ~70 MiB.
-    worst = (10 * settings.ingest_body_budget_bytes
-             + settings.ingest_max_connections * settings.ingest_max_header_bytes)
-    assert worst < 400 * 2**20
+    # Two limits per client address (failed authentications, requests with a public key) of
+    # about 250 bytes per remembered address.
+    worst = (70 * 2**20 + 10 * settings.ingest_body_budget_bytes
+             + settings.ingest_max_connections * settings.ingest_max_header_bytes
+             + 2 * 250 * settings.ingest_max_tracked_clients)
+    assert worst < 480 * 2**20
     assert settings.ingest_max_body_bytes <= settings.ingest_unverified_body_bytes \
         <= settings.ingest_body_budget_bytes
     assert settings.ingest_transaction_timeout > settings.ingest_produce_timeout + 1
