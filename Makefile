@@ -7,17 +7,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+CLIENTS_STAMP := tests/node_modules/.installed
 
-.PHONY: demo test test-unit lint readme bench stack-up stack-down stack-status clean \
-	promtool browser
+.PHONY: demo test test-unit test-clients lint readme bench stack-up stack-down stack-status clean \
+	promtool browser postgres
 
 ## make demo: local stack + worker + sample events, and where they landed
-demo: $(STAMP)
+demo: $(STAMP) postgres
 	$(BIN)/sluice demo
 
 ## make test: the import contracts, then every test suite (unit, integration, e2e) against the
 ## local stack it starts itself
-test: $(STAMP) promtool browser
+test: $(STAMP) promtool browser postgres $(CLIENTS_STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -36,9 +37,24 @@ browser:
 	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends chromium; }
 
+## postgres (Debian's postgresql): the local stack's Iceberg SQL catalog (worker/local/postgres.py);
+## `sluice stack up` runs a private cluster of its own on loopback, never the system's.
+postgres:
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check worker tests bench
 	$(BIN)/lint-imports
+
+## make test-clients: Segment's JavaScript libraries, real clients of the tracking API's e2e tests
+## (pinned in tests/package-lock.json, installed with npm ci); the browser they and analytics.js
+## need is `browser`'s chromium
+test-clients: $(CLIENTS_STAMP)
+
+$(CLIENTS_STAMP): tests/package.json tests/package-lock.json
+	cd tests && npm ci --no-audit --no-fund --silent
+	touch $(CLIENTS_STAMP)
 
 ## make bench: Sluice vs Quix Streams vs a raw baseline on the local stack (a few minutes)
 bench: $(BENCH_STAMP)
@@ -48,7 +64,7 @@ bench: $(BENCH_STAMP)
 readme: $(STAMP)
 	$(BIN)/sluice settings --update-readme README.md
 
-stack-up: $(STAMP)
+stack-up: $(STAMP) postgres
 	$(BIN)/sluice stack up
 stack-down: $(STAMP)
 	$(BIN)/sluice stack down

@@ -27,6 +27,7 @@ from bench.runners import (
     BenchContext,
     Result,
     Scenario,
+    ScenarioFailed,
     free_port,
     median_run,
 )
@@ -44,6 +45,10 @@ ES, S3 = "elasticsearch", "s3"
 # last a few seconds, and whether the last S3 part or Quix Streams checkpoint falls just before
 # or just after the last record moves a single run's figure by up to half.
 TARGET_RUNS = 3
+# The long scenarios' topic: long enough that one S3 part's age (2 s) is under a tenth of a run,
+# so that they measure the worker rather than the flush cadence (issue 30).
+LONG_EVENTS = 500_000
+LONG = f"{LONG_EVENTS:,} events"
 
 SCENARIOS = [
     Scenario("raw baseline: aiokafka + JSON decode + gzip file", "raw",
@@ -72,6 +77,12 @@ SCENARIOS = [
              settings={"s3_part_max_age": 3600.0, "s3_part_max_bytes": 1 << 30,
                        "s3_max_buffered_events": 10_000_000}, drain_at_end=True,
              note="memory: every event held in open parts, uploaded by the SIGTERM drain"),
+    Scenario(f"raw baseline, {LONG}", "raw", events=LONG_EVENTS,
+             note="the long scenario's baseline"),
+    Scenario(f"Sluice → S3, {LONG}", "sluice", (S3,), events=LONG_EVENTS),
+    Scenario(f"Sluice → S3 Parquet, {LONG}", "sluice", (S3,), events=LONG_EVENTS,
+             settings={"s3_format": "parquet"}, note="SLUICE_S3_FORMAT=parquet (zstd)"),
+    Scenario(f"Quix Streams → S3, {LONG}", "quix", (S3,), events=LONG_EVENTS),
 ]
 
 
@@ -81,21 +92,28 @@ def _bench_settings() -> Settings:
     return with_local_credentials(load_settings(stack_dir=BENCH_STACK_DIR))
 
 
-async def _prepare(settings: Settings, run_id: str, events: int, partitions: set[int],
-                   say: typer.echo) -> tuple[dict[int, str], dict[int, dict]]:
-    topics = {count: f"bench-{run_id}-p{count}" for count in sorted(partitions)}
+Shape = tuple[int, int]  # (partitions, events) of a source topic
+
+
+async def _prepare(settings: Settings, run_id: str, shapes: set[Shape],
+                   say: typer.echo) -> tuple[dict[Shape, str], dict[Shape, dict]]:
+    """One topic per (partitions, events) shape the scenarios read, filled before any run."""
+    topics = {(count, events): f"bench-{run_id}-p{count}-e{events}"
+              for count, events in sorted(shapes)}
     catalog = f"bench-{run_id}-catalog"
-    await ensure_topics(settings, [TopicSpec(name, count, 1) for count, name in topics.items()]
+    await ensure_topics(settings, [TopicSpec(name, count, 1)
+                                   for (count, _), name in topics.items()]
                         + [TopicSpec(catalog, 1, 1, {"cleanup.policy": "compact"})])
     await publish_entries(settings.model_copy(update={"catalog_topic": catalog}),
                           [CatalogEntry.model_validate(entry) for entry in DEMO_CATALOG])
     await s3.preflight(settings.model_copy(update={"s3_bucket": "sluice-bench"}))
     ends = {}
-    for count, topic in topics.items():
+    for shape, topic in topics.items():
+        events = shape[1]
         started = time.monotonic()
         await produce(settings, ((key, value, "bench") for key, value in bench_events(events)),
                       topic=topic)
-        ends[count] = await end_offsets(settings.kafka_bootstrap_servers, topic)
+        ends[shape] = await end_offsets(settings.kafka_bootstrap_servers, topic)
         say(f"produced {events:,} events to {topic} in {time.monotonic() - started:.1f}s")
     return topics, ends
 
@@ -118,8 +136,8 @@ async def _drop_indices(settings: Settings, prefix: str) -> None:
 async def _run(events: int, scenarios: list[Scenario], work_dir: Path) -> list[Result]:
     settings = _bench_settings()
     run_id = time.strftime("%m%d%H%M%S")
-    topics, ends = await _prepare(settings, run_id, events, {s.partitions for s in scenarios},
-                                  typer.echo)
+    shapes = {(s.partitions, s.events or events) for s in scenarios if s.system != "bulk"}
+    topics, ends = await _prepare(settings, run_id, shapes, typer.echo)
     null_port = free_port()
     null_server = subprocess.Popen([sys.executable, "-m", "bench.null_elasticsearch",
                                     str(null_port)], cwd=REPO_ROOT)
@@ -131,7 +149,15 @@ async def _run(events: int, scenarios: list[Scenario], work_dir: Path) -> list[R
             runs = []
             for attempt in range(scenario.runs):
                 run = replace(scenario, attempt=attempt)
-                result = await RUNNERS[scenario.system](ctx, run)
+                try:
+                    result = await RUNNERS[scenario.system](ctx, run)
+                except (ScenarioFailed, TimeoutError) as error:
+                    # Reported as failed, with its error; the other scenarios still run.
+                    result = Result.failed(run, ctx.events_of(run),
+                                           str(error) or type(error).__name__)
+                    runs.append(result)
+                    typer.echo(f"{scenario.name:<52} FAILED: {result.error}")
+                    break  # one failure fails the scenario (see median_run)
                 runs.append(result)
                 typer.echo(f"{scenario.name:<52} {result.events_per_second:>9,.0f} events/s "
                            f"{result.seconds:6.1f}s  peak RSS {result.peak_rss_mib:5.0f} MiB  "
@@ -148,7 +174,8 @@ async def _run(events: int, scenarios: list[Scenario], work_dir: Path) -> list[R
 def main(
     events: int = typer.Option(100_000, help="Events produced (to each topic shape)."),
     only: str = typer.Option("", help="Run only the scenarios with these names "
-                             "(separated by `;`, any case); the baseline always runs."),
+                             "(separated by `;`, any case); the raw baseline of the same "
+                             "length always runs."),
     json_out: Path = typer.Option(REPO_ROOT / "bench" / "results" / "latest.json",
                                   "--json", help="Where the results are written as JSON."),
     readme: bool = typer.Option(False, "--update-readme",
@@ -156,8 +183,11 @@ def main(
 ) -> None:
     """Run every benchmark scenario on the local stack and print the table."""
     wanted = [w.strip().lower() for w in only.split(";") if w.strip()]
-    scenarios = [s for s in SCENARIOS if s.system == "raw" or not wanted
-                 or s.name.lower() in wanted]
+    chosen = [s for s in SCENARIOS if not wanted or s.name.lower() in wanted]
+    # A baseline runs whenever a chosen scenario reads its topic (its ratios need it).
+    lengths = {s.events or events for s in chosen}
+    scenarios = [s for s in SCENARIOS if s in chosen
+                 or (s.system == "raw" and (s.events or events) in lengths)]
     unknown = set(wanted) - {s.name.lower() for s in SCENARIOS}
     if unknown:
         names = "; ".join(s.name for s in SCENARIOS)

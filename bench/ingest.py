@@ -37,13 +37,15 @@ from bench.events import bench_events
 from bench.hostile import Attack, AttackReport, run_attack
 from bench.measure import count_records
 from bench.runners import REPO_ROOT, free_port
-from worker.config import Settings, load_settings
+from worker.config import IngestForm, Settings, load_settings
 from worker.ingest.auth import segment_signature
 from worker.kafka.topics import ensure_topics
 from worker.local.stack import LocalStack
 
 SECRET, ACCESS_KEY, TOKEN = "bench-secret", "bench-key", "bench-token"
 BASELINE_SECONDS = 12.0  # the hostile scenario's legitimate senders alone
+WRITE_KEY = "bench-write-key"
+WRITE_KEY_AUTH = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
 
 Request = tuple[str, bytes, dict[str, str], int]  # path, body, headers, events
 
@@ -53,7 +55,7 @@ class Scenario:
     """One kind of request, repeated."""
 
     name: str
-    form: str  # segment | firehose | ndjson
+    form: str  # segment | firehose | ndjson | tracking
     events_per_request: int
     gzipped: bool = False
 
@@ -92,6 +94,7 @@ SCENARIOS = [
     Scenario("Segment batch, 20 events", "segment", 20),
     Scenario("Firehose, 100 records, gzip", "firehose", 100, gzipped=True),
     Scenario("NDJSON, 100 events", "ndjson", 100),
+    Scenario("Tracking API /v1/batch, 100 events", "tracking", 100),
 ]
 
 
@@ -107,6 +110,11 @@ def _request(scenario: Scenario, segment: list[dict], every: list[dict], n: int)
         chosen = [segment[(n * size + i) % len(segment)] for i in range(size)]
         body = orjson.dumps(chosen[0] if size == 1 else {"batch": chosen})
         return "/segment", body, {"X-Signature": segment_signature(SECRET, body)}, size
+    if scenario.form == "tracking":  # as Segment's libraries send it
+        chosen = [segment[(n * size + i) % len(segment)] for i in range(size)]
+        body = orjson.dumps({"batch": chosen, "sentAt": "2026-11-22T20:31:05.000Z",
+                             "context": {"library": {"name": "analytics-python"}}})
+        return "/v1/batch", body, {"Authorization": WRITE_KEY_AUTH}, size
     chosen = [every[(n * size + i) % len(every)] for i in range(size)]
     if scenario.form == "ndjson":
         body = b"".join(orjson.dumps(event) + b"\n" for event in chosen)
@@ -328,7 +336,11 @@ def main(
         ingest_host="127.0.0.1", ingest_port=free_port(), web_host="127.0.0.1",
         web_port=free_port(), ingest_segment_shared_secret=SECRET,
         ingest_firehose_access_key=ACCESS_KEY, ingest_bearer_tokens=[TOKEN],
-        ingest_trusted_proxies=["127.0.0.1"], log_level="WARNING")
+        ingest_forms=list(IngestForm), ingest_write_keys=[f"{WRITE_KEY}=bench-source"],
+        # The bench measures the door, not the write keys' rate limits (all of its clients
+        # share one key and one address).
+        ingest_credential_rate=1e9, ingest_credential_burst=10**9, ingest_client_rate=1e9,
+        ingest_client_burst=10**9, ingest_trusted_proxies=["127.0.0.1"], log_level="WARNING")
     chosen = [s for s in SCENARIOS if only.lower() in s.name.lower()]
     stack = LocalStack(settings)
     started_stack = any(server.down_services for server in stack.status())

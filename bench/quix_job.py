@@ -23,6 +23,14 @@ CATALOG: dict[str, dict[str, Any]] = {
     entry["api_key_id"]: entry for entry in orjson.loads(os.environ["BENCH_CATALOG"])
 }
 first_seen = False
+# librdkafka refuses a fetch answer above receive.message.max.bytes (default 100,000,000: "Invalid
+# response size ... increase receive.message.max.bytes", retried every 10 s, nothing consumed).
+# A real broker keeps answers near fetch.max.bytes; the local broker answers a fetch with
+# everything the partitions hold (273 MB for 500,000 events on 4 partitions), whatever the
+# client asks. So the limit is raised to what librdkafka accepts at most. The cost is memory:
+# librdkafka reads each answer into one buffer, so the job's RSS grows by about a topic's size
+# for the first fetch (and a consumer of a real broker would not pay it).
+RECEIVE_MESSAGE_MAX_BYTES = 2_147_483_647
 
 
 def transform(value: dict[str, Any]) -> dict[str, Any]:
@@ -51,6 +59,7 @@ def main() -> None:
         commit_interval=float(os.environ["BENCH_COMMIT_INTERVAL"]),
         loglevel="WARNING",
         use_changelog_topics=False,
+        consumer_extra_config={"receive.message.max.bytes": RECEIVE_MESSAGE_MAX_BYTES},
     )
     frame = app.dataframe(app.topic(os.environ["BENCH_TOPIC"], value_deserializer="json"))
     frame = frame.apply(transform)

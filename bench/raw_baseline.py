@@ -25,7 +25,13 @@ async def consume(bootstrap: str, topic: str, group: str, expected: int, out_pat
                   level: int) -> dict[str, float]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
+                                max_partition_fetch_bytes=4 * 1024 * 1024,
+                                # The local broker answers the first fetch with every record
+                                # of the topic (about 270 MB for the long scenario), which
+                                # the loop reads and parses while the heartbeat waits: with
+                                # aiokafka's 10 s session the group expired the member on a
+                                # busy machine, and the final commit failed.
+                                session_timeout_ms=60_000, heartbeat_interval_ms=3_000)
     await consumer.start()
     first = 0.0
     count = 0

@@ -18,8 +18,8 @@ README_END = "<!-- bench:end -->"
 
 def _same_job(a: Scenario, b: Scenario) -> bool:
     # Scenarios with settings of their own (the memory run) have no Quix Streams twin.
-    return (a.sinks, a.null_elasticsearch, a.partitions, a.workers, a.settings) == (
-        b.sinks, b.null_elasticsearch, b.partitions, b.workers, b.settings)
+    return (a.sinks, a.null_elasticsearch, a.partitions, a.workers, a.settings, a.events) == (
+        b.sinks, b.null_elasticsearch, b.partitions, b.workers, b.settings, b.events)
 
 
 def _to_elasticsearch(scenario: Scenario) -> bool:
@@ -28,14 +28,21 @@ def _to_elasticsearch(scenario: Scenario) -> bool:
 
 def rows(results: list[Result]) -> list[dict[str, Any]]:
     """One row per scenario with its ratios against the raw baseline, Quix Streams and, for
-    rows that write to the ES-API server, the plain bulk loader."""
-    baseline = next((r for r in results if r.scenario.system == "raw"), None)
-    loader = next((r for r in results if r.scenario.system == "bulk"), None)
+    rows that write to the ES-API server, the plain bulk loader. A failed scenario's row has
+    no rate and no ratios, and its error as the note; ratios against a failed system are
+    omitted."""
+    loader = next((r for r in results if r.scenario.system == "bulk" and not r.error), None)
     table = []
     for result in results:
+        if result.error:
+            table.append(_failed_row(result))
+            continue
         if result.peak_rss_mib <= 0:
             raise ValueError(f"{result.scenario.name}: no peak RSS was measured")
-        quix = next((r for r in results if r.scenario.system == "quix"
+        # The baseline that read the same number of events (the long scenarios have their own).
+        baseline = next((r for r in results if r.scenario.system == "raw" and not r.error
+                         and r.events == result.events), None)
+        quix = next((r for r in results if r.scenario.system == "quix" and not r.error
                      and _same_job(r.scenario, result.scenario)), None)
         table.append({
             "scenario": result.scenario.name,
@@ -63,6 +70,17 @@ def rows(results: list[Result]) -> list[dict[str, Any]]:
             "note": _note(result),
         })
     return table
+
+
+def _failed_row(result: Result) -> dict[str, Any]:
+    scenario = result.scenario
+    return {"scenario": scenario.name, "system": scenario.system, "sinks": list(scenario.sinks),
+            "partitions": scenario.partitions, "workers": scenario.workers,
+            "events": result.events, "seconds": None, "events_per_second": None,
+            "vs_baseline": None, "vs_quix": None, "vs_bulk_loader": None,
+            "peak_rss_mib": round(result.peak_rss_mib, 1) or None, "delivered": {},
+            "dead_letters": 0, "s3_bytes_per_event": None, "runs": [],
+            "error": result.error, "note": f"FAILED: {result.error}"}
 
 
 def _note(result: Result) -> str:
@@ -101,19 +119,23 @@ def _bytes(value: float | None) -> str:
 
 def markdown(table: list[dict[str, Any]], events: int) -> str:
     lines = [
-        f"{events:,} events (500–800 bytes, 7 in 10 Segment events, 3 in 10 access logs), "
-        "4 partitions unless said otherwise, all servers on the same 2-core machine.",
+        f"{events:,} events (500–800 bytes, 7 in 10 Segment events, 3 in 10 access logs) unless "
+        "the scenario names its own count (the long scenarios, each compared with the baseline "
+        "of the same length), 4 partitions unless said otherwise, all servers on the same "
+        "2-core machine.",
         "",
         "| scenario | events/s | vs raw baseline | vs Quix Streams | vs bulk loader "
         "| peak RSS (MiB) | S3 bytes/event | note |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in table:
+        rate = row["events_per_second"]
         lines.append(
-            f"| {row['scenario']} | {row['events_per_second']:,} | {_ratio(row['vs_baseline'])} "
+            f"| {row['scenario']} | {'failed' if rate is None else f'{rate:,}'} "
+            f"| {_ratio(row['vs_baseline'])} "
             f"| {_ratio(row['vs_quix'])} | {_ratio(row.get('vs_bulk_loader'))} "
-            f"| {row['peak_rss_mib']:.0f} | {_bytes(row.get('s3_bytes_per_event'))} "
-            f"| {row['note']} |")
+            f"| {_bytes(row['peak_rss_mib'])} | {_bytes(row.get('s3_bytes_per_event'))} "
+            f"| {row['note'].replace('|', '/')} |")
     return "\n".join(lines)
 
 

@@ -30,6 +30,7 @@ from worker.config import Settings
 from worker.kafka.topics import ensure_topics
 from worker.local.demo import start_worker, stop_worker
 from worker.local.samples import DEMO_CATALOG
+from worker.sinks.s3.client import preflight
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Both stream processors flush on the same cadence: Quix Streams writes its sinks at every
@@ -37,6 +38,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FLUSH_SECONDS = 2.0
 COMMIT_SECONDS = 1.0
 RUN_TIMEOUT = 900.0
+# A run whose group commits nothing more for this long has failed (e.g. a consumer that cannot
+# read the broker's answers): it is reported as failed with its log's last error, not awaited.
+STALL_SECONDS = 60.0
+# How long a system may take from its start to its first consumed record.
+FIRST_RECORD_TIMEOUT = 120.0
+
+
+class ScenarioFailed(Exception):
+    """A system failed in a scenario (exited, stalled, or never started consuming)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,9 @@ class Scenario:
     runs: int = 1
     # Which of those runs this is (each runs from fresh consumer groups, prefixes, indices).
     attempt: int = 0
+    # Events of the topic the scenario reads (None: the run's --events); the long scenarios
+    # read a topic of their own, long enough that one S3 part's age is a small share of a run.
+    events: int | None = None
 
 
 @dataclass
@@ -74,6 +87,13 @@ class Result:
     s3_bytes: int = 0  # object bytes Sluice's S3 sink uploaded (its metric)
     # events/s of every run of the scenario, in the order measured (see `median_run`)
     rates: tuple[float, ...] = ()
+    # Why the system failed in this scenario (None: it did not); a failed run has no rate.
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, scenario: Scenario, events: int, error: str,
+               peak_rss_mib: float = 0.0) -> Result:
+        return cls(scenario, events, 0.0, peak_rss_mib, error=error)
 
     @property
     def events_per_second(self) -> float:
@@ -86,11 +106,22 @@ class BenchContext:
 
     run_id: str
     settings: Settings
-    topics: dict[int, str]  # partitions -> source topic
-    ends: dict[int, dict]  # partitions -> end offset per TopicPartition
+    topics: dict[tuple[int, int], str]  # (partitions, events) -> source topic
+    ends: dict[tuple[int, int], dict]  # (partitions, events) -> end offset per TopicPartition
     events: int
     work_dir: Path
     null_elasticsearch_url: str
+
+    def events_of(self, scenario: Scenario) -> int:
+        """How many events the scenario's topic holds."""
+        return scenario.events or self.events
+
+    def shape(self, scenario: Scenario) -> tuple[int, int]:
+        """The key of the scenario's topic: (partitions, events)."""
+        return scenario.partitions, self.events_of(scenario)
+
+    def topic(self, scenario: Scenario) -> str:
+        return self.topics[self.shape(scenario)]
 
     def slug(self, scenario: Scenario) -> str:
         name = f"{self.run_id}-{scenario.name}"
@@ -101,9 +132,13 @@ class BenchContext:
 
 def median_run(results: list[Result]) -> Result:
     """The run with the median throughput (the lower middle one of an even count), carrying the
-    throughput of every run."""
+    throughput of every run. A scenario in which any run failed is reported as failed (by its
+    first failure): a figure from the runs that happened to succeed would hide it."""
     if not results:
         raise ValueError("no runs to choose from")
+    failure = next((result for result in results if result.error), None)
+    if failure is not None:
+        return failure
     ranked = sorted(results, key=lambda result: result.events_per_second)
     chosen = ranked[(len(ranked) - 1) // 2]
     return replace(chosen, rates=tuple(result.events_per_second for result in results))
@@ -117,6 +152,17 @@ def free_port() -> int:
 
 def log_tail(path: Path) -> str:
     return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+ERROR_LINE = re.compile(r"error|exception|invalid|failed|traceback", re.IGNORECASE)
+
+
+def last_error(path: Path) -> str:
+    """The last line of a log that reads like an error (else its last line), for the table."""
+    lines = [line.strip() for line in log_tail(path).splitlines() if line.strip()]
+    errors = [line for line in lines if ERROR_LINE.search(line)]
+    chosen = errors[-1] if errors else (lines[-1] if lines else "no output")
+    return chosen[:300]
 
 
 async def _measure(ctx: BenchContext, scenario: Scenario, group: str,
@@ -136,26 +182,34 @@ async def _measure(ctx: BenchContext, scenario: Scenario, group: str,
         peak.sample([p.pid for p in processes])
         for process, log in zip(processes, logs, strict=True):
             if process.poll() is not None and not stopping:
-                raise RuntimeError(f"{scenario.name}: process exited with {process.returncode}:"
-                                   f"\n{log_tail(log)}")
+                raise ScenarioFailed(f"exited with {process.returncode}: {last_error(log)}")
 
     async def consumed() -> bool:
         check_alive()
         return await first_consumed()
 
     bootstrap = ctx.settings.kafka_bootstrap_servers
-    async with CommitWatch(bootstrap, group, ctx.ends[scenario.partitions]) as watch:
+    progress = StallGuard(STALL_SECONDS, logs)
+    async with CommitWatch(bootstrap, group, ctx.ends[ctx.shape(scenario)]) as watch:
         async def committed() -> bool:
             check_alive()
-            return await watch.remaining() == 0
+            remaining = await watch.remaining()
+            progress.saw(remaining)
+            return remaining == 0
 
-        first = await wait_until(consumed, timeout=120)
+        try:
+            first = await wait_until(consumed, timeout=FIRST_RECORD_TIMEOUT)
+        except TimeoutError:
+            raise ScenarioFailed(f"no record consumed within {FIRST_RECORD_TIMEOUT:.0f}s: "
+                                 f"{last_error(logs[0])}") from None
         if all_consumed is None:
             end = await wait_until(committed, timeout=RUN_TIMEOUT, interval=0.1)
         else:
             async def consumed_everything() -> bool:
                 check_alive()
-                return await all_consumed()
+                done = await all_consumed()
+                progress.saw(await watch.remaining())
+                return done
 
             await wait_until(consumed_everything, timeout=RUN_TIMEOUT, interval=0.1)
             stopping = True
@@ -166,16 +220,35 @@ async def _measure(ctx: BenchContext, scenario: Scenario, group: str,
                 await asyncio.sleep(0.02)
             end = time.monotonic()
             if await watch.remaining():
-                raise RuntimeError(f"{scenario.name}: records left uncommitted after the drain:"
-                                   f"\n{log_tail(logs[0])}")
+                raise ScenarioFailed(f"records left uncommitted after the drain: "
+                                     f"{last_error(logs[0])}")
     return first, end, peak
+
+
+class StallGuard:
+    """Fails a run whose group has committed nothing more for `bound` seconds."""
+
+    def __init__(self, bound: float, logs: list[Path]) -> None:
+        self.bound = bound
+        self.logs = logs
+        self.remaining: int | None = None
+        self.since = time.monotonic()
+
+    def saw(self, remaining: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if self.remaining is None or remaining < self.remaining:
+            self.remaining, self.since = remaining, now
+        elif now - self.since > self.bound:
+            raise ScenarioFailed(
+                f"stalled: {remaining:,} records left uncommitted, none committed for "
+                f"{self.bound:.0f}s; last error: {last_error(self.logs[0])}")
 
 
 def sluice_settings(ctx: BenchContext, scenario: Scenario) -> Settings:
     slug = ctx.slug(scenario)
     update: dict[str, Any] = {
         "app_id": f"bench-{slug}",
-        "source_topic": ctx.topics[scenario.partitions],
+        "source_topic": ctx.topic(scenario),
         "dead_letter_topic": f"bench-{slug}-dead-letters",
         "catalog_topic": f"bench-{ctx.run_id}-catalog",
         "sinks": list(scenario.sinks),
@@ -212,7 +285,7 @@ async def run_sluice(ctx: BenchContext, scenario: Scenario) -> Result:
                 return await consumed_records() > 0
 
             async def all_consumed() -> bool:
-                return await consumed_records() >= ctx.events
+                return await consumed_records() >= ctx.events_of(scenario)
 
             # Delivery counts are read before the end: a drained worker is gone.
             delivered: dict[str, int] = {}
@@ -232,18 +305,22 @@ async def run_sluice(ctx: BenchContext, scenario: Scenario) -> Result:
     finally:
         for worker in workers:
             stop_worker(worker)
-    return Result(scenario, ctx.events, end - first, peak.max_mib, delivered, dead, s3_bytes)
+    return Result(scenario, ctx.events_of(scenario), end - first, peak.max_mib, delivered, dead,
+                  s3_bytes)
 
 
 async def run_quix(ctx: BenchContext, scenario: Scenario) -> Result:
     """bench/quix_job.py: the same job with Quix Streams and its own sinks."""
     slug = ctx.slug(scenario)
     settings = ctx.settings
+    # The bucket is made by Sluice's start-up check; a Quix-only run (or a local stack that was
+    # restarted since the topics were filled) would find none.
+    await preflight(settings.model_copy(update={"s3_bucket": "sluice-bench"}))
     environment = {
         **os.environ,
         "BENCH_BOOTSTRAP": settings.kafka_bootstrap_servers,
         "BENCH_GROUP": f"bench-{slug}",
-        "BENCH_TOPIC": ctx.topics[scenario.partitions],
+        "BENCH_TOPIC": ctx.topic(scenario),
         "BENCH_SINKS": ",".join(scenario.sinks),
         "BENCH_COMMIT_INTERVAL": str(FLUSH_SECONDS),
         "BENCH_ES_URL": (ctx.null_elasticsearch_url if scenario.null_elasticsearch
@@ -277,7 +354,7 @@ async def run_quix(ctx: BenchContext, scenario: Scenario) -> Result:
     finally:
         stop_worker(process)
     # The job printed its exact first-record time (CLOCK_MONOTONIC is system-wide).
-    return Result(scenario, ctx.events, end - started[0], peak.max_mib)
+    return Result(scenario, ctx.events_of(scenario), end - started[0], peak.max_mib)
 
 
 async def run_raw(ctx: BenchContext, scenario: Scenario) -> Result:
@@ -286,13 +363,18 @@ async def run_raw(ctx: BenchContext, scenario: Scenario) -> Result:
     out = ctx.work_dir / f"{slug}.ndjson.gz"
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.raw_baseline", ctx.settings.kafka_bootstrap_servers,
-         ctx.topics[scenario.partitions], f"bench-{slug}", str(ctx.events), str(out),
+         ctx.topic(scenario), f"bench-{slug}", str(ctx.events_of(scenario)), str(out),
          str(ctx.settings.s3_gzip_level)],
-        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
     )
-    output, _ = await asyncio.to_thread(process.communicate)
+    try:
+        output, errors = await asyncio.to_thread(process.communicate, timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise ScenarioFailed(f"not done within {RUN_TIMEOUT:.0f}s") from None
     if process.returncode != 0:
-        raise RuntimeError(f"raw baseline failed with {process.returncode}: {output!r}")
+        last = (errors.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        raise ScenarioFailed(f"exited with {process.returncode}: {last[:300]}")
     timing = orjson.loads(output.splitlines()[-1])
     out.unlink(missing_ok=True)
     return Result(scenario, int(timing["events"]), timing["end"] - timing["first"],
@@ -308,9 +390,13 @@ async def run_bulk_loader(ctx: BenchContext, scenario: Scenario) -> Result:
          f"bench-{slug}", str(ctx.events)],
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
     )
-    output, _ = await asyncio.to_thread(process.communicate)
+    try:
+        output, _ = await asyncio.to_thread(process.communicate, timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise ScenarioFailed(f"not done within {RUN_TIMEOUT:.0f}s") from None
     if process.returncode != 0:
-        raise RuntimeError(f"bulk loader failed with {process.returncode}: {output!r}")
+        raise ScenarioFailed(f"exited with {process.returncode}: {output[-300:]!r}")
     timing = orjson.loads(output.splitlines()[-1])
     return Result(scenario, int(timing["events"]), timing["end"] - timing["first"],
                   timing["peak_rss_kib"] / 1024, {"elasticsearch": int(timing["events"])},

@@ -34,7 +34,11 @@ def stack() -> Iterator[LocalStack]:
         yield stack
         return
     # A fresh data directory per run: the servers keep everything, and old topics only confuse.
-    shutil.rmtree(stack.data_dir, ignore_errors=True)
+    # Only for servers not running: a server of ours still up (another session stopped only
+    # some) keeps its directory, which PostgreSQL in particular cannot lose under its feet.
+    for server in stack.servers():
+        if stack.owned_process(server) is None:
+            shutil.rmtree(stack.data_dir / server.name, ignore_errors=True)
     stack.up()
     try:
         yield stack
@@ -129,6 +133,22 @@ def s3_settings(settings: Settings) -> Settings:
         "s3_hour_close_grace": 0.0,
         "s3_retry_initial": 0.1,
         "s3_retry_max": 1.0,
+        "commit_interval": 0.5,
+    })
+
+
+@pytest.fixture
+def iceberg_settings(settings: Settings) -> Settings:
+    """Settings for Iceberg sink tests: this test's own namespace in the local PostgreSQL
+    catalog, its warehouse in this test's bucket, commits every second."""
+    namespace = re.sub(r"[^a-z0-9]+", "_", settings.app_id.lower()).strip("_")
+    return settings.model_copy(update={
+        "sinks": ["iceberg"],
+        "iceberg_table": f"{namespace}.events",
+        "iceberg_warehouse": f"s3://{settings.s3_bucket}/iceberg",
+        "iceberg_commit_interval": 1.0,
+        "iceberg_retry_initial": 0.1,
+        "iceberg_retry_max": 1.0,
         "commit_interval": 0.5,
     })
 

@@ -34,11 +34,18 @@ from worker.pipeline.progress import Progress
 from worker.pipeline.wiring import Pipeline
 from worker.sinks.counting import CountingSink
 from worker.sinks.elasticsearch.sink import ElasticsearchSink
+from worker.sinks.iceberg.sink import IcebergSink
 from worker.sinks.s3.sink import S3Sink
 
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_SECONDS = 10.0
+
+# What /health/ready answers outside the running phase (SluiceApp.phase).
+PHASES_NOT_READY = {
+    "starting": "the worker is starting: the catalog and the sinks are not started yet",
+    "stopping": "the worker is stopping: leaving its group, flushing and closing its sinks",
+}
 
 
 def broker_urls(settings: Settings) -> list[str]:
@@ -55,6 +62,10 @@ class SluiceApp(faust.App):
 
     ops: OpsServer | None = None
     _background: set[asyncio.Future[None]]
+    # `starting`, `running` or `stopping`. The endpoints answer from before the catalog and the
+    # sinks start until after they stop: outside `running`, readiness says so and asks no sink
+    # (one without a client yet, or a closed one, has nothing to tell).
+    phase: str = "starting"
 
     def _new_transport(self) -> TransportT:
         return SluiceTransport(self.conf.broker_consumer, self)
@@ -122,9 +133,11 @@ class SluiceApp(faust.App):
         # Before the consumer starts: the first record must meet started sinks and the catalog.
         await self.catalog.start()
         await self.pipeline.start()
+        self.phase = "running"
         tune_for_throughput()
 
     async def on_stop(self) -> None:
+        self.phase = "stopping"
         await super().on_stop()  # stops the consumer: drains the pipeline and commits
         await self.pipeline.stop()
         await self.catalog.stop()
@@ -153,6 +166,8 @@ class SluiceApp(faust.App):
 
     async def readiness(self) -> dict[str, str]:
         """What keeps this worker from being ready; empty when it is."""
+        if self.phase in PHASES_NOT_READY:
+            return {self.phase: PHASES_NOT_READY[self.phase]}
         problems = {}
         if not self.source_partitions():
             problems["assignment"] = "no source partition assigned (yet)"
@@ -170,6 +185,16 @@ class SluiceApp(faust.App):
             if problem:
                 problems[f"sink.{sink.name}"] = problem
         return problems
+
+    def notices(self) -> dict[str, str]:
+        """What an operator should act on that does not make this worker unready (the S3
+        sink's parked merges): ``/health/ready`` names it beside its answer."""
+        notices = {}
+        for sink in self.pipeline.sinks:
+            notice = sink.notice()
+            if notice:
+                notices[f"sink.{sink.name}"] = notice
+        return notices
 
     async def _consumer_wait_empty(self, consumer: ConsumerT, logger: Any) -> None:
         """On a rebalance and at shutdown: flush the sinks, then commit what they acknowledged."""
@@ -197,6 +222,8 @@ def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
             pipeline.add_sink(lambda outcomes: ElasticsearchSink(outcomes, settings))
         elif name == SinkName.S3:
             pipeline.add_sink(lambda outcomes: S3Sink(outcomes, settings))
+        elif name == SinkName.ICEBERG:
+            pipeline.add_sink(lambda outcomes: IcebergSink(outcomes, settings))
         elif name == SinkName.COUNTING:
             pipeline.add_sink(
                 lambda outcomes: CountingSink(
@@ -210,14 +237,16 @@ def build_sinks(settings: Settings, pipeline: Pipeline) -> None:
 async def preflight(settings: Settings) -> None:
     """Before a worker starts: topics exist, and every configured sink's destination is usable.
 
-    Raises a sink's start-up error, `worker.ops.startup_checks.StartupError` or
-    KafkaConnectionFailure, with a message that says what to check.
+    Raises a sink's start-up error, `worker.ops.startup_checks.StartupError` (its
+    `StartupSettingError` for a setting that cannot work here) or KafkaConnectionFailure, with a
+    message that says what to check.
     """
     from worker.kafka.topics import ensure_topics
-    from worker.ops.startup_checks import check_codecs, wait_for_broker
+    from worker.ops.startup_checks import check_codecs, check_state_dir, wait_for_broker
     from worker.sinks.elasticsearch.client import preflight as elasticsearch_preflight
     from worker.sinks.s3.client import preflight as s3_preflight
 
+    check_state_dir(settings)  # before anything waits: the app's start would fail on it
     check_codecs()
     # Waits for an unreachable broker; a TLS or SASL refusal fails at once, naming the settings.
     await wait_for_broker(settings)
@@ -226,6 +255,22 @@ async def preflight(settings: Settings) -> None:
         await elasticsearch_preflight(settings)
     if SinkName.S3 in settings.sinks:
         await s3_preflight(settings)
+    if SinkName.ICEBERG in settings.sinks:
+        await iceberg_preflight(settings)
+
+
+async def iceberg_preflight(settings: Settings) -> None:
+    """The warehouse's bucket answers (created if missing, as the S3 sink's), then the catalog
+    opens and the table exists (created if missing); raises IcebergStartupError or
+    S3StartupError naming what to fix."""
+    from worker.sinks.iceberg.client import preflight as table_preflight
+    from worker.sinks.s3.client import preflight as s3_preflight
+
+    warehouse = settings.iceberg_warehouse
+    if warehouse.startswith(("s3://", "s3a://")):
+        bucket = warehouse.split("://", 1)[1].split("/", 1)[0]
+        await s3_preflight(settings.model_copy(update={"s3_bucket": bucket}))
+    await asyncio.to_thread(table_preflight, settings)
 
 
 def create_app(settings: Settings, web_socket: socket.socket | None = None) -> SluiceApp:
@@ -271,7 +316,7 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
         registry = CollectorRegistry(auto_describe=True)
         registry.register(SluiceCollector(app.pipeline, app.catalog, app.lag))
         app.ops = OpsServer(settings.web_host, settings.web_port, registry, app.readiness,
-                            web_socket, page=StatusPage("worker"))
+                            web_socket, page=StatusPage("worker"), notices=app.notices)
 
     source = app.topic(
         settings.source_topic,

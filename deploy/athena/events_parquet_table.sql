@@ -1,8 +1,10 @@
 -- Athena / Glue table over Sluice's Parquet archive (SLUICE_S3_FORMAT=parquet, hive key
 -- template), with partition projection: no crawler and no MSCK REPAIR needed. Replace the bucket
 -- and prefix. The columns are worker/events/parquet_schema.py's (tests/unit/test_deploy_files.py checks
--- them): timestamps are Parquet TIMESTAMP(MILLIS, UTC), context/properties/traits/integrations
--- JSON text. Only `*.parquet` objects are read; the bucket's `_sluice/` markers stay outside.
+-- them): timestamps are Parquet TIMESTAMP(MILLIS, UTC), context/properties/traits/integrations,
+-- firehose_attributes and the record's headers JSON text (columns that came later are last; files
+-- written before them read them as null). Only `*.parquet` objects are read; the bucket's
+-- `_sluice/` markers stay outside.
 CREATE EXTERNAL TABLE IF NOT EXISTS sluice_events_parquet (
   event_id         string,
   `type`           string,
@@ -39,7 +41,15 @@ CREATE EXTERNAL TABLE IF NOT EXISTS sluice_events_parquet (
   api_key_name     string,
   enriched         boolean,
   input_format     string,
-  kafka            struct<topic:string, `partition`:int, `offset`:bigint, batch_index:int>
+  kafka            struct<topic:string, `partition`:int, `offset`:bigint, batch_index:int>,
+  original_timestamp timestamp,
+  source_name      string,
+  log_group        string,
+  log_stream       string,
+  message          string,
+  firehose_source_arn string,
+  firehose_attributes string,
+  headers          string
 )
 PARTITIONED BY (year string, month string, day string, hour string)
 STORED AS PARQUET

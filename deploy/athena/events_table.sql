@@ -1,36 +1,54 @@
 -- Athena / Glue table over Sluice's S3 archive (hive key template, NDJSON), with partition
 -- projection: no crawler and no MSCK REPAIR needed. Replace the bucket and prefix.
+-- Every document field is a column (tests/unit/test_deploy_files.py checks them against the
+-- document model): timestamps are the documents' ISO-8601 text; context, properties, traits,
+-- integrations and the record's headers are objects the JSON SerDe gives as their JSON text
+-- (json_extract_scalar(properties, '$.revenue')).
 CREATE EXTERNAL TABLE IF NOT EXISTS sluice_events (
   event_id         string,
   `type`           string,
   event            string,
   name             string,
-  anonymous_id     string,
   user_id          string,
+  anonymous_id     string,
   group_id         string,
+  previous_id      string,
   `timestamp`      string,
   received_at      string,
   sent_at          string,
+  original_timestamp string,
   context          string,
   properties       string,
   traits           string,
+  integrations     string,
   source_id        string,
+  source_name      string,
+  log_group        string,
+  log_stream       string,
+  message          string,
+  firehose_source_arn string,
+  firehose_attributes string,
   request_id       string,
   ip               string,
   http_method      string,
   resource_path    string,
-  status           int,
+  path             string,
+  protocol         string,
+  status           bigint,
   response_length  bigint,
   api_id           string,
   stage            string,
   api_key_id       string,
+  user_agent       string,
   customer_id      string,
   customer_name    string,
   usage_plan_id    string,
   usage_plan_name  string,
+  api_key_name     string,
   enriched         boolean,
   input_format     string,
-  kafka            struct<topic:string, `partition`:int, `offset`:bigint, batch_index:int>
+  kafka            struct<topic:string, `partition`:int, `offset`:bigint, batch_index:int>,
+  headers          string
 )
 PARTITIONED BY (year string, month string, day string, hour string)
 ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'

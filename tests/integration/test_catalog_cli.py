@@ -73,3 +73,39 @@ def test_sync_apigateway_writes_usage_plan_keys_and_prunes_removed_ones(
                      "--prune", **aws)
     assert "deleted 1 stale keys" in result.stdout
     assert set(_shown(settings)) == {keys[0]["id"]}
+
+
+def _sync_without_aws_configuration(tmp_path: Path, *args: str,
+                                    **aws: str) -> subprocess.CompletedProcess[str]:
+    """`sluice catalog sync-apigateway` with no AWS configuration but what is given here (no
+    config files, no instance metadata)."""
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("SLUICE_", "AWS_"))}
+    environment.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true",
+                       AWS_CONFIG_FILE=str(tmp_path / "none"),
+                       AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), **aws)
+    return subprocess.run([sys.executable, "-m", "worker", "catalog", "sync-apigateway", *args],
+                          env=environment, capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+
+
+_KEYS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+
+
+@pytest.mark.parametrize(("args", "aws", "code", "says"), [
+    # Issue 26: 86 to 162 lines of botocore traceback for each of these.
+    (["--endpoint-url", "http://127.0.0.1:1", "--region", "us-east-1"], _KEYS, 1,
+     "error: cannot reach http://127.0.0.1:1 (Could not connect to the endpoint URL: "),
+    ([], _KEYS, 2, "error: no AWS region for API Gateway: pass --region"),
+    (["--endpoint-url", "not-a-url", "--region", "us-east-1"], _KEYS, 2,
+     "error: --endpoint-url 'not-a-url': not an http:// or https:// URL"),
+    (["--region", "us-east-1"], {}, 2, "error: no AWS credentials for API Gateway"),
+])
+def test_sync_apigateway_that_cannot_read_says_why_in_one_line(
+    tmp_path: Path, args: list[str], aws: dict[str, str], code: int, says: str,
+) -> None:
+    result = _sync_without_aws_configuration(tmp_path, *args, **aws)
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(says), line

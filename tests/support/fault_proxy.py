@@ -5,6 +5,8 @@ It forwards every request unchanged, unless told to misbehave:
 * ``fail_next(n, status)``: answer the next n requests with `status` (e.g. 503) itself;
 * ``outage()`` / ``restore()``: answer every request with 503 until restored;
 * ``drop_next(n)``: close the connection of the next n requests without an answer;
+* ``lose_answers(n, status)``: forward the next n requests, then answer `status` (503) instead of
+  the server's answer, as when an answer is lost on its way: the client retries what was written;
 * ``unauthorized = True``: answer 401 to everything;
 * ``hold_uploads()`` / ``release()``: keep object uploads (PUTs outside ``_sluice/markers/``)
   waiting, then forward them: an upload that lands late, as a paused old owner's would;
@@ -21,7 +23,8 @@ With ``signed=True`` it forwards requests byte for byte, Host and encodings incl
 signed requests (S3's SigV4 signs the Host header) still verify upstream.
 
 It runs its own event loop in a thread, so tests that wait synchronously (for a worker process,
-say) do not stall it. Counters say what it saw: requests, and bulk attempts per ``_id``.
+say) do not stall it. Counters say what it saw: requests, bulk attempts per ``_id``, and the last
+document line sent for each ``_id`` (its bytes, as the worker sent them).
 """
 
 from __future__ import annotations
@@ -52,9 +55,12 @@ class FaultProxy:
         self.signed = signed
         self.requests = 0
         self.bulk_attempts: Counter[str] = Counter()
+        self.bulk_documents: dict[str, bytes] = {}
         self.unauthorized = False
         self._fail: list[int] = []
         self._drop = 0
+        self._lose: list[int] = []
+        self.lost_answers = 0
         self._down = False
         self._reject: dict[str, int] = {}
         self._reject_status = 429
@@ -80,6 +86,10 @@ class FaultProxy:
     def drop_next(self, count: int) -> None:
         with self._lock:
             self._drop += count
+
+    def lose_answers(self, count: int, status: int = 503) -> None:
+        with self._lock:
+            self._lose.extend([status] * count)
 
     def outage(self) -> None:
         self._down = True
@@ -166,6 +176,12 @@ class FaultProxy:
             await self._released.wait()
         if request.path.endswith("/_bulk") and request.method in ("POST", "PUT"):
             return await self._bulk(request, body)
+        with self._lock:
+            lose = self._lose.pop(0) if self._lose else None
+        if lose:
+            await self._send(request, body)  # written upstream; the client never hears it
+            self.lost_answers += 1
+            return _error(lose, "unavailable", "the answer was lost (fault proxy)")
         return await self._forward(request, body)
 
     async def _forward(self, request: web.Request, body: bytes) -> web.Response:
@@ -187,10 +203,11 @@ class FaultProxy:
         lines = [line for line in body.split(b"\n") if line.strip()]
         pairs = [(lines[i], lines[i + 1]) for i in range(0, len(lines), 2)]
         rejected_at: set[int] = set()
-        for position, (action, _doc) in enumerate(pairs):
+        for position, (action, document) in enumerate(pairs):
             meta = next(iter(orjson.loads(action).values()))
             event_id = str(meta.get("_id"))
             self.bulk_attempts[event_id] += 1
+            self.bulk_documents[event_id] = document
             with self._lock:
                 if self._reject.get(event_id, 0) > 0:
                     self._reject[event_id] -= 1

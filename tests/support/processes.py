@@ -23,6 +23,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def run_sluice(args: list[str], environment: dict[str, str], cwd: Path,
+               timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run `python -m worker <args>` to its end with only these SLUICE_* variables (the rest of
+    this process's environment, PYTHONPATH included, is kept; no `.env` is read: `cwd` should
+    be a test's own directory)."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    full.update(environment)
+    return subprocess.run([sys.executable, "-m", "worker", *args], env=full, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
 class SluiceProcess:
     """A `python -m worker …` process with the given settings, logging to a file."""
 

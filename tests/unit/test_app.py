@@ -137,12 +137,30 @@ async def test_readiness_names_a_tripped_dead_letter_limit_and_a_failing_catalog
 
     app = create_app(load_settings(web_port=0, sinks=["counting"], state_dir=tmp_path,
                                    dead_letter_limit_window=1))
+    app.phase = "running"
     assert "dead_letters" not in await app.readiness()
     app.pipeline.dead_letter_limit.dead_lettered("decode")
     app.catalog.problem = "the catalog reader failed (RuntimeError: boom); restarting in 1s"
     problems = await app.readiness()
     assert "SLUICE_DEAD_LETTER_LIMIT_RATIO" in problems["dead_letters"]
     assert "RuntimeError: boom" in problems["catalog"]
+
+
+async def test_readiness_while_starting_or_stopping_says_so_and_asks_no_sink(
+    tmp_path,  # noqa: ANN001
+) -> None:
+    from worker.app import create_app
+    from worker.config import load_settings
+
+    # The endpoints answer before the sinks have clients: a probe then must get "starting",
+    # not an AssertionError from a sink (a 500 and a traceback per probe, issue 26).
+    app = create_app(load_settings(web_port=0, sinks=["elasticsearch", "s3"],
+                                   state_dir=tmp_path))
+    problems = await app.readiness()
+    assert list(problems) == ["starting"]
+    assert "starting" in problems["starting"]
+    app.phase = "stopping"
+    assert list(await app.readiness()) == ["stopping"]
 
 
 async def test_the_consumer_thread_paces_the_empty_fetches_of_its_consumer(monkeypatch) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from worker.cli.errors import fail
 from worker.cli.settings import load_cli_settings as _settings
 from worker.config import Settings
 
@@ -16,8 +17,9 @@ topics_cli = typer.Typer(help="The source, dead-letter and catalog topics.")
 dlq_cli = typer.Typer(help="Dead letters: what failed and why, and sending them back.")
 
 
-def _dlq_filter(stage: list[str], error_class: list[str], since: str | None,
-                until: str | None):  # noqa: ANN202
+def _dlq_filter(settings: Settings, stage: list[str], error_class: list[str],
+                since: str | None, until: str | None, group: list[str],
+                all_groups: bool):  # noqa: ANN202
     from datetime import datetime
 
     from worker.deadletters.replay import DeadLetterFilter
@@ -33,8 +35,15 @@ def _dlq_filter(stage: list[str], error_class: list[str], since: str | None,
             raise typer.Exit(2)
         return parsed
 
+    if group and all_groups:
+        typer.echo("error: --group and --all-groups exclude each other: name the consumer "
+                   "groups, or take every group's dead letters", err=True)
+        raise typer.Exit(2)
+    # Dead letters belong to the group that wrote them (sluice.worker.group): by default this
+    # worker's, SLUICE_APP_ID (worker.deadletters.replay).
+    groups = frozenset() if all_groups else frozenset(group or [settings.app_id])
     return DeadLetterFilter(frozenset(stage), frozenset(error_class), moment(since, "--since"),
-                            moment(until, "--until"))
+                            moment(until, "--until"), groups)
 
 
 # The selection both dead-letter commands take.
@@ -42,6 +51,18 @@ _STAGE = typer.Option([], help="Only this stage (repeatable): decode, s3, …")
 _ERROR_CLASS = typer.Option([], help="Only this error class (repeatable).")
 _SINCE = typer.Option(None, help="Only dead letters written at or after this time.")
 _UNTIL = typer.Option(None, help="Only dead letters written before this time.")
+_GROUP = typer.Option([], help="Only dead letters this consumer group wrote (repeatable; "
+                      "default: SLUICE_APP_ID's).")
+_ALL_GROUPS = typer.Option(False, help="The dead letters of every consumer group (a replayed "
+                           "record still goes to the group whose letter it was).")
+
+
+def _groups_named(selection) -> str:  # noqa: ANN001
+    """`group a` / `groups a, b` / `every group`, for the commands' output."""
+    if not selection.groups:
+        return "every group"
+    return ("group " if len(selection.groups) == 1 else "groups ") + ", ".join(
+        sorted(selection.groups))
 
 
 @dlq_cli.command("inspect")
@@ -50,16 +71,25 @@ def dlq_inspect(
     error_class: list[str] = _ERROR_CLASS,
     since: str = _SINCE,
     until: str = _UNTIL,
+    group: list[str] = _GROUP,
+    all_groups: bool = _ALL_GROUPS,
     samples: int = typer.Option(3, min=0, help="Samples shown per stage and error class."),
 ) -> None:
     """Count dead letters by stage and error class, with a few samples of each."""
     from worker.deadletters.replay import describe_sample, inspect, read_dead_letters
 
     settings = _settings()
-    selection = _dlq_filter(stage, error_class, since, until)
+    selection = _dlq_filter(settings, stage, error_class, since, until, group, all_groups)
     result = inspect(asyncio.run(read_dead_letters(settings)), selection, samples)
     total = sum(result.counts.values())
-    typer.echo(f"{settings.dead_letter_topic_name}: {total} dead letters")
+    typer.echo(f"{settings.dead_letter_topic_name}: {total} dead letters of "
+               f"{_groups_named(selection)}")
+    if result.other_groups:
+        others = ", ".join(f"{count} of {name or '(no group)'}"
+                           for name, count in sorted(result.other_groups.items(),
+                                                     key=lambda item: str(item[0])))
+        typer.echo(f"  not shown, written by other consumer groups: {others} (--group NAME, "
+                   "or --all-groups)")
     for (stage_name, error_name), count in result.counts.most_common():
         typer.echo(f"  {count:>8}  {stage_name:<14} {error_name}")
         for letter in result.samples[(stage_name, error_name)]:
@@ -73,18 +103,24 @@ def dlq_replay(
     error_class: list[str] = _ERROR_CLASS,
     since: str = _SINCE,
     until: str = _UNTIL,
+    group: list[str] = _GROUP,
+    all_groups: bool = _ALL_GROUPS,
     rate: float = typer.Option(500.0, min=0, help="Records per second; 0 for no limit."),
     dry_run: bool = typer.Option(False, help="Only say what would be replayed."),
     force: bool = typer.Option(False, help="Replay truncated dead letters too (their value "
                                "is only the start of the record: it fails again)."),
+    to_group: str = typer.Option(None, help="Send the records to this consumer group instead "
+                                 "of the one that wrote each letter (e.g. a group that "
+                                 "replaced a retired one)."),
 ) -> None:
-    """Produce the selected dead letters back to the source topic."""
+    """Produce the selected dead letters back to the source topic, each for the consumer group
+    that wrote it (the workers of other groups skip it)."""
     from rich.progress import Progress
 
     from worker.deadletters.replay import read_dead_letters, replay
 
     settings = _settings()
-    selection = _dlq_filter(stage, error_class, since, until)
+    selection = _dlq_filter(settings, stage, error_class, since, until, group, all_groups)
     letters = [letter for letter in asyncio.run(read_dead_letters(settings))
                if selection.matches(letter)]
     truncated = [letter for letter in letters if letter.truncated]
@@ -96,13 +132,17 @@ def dlq_replay(
             f"{where}. Their original is still in the source topic until its retention ends. "
             "Narrow the selection, or pass --force to replay them as they are.", err=True)
         raise typer.Exit(1)
+    whose = _groups_named(selection)
     if dry_run or not letters:
-        typer.echo(f"would replay {len(letters)} dead letters to {settings.source_topic}")
+        typer.echo(f"would replay {len(letters)} dead letters of {whose} to "
+                   f"{settings.source_topic}")
         return
     with Progress() as bar:
         task = bar.add_task(f"replaying to {settings.source_topic}", total=len(letters))
-        sent = asyncio.run(replay(settings, letters, rate, lambda n: bar.advance(task, n)))
-    typer.echo(f"replayed {sent} dead letters to {settings.source_topic}")
+        sent = asyncio.run(replay(settings, letters, rate, lambda n: bar.advance(task, n),
+                                  to_group))
+    typer.echo(f"replayed {sent} dead letters of {whose} to {settings.source_topic}"
+               + (f" for group {to_group}" if to_group else ""))
 
 
 @topics_cli.command("create")
@@ -221,14 +261,22 @@ def catalog_sync_apigateway(
     prune: bool = typer.Option(False, help="Also delete catalog keys API Gateway no longer has."),
 ) -> None:
     """Read usage plans and API keys from AWS API Gateway and write them to the catalog topic."""
-    from worker.catalog.apigateway import AwsTarget, read_apigateway_catalog
+    from worker.catalog.apigateway import (
+        ApiGatewayError,
+        ApiGatewaySettingError,
+        AwsTarget,
+        read_apigateway_catalog,
+    )
     from worker.catalog.entries import publish_entries
     from worker.kafka.topics import ensure_topics
 
     settings = _settings()
-    entries = asyncio.run(
-        read_apigateway_catalog(AwsTarget(region=region, endpoint_url=endpoint_url))
-    )
+    try:
+        entries = asyncio.run(
+            read_apigateway_catalog(AwsTarget(region=region, endpoint_url=endpoint_url))
+        )
+    except ApiGatewayError as error:
+        fail(error, 2 if isinstance(error, ApiGatewaySettingError) else 1)
     asyncio.run(ensure_topics(settings))
     stale = sorted(set(_current_catalog_keys(settings)) - {e.api_key_id for e in entries}) \
         if prune else []

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import typer
 
+from worker.cli.errors import fail
 from worker.cli.groups import catalog_cli, dlq_cli, topics_cli
+from worker.cli.iceberg import iceberg_cli
 from worker.cli.kibana import kibana_cli
 from worker.cli.settings import load_cli_settings as _settings
-from worker.config import Settings, settings_table_markdown
+from worker.config import Settings, redact_urls, settings_table_markdown
 from worker.local.samples import SAMPLE_FORMS
 
 cli = typer.Typer(
@@ -26,6 +28,7 @@ cli.add_typer(catalog_cli, name="catalog")
 cli.add_typer(topics_cli, name="topics")
 cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(kibana_cli, name="kibana")
+cli.add_typer(iceberg_cli, name="iceberg")
 
 
 WORKER_HELP = (
@@ -48,8 +51,9 @@ def worker() -> None:
     from worker.app import create_app, preflight
     from worker.kafka.connection import KafkaConnectionFailure
     from worker.ops.logs import configure_logging, logging_config
-    from worker.ops.startup_checks import StartupError, bind_web_port
+    from worker.ops.startup_checks import StartupError, StartupSettingError, bind_web_port
     from worker.sinks.elasticsearch.sink import ElasticsearchStartupError
+    from worker.sinks.iceberg.client import IcebergStartupError
     from worker.sinks.s3.sink import S3StartupError
 
     settings = _settings()
@@ -59,10 +63,11 @@ def worker() -> None:
     try:
         web_socket = bind_web_port(settings)
         loop.run_until_complete(preflight(settings))
-    except (ElasticsearchStartupError, S3StartupError, StartupError,
+    except StartupSettingError as error:
+        fail(error, 2)
+    except (ElasticsearchStartupError, S3StartupError, IcebergStartupError, StartupError,
             KafkaConnectionFailure) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+        fail(error)
     app = create_app(settings, web_socket)
     faust.Worker(
         app,
@@ -87,14 +92,12 @@ def ingest() -> None:
     try:
         check_settings(settings)
     except IngestStartupError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
+        fail(error, 2)
     configure_logging(settings)
     try:
         asyncio.run(serve(settings))
     except IngestStartupError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+        fail(error)
 
 
 @stack_cli.command("up")
@@ -251,5 +254,5 @@ def main() -> None:
         sys.exit(cli())
     except (KafkaError, KafkaConnectionFailure) as error:
         # Any command's Kafka client: one message naming the settings, not a traceback.
-        typer.echo(f"error: {explain_kafka_failure(error)}", err=True)
+        typer.echo(f"error: {redact_urls(explain_kafka_failure(error))}", err=True)
         sys.exit(1)

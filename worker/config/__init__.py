@@ -6,9 +6,9 @@ a description. The README's settings table is produced from this model
 (``sluice settings --markdown``), so the two cannot drift apart.
 
 The settings are declared by group, one module each (``kafka``, ``pipeline``, ``elasticsearch``,
-``s3``, ``ingest``, ``kibana``); ``Settings`` joins the groups into the one validated object
-every part of Sluice receives, and holds the rules that span groups. ``unknown_settings`` finds
-misspelled ``SLUICE_*`` variables.
+``s3``, ``iceberg``, ``ingest``, ``ingest_limits``, ``kibana``); ``Settings`` joins the groups
+into the one validated object every part of Sluice receives, and holds the rules that span
+groups. ``unknown_settings`` finds misspelled ``SLUICE_*`` variables.
 
 Imports: nothing of Sluice. Every other package imports the settings, so a settings module that
 imported one of them would make a circle; what a setting's check needs (the key template's
@@ -17,7 +17,6 @@ grammar, the Kafka security rules) lives here.
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self, get_args, get_origin
@@ -27,6 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.config.elasticsearch import ElasticsearchSettings
 from worker.config.event_time import EventTimeSettings
+from worker.config.iceberg import IcebergCatalogType, IcebergPartitionBy, IcebergSettings
 from worker.config.ingest import IngestForm, IngestSettings
 from worker.config.ingest_limits import IngestLimitSettings
 from worker.config.kafka import (
@@ -38,12 +38,14 @@ from worker.config.kafka import (
 from worker.config.kibana import KibanaSettings
 from worker.config.pipeline import PipelineSettings, SinkName
 from worker.config.s3 import S3AddressingStyle, S3Format, S3Publish, S3Settings, S3TimeField
+from worker.config.urls import REDACTED, redact_url, redact_urls
 
 __all__ = [
-    "ENV_PREFIX", "IngestForm", "KafkaSaslMechanism", "KafkaSecurityProtocol", "LogFormat",
-    "LogLevel", "S3AddressingStyle", "S3Format", "S3Publish", "S3TimeField", "Settings",
+    "ENV_PREFIX", "IcebergCatalogType", "IcebergPartitionBy", "IngestForm", "KafkaSaslMechanism",
+    "KafkaSecurityProtocol", "LogFormat", "LogLevel", "S3AddressingStyle", "S3Format", "S3Publish",
+    "S3TimeField", "Settings",
     "SettingsError", "SinkName", "TopicName", "format_validation_error", "load_settings",
-    "redact_url", "settings_table_markdown",
+    "redact_url", "redact_urls", "settings_table_markdown",
 ]
 
 ENV_PREFIX = "SLUICE_"
@@ -66,11 +68,11 @@ class LogLevel(StrEnum):
 
 
 # Bases are listed last group first: pydantic orders fields from the last base to the first, so
-# the settings table reads Kafka, pipeline, Elasticsearch, S3, ingest and its limits, Kibana, then
-# the worker's own.
+# the settings table reads Kafka, pipeline, Elasticsearch, S3, Iceberg, event time, ingest and its
+# limits, Kibana, then the worker's own.
 class Settings(
-    KibanaSettings, IngestLimitSettings, IngestSettings, EventTimeSettings, S3Settings,
-    ElasticsearchSettings, PipelineSettings, KafkaSettings, BaseSettings,
+    KibanaSettings, IngestLimitSettings, IngestSettings, EventTimeSettings, IcebergSettings,
+    S3Settings, ElasticsearchSettings, PipelineSettings, KafkaSettings, BaseSettings,
 ):
     """All of Sluice's configuration, validated once at start-up."""
 
@@ -137,6 +139,15 @@ class Settings(
                 f"a part of SLUICE_INGEST_BODY_BUDGET_BYTES ({self.ingest_body_budget_bytes}) "
                 f"that a signed body of SLUICE_INGEST_MAX_BODY_BYTES "
                 f"({self.ingest_max_body_bytes}) must fit in: between the two")
+        # analytics.js names its write key in the body, which is read before it is verified: a
+        # batch of the largest size must fit the unverified part, or it could never be read.
+        if (IngestForm.TRACKING in self.ingest_forms
+                and self.ingest_unverified_body_bytes < self.ingest_tracking_max_batch_bytes):
+            raise ValueError(
+                f"SLUICE_INGEST_UNVERIFIED_BODY_BYTES ({self.ingest_unverified_body_bytes}) must "
+                f"be at least SLUICE_INGEST_TRACKING_MAX_BATCH_BYTES "
+                f"({self.ingest_tracking_max_batch_bytes}) with the `tracking` form: a batch "
+                "whose write key is in its body is read before the key is verified")
         # A transaction lasts at most the produce timeout and its commit.
         if self.ingest_transaction_timeout <= self.ingest_produce_timeout + 1:
             raise ValueError(
@@ -163,7 +174,9 @@ class Settings(
         "kafka_sasl_username", "kafka_sasl_password", "kafka_sasl_oauth_token",
         "kafka_aws_region", "kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file",
         "kafka_ssl_key_password", "s3_ca_bundle", "kibana_api_key", "kibana_username",
-        "kibana_password", "kibana_ca_certs", mode="before",
+        "kibana_password", "kibana_ca_certs", "ingest_write_keys_file",
+        "ingest_tracking_public_url", "iceberg_catalog_uri", "iceberg_catalog_token",
+        mode="before",
     )
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
@@ -186,16 +199,11 @@ class Settings(
             else:
                 text = _plain(value)
             if hide_secrets and field.repr is False:
-                text = "***"
-            elif hide_secrets and name == "elasticsearch_url":
-                text = redact_url(text)  # user:password in the URL
+                text = REDACTED if text else ""  # a secret that is not set is not hidden
+            elif hide_secrets:
+                text = redact_urls(text)  # user:password in any URL setting
             environment[f"{ENV_PREFIX}{name.upper()}"] = text
         return environment
-
-
-def redact_url(url: str) -> str:
-    """The URL without a user name or password in it (``https://***@host:9200``)."""
-    return re.sub(r"//[^/@]+@", "//***@", url.strip())
 
 
 def _plain(value: object) -> str:
@@ -207,17 +215,21 @@ class SettingsError(Exception):
 
 
 def format_validation_error(error: ValidationError) -> str:
-    """Turn pydantic's error into lines that name each environment variable and what it accepts."""
+    """Turn pydantic's error into lines that name each environment variable and what it accepts.
+
+    A secret's value is not repeated, and URLs are shown without their user information."""
     lines = ["Invalid configuration:"]
     for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
         if not item["loc"]:  # a rule across settings: its message names them
-            lines.append(f"  {item['msg'].removeprefix('Value error, ')}")
+            lines.append(f"  {redact_urls(message)}")
             continue
         field, *inner = item["loc"]
         variable = f"{ENV_PREFIX}{str(field).upper()}"
         where = f" (item {inner[0] + 1})" if inner and isinstance(inner[0], int) else ""
-        given = item.get("input")
-        lines.append(f"  {variable}{where}={given!r}: {item['msg']}")
+        secret = field in Settings.model_fields and Settings.model_fields[str(field)].repr is False
+        given = REDACTED if secret else redact_urls(repr(item.get("input")))
+        lines.append(f"  {variable}{where}={given}: {redact_urls(message)}")
     return "\n".join(lines)
 
 

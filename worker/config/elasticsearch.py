@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from worker.config.urls import check_http_url
 
 
 class ElasticsearchSettings(BaseModel):
@@ -13,8 +15,8 @@ class ElasticsearchSettings(BaseModel):
 
     elasticsearch_url: str = Field(
         "http://127.0.0.1:9200",
-        pattern=r"^https?://",
-        description="Elasticsearch URL (comma-separated for several nodes). Ignored when "
+        description="Elasticsearch URL (comma-separated for several nodes), `http://` or "
+        "`https://`; a user name and password in it are percent-encoded. Ignored when "
         "`SLUICE_ELASTICSEARCH_CLOUD_ID` is set.",
     )
     elasticsearch_cloud_id: str | None = Field(
@@ -92,6 +94,14 @@ class ElasticsearchSettings(BaseModel):
     elasticsearch_startup_timeout: float = Field(
         30.0, gt=0, description="Seconds a starting worker waits for Elasticsearch to answer."
     )
+
+    @field_validator("elasticsearch_url")
+    @classmethod
+    def _urls_are_http_urls(cls, value: str) -> str:
+        urls = [url for url in value.split(",") if url.strip()]
+        if not urls:
+            raise ValueError("no URL given (e.g. https://host:9200)")
+        return ",".join(check_http_url(url) for url in urls)
 
     @model_validator(mode="after")
     def _data_stream_has_one_name(self) -> Self:

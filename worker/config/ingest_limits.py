@@ -62,8 +62,9 @@ class IngestLimitSettings(BaseModel):
     ingest_unverified_body_bytes: int = Field(
         16 * MIB, ge=1024,
         description="Part of SLUICE_INGEST_BODY_BUDGET_BYTES for bodies read before their "
-        "credentials are verified (a Segment `X-Signature` is a signature of the body); over it "
-        "503 with Retry-After. Anyone can send such a body, so it gets less than the whole budget.",
+        "credentials are verified (a Segment `X-Signature` is a signature of the body; "
+        "analytics.js sends its write key in the body); over it 503 with Retry-After. Anyone can "
+        "send such a body, so it gets less than the whole budget.",
     )
     ingest_auth_failure_rate: float = Field(
         1.0, gt=0,

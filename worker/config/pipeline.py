@@ -16,6 +16,7 @@ class SinkName(StrEnum):
     COUNTING = "counting"
     ELASTICSEARCH = "elasticsearch"
     S3 = "s3"
+    ICEBERG = "iceberg"
 
 
 class PipelineSettings(BaseModel):
@@ -31,6 +32,29 @@ class PipelineSettings(BaseModel):
         1_048_576,
         ge=1024,
         description="Records larger than this are dead-lettered as `RecordTooLarge`.",
+    )
+    dedupe_window: float = Field(
+        600.0,
+        ge=0,
+        description="Seconds (of the records' Kafka timestamps) a partition remembers the event "
+        "ids it has seen: an event whose producer id (`messageId`, `requestId`, CloudWatch's "
+        "log event id) came earlier within the window on the same partition is a retry, and is "
+        "counted and left out of every sink. 0 switches it off. See the README's \"Retries "
+        "and the archive\".",
+    )
+    dedupe_max_ids: int = Field(
+        200_000,
+        ge=1,
+        description="Most ids one partition's window holds (the oldest are forgotten first): "
+        "bounds its memory at about 73 bytes an id (14 MiB a partition by default; `python -m "
+        "bench.dedupe`). 200,000 covers a 10-minute window up to 333 events/s a partition.",
+    )
+    document_headers: bool = Field(
+        True,
+        description="Keep the Kafka record's headers on each document, as the object "
+        "`headers` (name → UTF-8 text, or `{\"base64\": …}` for other bytes; a repeated name "
+        "→ a list), in every sink and format; Sluice's own `sluice.*` headers are left out. "
+        "`false` leaves them all out.",
     )
     max_in_flight_records: int = Field(
         250_000,

@@ -21,8 +21,10 @@ trips the first, a mapping that rejects everything the second.
 
 Once tripped, the limit stays tripped until the worker restarts: the dead letter that tripped
 it, and every one after it, is **not written and not acknowledged**, so nothing at or after it
-is committed; the agent waits, consumption pauses, and ``/health/ready`` reports
-``dead_letters`` with the reason (also logged as an error). After fixing the producer, restart
+is committed; consumption pauses at once, whichever stage tripped it (the agent waits at the
+dead letter it holds, or, when a sink tripped it off the agent's path, before the next batch:
+``worker.pipeline.wiring``), and ``/health/ready`` reports ``dead_letters`` with the reason
+(also logged as an error). After fixing the producer, restart
 the worker with the limit switched off (ratio 0) to dead-letter the bad stretch for a later
 replay, or with it on to stop again if the records are still failing.
 """

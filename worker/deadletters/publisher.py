@@ -20,6 +20,11 @@ topic, with the original headers plus these (all UTF-8 text):
 ``sluice.worker.host``     … the host of the worker that wrote it
 =========================  =====================================================================
 
+A dead letter belongs to the group that wrote it: groups reading one source topic share its
+dead-letter topic, and each writes its own letter for a record that fails in it.
+``sluice dlq inspect`` and ``replay`` select by ``sluice.worker.group`` (SLUICE_APP_ID by
+default), and a replayed record goes to its letter's group only (``worker.deadletters.replay``).
+
 The ``sluice.*`` headers a record arrived with are kept, except those named above (they describe
 this failure): a replayed record's lineage (``sluice.replay.count``, ``sluice.first_failure.*``,
 ``sluice.replayed_from``, ``sluice.replay.event_id``, set by ``sluice dlq replay``) survives a

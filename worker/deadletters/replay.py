@@ -16,6 +16,13 @@ event without a producer id (whose id is derived from its Kafka position) keeps 
 getting a new one at its new position (``worker.events.normalize``). A dead letter whose value was
 truncated (``sluice.value_truncated``) is not the record that failed: replay refuses it
 unless forced.
+
+Dead letters belong to the consumer group that wrote them (``sluice.worker.group``): several
+groups may read one source topic (one writing Elasticsearch, one S3) and share its dead-letter
+topic, and each dead-letters a record that fails in it. Both commands select the letters of
+one group (SLUICE_APP_ID unless told otherwise: ``DeadLetterFilter.groups``), and a replayed
+record names its letter's group (``sluice.replay.group``): the workers of other groups skip it
+(``worker.pipeline.routing``), so each group gets back its own failures, once.
 """
 
 from __future__ import annotations
@@ -27,14 +34,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from worker.config import Settings, SinkName
+from worker.events import json_codec
+from worker.events.cloudwatch import is_gzip, with_one_log_event
 from worker.events.records import (
     DLQ_HEADER_PREFIX,
     REPLAY_EVENT_ID_HEADER,
+    REPLAY_GROUP_HEADER,
     REPLAY_SINKS_HEADER,
 )
 from worker.kafka.connection import client_options
@@ -68,6 +77,11 @@ class DeadLetterRecord:
                 f"{headers.get('source.offset')}")
 
     @property
+    def group(self) -> str | None:
+        """The consumer group (SLUICE_APP_ID) whose worker wrote it; None if unknown."""
+        return self.headers.get("worker.group") or None
+
+    @property
     def truncated(self) -> bool:
         """The value is only the start of the record's (it was too large for the topic)."""
         return self.headers.get("value_truncated") == "true"
@@ -80,14 +94,23 @@ class DeadLetterRecord:
 
 @dataclass(frozen=True)
 class DeadLetterFilter:
-    """Which dead letters a command applies to; empty fields match everything."""
+    """Which dead letters a command applies to; empty fields match everything (``groups``
+    empty: the letters of every group, and those that name none)."""
 
     stages: frozenset[str] = frozenset()
     error_classes: frozenset[str] = frozenset()
     since: datetime | None = None
     until: datetime | None = None
+    groups: frozenset[str] = frozenset()
 
     def matches(self, letter: DeadLetterRecord) -> bool:
+        return self.of_groups(letter) and self.matches_apart_from_group(letter)
+
+    def of_groups(self, letter: DeadLetterRecord) -> bool:
+        """The letter was written by one of the chosen consumer groups (or any, if none)."""
+        return not self.groups or letter.group in self.groups
+
+    def matches_apart_from_group(self, letter: DeadLetterRecord) -> bool:
         if self.stages and letter.stage not in self.stages:
             return False
         if self.error_classes and letter.error_class not in self.error_classes:
@@ -170,17 +193,22 @@ async def read_dead_letters(
 
 @dataclass
 class Inspection:
-    """Counts by stage and error class, and a few samples of each."""
+    """Counts by stage and error class, and a few samples of each; and the letters the
+    selection would match but for their group, by group (None: a letter naming none)."""
 
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     samples: dict[tuple[str, str], list[DeadLetterRecord]] = field(default_factory=dict)
+    other_groups: Counter[str | None] = field(default_factory=Counter)
 
 
 def inspect(letters: list[DeadLetterRecord], selection: DeadLetterFilter,
             samples_per_class: int = 3) -> Inspection:
     result = Inspection()
     for letter in letters:
-        if not selection.matches(letter):
+        if not selection.matches_apart_from_group(letter):
+            continue
+        if not selection.of_groups(letter):
+            result.other_groups[letter.group] += 1
             continue
         group = (letter.stage, letter.error_class)
         result.counts[group] += 1
@@ -213,20 +241,25 @@ def replay_value(letter: DeadLetterRecord) -> bytes | None:
     index = letter.headers.get("batch_index")
     if index is None or not letter.value:
         return letter.value
-    envelope = orjson.loads(letter.value)
+    if is_gzip(letter.value):  # a CloudWatch Logs record: that log event alone
+        return with_one_log_event(letter.value, int(index), len(letter.value))
+    envelope = json_codec.loads(letter.value)  # integers beyond 64 bits kept exactly
     event = dict(envelope["batch"][int(index)])
     if isinstance(envelope.get("context"), dict):
         own = event.get("context") if isinstance(event.get("context"), dict) else {}
         event["context"] = {**envelope["context"], **own}
     if envelope.get("sentAt") is not None:
         event.setdefault("sentAt", envelope["sentAt"])
-    return orjson.dumps(event)
+    return json_codec.dumps(event)
 
 
-def replay_headers(letter: DeadLetterRecord, topic: str) -> list[tuple[str, bytes]]:
-    """The original headers, where the replay comes from, and, for a letter a sink failed, that
-    sink: the pipeline then writes it to that sink only (`worker.pipeline.routing`), not again to
-    the sinks that already have it."""
+def replay_headers(letter: DeadLetterRecord, topic: str,
+                   to_group: str | None = None) -> list[tuple[str, bytes]]:
+    """The original headers, where the replay comes from, the consumer group whose letter it
+    is (only that group's workers take it; `to_group` sends it to another, e.g. the group
+    that replaced a retired one), and, for a letter a sink failed, that sink: the pipeline then
+    writes it to that sink only (`worker.pipeline.routing`), not again to the sinks that
+    already have it."""
     origin = f"{topic}/{letter.partition}/{letter.offset}"
     ours = letter.headers
     lineage = {
@@ -240,14 +273,19 @@ def replay_headers(letter: DeadLetterRecord, topic: str) -> list[tuple[str, byte
     headers = list(letter.original_headers) + [
         (f"{DLQ_HEADER_PREFIX}{name}", value.encode())
         for name, value in lineage.items() if value is not None]
+    group = to_group or letter.group
+    if group:
+        headers.append((REPLAY_GROUP_HEADER, group.encode()))
     if letter.stage in {sink.value for sink in SinkName}:
         headers.append((REPLAY_SINKS_HEADER, letter.stage.encode()))
     return headers
 
 
 async def replay(settings: Settings, letters: list[DeadLetterRecord], rate: float = 500.0,
-                 tick: Callable[[int], None] | None = None) -> int:
-    """Produce the letters back to the source topic at most `rate` per second."""
+                 tick: Callable[[int], None] | None = None,
+                 to_group: str | None = None) -> int:
+    """Produce the letters back to the source topic at most `rate` per second, each for its
+    own consumer group (or `to_group`'s)."""
     topic = settings.dead_letter_topic_name
     producer = AIOKafkaProducer(**client_options(settings), acks="all",
                                 enable_idempotence=True,
@@ -256,7 +294,7 @@ async def replay(settings: Settings, letters: list[DeadLetterRecord], rate: floa
     started = time.monotonic()
     try:
         for sent, letter in enumerate(letters, start=1):
-            headers = replay_headers(letter, topic)
+            headers = replay_headers(letter, topic, to_group)
             await producer.send_and_wait(settings.source_topic, value=replay_value(letter),
                                          key=letter.key, headers=headers)
             if tick:

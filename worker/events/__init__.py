@@ -1,7 +1,9 @@
 """Events: the document model in one place.
 
 The plain records that move between steps and every failure's class (``records``,
-``errors``); how a record's bytes become events (``decoding``) and one document shape
+``errors``); how a record's bytes become events (``decoding``; CloudWatch Logs records opened
+by ``cloudwatch``), what `sluice ingest` recorded in a record's headers (``ingest_headers``) and
+what Segment's servers add to a tracking API event (``tracking``), and one document shape
 (``normalize``); which time files an event (``event_time``); the same documents as Parquet
 columns (``parquet_schema``).
 

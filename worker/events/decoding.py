@@ -6,7 +6,14 @@ The input form is detected per record; producers need not say which they use:
 2. a Segment batch envelope: ``{"batch": [event, …], "sentAt": …, "context": …}``;
 3. the Firehose-style envelope ``{"DeliveryStreamName": …, "Record": {"Data": "<base64>"}}``,
    or a bare base64 string (raw bytes or a JSON string) of a JSON object;
-4. an API Gateway access-log record: an object with ``requestId``.
+4. an API Gateway access-log record: an object with ``requestId``;
+5. a CloudWatch Logs subscription record (gzip bytes, ``worker.events.cloudwatch``): one event per
+   log event, an access log where the message is one, else a raw log event (``EventKind.LOG``);
+6. any of these inside Kafka Connect's JsonConverter envelope ``{"schema": …, "payload": …}``
+   (producers with ``schemas.enable=true``): exactly those two keys, ``schema`` an object or
+   null. The payload is the record: an object, the JSON text of one (a ``string`` schema) or its
+   base64 (a ``bytes`` schema). The schema describes only the payload's shape, which every form
+   above is recognised by anyway, so it is not needed.
 
 A batch yields one raw event per element; an element that is not an object fails alone and the
 others go on. Field validation and the document shape are ``worker.events.normalize``'s job.
@@ -23,6 +30,8 @@ from typing import Any
 
 import orjson
 
+from worker.events import json_codec
+from worker.events.cloudwatch import Subscription, is_gzip, read_subscription
 from worker.events.errors import (
     DecodeError,
     EmptyRecord,
@@ -43,6 +52,8 @@ class InputForm(StrEnum):
     FIREHOSE = "firehose"
     BASE64 = "base64"
     ACCESS_LOG = "access_log"
+    CLOUDWATCH_LOGS = "cloudwatch_logs"
+    KAFKA_CONNECT = "kafka_connect"
 
 
 class EventKind(StrEnum):
@@ -50,6 +61,7 @@ class EventKind(StrEnum):
 
     SEGMENT = "segment"
     ACCESS_LOG = "access_log"
+    LOG = "log"  # a CloudWatch Logs event whose message is not an access log: kept as text
 
 
 @dataclass(slots=True)  # not frozen: see worker.events.records.KafkaPosition
@@ -60,6 +72,9 @@ class RawEvent:
     form: InputForm
     fields: dict[str, Any]
     batch_index: int | None = None
+    # Document fields set from outside the event's own JSON (the CloudWatch log group, what
+    # `sluice ingest` recorded in the record's headers): normalisation adds them as they are.
+    extra: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -83,8 +98,10 @@ def decode_record(value: bytes | None, max_bytes: int) -> DecodedRecord:
             f"the record is {len(value)} bytes, more than the {max_bytes} allowed "
             "(SLUICE_MAX_RECORD_BYTES)"
         )
+    if is_gzip(value):
+        return _decode_cloudwatch(read_subscription(value, max_bytes))
     try:
-        parsed = orjson.loads(value)
+        parsed = json_codec.loads(value)  # integers beyond 64 bits kept exactly
     except orjson.JSONDecodeError as error:
         if _BASE64_TEXT.match(value):
             return _classify(_decode_base64_object(value, "the record"), InputForm.BASE64)
@@ -102,12 +119,18 @@ def decode_record(value: bytes | None, max_bytes: int) -> DecodedRecord:
 
 def _classify(obj: dict[str, Any], outer_form: InputForm | None) -> DecodedRecord:
     """Decide what an object is and unwrap envelopes."""
+    if len(obj) == 2 and "payload" in obj and isinstance(obj.get("schema", 0), dict | None):
+        if outer_form is not None:
+            raise UnknownFormat("a Kafka Connect envelope inside another envelope is not "
+                                "supported")
+        return _classify(_connect_payload(obj["payload"], obj["schema"]),
+                         InputForm.KAFKA_CONNECT)
     if "batch" in obj:
         return _decode_batch(obj)
     record = obj.get("Record")
     if isinstance(record, dict) and "Data" in record:
         if outer_form is not None:
-            raise UnknownFormat("a Firehose envelope inside a base64 payload is not supported")
+            raise UnknownFormat("a Firehose envelope inside another envelope is not supported")
         data = record["Data"]
         if not isinstance(data, str):
             raise InvalidBase64(f"Record.Data is JSON {_json_type(data)}, expected a base64 string")
@@ -124,6 +147,27 @@ def _classify(obj: dict[str, Any], outer_form: InputForm | None) -> DecodedRecor
     form = outer_form or own_form
     # Both lists given: a default_factory call per field made this the dearer half.
     return DecodedRecord([RawEvent(kind, form, obj)], [])
+
+
+def _connect_payload(payload: Any, schema: dict[str, Any] | None) -> dict[str, Any]:
+    """The object a Kafka Connect JsonConverter envelope carries."""
+    if isinstance(payload, dict):
+        return payload
+    if payload is None:
+        raise EmptyRecord("the Kafka Connect envelope's payload is null (a tombstone)")
+    if not isinstance(payload, str):
+        raise NotAnObject(f"the Kafka Connect envelope's payload is JSON {_json_type(payload)}, "
+                          "not an object")
+    if schema is not None and schema.get("type") == "bytes":  # JsonConverter writes base64
+        return _decode_base64_object(payload.encode(), "the Kafka Connect payload (bytes)")
+    try:
+        inner = json_codec.loads(payload.encode())
+    except orjson.JSONDecodeError as error:
+        raise InvalidJson(f"the Kafka Connect payload is a string but not JSON: {error}") from None
+    if not isinstance(inner, dict):
+        raise NotAnObject(f"the Kafka Connect payload is a string of JSON {_json_type(inner)}, "
+                          "not of an object")
+    return inner
 
 
 def _event_kind(obj: dict[str, Any]) -> EventKind | None:
@@ -167,6 +211,34 @@ def _decode_batch(envelope: dict[str, Any]) -> DecodedRecord:
     return decoded
 
 
+def _decode_cloudwatch(subscription: Subscription) -> DecodedRecord:
+    """One event per log event (none for a CONTROL_MESSAGE), numbered by its place in
+    `logEvents`; the log group and stream go on each document."""
+    decoded = DecodedRecord()
+    where = {"log_group": subscription.log_group, "log_stream": subscription.log_stream}
+    where = {name: value for name, value in where.items() if value}
+    for index, log_event in enumerate(subscription.log_events):
+        message = log_event["message"]
+        parsed = _json_object(message)
+        if parsed is not None and "requestId" in parsed:
+            raw = RawEvent(EventKind.ACCESS_LOG, InputForm.CLOUDWATCH_LOGS, parsed, index)
+        else:
+            raw = RawEvent(EventKind.LOG, InputForm.CLOUDWATCH_LOGS, dict(log_event), index)
+        raw.extra = dict(where)
+        decoded.events.append(raw)
+    return decoded
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        parsed = json_codec.loads(text.encode())  # integers beyond 64 bits kept exactly
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 def _decode_base64_object(text: bytes, what: str) -> dict[str, Any]:
     compact = b"".join(text.split())
     try:
@@ -175,7 +247,7 @@ def _decode_base64_object(text: bytes, what: str) -> dict[str, Any]:
     except (binascii.Error, ValueError) as error:
         raise InvalidBase64(f"{what} is not valid base64: {error}") from None
     try:
-        inner = orjson.loads(raw)
+        inner = json_codec.loads(raw)
     except orjson.JSONDecodeError as error:
         raise InvalidJson(f"{what} decodes from base64 but not to JSON: {error}") from None
     if not isinstance(inner, dict):

@@ -8,12 +8,24 @@ open S3 parts for thousands of hours and create an index for every day from 1970
 until the cluster's shard limit refuses new indices and valid traffic is dead-lettered too.
 
 So an event time chooses the filing place only inside an accepted window around the record's
-**reference time**: the Kafka record's timestamp (the producer's or the broker's clock, the
-same value every time the record is consumed again, so a replay files events exactly where the
-first pass did), or the worker's clock when the record's timestamp is negative or further in
-the future than the window allows. Outside the window the reference time files the event. The
-event is kept, not dead-lettered: its content is valid, only its clock is wrong, and the
-document still carries the time the device sent.
+**Kafka timestamp** (the producer's or the broker's clock). Outside the window the Kafka
+timestamp files the event. The event is kept, not dead-lettered: its content is valid, only its
+clock is wrong, and the document still carries the time the device sent.
+
+**Where an event is filed is a function of its record alone**, never of the worker's clock: a
+record consumed again (a replay, a recovery, a re-read after a rebalance across midnight) goes
+to the same S3 hour and the same daily index, so its ``_id`` never lands in two indices. So a
+Kafka timestamp far ahead of the worker's clock is used as it is. Bounding producers' clocks is
+the broker's job, where it can be done once for every consumer: a topic with
+``message.timestamp.type=LogAppendTime`` stamps records with the broker's clock, and with
+``CreateTime`` the broker refuses records stamped more than ``message.timestamp.after.max.ms``
+ahead of its clock (Kafka 3.6+, KIP-937; one hour by default since Kafka 4.0). A record without
+a usable Kafka timestamp (message format v0, which brokers since Kafka 4.0 no longer accept, or a
+negative one) has no reference: its event time files it as it is (and without an event time
+either, its processing time: such a record carries no time at all).
+
+The worker's clock only decides *when* an S3 hour closes (``progress_ms``): there, one record
+stamped far ahead must not close the current hours of its partition.
 
 Normalised timestamps (``YYYY-MM-DDTHH:MM:SS.mmmZ``, four-digit years) sort as text, so the
 check is two string comparisons against bounds formatted once per record timestamp.
@@ -37,38 +49,42 @@ class EventTimeWindow:
                  clock: Callable[[], float] = time.time) -> None:
         self._past_ms = int(max_past * 1000)
         self._future_ms = int(max_future * 1000)
-        self._clock = clock
+        self._clock = clock  # for progress_ms only: never for where an event is filed
         # The last record timestamp seen and its window: consecutive events mostly share one
         # (the events of a record, the records of a producer batch), so this is per event
-        # one comparison, not a clock reading and a cache lookup.
+        # one comparison, not a cache lookup.
         self._last_ms: int | None = None
         self._last: _Window = _Window(0, "", "", "")
 
     def reference_ms(self, record: SourceRecord) -> int | None:
-        """The record's Kafka timestamp, or the worker's clock for an implausible one (before
-        1970, or further ahead of the clock than the window allows); None for a record
-        without a timestamp (message format v0, which brokers since Kafka 4.0 no longer
-        accept, and records made up by tests)."""
+        """The record's Kafka timestamp; None for a record without a usable one (message
+        format v0, a negative timestamp, records made up by tests)."""
         window = self._window(record)
         return None if window is None else window.reference_ms
 
     def filing_stamp(self, stamp: str, record: SourceRecord) -> str:
-        """`stamp` (a normalised timestamp) if it lies in the window around the record's
-        reference time, else the reference time, normalised the same way."""
+        """`stamp` (a normalised timestamp) if it lies in the window around the record's Kafka
+        timestamp, else the Kafka timestamp, normalised the same way: a function of the record
+        alone."""
         window = self._window(record)
         if window is None or window.low <= stamp <= window.high:
             return stamp
         return window.reference
 
+    def progress_ms(self, reference_ms: int | None) -> int | None:
+        """How far a Kafka timestamp shows a partition's stream has come, for when its S3 hours
+        close: the timestamp, but no further ahead of the worker's clock than the window
+        allows (a record stamped in the year 9000 must not close the current hours)."""
+        if reference_ms is None:
+            return None
+        return min(reference_ms, int(self._clock() * 1000) + self._future_ms)
+
     def _window(self, record: SourceRecord) -> _Window | None:
         stamp = record.timestamp_ms
-        if stamp is None:
+        if stamp is None or stamp < 0:
             return None
         if stamp != self._last_ms:
-            now_ms = int(self._clock() * 1000)
-            reference = now_ms if stamp < 0 or stamp > now_ms + self._future_ms else stamp
-            self._last_ms, self._last = stamp, _bounds(reference, self._past_ms,
-                                                      self._future_ms)
+            self._last_ms, self._last = stamp, _bounds(stamp, self._past_ms, self._future_ms)
         return self._last
 
 

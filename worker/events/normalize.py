@@ -4,7 +4,8 @@ The shape follows the Elasticsearch mapping users already run (seed 001): ``even
 ``type``, ``event``, ``anonymous_id``, ``user_id``, ``timestamp``, ``received_at``, ``sent_at``,
 ``context``, ``properties``, ``traits``, ``source_id`` …, plus the API Gateway access-log fields
 (``request_id``, ``http_method``, ``status``, ``api_key_id`` …), the input form and the Kafka
-position. Timestamps are UTC ISO-8601 with milliseconds (``2026-11-22T20:31:04.000Z``).
+position, and the record's headers (``worker.events.headers``). Timestamps are UTC ISO-8601 with
+milliseconds (``2026-11-22T20:31:04.000Z``).
 Fields without a value are left out rather than written as null.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from worker.events import json_codec
 from worker.events.decoding import EventKind, RawEvent
 from worker.events.errors import (
     InvalidTimestamp,
@@ -27,10 +29,12 @@ from worker.events.errors import (
     UnknownFormat,
     WrongType,
 )
+from worker.events.headers import headers_field
 from worker.events.records import REPLAY_EVENT_ID_HEADER, SourceRecord
 
 SEGMENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 ACCESS_LOG_TYPE = "access_log"
+LOG_TYPE = "log"
 
 # Epoch numbers above this are milliseconds (1e11 seconds is the year 5138).
 _EPOCH_MILLIS_THRESHOLD = 100_000_000_000
@@ -41,15 +45,24 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _ASCII_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
-def normalize(raw: RawEvent, record: SourceRecord) -> tuple[str, dict[str, Any]]:
-    """The event id and document of a raw event. Raises DecodeError if a field is invalid."""
+def normalize(raw: RawEvent, record: SourceRecord,
+              keep_headers: bool = True) -> tuple[str, dict[str, Any]]:
+    """The event id and document of a raw event; with `keep_headers`, the record's headers
+    too (``worker.events.headers``). Raises DecodeError if a field is invalid."""
     received_at = _received_at(raw.fields, record)
     if raw.kind is EventKind.SEGMENT:
         document = _segment_document(raw.fields, received_at)
         producer_id = raw.fields.get("messageId")
+    elif raw.kind is EventKind.LOG:
+        document = _log_document(raw.fields, received_at)
+        producer_id = raw.fields.get("id")
     else:
         document = _access_log_document(raw.fields, received_at)
         producer_id = raw.fields.get("requestId")
+    if raw.extra:
+        # Set outside the event's JSON: the write key's source, the log group, Firehose's
+        # attributes (``worker.events.ingest_headers``, ``decoding``); they override.
+        document.update(raw.extra)
     event_id = (
         str(producer_id)
         if isinstance(producer_id, (str, int)) and str(producer_id)
@@ -63,6 +76,10 @@ def normalize(raw: RawEvent, record: SourceRecord) -> tuple[str, dict[str, Any]]
     }
     if raw.batch_index is not None:
         kafka["batch_index"] = raw.batch_index
+    if keep_headers and record.headers:
+        headers = headers_field(record.headers)
+        if headers is not None:
+            document["headers"] = headers
     return event_id, document
 
 
@@ -88,7 +105,7 @@ def derived_event_id(raw: RawEvent, record: SourceRecord) -> str:
     digest.update(f"{position.topic}/{position.partition}/{position.offset}/".encode())
     digest.update(f"{raw.batch_index}/".encode())
     try:
-        digest.update(orjson.dumps(raw.fields, option=orjson.OPT_SORT_KEYS))
+        digest.update(json_codec.dumps(raw.fields, option=orjson.OPT_SORT_KEYS))
     except TypeError as error:  # nested more deeply than the encoder allows
         raise UnencodableEvent(f"the event cannot be encoded as JSON: {error}") from None
     return digest.hexdigest()[:32]
@@ -130,6 +147,7 @@ def _segment_document(fields: dict[str, Any], received_at: str) -> dict[str, Any
             "group_id": _optional_id(fields, "groupId"),
             "previous_id": _optional_id(fields, "previousId"),
             "timestamp": timestamp,
+            "original_timestamp": _lenient_timestamp(fields, "originalTimestamp"),
             "received_at": received_at,
             "sent_at": sent_at,
             "context": context,
@@ -154,6 +172,23 @@ def _source_id(fields: dict[str, Any], context: dict[str, Any] | None) -> str | 
 
 def _types_list() -> str:
     return "/".join(sorted(SEGMENT_TYPES))
+
+
+# --- raw log events (CloudWatch Logs messages that are not access logs) ---------------------------
+
+
+def _log_document(fields: dict[str, Any], received_at: str) -> dict[str, Any]:
+    message = fields.get("message")
+    if not isinstance(message, str):
+        raise WrongType(f"a log event's `message` is {_describe(message)}, expected text")
+    return _drop_none(
+        {
+            "type": LOG_TYPE,
+            "message": message,
+            "timestamp": _optional_timestamp(fields, "timestamp") or received_at,
+            "received_at": received_at,
+        }
+    )
 
 
 # --- API Gateway access logs -------------------------------------------------------------------
@@ -223,6 +258,15 @@ def _received_at(fields: dict[str, Any], record: SourceRecord) -> str:
 def _format_epoch_millis(millis: int) -> str:
     # Records of one producer batch share their timestamp: format each millisecond once.
     return format_timestamp(datetime.fromtimestamp(millis / 1000, UTC))
+
+
+def _lenient_timestamp(fields: dict[str, Any], name: str) -> str | None:
+    """A timestamp kept for the record only (``originalTimestamp``): one that cannot be read is
+    left out rather than failing an event whose own time is fine."""
+    try:
+        return _optional_timestamp(fields, name)
+    except InvalidTimestamp:
+        return None
 
 
 def _optional_string(fields: dict[str, Any], name: str) -> str | None:
@@ -345,7 +389,7 @@ def format_timestamp(moment: datetime) -> str:
 def _describe(value: object) -> str:
     if value is None:
         return "missing"
-    text = orjson.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
+    text = json_codec.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
     shown = text if len(text) <= 40 else text[:37] + "..."
     kind = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
             int: "a number", float: "a number"}.get(type(value), type(value).__name__)

@@ -8,12 +8,14 @@ merge) can combine them.
 Choices (what a query sees):
 
 * ids, names and access-log text fields are ``string``;
-* ``timestamp``, ``received_at``, ``sent_at`` are ``timestamp[ms, tz=UTC]`` (Parquet
-  ``TIMESTAMP(MILLIS, isAdjustedToUTC=true)``): documents carry milliseconds, and Athena reads
-  milliseconds and microseconds but not the nanoseconds pyarrow would otherwise pick;
+* ``timestamp``, ``received_at``, ``sent_at``, ``original_timestamp`` are
+  ``timestamp[ms, tz=UTC]`` (Parquet ``TIMESTAMP(MILLIS, isAdjustedToUTC=true)``): documents
+  carry milliseconds, and Athena reads milliseconds and microseconds but not the nanoseconds
+  pyarrow would otherwise pick;
 * ``status`` and ``response_length`` are 64-bit integers (``bigint``): the normaliser accepts any
   integer that fits 64 bits (``worker.events.normalize``), so no accepted event can fail to convert;
-* ``context``, ``properties``, ``traits``, ``integrations`` are JSON **text**, as sent: their keys
+* ``context``, ``properties``, ``traits``, ``integrations``, ``firehose_attributes`` and the
+  record's ``headers`` (``worker.events.headers``) are JSON **text**, as sent: their keys
   differ per event and per customer, so a struct would need a schema per file (Quix Streams'
   way, which breaks merging and Athena's one table schema) and a ``map<string,string>`` would
   flatten nested values. Athena reaches inside with ``json_extract_scalar(properties,
@@ -34,6 +36,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from worker.events import json_codec
+
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 KAFKA = pa.struct([
     pa.field("topic", pa.string()),
@@ -45,18 +49,25 @@ KAFKA = pa.struct([
 _STRINGS = ("event_id", "type", "event", "name", "user_id", "anonymous_id", "group_id",
             "previous_id")
 _TIMESTAMPS = ("timestamp", "received_at", "sent_at")
-JSON_COLUMNS = ("context", "properties", "traits", "integrations")
+_PRODUCER_OBJECTS = ("context", "properties", "traits", "integrations")
 _ACCESS_LOG_STRINGS = ("source_id", "request_id", "ip", "http_method", "resource_path", "path",
                        "protocol")
 _ACCESS_LOG_INTEGERS = ("status", "response_length")
 _MORE_ACCESS_LOG_STRINGS = ("api_id", "stage", "api_key_id", "user_agent")
 _ENRICHMENT_STRINGS = ("customer_id", "customer_name", "usage_plan_id", "usage_plan_name",
                        "api_key_name")
+# Columns that came later go last, so that files written before keep their column order (an
+# hourly merge of old and new parts fills the new columns with nulls): the tracking API's
+# original timestamp and source name; CloudWatch Logs' group, stream and a raw log event's text;
+# the Firehose delivery stream and its common attributes; the record's headers.
+_LATER_TIMESTAMPS = ("original_timestamp",)
+_SOURCE_STRINGS = ("source_name", "log_group", "log_stream", "message", "firehose_source_arn")
+JSON_COLUMNS = (*_PRODUCER_OBJECTS, "firehose_attributes", "headers")
 
 SCHEMA = pa.schema(
     [pa.field(name, pa.string()) for name in _STRINGS]
     + [pa.field(name, TIMESTAMP) for name in _TIMESTAMPS]
-    + [pa.field(name, pa.string()) for name in JSON_COLUMNS]
+    + [pa.field(name, pa.string()) for name in _PRODUCER_OBJECTS]
     + [pa.field(name, pa.string()) for name in _ACCESS_LOG_STRINGS]
     + [pa.field(name, pa.int64()) for name in _ACCESS_LOG_INTEGERS]
     + [pa.field(name, pa.string()) for name in _MORE_ACCESS_LOG_STRINGS]
@@ -64,6 +75,10 @@ SCHEMA = pa.schema(
     + [pa.field("enriched", pa.bool_()),
        pa.field("input_format", pa.string()),
        pa.field("kafka", KAFKA)]
+    + [pa.field(name, TIMESTAMP) for name in _LATER_TIMESTAMPS]
+    + [pa.field(name, pa.string()) for name in _SOURCE_STRINGS]
+    + [pa.field("firehose_attributes", pa.string()),
+       pa.field("headers", pa.string())]
 )
 COLUMN_NAMES = frozenset(SCHEMA.names)
 
@@ -99,7 +114,11 @@ def _warn_unknown(name: str) -> None:
 
 def _json_texts(values: list[Any]) -> list[str | None]:
     dumps = orjson.dumps
-    return [None if value is None else dumps(value).decode() for value in values]
+    try:
+        return [None if value is None else dumps(value).decode() for value in values]
+    except TypeError:  # an integer beyond 64 bits: a second pass keeps its digits
+        exact = json_codec.dumps
+        return [None if value is None else exact(value).decode() for value in values]
 
 
 def record_batch(documents: Sequence[dict[str, Any]]) -> pa.RecordBatch:

@@ -15,6 +15,8 @@ DLQ_HEADER_PREFIX = "sluice."
 REPLAY_EVENT_ID_HEADER = f"{DLQ_HEADER_PREFIX}replay.event_id"
 # On a replayed record: the sinks (comma-separated names) that failed it and get it again.
 REPLAY_SINKS_HEADER = f"{DLQ_HEADER_PREFIX}replay.sinks"
+# On a replayed record: the consumer group whose dead letter it was; other groups skip it.
+REPLAY_GROUP_HEADER = f"{DLQ_HEADER_PREFIX}replay.group"
 
 
 # The records made once per consumed record (KafkaPosition, SourceRecord, and
@@ -48,6 +50,10 @@ class Settlement(Protocol):
     cancelled: bool
 
     def settle(self, share: tuple[int, str]) -> None: ...
+
+    def settle_many(self, sink: str, mask: int) -> None:
+        """Settle `sink`'s shares of every ordinal in `mask` (bit n: ordinal n) at once."""
+        ...
 
     def is_pending(self, share: tuple[int, str]) -> bool: ...
 

@@ -12,6 +12,11 @@ One module per concept, in the order a request meets them:
 * ``rate_limits``: token buckets per public credential and per client address (429);
 * ``body``: reading a request body within its size limit, the memory budget and a minimum pace;
 * ``forms``: from a body to the Kafka records it carries (Segment, Firehose, JSON / NDJSON);
+* ``raw_json``: the elements of a batch or array as the bytes they were sent as;
+* ``tracking``: Segment's tracking API (``/v1/…``) for Segment's libraries and analytics.js, with
+  ``tracking_bodies`` (its bodies and limits), ``write_keys`` (which source a key names, a
+  watched file), ``cors`` (browsers' preflights) and ``project_settings`` (what analytics.js
+  loads);
 * ``keys``: which key each record gets, so one user's or one source's events keep their order;
 * ``producer`` and ``transactions``: records produced in transactions, so that 200 means
   committed and 503 means never visible;

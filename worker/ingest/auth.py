@@ -18,6 +18,7 @@ from aiohttp import web
 
 from worker.config import IngestForm, Settings
 from worker.ingest.errors import BadHeader, Forbidden, Unauthenticated
+from worker.ingest.write_keys import WriteKeyError, WriteKeys
 
 SIGNATURE_HEADER = "X-Signature"
 FIREHOSE_KEY_HEADER = "X-Amz-Firehose-Access-Key"
@@ -59,6 +60,15 @@ def credential_problems(settings: Settings) -> list[str]:
         problems.append("the `firehose` form needs SLUICE_INGEST_FIREHOSE_ACCESS_KEY")
     if IngestForm.JSON in settings.ingest_forms and not settings.ingest_bearer_tokens:
         problems.append("the `json` form needs SLUICE_INGEST_BEARER_TOKENS")
+    if (IngestForm.TRACKING in settings.ingest_forms and not settings.ingest_write_keys
+            and settings.ingest_write_keys_file is None):
+        problems.append("the `tracking` form needs SLUICE_INGEST_WRITE_KEYS or "
+                        "SLUICE_INGEST_WRITE_KEYS_FILE")
+    elif IngestForm.TRACKING in settings.ingest_forms:
+        try:
+            WriteKeys(settings)
+        except WriteKeyError as error:
+            problems.append(str(error))
     if not settings.ingest_forms:
         problems.append("SLUICE_INGEST_FORMS is empty: name at least one of "
                         + ", ".join(form.value for form in IngestForm))

@@ -99,8 +99,15 @@ class RequestGuard:
             lambda: self.budget.held_unverified)
 
     def register(self, path: str, form: str, render: RefusalRenderer | None = None) -> None:
-        """Name `path`'s form in the metrics, and say how its refusals are written."""
+        """Name `path`'s form in the metrics, and say how its refusals are written. `path` is
+        as the route was added: a variable path with its variables (``/v1/{call}``)."""
         self._forms[path] = (form, render or _error_body)
+
+    def _form_of(self, request: web.Request) -> tuple[str, RefusalRenderer]:
+        # The path the request was routed by, so that a variable path is registered once.
+        resource = request.match_info.route.resource
+        path = resource.canonical if resource is not None else request.path
+        return self._forms.get(path, (UNROUTED, _error_body))
 
     @web.middleware
     async def middleware(self, request: web.Request,
@@ -112,7 +119,7 @@ class RequestGuard:
         allowance = BodyAllowance.from_settings(self.budget, self.settings)
         request[REQUEST_ID_KEY], request[OUTCOME_KEY] = request_id, outcome
         request[ALLOWANCE_KEY] = allowance
-        form, render = self._forms.get(request.path, (UNROUTED, _error_body))
+        form, render = self._form_of(request)
         client = client_address(request, self.proxies)
         try:
             try:

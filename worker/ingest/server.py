@@ -5,6 +5,7 @@
   Firehose's ``{"requestId", "timestamp"}`` (and ``errorMessage`` on failure)
 * ``POST /events``: JSON, a JSON array or NDJSON; ``Authorization: Bearer …``;
   ``{"accepted": n}``
+* ``/v1/…``: Segment's tracking API, with write keys (``worker.ingest.tracking``)
 
 200 only once the broker has committed every record of the request; 400 (not the form, or an
 unreadable header), 401 (no credentials), 403 (wrong credentials), 408 (too slow), 413 (too
@@ -33,7 +34,12 @@ from worker.ingest.body import allowance_of, read_body
 from worker.ingest.client_address import TrustedProxies
 from worker.ingest.connections import ConnectionGuard
 from worker.ingest.errors import Refused
-from worker.ingest.forms import firehose_records, json_records, segment_records
+from worker.ingest.forms import (
+    firehose_headers,
+    firehose_records,
+    json_records,
+    segment_records,
+)
 from worker.ingest.guard import (
     OUTCOME_KEY,
     Outcome,
@@ -45,6 +51,7 @@ from worker.ingest.guard import (
 from worker.ingest.metrics import IngestMetrics
 from worker.ingest.producer import IngestProducer
 from worker.ingest.rate_limits import RateLimits
+from worker.ingest.tracking import add_tracking_routes
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,7 @@ PATHS = {IngestForm.SEGMENT: "/segment", IngestForm.FIREHOSE: "/firehose",
          IngestForm.JSON: "/events"}
 FIREHOSE_REQUEST_ID_HEADER = "X-Amz-Firehose-Request-Id"
 FIREHOSE_SOURCE_HEADER = "X-Amz-Firehose-Source-Arn"
+FIREHOSE_ATTRIBUTES_HEADER = "X-Amz-Firehose-Common-Attributes"
 # Seconds aiohttp reads (and drops) the rest of a body after an answer that did not need it,
 # so the client reads the answer instead of a reset; then the connection is closed.
 LINGER_SECONDS = 2.0
@@ -111,6 +119,7 @@ class IngestServer:
                 app.router.add_post(path, self._route(form, handlers[form]))
             else:
                 app.router.add_post(path, self._disabled(form))
+        add_tracking_routes(app, self.settings, self.producer, self.guard, self.rate_limits)
         return app
 
     async def start(self) -> None:
@@ -130,7 +139,8 @@ class IngestServer:
             raise
         log.info("ingest on http://%s:%d (%s)", self.settings.ingest_host,
                  self.settings.ingest_port,
-                 ", ".join(f"{PATHS[form]}: {form.value}" for form in self.settings.ingest_forms))
+                 ", ".join(f"{PATHS.get(form, '/v1/…')}: {form.value}"
+                           for form in self.settings.ingest_forms))
 
     async def stop(self) -> None:
         """Stop listening; requests in flight get their answers first."""
@@ -175,8 +185,10 @@ class IngestServer:
         auth.verify_firehose(self.settings, request)
         body = await read_body(request, self.settings.ingest_max_body_bytes)
         outcome.body_bytes = len(body)
-        delivery = firehose_records(body, header_text(request, FIREHOSE_SOURCE_HEADER),
-                                    self.settings.max_record_bytes)
+        source_arn = header_text(request, FIREHOSE_SOURCE_HEADER)
+        delivery = firehose_records(body, source_arn, self.settings.max_record_bytes,
+                                    firehose_headers(source_arn, header_text(
+                                        request, FIREHOSE_ATTRIBUTES_HEADER)))
         outcome.request_id = delivery.request_id
         await self.producer.send_all(delivery.records)
         outcome.events = len(delivery.records)

@@ -143,8 +143,9 @@ class TransactionLoop:
                 for record in records:
                     if transaction.doomed is not None:
                         break
-                    transaction.acks.append(
-                        await self.producer.send(self.topic, record.value, key=record.key))
+                    transaction.acks.append(await self.producer.send(
+                        self.topic, record.value, key=record.key,
+                        headers=list(record.headers) or None))
         except (KafkaError, TimeoutError) as error:
             transaction.doom(f"a send failed: {type(error).__name__}: {error}")
         finally:

@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from time import monotonic
@@ -64,6 +66,13 @@ FETCH_TIMEOUT_SECONDS = 1.0
 
 BatchHandler = Callable[[TP, list[SourceRecord]], Awaitable[None]]
 Committable = Callable[[TP], int | None]
+
+
+def _kill_point_after_commit() -> None:
+    """Fault injection for the tests (tests/e2e/test_iceberg_kills.py): SIGKILL this worker
+    right after its first commit of offsets when `_SLUICE_KILL_AT=offsets-committed`."""
+    if os.environ.get("_SLUICE_KILL_AT") == "offsets-committed":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +256,8 @@ class BatchConsumer(aiokafka_driver.Consumer):
             if self._all_settled is not None:
                 # Cleared before the commit: whatever settles during it sets it again.
                 self._all_settled.clear()
-            await self.commit()
+            if await self.commit():
+                _kill_point_after_commit()
             await self.sleep(min(MIN_COMMIT_SPACING, interval))
 
     async def _wait_for_commit_due(self, interval: float) -> None:

@@ -4,6 +4,11 @@ Starts the local stack, creates the topics, loads a small catalog, starts a `slu
 process, produces sample events in every input form plus some malformed records, waits until
 the worker has committed past all of them, and prints where they landed: the sinks' counts,
 the dead-letter topic's reasons and the committed offsets.
+
+Nothing is produced before the worker has joined its group: a worker that cannot start (its
+web port held by another worker, say) stops the demo with the worker's own error line and
+leaves the source topic as it was. The web port is checked before anything else, naming the
+process that holds it.
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ from pathlib import Path
 import orjson
 
 from worker.catalog.entries import CatalogEntry, publish_entries
-from worker.config import Settings, SinkName
+from worker.config import Settings, SinkName, redact_url
 from worker.deadletters.replay import dead_letter_end_offsets, read_dead_letters
 from worker.kafka.group_offsets import PartitionProgress, group_progress
 from worker.kafka.topics import ensure_topics
 from worker.local.produce import produce, synthetic_records
 from worker.local.samples import DEMO_CATALOG, SAMPLE_FORMS
 from worker.local.stack import LocalStack, with_local_credentials
+from worker.ops.startup_checks import StartupError, bind_web_port
 
 Say = Callable[[str], None]
 
@@ -49,6 +55,42 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
             stdin=subprocess.DEVNULL,
             env=environment,
         )
+
+
+# The worker's log line once it owns partitions (worker.app.log_assignment).
+STARTED_LINE = "partitions assigned: "
+
+
+def check_web_port(settings: Settings) -> None:
+    """DemoError naming the process that holds SLUICE_WEB_PORT, if one does: the demo's worker
+    could not start, and it is better said before the stack starts and records are produced."""
+    try:
+        sock = bind_web_port(settings)
+    except StartupError as error:
+        raise DemoError(f"the demo's worker could not start: {error}") from None
+    if sock is not None:
+        sock.close()
+
+
+def wait_until_started(worker: subprocess.Popen[bytes], log_path: Path,
+                       timeout: float) -> None:
+    """Wait until the worker has joined its group (its log says which partitions it owns);
+    DemoError with the worker's error line if it stops first, or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while STARTED_LINE not in log_path.read_text(errors="replace"):
+        if worker.poll() is not None:
+            raise DemoError(f"the worker stopped (exit code {worker.returncode}) before it "
+                            f"started: {last_error_line(log_path)}")
+        if time.monotonic() > deadline:
+            raise DemoError(f"the worker did not join its group within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def last_error_line(log_path: Path) -> str:
+    """The worker's `error: …` line (its one-line reason to stop), else its last line."""
+    lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    return errors[-1] if errors else (lines[-1] if lines else "nothing logged")
 
 
 async def wait_until_committed(
@@ -95,6 +137,8 @@ def run_demo(settings: Settings, record_count: int, say: Say = print) -> None:
         "s3_part_max_age": min(settings.s3_part_max_age, 5.0),
     })
 
+    check_web_port(settings)
+
     say("== 1. local stack")
     stack.up(log=lambda line: say(f"   {line}"))
 
@@ -110,6 +154,7 @@ def run_demo(settings: Settings, record_count: int, say: Say = print) -> None:
     say(f"== 3. worker (log: {log_path})")
     worker = start_worker(settings, log_path)
     try:
+        wait_until_started(worker, log_path, timeout=120.0)
         say(f"== 4. producing {record_count} sample records (5% malformed) "
             f"to {settings.source_topic}")
         records = synthetic_records(record_count, SAMPLE_FORMS, 0.05, settings.max_record_bytes,
@@ -185,7 +230,7 @@ async def _s3_report(settings: Settings) -> list[str]:
             response = await client.get_object(Bucket=settings.s3_bucket, Key=key)
             async with response["Body"] as body:
                 events += gzip.decompress(await body.read()).count(b"\n")
-    endpoint = settings.s3_endpoint_url or "AWS S3"
+    endpoint = redact_url(settings.s3_endpoint_url or "AWS S3")
     return [f"   s3 {endpoint} bucket {settings.s3_bucket}: {len(keys)} objects, "
             f"{events} events, {sum(size for _, size in keys)} bytes (gzip)"
             ] + object_listing([key for key, _ in keys])

@@ -1,9 +1,12 @@
 """The local stack: real servers on loopback for development, the demo and the tests.
 
-Two processes, both installed by the ``stack`` extra (see ``shared/docs/local-stack.md``):
+Three processes; the first two are installed by the ``stack`` extra (see
+``shared/docs/local-stack.md``), the third by Debian's ``postgresql`` package (``make postgres``):
 
 * ``noida-db`` speaks the Kafka wire protocol and the Elasticsearch REST API;
-* ``weed mini`` (SeaweedFS) is an S3 server.
+* ``weed mini`` (SeaweedFS) is an S3 server;
+* ``postgres``, a private cluster holding the Iceberg SQL catalog (``worker.local.postgres``),
+  when SLUICE_ICEBERG_CATALOG_URI names a PostgreSQL database on loopback.
 
 Everything lives under ``settings.stack_dir``: ``data/<server>/``, ``logs/<server>.log`` and
 ``run/<server>.pid``. A pid file records the pid *and* the process's start time, so ``down``
@@ -31,7 +34,9 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from worker.config import Settings
+from worker.config import Settings, redact_url
+from worker.local import postgres
+from worker.ops.startup_checks import port_holder
 
 LOOPBACK = "127.0.0.1"
 
@@ -72,6 +77,11 @@ class Server:
     name: str
     command: list[str]
     probes: list[Probe]
+    # The system user the process runs as (None: ourselves), what must exist before it starts
+    # (PostgreSQL's cluster), and what to do once it is ready (the catalog's database).
+    user: str | None = None
+    prepare: Callable[[], None] | None = None
+    after_ready: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +151,8 @@ def _loopback_port(what: str, address: str, setting: str) -> int:
     parsed = urlsplit(address if "//" in address else f"//{address}")
     if parsed.hostname not in {"127.0.0.1", "localhost"} or parsed.port is None:
         raise StackError(
-            f"The local stack serves {what} on 127.0.0.1 only, but {setting}={address!r}. "
+            f"The local stack serves {what} on 127.0.0.1 only, but {setting}="
+            f"{redact_url(address)!r}. "
             f"Point {setting} at 127.0.0.1:<port> to use the local stack."
         )
     return parsed.port
@@ -250,7 +261,33 @@ class LocalStack:
                 ),
             ],
         )
-        return [noida, seaweed]
+        servers = [noida, seaweed]
+        target = postgres.local_target(s.iceberg_catalog_uri)
+        if target is not None:
+            servers.append(self._postgres(target))
+        return servers
+
+    def _postgres(self, target: postgres.PostgresTarget) -> Server:
+        data = self.data_dir / "postgres"
+
+        try:
+            command = postgres.server_command(data, target.port)
+        except postgres.PostgresUnavailable:
+            command = []  # `prepare` says what to install; `status` still works meanwhile
+
+        def prepare() -> None:
+            postgres.binaries()
+            postgres.prepare_cluster(data, target)
+
+        return Server(
+            name="postgres",
+            command=command,
+            probes=[Probe("PostgreSQL (Iceberg catalog)", f"{LOOPBACK}:{target.port}",
+                          lambda: postgres.is_ready(target))],
+            user=_deferred_user(),
+            prepare=prepare,
+            after_ready=lambda: postgres.ensure_database(target),
+        )
 
     # ---- pid files ----
 
@@ -353,14 +390,25 @@ class LocalStack:
             return
         busy = [p for p in server.probes if _address_in_use(p.address)]
         if busy:
+            holder = port_holder(int(busy[0].address.rpartition(":")[2]))
             raise StackError(
                 f"Cannot start {server.name}: {busy[0].address} ({busy[0].service}) is in use by "
-                "another program that does not answer like the expected server. Free the port "
-                "or point the matching SLUICE_* setting at another port."
+                f"another program ({holder or 'which one cannot be told'}) that does not answer "
+                "like the expected server. Free the port or point the matching SLUICE_* setting "
+                "at another port."
             )
+        try:
+            if server.prepare is not None:
+                server.prepare()
+            command = server.command
+        except postgres.PostgresUnavailable as error:
+            raise StackError(f"Cannot start {server.name}: {error}") from error
         log_handle = self._log_file(server).open("ab")
         child = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
-            server.command,
+            command,
+            user=server.user,
+            group=postgres.group_of(server.user),
+            extra_groups=[] if server.user else None,
             stdin=subprocess.DEVNULL,
             stdout=log_handle,
             stderr=subprocess.STDOUT,
@@ -392,6 +440,11 @@ class LocalStack:
                     )
                 time.sleep(0.2)
             log(f"{probe.service}: ready at {probe.address}")
+        if server.after_ready is not None:
+            try:
+                server.after_ready()
+            except postgres.PostgresUnavailable as error:
+                raise StackError(f"{server.name}: {error}") from error
 
     def _log_tail(self, server: Server, lines: int = 15) -> str:
         path = self._log_file(server)
@@ -420,6 +473,13 @@ class LocalStack:
         path = self.data_dir / _S3_CREDENTIALS_FILE
         path.write_text(json.dumps(identities, indent=2))
         path.chmod(0o600)
+
+
+def _deferred_user() -> str | None:
+    try:
+        return postgres.run_as()
+    except postgres.PostgresUnavailable:
+        return None
 
 
 def _address_in_use(address: str) -> bool:

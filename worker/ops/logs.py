@@ -1,4 +1,9 @@
-"""Log set-up: one place decides how every Sluice process (worker, CLI, demo) writes log lines."""
+"""Log set-up: one place decides how every Sluice process (worker, CLI, demo) writes log lines.
+
+Every line, of Sluice and of the libraries, tracebacks included, goes through a formatter that
+shows URLs without their user information (``worker.config.redact_urls``): a client's error
+that quotes ``https://user:password@host`` must not put the password in the log.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from worker.config import LogFormat, Settings
+from worker.config import LogFormat, Settings, redact_urls
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -16,8 +21,16 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
+class TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT` lines, URLs without user information."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_urls(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and every `extra=` field."""
+    """One JSON object per line: time, level, logger, message, and every `extra=` field; URLs
+    without user information."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -31,7 +44,7 @@ class JsonFormatter(logging.Formatter):
         )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        return redact_urls(orjson.dumps(entry, default=str).decode())
 
 
 class RepeatedLineFilter(logging.Filter):
@@ -71,7 +84,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
     formatter: dict[str, Any] = (
         {"()": f"{__name__}.JsonFormatter"}
         if settings.log_format == LogFormat.JSON
-        else {"format": TEXT_FORMAT}
+        else {"()": f"{__name__}.TextFormatter", "fmt": TEXT_FORMAT}
     )
     return {
         "version": 1,

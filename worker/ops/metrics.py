@@ -40,6 +40,11 @@ class SluiceCollector(Collector):
         yield _counter("sluice_events", "Events decoded from source records.", counts["events"])
         yield _counter("sluice_events_unenriched",
                        "Events whose API key the catalog does not know.", counts["unenriched"])
+        yield _counter("sluice_events_duplicate",
+                       "Events left out of every sink as a retry's copy (an id seen earlier on "
+                       "the partition within SLUICE_DEDUPE_WINDOW).", counts["duplicates"])
+        yield _gauge("sluice_dedupe_ids", "Event ids the retry windows hold, over all partitions.",
+                     self.pipeline.dedupe.ids_held())
         delivered = CounterMetricFamily("sluice_events_delivered",
                                         "Events durably written, per sink.", labels=["sink"])
         for sink in self.pipeline.sinks:
@@ -142,6 +147,15 @@ def _s3(sink: S3Sink) -> Iterator[Metric]:
                    sink.merges.parts_merged if sink.merges else 0)
     yield _gauge("sluice_s3_hour_parts_waiting", "Hour parts of owned partitions not merged yet.",
                  sink.hour_parts_waiting)
+    parked = GaugeMetricFamily(
+        "sluice_s3_merges_parked",
+        "Hourly merges that could not be built, parked with their parts (1 per object each "
+        "would write; cause: corrupt_part, missing_part or schema_mismatch): alert on it.",
+        labels=["topic", "partition", "object_key", "cause"])
+    for (topic, partition), entry in sink.parked_merges:
+        for output in entry.plan.outputs:
+            parked.add_metric([topic, str(partition), output.key, entry.cause], 1)
+    yield parked
     yield _gauge("sluice_s3_paused_calls", "Kinds of S3 calls retrying a refusal that needs a "
                  "configuration change (above 0: the sink is paused).", sink.paused_calls)
 

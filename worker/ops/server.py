@@ -3,7 +3,10 @@
 * ``/``: the status page (``worker.ops.status_page``), refreshing itself, when the process has one;
 * ``/health/live``: 200 while the process and its event loop answer (a liveness probe);
 * ``/health/ready``: 200 once the worker owns at least one source partition and every sink's
-  destination answers; 503 otherwise, with a JSON body that says which check failed;
+  destination answers; 503 otherwise, with a JSON body that says which check failed (while the
+  worker starts or stops: ``starting`` / ``stopping``; a check that raises: ``readiness``, and
+  one log line, never a 500). Either way the body names what an operator should act on that
+  does not make the worker unready (``notices``: e.g. an S3 hourly merge that is parked);
 * ``/metrics``: Prometheus text format (see ``worker.ops.metrics``), with the readiness of the
   moment as ``sluice_ready`` and ``sluice_readiness_problem{check}``: alert rules cannot read
   ``/health/ready``, so every scrape runs the same checks a probe would.
@@ -25,11 +28,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from worker.config import redact_urls
 from worker.ops.status_page import CONTENT_SECURITY_POLICY, StatusPage
 
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
+Notices = Callable[[], dict[str, str]]
 
 # Below a scrape's usual timeout (10 s), above a healthy check's round trips.
 READINESS_TIMEOUT_SECONDS = 5.0
@@ -58,7 +63,7 @@ class OpsServer:
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry,
                  readiness: ReadinessCheck, sock: socket.socket | None = None,
-                 page: StatusPage | None = None) -> None:
+                 page: StatusPage | None = None, notices: Notices | None = None) -> None:
         self.host = host
         self.port = port
         # Bound before the worker started (worker.ops.startup_checks.bind_web_port), or bound here.
@@ -69,6 +74,7 @@ class OpsServer:
         self.readiness_timeout = READINESS_TIMEOUT_SECONDS
         self.readiness_metrics = ReadinessMetrics()
         registry.register(self.readiness_metrics)
+        self.notices = notices
         self._runner: web.AppRunner | None = None
 
     def application(self) -> web.Application:
@@ -110,6 +116,8 @@ class OpsServer:
             reason = f"the readiness check failed: {type(error).__name__}: {error}"
             log.warning("%s", reason, extra={"error_class": type(error).__name__})
             problems = {"readiness": reason}
+        # A reason may quote a client's error, and that a URL with its credentials.
+        problems = {check: redact_urls(reason) for check, reason in problems.items()}
         self.readiness_metrics.problems = problems
         return problems
 
@@ -133,6 +141,8 @@ class OpsServer:
 
     async def _ready(self, request: web.Request) -> web.Response:
         problems = await self.check()
-        body = {"status": "ready" if not problems else "not ready", "problems": problems}
+        notices = self.notices() if self.notices else {}
+        body = {"status": "ready" if not problems else "not ready", "problems": problems,
+                "notices": {name: redact_urls(text) for name, text in notices.items()}}
         return web.Response(status=200 if not problems else 503, body=orjson.dumps(body),
                             content_type="application/json")

@@ -1,6 +1,7 @@
 """What must hold before a worker joins its group, each failing with one message that names the
-setting to fix (never a traceback): the Kafka codecs can be decoded, a broker answers, and the
-HTTP endpoints' port is free.
+setting to fix (never a traceback): the state directory can be written, the Kafka codecs can be
+decoded, a broker answers, and the HTTP endpoints' port is free (if not, which process holds it:
+``port_holder``, also used by the demo and the local stack).
 
 The Elasticsearch and S3 checks live with their sinks (``preflight`` there); these are the
 worker's own.
@@ -12,8 +13,11 @@ import asyncio
 import errno
 import logging
 import socket
+import tempfile
 import time
+from pathlib import Path
 
+import psutil
 from aiokafka import codec
 from aiokafka.errors import KafkaError
 
@@ -28,6 +32,38 @@ BROKER_RETRY_SECONDS = 1.0
 
 class StartupError(Exception):
     """A start-up check failed; the message says which setting to check and how."""
+
+
+class StartupSettingError(StartupError):
+    """A setting's value passed validation but cannot work on this host (exit code 2, as for
+    any bad setting): the message names the setting."""
+
+
+def check_state_dir(settings: Settings) -> None:
+    """The worker's local state directory (Faust's data, the S3 spool) exists or can be made,
+    and a file can be written in it; StartupSettingError naming SLUICE_STATE_DIR if not."""
+    directory = settings.state_dir
+    step = "cannot be created"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        step = "cannot hold a new file"
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".sluice-write-check-"):
+            pass
+    except OSError as error:
+        raise StartupSettingError(
+            f"SLUICE_STATE_DIR={str(directory)!r} {_why_unusable(directory, step, error)}: set "
+            "SLUICE_STATE_DIR to a directory this user can create and write (in a container: "
+            "a writable volume, e.g. an emptyDir)"
+        ) from None
+
+
+def _why_unusable(directory: Path, step: str, error: OSError) -> str:
+    for parent in (directory, *directory.parents):
+        if parent.exists() and not parent.is_dir():
+            return f"{step}: {parent} is a file, not a directory"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{step}: {error.strerror.lower() if error.strerror else 'permission denied'}"
+    return f"{step} ({error.strerror or type(error).__name__})"
 
 
 def missing_codecs() -> list[str]:
@@ -98,8 +134,12 @@ def bind_web_port(settings: Settings) -> socket.socket | None:
         sock.listen(128)
     except OSError as error:
         sock.close()
-        reason = ("is already in use (another worker on this host?)"
-                  if error.errno == errno.EADDRINUSE else f"cannot be used: {error.strerror}")
+        if error.errno == errno.EADDRINUSE:
+            holder = port_holder(settings.web_port)
+            reason = (f"is already in use by {holder}" if holder
+                      else "is already in use (another worker on this host?)")
+        else:
+            reason = f"cannot be used: {error.strerror}"
         raise StartupError(
             f"port {settings.web_port} on {settings.web_host} for /metrics and /health {reason}: "
             "set SLUICE_WEB_PORT to a free port (0 switches the endpoints off) or "
@@ -107,3 +147,26 @@ def bind_web_port(settings: Settings) -> socket.socket | None:
         ) from None
     sock.setblocking(False)
     return sock
+
+
+def port_holder(port: int) -> str | None:
+    """Which process listens on this TCP port of this host, for a person: `pid 4242 (python -m
+    worker worker)`; None when it cannot be told (another user's process, no permission)."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
+        return None
+    pids = {c.pid for c in connections
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid}
+    for pid in sorted(pids):
+        try:
+            process = psutil.Process(pid)
+            command = " ".join(process.cmdline()) or process.name()
+        except psutil.Error:
+            return f"pid {pid}"
+        return f"pid {pid} ({_shortened(command)})"
+    return None
+
+
+def _shortened(command: str, limit: int = 120) -> str:
+    return command if len(command) <= limit else command[:limit - 1] + "…"

@@ -1,7 +1,8 @@
 """The pipeline: a batch of records decoded, enriched, fanned out to the sinks, acknowledged.
 
 ``preparation``: decoding, normalising, enrichment and encoding run over a batch, failures
-collected for the dead-letter topic; ``routing``: which sinks a record's events go to (all, or
+collected for the dead-letter topic; ``dedupe``: a retry's copy of an event left out of the
+sinks (a window of ids per partition); ``routing``: which sinks a record's events go to (all, or
 only the failed one for a dead letter's replay); ``wiring``: the events handed to the sinks and
 the books kept (tickets, dead letters, recovery); ``acks``: one share per (event, sink),
 settled once, and each partition's committable offset; ``progress``: the counters the pipeline

@@ -8,6 +8,11 @@ any order. Settling is idempotent: a second outcome for the same share is ignore
 (``duplicate_settlements``), so a bug that reports twice shows up in the metrics instead of
 releasing a record before its other sinks have it.
 
+A ticket keeps its pending shares as one bitmap (an int, bit *n* for ordinal *n*) per sink or
+stage, not as a set of (ordinal, sink) tuples: opening a batch of 500 events for two sinks
+costs two ints instead of 1,000 tuples and a set, and a sink settles every event of a ticket
+it delivered with one mask (``settle_many``).
+
 Tickets are released **strictly in consumption order per partition**, and a partition's
 committable offset (``committable``) is the end of the last released ticket: the offset the
 consumer commits never passes a record that still has an unsettled share, whatever order the
@@ -28,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from worker.events.records import KafkaPosition
@@ -36,21 +41,40 @@ from worker.events.records import KafkaPosition
 PartitionKey = tuple[str, int]
 # (the event's ordinal within its record, the sink's name or the dead-letter stage)
 ShareKey = tuple[int, str]
+# The pending ordinals of each sink or stage, as bitmaps (bit n: ordinal n).
+ShareMasks = dict[str, int]
+
+
+def share_masks(shares: Iterable[ShareKey]) -> ShareMasks:
+    """The bitmaps of a collection of shares."""
+    masks: ShareMasks = {}
+    for ordinal, name in shares:
+        masks[name] = masks.get(name, 0) | (1 << ordinal)
+    return masks
+
+
+def ordinals_mask(ordinals: Iterable[int]) -> int:
+    """One bitmap of these ordinals."""
+    mask = 0
+    for ordinal in ordinals:
+        mask |= 1 << ordinal
+    return mask
 
 
 class RecordTicket:
     """The outstanding work of a contiguous range of source records of one partition."""
 
-    __slots__ = ("position", "end_offset", "records", "pending", "cancelled", "opened_at",
+    __slots__ = ("position", "end_offset", "records", "masks", "cancelled", "opened_at",
                  "_ack", "_tracker")
 
     def __init__(self, position: KafkaPosition, end_offset: int, records: int,
-                 shares: Iterable[ShareKey], ack: Callable[[], object] | None,
+                 shares: ShareMasks, ack: Callable[[], object] | None,
                  tracker: AckTracker) -> None:
         self.position = position        # of the first record
         self.end_offset = end_offset    # one past the last record
         self.records = records
-        self.pending: set[ShareKey] = set(shares)
+        # name -> bitmap of the ordinals still waiting for that sink's (or stage's) outcome
+        self.masks: ShareMasks = {name: mask for name, mask in shares.items() if mask}
         self.cancelled = False
         self.opened_at = time.monotonic()
         self._ack = ack
@@ -58,23 +82,43 @@ class RecordTicket:
 
     @property
     def done(self) -> bool:
-        return not self.pending
+        return not self.masks
+
+    @property
+    def pending(self) -> set[ShareKey]:
+        """The shares still waiting, as (ordinal, name) pairs (for inspection, not the hot
+        path)."""
+        return {(ordinal, name) for name, mask in self.masks.items()
+                for ordinal in range(mask.bit_length()) if mask >> ordinal & 1}
 
     def is_pending(self, share: ShareKey) -> bool:
         """True while `share` still waits for its outcome (and the ticket is live)."""
-        return not self.cancelled and share in self.pending
+        ordinal, name = share
+        return not self.cancelled and bool(self.masks.get(name, 0) >> ordinal & 1)
 
     def settle(self, share: ShareKey) -> None:
         """Record the outcome of one share; a repeated or unknown share changes nothing."""
+        ordinal, name = share
+        self.settle_many(name, 1 << ordinal)
+
+    def settle_many(self, name: str, mask: int) -> None:
+        """Record the outcome of `name`'s shares of every ordinal in `mask` (a bitmap); the
+        ones already settled, or never part of the ticket, are counted as duplicates."""
         if self.cancelled:
-            self._tracker.late_settlements += 1
+            self._tracker.late_settlements += mask.bit_count()
             return
-        try:
-            self.pending.remove(share)
-        except KeyError:
-            self._tracker.duplicate_settlements += 1
+        pending = self.masks.get(name, 0)
+        settled = pending & mask
+        if settled != mask:
+            self._tracker.duplicate_settlements += (mask & ~pending).bit_count()
+            if not settled:
+                return
+        left = pending ^ settled
+        if left:
+            self.masks[name] = left
             return
-        if not self.pending:
+        del self.masks[name]
+        if not self.masks:
             self._tracker._release((self.position.topic, self.position.partition))
 
 
@@ -169,19 +213,21 @@ class AckTracker:
         state = self._partitions.get(partition)
         return state.settled_end if state else None
 
-    def open(self, position: KafkaPosition, shares: Collection[ShareKey],
+    def open(self, position: KafkaPosition, shares: Collection[ShareKey] | Mapping[str, int],
              ack: Callable[[], object] | None, generation: int | None, *,
              end_offset: int | None = None, records: int = 1) -> RecordTicket | None:
         """A ticket for records from `position` up to `end_offset` (default: that record
         alone), or None if they must not be processed here: their partition is not assigned,
-        was revoked since `generation`, or they were already opened."""
+        was revoked since `generation`, or they were already opened. `shares` are (ordinal,
+        name) pairs, or already bitmaps by name (see `share_masks`)."""
         key = (position.topic, position.partition)
         state = self._partitions.get(key)
         if state is None or state.generation != generation or position.offset <= state.last_offset:
             return None
         end = position.offset + 1 if end_offset is None else end_offset
         state.last_offset = end - 1
-        ticket = RecordTicket(position, end, records, shares, ack, self)
+        masks = dict(shares) if isinstance(shares, Mapping) else share_masks(shares)
+        ticket = RecordTicket(position, end, records, masks, ack, self)
         state.queue.append(ticket)
         self._in_flight += records
         self._became_idle.clear()

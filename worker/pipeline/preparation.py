@@ -17,12 +17,15 @@ import orjson
 
 from worker.catalog.enrichment import CatalogLookup, Enrichment, enrich
 from worker.config import Settings
+from worker.events import json_codec
 from worker.events.decoding import RawEvent, decode_record
 from worker.events.errors import DecodeError, SluiceError, UnencodableEvent
+from worker.events.ingest_headers import apply_ingest_meta, ingest_meta
 from worker.events.normalize import normalize
 from worker.events.records import Event, SourceRecord
+from worker.pipeline.dedupe import DedupeWindow, PartitionWindow, is_replayed, producer_id
 from worker.pipeline.progress import Progress
-from worker.pipeline.routing import route
+from worker.pipeline.routing import replayed_for_another_group, route
 from worker.sinks.base import Sink
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ class Preparation:
         self.catalog = catalog
         self.sinks = sinks
         self.progress = progress
+        self.dedupe = DedupeWindow(settings.dedupe_window, settings.dedupe_max_ids)
 
     def prepare_batch(self, records: Sequence[SourceRecord]) -> PreparedBatch:
         """Decode, normalise, enrich and encode a batch; number its events and failures."""
@@ -69,17 +73,30 @@ class Preparation:
         events, failures = prepared.events, prepared.failures
         ordinal = 0
         max_bytes = self.settings.max_record_bytes
+        group = self.settings.app_id
         for record in records:
+            if record.headers and replayed_for_another_group(record, group):
+                # Another group's dead letter sent back: no event, no dead letter here (that
+                # group processes it); the record is acknowledged as it is.
+                self.progress.add("replays_of_other_groups")
+                continue
             try:
                 decoded = decode_record(record.value, max_bytes)
             except DecodeError as error:
                 failures.append(Failure(ordinal, record, None, error))
                 ordinal += 1
                 continue
+            if record.headers:
+                meta = ingest_meta(record.headers)  # what `sluice ingest` recorded
+                if meta is not None:
+                    apply_ingest_meta(decoded, meta)
             for batch_index, error in decoded.failures:
                 failures.append(Failure(ordinal, record, batch_index, error))
                 ordinal += 1
             first_event = len(events)
+            window = (self.dedupe.begin(record)
+                      if self.dedupe.enabled and not (record.headers and is_replayed(record))
+                      else None)
             for raw in decoded.events:
                 try:
                     event = self._prepare(raw, record)
@@ -90,6 +107,8 @@ class Preparation:
                     failures.append(Failure(ordinal, record, raw.batch_index, UnencodableEvent(
                         f"the event could not be prepared: {type(error).__name__}: {error}")))
                 else:
+                    if window is not None and self._retried(window, raw, event):
+                        continue  # a retry's copy: no sink gets it (worker.pipeline.dedupe)
                     event.ordinal = ordinal
                     events.append(event)
                 ordinal += 1
@@ -114,13 +133,25 @@ class Preparation:
             ordinal += 1
         return ordinal
 
+    def _retried(self, window: PartitionWindow, raw: RawEvent, event: Event) -> bool:
+        given = producer_id(raw, event.event_id)
+        if given is None or not self.dedupe.seen(window, given):
+            return False
+        self.progress.add("duplicates")
+        return True
+
     def _prepare(self, raw: RawEvent, record: SourceRecord) -> Event:
         """Normalise, enrich and encode one event; DecodeError if it cannot be."""
-        event_id, document = normalize(raw, record)
+        event_id, document = normalize(raw, record, self.settings.document_headers)
         if enrich(document, self.catalog) is Enrichment.UNKNOWN_KEY:
             self.progress.add("unenriched")
         try:
             encoded = orjson.dumps(document)
-        except TypeError as error:  # e.g. nested more deeply than JSON encoders allow
-            raise UnencodableEvent(f"the event cannot be encoded as JSON: {error}") from None
+        except TypeError:
+            # An integer beyond 64 bits (written with its exact digits), or nesting deeper than
+            # JSON encoders allow; only such events take this second pass.
+            try:
+                encoded = json_codec.dumps(document)
+            except TypeError as error:
+                raise UnencodableEvent(f"the event cannot be encoded as JSON: {error}") from None
         return Event(event_id, document, record, raw.batch_index, encoded=encoded)

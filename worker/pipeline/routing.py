@@ -6,6 +6,12 @@ only: the others already hold them, and writing them there again would duplicate
 the records it has by offset, and a replay has a new offset). A named sink this worker does not
 run cannot take them now: each such event is dead-lettered again for that sink (retriable), so
 that a replay on a worker that has it delivers it.
+
+Dead letters belong to the consumer group that wrote them (``sluice.worker.group``): two groups
+reading one source topic each dead-letter a record both fail. A replay marks each record with
+its letter's group (``sluice.replay.group``), and a worker of another group skips it
+(``replayed_for_another_group``): that group has its own dead letter of the record to replay,
+and taking this one too would process the record twice.
 """
 
 from __future__ import annotations
@@ -14,7 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from worker.events.errors import SinkUnavailable
-from worker.events.records import REPLAY_SINKS_HEADER, Event, SourceRecord
+from worker.events.records import (
+    REPLAY_GROUP_HEADER,
+    REPLAY_SINKS_HEADER,
+    Event,
+    SourceRecord,
+)
 from worker.sinks.base import Sink
 
 
@@ -43,6 +54,15 @@ def replay_sinks(record: SourceRecord) -> list[str] | None:
             return [part.strip() for part in value.decode(errors="replace").split(",")
                     if part.strip()]
     return None
+
+
+def replayed_for_another_group(record: SourceRecord, group: str) -> bool:
+    """True for a record `sluice dlq replay` sent back for another consumer group than
+    `group` (this worker's SLUICE_APP_ID): this worker leaves it alone."""
+    for name, value in record.headers:
+        if name == REPLAY_GROUP_HEADER:
+            return value.decode(errors="replace") != group
+    return False
 
 
 def route(record: SourceRecord, sinks: Sequence[Sink]) -> Route:

@@ -22,8 +22,9 @@ from worker.deadletters.limit import DeadLetterLimit
 from worker.deadletters.publisher import DeadLetterPublisher
 from worker.events.errors import SluiceError
 from worker.events.records import DeadLetter, Event, Settlement, SourceRecord
-from worker.pipeline.acks import AckTracker, PartitionKey
-from worker.pipeline.preparation import Preparation
+from worker.pipeline.acks import AckTracker, PartitionKey, ordinals_mask
+from worker.pipeline.dedupe import DedupeWindow
+from worker.pipeline.preparation import Preparation, PreparedBatch
 from worker.pipeline.progress import Progress
 from worker.sinks.base import Sink, SinkFailure
 
@@ -121,12 +122,14 @@ class Pipeline:
         Faust resumes fetching, so no record of these partitions can arrive first."""
         fresh = [key for key in partitions if not self.acks.is_assigned(key)]
         self.acks.assign(fresh)
+        self._preparation.dedupe.forget(fresh)
         for sink in self.sinks:
             sink.assign(fresh)
 
     async def forget(self, partitions: Collection[PartitionKey]) -> None:
         """Partitions were revoked: drop their unfinished records (no ack, no commit)."""
         dropped = self.acks.forget(partitions)
+        self._preparation.dedupe.forget(list(partitions))
         for sink in self.sinks:
             await sink.forget(partitions)
         if dropped:
@@ -192,6 +195,8 @@ class Pipeline:
             records = [record for record in records if record.position.offset > seen]
             if not records:
                 return
+        if self.dead_letter_limit.tripped and not await self._paused(key, generation):
+            return  # revoked or stopping meanwhile: the partition's next owner consumes them
         await self.acks.reserve()
         try:
             await self._submit(key, records, ack, generation)
@@ -202,6 +207,11 @@ class Pipeline:
                           records[0].position.offset, records[-1].position.offset)
             self.lost("pipeline", key, f"{type(error).__name__}: {error}")
 
+    @property
+    def dedupe(self) -> DedupeWindow:
+        """The retry window before the sinks (``worker.pipeline.dedupe``), for the metrics."""
+        return self._preparation.dedupe
+
     def committable(self, partition: PartitionKey) -> int | None:
         """The offset that may be committed for `partition` (see AckTracker.committable)."""
         return self.acks.committable(partition)
@@ -211,10 +221,7 @@ class Pipeline:
         self.progress.add("records", len(records))
         prepared = self._preparation.prepare_batch(records)
         events, failures = prepared.events, prepared.failures
-        shares = [(event.ordinal, sink.name) for sink in self.sinks
-                  for event in prepared.for_sink(sink.name)]
-        shares += [(failure.ordinal, failure.error.stage) for failure in failures]
-        ticket = self.acks.open(records[0].position, shares, ack, generation,
+        ticket = self.acks.open(records[0].position, self._share_masks(prepared), ack, generation,
                                 end_offset=records[-1].position.offset + 1,
                                 records=len(records))
         if ticket is None:
@@ -242,12 +249,34 @@ class Pipeline:
             if sink_events:
                 await sink.write(sink_events)
 
+    def _share_masks(self, prepared: PreparedBatch) -> dict[str, int]:
+        """The batch's shares as bitmaps per sink and dead-letter stage (see `acks`)."""
+        events, failures = prepared.events, prepared.failures
+        masks: dict[str, int] = {}
+        # Without failures the events are numbered 0, 1, … n-1: one mask of n bits.
+        every_event = (1 << len(events)) - 1 if not failures else ordinals_mask(
+            event.ordinal for event in events)
+        for sink in self.sinks:
+            masks[sink.name] = (every_event if prepared.routed is None else ordinals_mask(
+                event.ordinal for event in prepared.for_sink(sink.name)))
+        for failure in failures:
+            stage = failure.error.stage
+            masks[stage] = masks.get(stage, 0) | (1 << failure.ordinal)
+        return masks
+
     # --- outcomes (the SinkOutcomes protocol) -----------------------------------------------
 
     def delivered(self, sink: str, events: Sequence[Event]) -> None:
+        # Settled per ticket with one mask: a sink delivers a batch's events together, in order.
+        ticket, mask = None, 0
         for event in events:
-            if event.ticket:
-                event.ticket.settle((event.ordinal, sink))
+            if event.ticket is not ticket:
+                if ticket is not None:
+                    ticket.settle_many(sink, mask)
+                ticket, mask = event.ticket, 0
+            mask |= 1 << event.ordinal
+        if ticket is not None:
+            ticket.settle_many(sink, mask)
         self.progress.add(f"delivered.{sink}", len(events))
         self.dead_letter_limit.delivered(len(events))
 
@@ -273,6 +302,19 @@ class Pipeline:
         while not (self.closed or releases != self._limit_releases  # noqa: ASYNC110
                    or (ticket is not None and ticket.cancelled)):
             await asyncio.sleep(0.5)
+
+    async def _paused(self, key: PartitionKey, generation: int) -> bool:
+        """The dead-letter limit is tripped, at decode or at a sink: hold the agent here before
+        it opens anything more, so consumption pauses at once (a sink reports its dead letters
+        off the agent's path, and without this the agent would go on consuming up to
+        SLUICE_MAX_IN_FLIGHT_RECORDS). The limit holds until the worker restarts, so this waits
+        until the partition is revoked (or recovered) or the worker stops; returns True only if
+        the batch is still this generation's to process."""
+        # Polled, as in `_hold`: neither a revocation nor the pipeline's closing has an event.
+        while (self.dead_letter_limit.tripped and not self.closed  # noqa: ASYNC110
+               and self.acks.generation(key) == generation):
+            await asyncio.sleep(0.5)
+        return not self.closed and self.acks.generation(key) == generation
 
     def _release_held_dead_letters(self) -> None:
         if self.dead_letter_limit.tripped:

@@ -32,6 +32,9 @@ from worker.events.records import Event
 
 PartitionKey = tuple[str, int]
 
+# What `Sink.check` answers before `start` (no client yet) and after `stop`: never an error.
+NOT_STARTED = "not started"
+
 
 @dataclass(frozen=True, slots=True)
 class SinkFailure:
@@ -84,7 +87,15 @@ class Sink(ABC):
         """Release connections. `flush` has been called before, if there was time."""
 
     async def check(self) -> str | None:
-        """None if the destination answers now, else what is wrong (for the readiness probe)."""
+        """None if the destination answers now, else what is wrong (for the readiness probe).
+
+        Called at any time, before `start` and after `stop` too: it answers, never raises
+        (`NOT_STARTED` while the sink has no client)."""
+        return None
+
+    def notice(self) -> str | None:
+        """Something an operator should act on that does not stop the sink (the S3 sink's
+        parked merges), or None: ``/health/ready`` names it and stays ready."""
         return None
 
     def holding(self) -> dict[PartitionKey, str]:

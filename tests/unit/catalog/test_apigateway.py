@@ -2,6 +2,7 @@
 
 
 import boto3
+import pytest
 
 from worker.catalog.apigateway import AwsTarget, read_apigateway_catalog
 
@@ -28,3 +29,23 @@ async def test_every_key_of_a_usage_plan_becomes_a_catalog_entry(moto_url: str) 
             by_key[acme["id"]].customer_name) == ("Gold", "cust-acme", "Acme Corp")
     assert (by_key[globex["id"]].usage_plan_id, by_key[globex["id"]].api_key_name) == (
         free["id"], "Globex")
+
+
+async def test_a_refused_call_is_one_line_with_aws_code_and_the_permissions_needed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from worker.catalog import apigateway
+
+    async def refused(target: AwsTarget) -> list:
+        raise ClientError({"Error": {"Code": "AccessDeniedException",
+                                     "Message": "User is not authorized"}}, "GetApiKeys")
+
+    monkeypatch.setattr(apigateway, "_read", refused)
+    with pytest.raises(apigateway.ApiGatewayError) as error:
+        await read_apigateway_catalog(AwsTarget(region="us-east-1"))
+    assert str(error.value) == (
+        "AWS API Gateway refused GetApiKeys: AccessDeniedException: User is not authorized. "
+        f"Check the AWS credentials and that they allow {apigateway.PERMISSIONS}")
+    assert not isinstance(error.value, apigateway.ApiGatewaySettingError)  # exit code 1

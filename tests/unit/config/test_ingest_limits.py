@@ -25,6 +25,9 @@ def test_the_defaults_fit_a_512_mib_pod() -> None:
     ({"ingest_unverified_body_bytes": 1024 * 1024}, "SLUICE_INGEST_UNVERIFIED_BODY_BYTES"),
     ({"ingest_unverified_body_bytes": 64 * 2**20}, "SLUICE_INGEST_UNVERIFIED_BODY_BYTES"),
     ({"ingest_transaction_timeout": 4.5}, "SLUICE_INGEST_TRANSACTION_TIMEOUT"),
+    ({"ingest_forms": ["tracking"], "ingest_write_keys": ["wk=src"],
+      "ingest_max_body_bytes": 100_000, "ingest_unverified_body_bytes": 200_000},
+     "SLUICE_INGEST_TRACKING_MAX_BATCH_BYTES"),
 ])
 def test_limits_that_do_not_fit_together_are_refused_naming_the_settings(
         overrides: dict, named: str) -> None:

@@ -103,3 +103,49 @@ def test_a_second_replay_counts_up_and_keeps_the_first_failure_and_the_event_id(
     assert again["sluice.first_failure.at"] == b"2026-11-22T10:00:00Z"
     assert again["sluice.replay.event_id"] == b"derived-1"
     assert again["sluice.replayed_from"] == b"events.dlq/0/9"
+
+
+def test_replaying_one_log_event_of_a_cloudwatch_record_sends_that_event_alone() -> None:
+    import gzip
+
+    from tests.support.cloudwatch import documented_example, gzipped
+
+    example = documented_example()
+    letter = DeadLetterRecord(0, 3, None, gzipped(example), {"batch_index": "1"})
+    replayed = orjson.loads(gzip.decompress(replay_value(letter) or b""))
+    assert replayed["logEvents"] == [example["logEvents"][1]]
+    assert replayed["logGroup"] == example["logGroup"]
+
+
+def _grouped(group: str | None, offset: int, stage: str = "decode") -> DeadLetterRecord:
+    headers = {"stage": stage, "error.class": "InvalidJson",
+               "failed_at": "2026-11-22T10:00:00.000+00:00"}
+    if group is not None:
+        headers["worker.group"] = group
+    return DeadLetterRecord(0, offset, None, b"{", headers)
+
+
+def test_dead_letters_are_selected_by_the_consumer_group_that_wrote_them() -> None:
+    # Two groups on one source topic (one writing Elasticsearch, one S3) each dead-letter a
+    # record both fail: a command for one group must not take the other's letter too.
+    letters = [_grouped("archive", 0), _grouped("search", 1), _grouped(None, 2)]
+    mine = DeadLetterFilter(groups=frozenset({"search"}))
+    assert [letter.offset for letter in letters if mine.matches(letter)] == [1]
+    assert [letter.offset for letter in letters if DeadLetterFilter().matches(letter)] == [
+        0, 1, 2]
+    result = inspect(letters, mine)
+    assert result.counts == {("decode", "InvalidJson"): 1}
+    assert result.other_groups == {"archive": 1, None: 1}
+
+
+def test_a_replayed_record_names_the_group_whose_dead_letter_it_was() -> None:
+    from worker.deadletters.replay import replay_headers
+
+    headers = dict(replay_headers(_grouped("search", 4, stage="elasticsearch"), "events.dlq"))
+    assert headers["sluice.replay.group"] == b"search"
+    assert headers["sluice.replay.sinks"] == b"elasticsearch"
+    # A retired group's letter sent to the group that replaced it.
+    moved = dict(replay_headers(_grouped("search", 4), "events.dlq", to_group="search-v2"))
+    assert moved["sluice.replay.group"] == b"search-v2"
+    # A letter that names no group (not written by a Sluice worker) goes back to every group.
+    assert "sluice.replay.group" not in dict(replay_headers(_grouped(None, 5), "events.dlq"))

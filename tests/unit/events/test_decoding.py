@@ -165,3 +165,55 @@ def test_batch_with_some_bad_events_keeps_the_good_ones() -> None:
     assert [(i, type(err)) for i, err in decoded.failures] == [
         (1, NotAnObject), (2, UnknownFormat), (4, NotAnObject)
     ]
+
+
+# --- Kafka Connect's JsonConverter envelope (schemas.enable=true) ------------------------------
+
+CONNECT_SCHEMA = {"type": "struct", "optional": False, "name": "segment.Event",
+                  "fields": [{"field": "type", "type": "string", "optional": False}]}
+
+
+@pytest.mark.parametrize("schema", [CONNECT_SCHEMA, None], ids=["struct-schema", "null-schema"])
+def test_a_kafka_connect_envelope_is_unwrapped_to_its_payload(schema: object) -> None:
+    (event,) = decode_record(orjson.dumps({"schema": schema, "payload": TRACK}), LIMIT).events
+    assert (event.kind, event.form, event.fields) == (
+        EventKind.SEGMENT, InputForm.KAFKA_CONNECT, TRACK)
+    (log,) = decode_record(orjson.dumps({"schema": schema, "payload": ACCESS}), LIMIT).events
+    assert (log.kind, log.form, log.fields) == (
+        EventKind.ACCESS_LOG, InputForm.KAFKA_CONNECT, ACCESS)
+
+
+def test_a_kafka_connect_payload_may_be_json_text_or_base64_bytes() -> None:
+    text = {"schema": {"type": "string", "optional": False},
+            "payload": orjson.dumps(TRACK).decode()}
+    (event,) = decode_record(orjson.dumps(text), LIMIT).events
+    assert (event.form, event.fields) == (InputForm.KAFKA_CONNECT, TRACK)
+    raw = {"schema": {"type": "bytes", "optional": False}, "payload": _b64(TRACK).decode()}
+    (event,) = decode_record(orjson.dumps(raw), LIMIT).events
+    assert (event.form, event.fields) == (InputForm.KAFKA_CONNECT, TRACK)
+
+
+def test_a_kafka_connect_payload_may_be_a_batch() -> None:
+    envelope = {"schema": None, "payload": {"batch": [TRACK, TRACK]}}
+    decoded = decode_record(orjson.dumps(envelope), LIMIT)
+    assert [e.batch_index for e in decoded.events] == [0, 1]
+
+
+@pytest.mark.parametrize(("payload", "error", "match"), [
+    (None, EmptyRecord, "payload is null"),
+    ([TRACK], NotAnObject, "payload is JSON array"),
+    ("not json", InvalidJson, "Kafka Connect payload is a string but not JSON"),
+    ("[1]", NotAnObject, "string of JSON array"),
+    ({"schema": None, "payload": TRACK}, UnknownFormat, "inside another envelope"),
+])
+def test_a_bad_kafka_connect_payload_is_named(payload, error, match) -> None:
+    with pytest.raises(error, match=match):
+        decode_record(orjson.dumps({"schema": None, "payload": payload}), LIMIT)
+
+
+def test_an_event_with_a_payload_field_is_not_taken_for_an_envelope() -> None:
+    event = {**TRACK, "payload": {"a": 1}}
+    (decoded,) = decode_record(orjson.dumps(event), LIMIT).events
+    assert (decoded.form, decoded.fields) == (InputForm.SEGMENT, event)
+    with pytest.raises(UnknownFormat, match="keys: payload, schema"):
+        decode_record(orjson.dumps({"schema": "text", "payload": TRACK}), LIMIT)

@@ -4,69 +4,34 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.support.model_documents import HEADERS, every_field_document, sample_documents
 from tests.support.paths import REPO_ROOT
-from worker.catalog.enrichment import enrich
-from worker.catalog.entries import CatalogEntry
-from worker.events.decoding import EventKind, InputForm, RawEvent, decode_record
+from worker.events.decoding import EventKind, InputForm, RawEvent
 from worker.events.errors import WrongType
 from worker.events.normalize import normalize
 from worker.events.parquet_schema import COLUMN_NAMES, SCHEMA, TIMESTAMP, record_batch
 from worker.events.records import Event, KafkaPosition, SourceRecord
-from worker.local.samples import DEMO_CATALOG, SAMPLE_FORMS, SampleTraffic
 from worker.sinks.s3.formats.parquet import ParquetFormat
 from worker.sinks.s3.naming import HourSlot
 
 RECORD = SourceRecord(None, b"{}", KafkaPosition("events", 3, 17), 1_795_000_000_000)
-
-
-def _sample_documents(count_per_form: int = 30) -> list[dict[str, Any]]:
-    catalog = {entry["api_key_id"]: CatalogEntry(**entry) for entry in DEMO_CATALOG}
-    traffic = SampleTraffic(seed=3)
-    documents = []
-    for form in SAMPLE_FORMS:
-        for offset in range(count_per_form):
-            sample = traffic.record(form)
-            record = SourceRecord(sample.key, sample.value, KafkaPosition("events", 0, offset),
-                                  1_795_000_000_000)
-            for raw in decode_record(sample.value, 1 << 20).events:
-                _, document = normalize(raw, record)
-                enrich(document, catalog.get)
-                documents.append(document)
-    return documents
-
-
-def _every_field_document() -> dict[str, Any]:
-    """A Segment event and an access log with every optional field, merged."""
-    _, segment = normalize(RawEvent(EventKind.SEGMENT, InputForm.SEGMENT, {
-        "type": "group", "userId": 42, "anonymousId": "a", "groupId": "g", "previousId": "p",
-        "name": "n", "event": "e", "messageId": "m", "timestamp": "2026-11-22T20:31:04.123Z",
-        "sentAt": "2026-11-22T20:31:05Z", "receivedAt": "2026-11-22T20:31:06Z",
-        "context": {"source": {"id": "src"}}, "properties": {"a": 1}, "traits": {"b": [1, 2]},
-        "integrations": {"All": True}}), RECORD)
-    _, access = normalize(RawEvent(EventKind.ACCESS_LOG, InputForm.ACCESS_LOG, {
-        "requestId": "r", "ip": "1.2.3.4", "httpMethod": "GET", "resourcePath": "/v1",
-        "path": "/v1/x", "protocol": "HTTP/1.1", "status": "200", "responseLength": 12,
-        "apiId": "api", "stage": "prod", "identity": {"apiKeyId": "key-acme"},
-        "userAgent": "curl", "requestTimeEpoch": 1_795_000_000}), RECORD)
-    enrich(access, {"key-acme": CatalogEntry(**DEMO_CATALOG[0], api_key_name="k")}.get)
-    return {**access, **segment}
+_sample_documents = sample_documents
 
 
 def test_every_field_of_every_input_form_has_a_column() -> None:
     fields = {name for document in _sample_documents() for name in document}
-    fields |= set(_every_field_document())
+    fields |= set(every_field_document())
     assert fields <= COLUMN_NAMES, fields - COLUMN_NAMES
 
 
 def test_documents_convert_with_typed_columns_and_json_text() -> None:
-    document = _every_field_document()
+    document = every_field_document()
     batch = record_batch([document, {"event_id": "bare", "type": "track"}])
     assert batch.schema == SCHEMA
     row, bare = batch.to_pylist()
@@ -76,6 +41,8 @@ def test_documents_convert_with_typed_columns_and_json_text() -> None:
     assert row["enriched"] is True and row["usage_plan_name"] == "Gold"
     assert orjson.loads(row["traits"]) == {"b": [1, 2]}
     assert orjson.loads(row["context"]) == {"source": {"id": "src"}}
+    assert orjson.loads(row["headers"]) == {"traceparent": HEADERS[0][1].decode(),
+                                            "x-digest": {"base64": "3q2+7w=="}}
     assert row["kafka"] == {"topic": "events", "partition": 3, "offset": 17, "batch_index": None}
     assert bare["event_id"] == "bare" and bare["timestamp"] is None and bare["kafka"] is None
 

@@ -11,12 +11,12 @@ import orjson
 from tests.support.ingest_server import (
     TOKEN,
     RawClient,
-    RecordingProducer,
     guard_settings,
     metric,
     post,
     serving,
 )
+from tests.support.recording_producer import RecordingProducer
 from worker.ingest.body import BodyBudget
 from worker.ingest.server import IngestServer
 

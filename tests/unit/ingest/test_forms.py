@@ -25,13 +25,14 @@ def test_a_single_segment_event_is_produced_unchanged_keyed_by_its_user() -> Non
     assert record.value == body and record.key == b"u1"
 
 
-def test_a_segment_batch_becomes_one_record_per_event_with_the_envelope_applied() -> None:
+def test_a_segment_batch_becomes_one_record_per_event_with_the_envelope_in_its_headers() -> None:
     body = orjson.dumps({"batch": [_event("u1"), _event(None, anonymousId="a9")],
                          "sentAt": "2026-11-22T10:00:00Z", "context": {"library": "x"}})
     records = segment_records(body, LIMIT)
     assert [r.key for r in records] == [b"u1", b"a9"]
-    first = orjson.loads(records[0].value)
-    assert first["sentAt"] == "2026-11-22T10:00:00Z" and first["context"] == {"library": "x"}
+    assert records[0].value == orjson.dumps(_event("u1"))  # the element's own bytes
+    assert dict(records[0].headers) == {"ingest.batch.context": b'{"library":"x"}',
+                                        "ingest.batch.sent_at": b'"2026-11-22T10:00:00Z"'}
 
 
 @pytest.mark.parametrize("body, reason", [
@@ -107,3 +108,83 @@ def test_keys_name_the_user_then_the_anonymous_id_then_the_fallback() -> None:
     assert record_key({"type": "track"}, "f") == b"f"
     assert record_key({"requestId": "r", "apiId": "api1"}, None) == b"api1"
     assert record_key(None, None) is None
+
+
+# --- exactly the bytes received --------------------------------------------------------------
+
+BIG = b'{"type":"track","event":"Paid","userId":"u1","messageId":"m-big",' \
+      b'"properties":{"cents":123456789012345678901234567890,"rate":1.50,"b":1,"a":2}}'
+
+
+def test_batch_elements_are_forwarded_as_their_original_bytes() -> None:
+    body = b'{"batch": [ ' + BIG + b' ,\n' + BIG.replace(b"u1", b"u2") + b'], "sentAt": "x"}'
+    records = segment_records(body, LIMIT)
+    # Not parsed and written again: the 30 digits, "1.50" and the key order survive.
+    assert [r.value for r in records] == [BIG, BIG.replace(b"u1", b"u2")]
+
+
+def test_json_array_elements_on_the_events_path_are_their_original_bytes() -> None:
+    records = json_records(b"[" + BIG + b", " + BIG + b"]", LIMIT)
+    assert [r.value for r in records] == [BIG, BIG]
+
+
+def test_a_json_array_of_segment_events_is_one_record_per_element() -> None:
+    # Segment Webhooks (Actions) with batching on send a JSON array to /segment.
+    body = b"[" + BIG + b"," + orjson.dumps(_event(None, anonymousId="a9")) + b"]"
+    records = segment_records(body, LIMIT)
+    assert [r.key for r in records] == [b"u1", b"a9"] and records[0].value == BIG
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"[]", "empty JSON array"),
+    (b"[" + BIG + b", 3]", "element 1"),
+    (b"[" + orjson.dumps({"batch": [_event()]}) + b"]", "element 0 is a batch"),
+    (b"[" + BIG + b",", "not valid JSON"),
+])
+def test_a_json_array_that_is_not_all_events_is_refused_whole(body: bytes, reason: str) -> None:
+    with pytest.raises(BadBody, match=reason):
+        segment_records(body, LIMIT)
+
+
+# --- Firehose: CloudWatch Logs records and the delivery's attributes ----------------------------
+
+
+def _gzip_with_a_newline_byte(record: dict) -> bytes:
+    import gzip
+    import json
+
+    for pad in range(10_000):  # deterministic (mtime 0): the first whose bytes hold a newline
+        data = gzip.compress(json.dumps({**record, "pad": pad}).encode(), mtime=0)
+        if b"\n" in data:
+            return data
+    raise AssertionError("no such padding")
+
+
+def test_a_cloudwatch_logs_record_is_forwarded_whole_keyed_by_its_stream() -> None:
+    from tests.support.cloudwatch import documented_example
+
+    data = _gzip_with_a_newline_byte(documented_example())  # once cut there into pieces
+    delivery = firehose_records(_firehose(data, data + b""), "arn:stream", LIMIT)
+    assert [r.value for r in delivery.records] == [data, data]
+    assert delivery.records[0].key == b"CloudTrail/logs/111111111111_CloudTrail/logs_us-east-1"
+
+
+def test_a_gzip_record_that_is_no_subscription_record_is_forwarded_whole_for_the_worker() -> None:
+    import gzip
+
+    data = gzip.compress(b"line one\nline two\n" * 50)
+    delivery = firehose_records(_firehose(data), "arn:stream", LIMIT)
+    assert [(r.key, r.value) for r in delivery.records] == [(b"arn:stream", data)]
+
+
+def test_every_firehose_record_carries_the_stream_arn_and_common_attributes() -> None:
+    from worker.ingest.forms import firehose_headers
+
+    headers = firehose_headers("arn:aws:firehose:eu-west-1:1:deliverystream/s",
+                               '{"commonAttributes": {"env": "prod"}}')
+    delivery = firehose_records(_firehose(b'{"requestId": "a"}'), None, LIMIT, headers)
+    assert dict(delivery.records[0].headers) == {
+        "ingest.firehose.source_arn": b"arn:aws:firehose:eu-west-1:1:deliverystream/s",
+        "ingest.firehose.common_attributes": b'{"commonAttributes": {"env": "prod"}}'}
+    with pytest.raises(BadBody, match="Common-Attributes"):
+        firehose_headers(None, "[1, 2]")

@@ -13,12 +13,12 @@ from tests.support.ingest_server import (
     ACCESS_KEY,
     TOKEN,
     RawClient,
-    RecordingProducer,
     guard_settings,
     metric,
     post,
     serving,
 )
+from tests.support.recording_producer import RecordingProducer
 from worker.ingest.auth import segment_signature
 
 EVENT = orjson.dumps({"type": "track", "event": "A", "userId": "u1", "messageId": "m1"})

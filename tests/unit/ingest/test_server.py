@@ -8,7 +8,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.support.ingest_server import RecordingProducer
+from tests.support.recording_producer import RecordingProducer
 from worker.config import IngestForm, Settings, load_settings
 from worker.ingest.auth import credential_problems, segment_signature
 from worker.ingest.errors import IngestStartupError

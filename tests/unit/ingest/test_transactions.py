@@ -26,17 +26,19 @@ class FakeProducer:
         for gate in (self.acks, self.commit_gate, self.abort_gate):
             gate.set()
         self.send_gates: dict[bytes, asyncio.Event] = {}  # a value's send() waits for its gate
+        self.headers: dict[bytes, list[tuple[str, bytes]] | None] = {}  # by value
 
     async def begin_transaction(self) -> None:
         assert not self.in_transaction
         self.in_transaction, self.pending = True, []
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None
-                   ) -> asyncio.Future[None]:
+    async def send(self, topic: str, value: bytes, key: bytes | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[None]:
         if value in self.send_gates:
             await self.send_gates[value].wait()
         assert self.in_transaction, "a record sent outside a transaction"
         self.pending.append(value)
+        self.headers[value] = headers
         ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         async def acknowledge() -> None:
@@ -85,6 +87,17 @@ async def test_concurrent_requests_are_committed_together_and_answered_after_the
         value for n in range(20) for value in (b"r%d-a" % n, b"r%d-b" % n))
     assert 1 <= loop.producer.commits < 20 and loop.outcomes.count("committed") == \
         loop.producer.commits
+    await loop.loop.stop()
+
+
+async def test_records_are_sent_with_the_doors_headers() -> None:
+    loop = Loop()
+    door = (("ingest.source_id", b"src-web"), ("ingest.received_at", b"2024-05-01T00:00:00Z"))
+    deadline = asyncio.get_running_loop().time() + 5
+    await loop.loop.send([IngestRecord(b"user-1", b"with", door), IngestRecord(None, b"without")],
+                         deadline)
+    assert loop.producer.committed == [b"with", b"without"]
+    assert loop.producer.headers == {b"with": list(door), b"without": None}
     await loop.loop.stop()
 
 

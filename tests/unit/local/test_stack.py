@@ -31,8 +31,10 @@ def test_stack_refuses_to_serve_on_a_non_loopback_address(tmp_path: Path) -> Non
 
 
 def test_servers_bind_loopback_and_seaweedfs_telemetry_is_off(stack: LocalStack) -> None:
-    noida, seaweed = stack.servers()
+    noida, seaweed, postgres = stack.servers()
     assert noida.command[noida.command.index("--host") + 1] == "127.0.0.1"
+    if postgres.command:  # where Debian's postgresql is installed
+        assert postgres.command[postgres.command.index("-h") + 1] == "127.0.0.1"
     assert "-master.telemetry=false" in seaweed.command
     assert "-master.volumeSizeLimitMB=64" in seaweed.command
     assert "-ip.bind=127.0.0.1" in seaweed.command
@@ -44,8 +46,10 @@ def test_ports_come_from_the_settings(tmp_path: Path) -> None:
         kafka_bootstrap_servers="127.0.0.1:19092",
         elasticsearch_url="http://127.0.0.1:19200",
         s3_endpoint_url="http://localhost:18000",
+        iceberg_catalog_uri="postgresql+psycopg2://sluice@127.0.0.1:15433/iceberg",
     )
-    noida, seaweed = LocalStack(settings).servers()
+    noida, seaweed, postgres = LocalStack(settings).servers()
+    assert [probe.address for probe in postgres.probes] == ["127.0.0.1:15433"]
     assert {"19092", "19200"} <= set(noida.command)
     assert "-s3.port=18000" in seaweed.command
     assert [probe.address for probe in seaweed.probes] == ["http://127.0.0.1:18000"]

@@ -1,5 +1,7 @@
 import logging
 
+import pytest
+
 from worker.ops.logs import RepeatedLineFilter
 
 
@@ -26,3 +28,30 @@ def test_other_templates_and_sluice_lines_are_never_held_back() -> None:
     assert repeats.filter(_record("aiokafka.consumer.fetcher", "Failed fetch %s", 0, "a"))
     assert repeats.filter(_record("aiokafka.consumer.fetcher", "Other failure %s", 0, "a"))
     assert all(repeats.filter(_record("worker.app", "draining", t)) for t in (0, 0, 0))
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_log_lines_show_urls_without_user_information_tracebacks_included(
+    log_format: str,
+) -> None:
+    import importlib
+    import sys
+
+    from worker.config import load_settings
+    from worker.ops.logs import logging_config
+
+    # The formatter exactly as the configuration builds it (without touching the process's
+    # logging): its factory and arguments.
+    spec = dict(logging_config(load_settings(log_format=log_format))["formatters"]["sluice"])
+    module, _, name = spec.pop("()").rpartition(".")
+    formatter = getattr(importlib.import_module(module), name)(**spec)
+    try:
+        raise ConnectionError("cannot reach https://elastic:pa/ss@es:9200")
+    except ConnectionError:
+        record = logging.makeLogRecord({
+            "name": "elastic_transport", "levelno": logging.ERROR, "levelname": "ERROR",
+            "msg": "POST %s failed", "args": ("https://elastic:p@ss@es:9200/_bulk",),
+            "exc_info": sys.exc_info()})
+    line = formatter.format(record)
+    assert "pa/ss" not in line and "p@ss" not in line and "elastic:" not in line
+    assert "https://***@es:9200/_bulk" in line and "https://***@es:9200" in line

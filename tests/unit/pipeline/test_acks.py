@@ -154,3 +154,26 @@ def test_all_settled_is_not_signalled_by_a_revocation() -> None:
     tracker.forget([("events", 0)])
     assert tracker.in_flight == 0
     assert not tracker.all_settled.is_set()  # nothing new may be committed
+
+
+def test_a_sink_settles_a_tickets_events_with_one_mask_and_repeats_are_counted() -> None:
+    tracker, acked = _tracker(), []
+    ticket = _open(tracker, 0, 3, [(o, ES) for o in range(3)] + [(o, S3) for o in range(3)],
+                   acked)
+    ticket.settle_many(ES, 0b101)
+    assert ticket.pending == {(1, ES), (0, S3), (1, S3), (2, S3)}
+    ticket.settle_many(ES, 0b111)  # ordinals 0 and 2 again: counted, 1 settled
+    assert tracker.duplicate_settlements == 2 and ticket.is_pending((0, S3))
+    assert not ticket.is_pending((1, ES))
+    ticket.settle_many(S3, 0b1111)  # ordinal 3 was never a share
+    assert tracker.duplicate_settlements == 3 and acked == [3]
+
+
+def test_shares_may_be_given_as_bitmaps_by_name() -> None:
+    tracker, acked = _tracker(), []
+    ticket = tracker.open(KafkaPosition("events", 0, 0), {ES: 0b11, "decode": 0}, lambda:
+                          acked.append(0), tracker.generation(("events", 0)))
+    assert ticket is not None and ticket.pending == {(0, ES), (1, ES)}
+    ticket.settle((1, ES))
+    ticket.settle((0, ES))
+    assert acked == [0]

@@ -230,3 +230,58 @@ async def test_a_stream_of_bad_records_trips_the_dead_letter_limit_and_commits_n
     await pipeline.forget([("events", 0)])  # a revoke lets the agent go, still unacknowledged
     await asyncio.wait_for(held, 5)
     assert len(dead_letters.letters) == 5
+
+
+async def test_a_dead_letter_limit_tripped_at_a_sink_pauses_the_agent_at_once() -> None:
+    """Issue 26 (13): a sink reports its dead letters off the agent's path (here at its flush):
+    once they trip the limit, the next batch must not be opened, as at decode, instead of the
+    agent consuming on up to SLUICE_MAX_IN_FLIGHT_RECORDS."""
+    import asyncio
+
+    settings = load_settings(dead_letter_limit_ratio=0.5, dead_letter_limit_window=10,
+                             max_in_flight_records=1000)
+    dead_letters = RecordingDeadLetters()
+    pipeline = Pipeline(settings, dead_letters, {}.get)  # type: ignore[arg-type]
+    sink = pipeline.add_sink(lambda outcomes: CountingSink(
+        outcomes, max_batch=1000, max_age_seconds=60,
+        reject=lambda e: "refused" if e.document.get("event") == "Rejected" else None))
+    pipeline.assign([("events", 0)])
+    for offset in range(4):
+        await pipeline.submit(_record(TRACK, offset))
+    for offset in range(4, 14):
+        await pipeline.submit(_record({**TRACK, "event": "Rejected"}, offset))
+    flushing = asyncio.ensure_future(sink.flush())  # the sink's refusals trip the limit
+    for _ in range(100):
+        if pipeline.dead_letter_limit.tripped:
+            break
+        await asyncio.sleep(0.01)
+    assert "SLUICE_DEAD_LETTER_LIMIT_RATIO" in (pipeline.dead_letter_limit.tripped or "")
+    in_flight = pipeline.acks.in_flight
+    agent = asyncio.ensure_future(pipeline.submit(_record(TRACK, 14)))
+    await asyncio.sleep(0.05)
+    assert not agent.done()  # the agent waits: consumption pauses …
+    assert pipeline.acks.in_flight == in_flight  # … and nothing more is opened
+    await pipeline.forget([("events", 0)])  # a revocation lets both go, unacknowledged
+    await asyncio.wait_for(asyncio.gather(agent, flushing), 5)
+    assert pipeline.acks.in_flight == 0 and pipeline.committable(("events", 0)) is None
+
+
+async def test_a_record_replayed_for_another_consumer_group_is_skipped_and_acknowledged(
+    parts,
+) -> None:
+    """Issue 26 (5): each group replays its own dead letters; the other groups reading the
+    source topic leave the replayed record alone (no event, no dead letter of their own)."""
+    from dataclasses import replace
+
+    pipeline, sink, dead_letters = parts
+    acked: list[int] = []
+    group = pipeline.settings.app_id
+    theirs = replace(_record(b"{broken", 0), headers=(("sluice.replay.group", b"other"),))
+    ours = replace(_record({**TRACK, "messageId": "m-1"}, 1),
+                   headers=(("sluice.replay.group", group.encode()),))
+    await pipeline.submit(theirs, lambda: acked.append(0))
+    await pipeline.submit(ours, lambda: acked.append(1))
+    await sink.flush()
+    assert acked == [0, 1]
+    assert dead_letters.letters == [] and sink.counts["track"] == 1
+    assert pipeline.progress.counts["replays_of_other_groups"] == 1

@@ -6,15 +6,33 @@ without ``%`` is one fixed index or data stream. The template matches every inde
 can produce (``events-*``) and maps the document shape of ``worker.events.normalize`` as seed 001
 does: keyword ids, date timestamps, plus the access-log and enrichment fields.
 
-``context``, ``properties`` and ``traits`` are what producers put there, with keys and types
-nobody controls: mapped dynamically, every new key is a new field (until the index's field
-limit refuses documents: mapping explosion) and the first document fixes each key's type (a
-later ``"price": "ten"`` after ``"price": 10`` is rejected: type conflicts, dead letters for a
-producer's whim). They are mapped as ``flattened``: one field each, whatever they hold; every
-leaf value is indexed as a keyword, so they stay searchable (term, terms, prefix, exists, range
-as text) and nothing conflicts. What they give up is numeric aggregations on a property: map
-such a field yourself (a template of your own, SLUICE_ELASTICSEARCH_INSTALL_TEMPLATE=false) or
-use a runtime field. ``integrations`` is kept in ``_source`` only.
+``context``, ``properties``, ``traits`` and the record's ``headers`` are what producers put
+there, with keys and types nobody controls: mapped dynamically, every new key is a new field
+(until the index's field limit refuses documents: mapping explosion) and the first document
+fixes each key's type (a later ``"price": "ten"`` after ``"price": 10`` is rejected: type
+conflicts, dead letters for a producer's whim). They are mapped as ``flattened``: one field
+each, whatever they hold; every leaf value is indexed as a keyword, so they stay searchable
+(term, terms, prefix, exists, range as text) and nothing conflicts. What they give up is numeric
+aggregations on a property: map such a field yourself (a template of your own,
+SLUICE_ELASTICSEARCH_INSTALL_TEMPLATE=false) or use a runtime field.
+
+The other rules of Elasticsearch's mapping reference the template follows (a unit test,
+``tests/unit/sinks/elasticsearch/test_naming.py``, feeds it documents of every shape Sluice
+accepts through a checker of those rules, ``tests/support/es_mapping.py``):
+
+* ``integrations`` (Segment sends ``"Amplitude": true`` in one event and ``"Amplitude":
+  {"session_id": …}`` in the next) is an object with ``enabled: false``: kept in ``_source``,
+  never parsed, so no shape conflicts with another;
+* ``ip`` is a ``keyword``: API Gateway logs one address, but a forwarded list
+  (``"1.2.3.4, 10.0.0.1"``) is text an ``ip`` field cannot hold (rejected, or with
+  ``ignore_malformed`` silently unsearchable). The sub-field ``ip.address`` is typed ``ip`` for
+  CIDR and range queries on single addresses (``ignore_malformed``: a list is simply not in it);
+* every keyword, and every leaf of a flattened field, has ``ignore_above: 8191``: a longer value
+  stays in ``_source`` but is not indexed, where a term over Lucene's 32,766 bytes (8191
+  characters of 4 UTF-8 bytes) would reject the whole document;
+* ``status`` and ``response_length`` are ``long``: the normaliser accepts any 64-bit integer;
+* the template maps every field a document can have, so none is mapped dynamically by the
+  first document that carries it.
 """
 
 from __future__ import annotations
@@ -29,7 +47,10 @@ from worker.events.records import Event
 
 _STRFTIME_DIRECTIVE = re.compile(r"%.")
 
-KEYWORD = {"type": "keyword"}
+# The most characters that always fit Lucene's 32,766-byte term limit in UTF-8 (4 bytes each).
+IGNORE_ABOVE = 8191
+KEYWORD = {"type": "keyword", "ignore_above": IGNORE_ABOVE}
+FLATTENED = {"type": "flattened", "ignore_above": IGNORE_ABOVE}
 DATE = {"type": "date"}
 
 DOCUMENT_PROPERTIES: dict[str, Any] = {
@@ -45,20 +66,29 @@ DOCUMENT_PROPERTIES: dict[str, Any] = {
     "@timestamp": DATE,
     "received_at": DATE,
     "sent_at": DATE,
+    "original_timestamp": DATE,
     # Producer-defined objects: one flattened field each (see the module docstring).
-    "context": {"type": "flattened"},
-    "properties": {"type": "flattened"},
-    "traits": {"type": "flattened"},
+    "context": FLATTENED,
+    "properties": FLATTENED,
+    "traits": FLATTENED,
     "integrations": {"type": "object", "enabled": False},
     "source_id": KEYWORD,
+    "source_name": KEYWORD,
+    # CloudWatch Logs and Firehose: the log group and stream, a raw log event's text, the
+    # delivery stream and its common attributes (producer-defined keys: flattened)
+    "log_group": KEYWORD,
+    "log_stream": KEYWORD,
+    "message": {"type": "text"},
+    "firehose_source_arn": KEYWORD,
+    "firehose_attributes": {"type": "flattened"},
     # API Gateway access logs
     "request_id": KEYWORD,
-    "ip": {"type": "ip", "ignore_malformed": True},
+    "ip": {**KEYWORD, "fields": {"address": {"type": "ip", "ignore_malformed": True}}},
     "http_method": KEYWORD,
     "resource_path": KEYWORD,
     "path": KEYWORD,
     "protocol": KEYWORD,
-    "status": {"type": "integer"},
+    "status": {"type": "long"},
     "response_length": {"type": "long"},
     "api_id": KEYWORD,
     "stage": KEYWORD,
@@ -81,6 +111,8 @@ DOCUMENT_PROPERTIES: dict[str, Any] = {
             "batch_index": {"type": "integer"},
         }
     },
+    # the record's headers (worker.events.headers)
+    "headers": FLATTENED,
 }
 
 

@@ -49,10 +49,11 @@ from elasticsearch import (
 )
 
 from worker.config import Settings
+from worker.events import json_codec
 from worker.events.errors import SinkRejected, SinkUnavailable
 from worker.events.event_time import EventTimeWindow
 from worker.events.records import Event
-from worker.sinks.base import PartitionKey, Sink, SinkFailure, SinkOutcomes
+from worker.sinks.base import NOT_STARTED, PartitionKey, Sink, SinkFailure, SinkOutcomes
 from worker.sinks.elasticsearch.backpressure import Backpressure, is_backpressure
 from worker.sinks.elasticsearch.client import (
     ElasticsearchStartupError,
@@ -141,7 +142,8 @@ class ElasticsearchSink(Sink):
         self._ticker = asyncio.create_task(self._send_when_old(), name="elasticsearch-age")
 
     async def check(self) -> str | None:
-        assert self._client is not None
+        if self._client is None:
+            return NOT_STARTED
         try:
             await self._client.info()
         except AuthorizationException:
@@ -165,6 +167,7 @@ class ElasticsearchSink(Sink):
         await asyncio.gather(*self._requests, return_exceptions=True)
         if self._client:
             await self._client.close()
+            self._client = None  # closed: `check` says "not started" rather than asking it
 
     # --- the contract ---------------------------------------------------------------------
 
@@ -211,9 +214,9 @@ class ElasticsearchSink(Sink):
         document = event.document
         index = self._namer.for_event(event)
         if self.settings.elasticsearch_data_stream:
-            body = orjson.dumps({**document, "@timestamp": document["timestamp"]})
+            body = json_codec.dumps({**document, "@timestamp": document["timestamp"]})
         else:
-            body = event.encoded or orjson.dumps(document)
+            body = event.encoded or json_codec.dumps(document)
         action = orjson.dumps({"_index": index, "_id": event.event_id})
         return b'{"' + self._operation + b'":' + action + b"}\n" + body + b"\n"
 

@@ -10,7 +10,9 @@
 * ``filing``: which open part an event goes to, and the counts that bound them;
 * ``closing``: when parts are due (hours closed by stream time);
 * ``publication`` and ``markers``: staging, the marker's commit point, claims of a new owner;
-* ``hourly`` and ``merge``: SLUICE_S3_PUBLISH=hourly, a partition's hour merged into objects;
+* ``hourly``, ``hour_parts``, ``merge``, ``building`` and ``parking``: SLUICE_S3_PUBLISH=hourly,
+  a partition's hour merged into objects (the merger; which hour parts are due and merge
+  together; merging files; building an object from its parts; merges that cannot be built);
 * ``spool``: the local directory parts are written to before upload;
 * ``formats/``: the object formats behind one part interface (gzip NDJSON and CSV lines,
   Parquet) and the gzip compression they use.

@@ -16,7 +16,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, SSLError
 
-from worker.config import Settings
+from worker.config import Settings, redact_url
 from worker.sinks.s3.triage import Refusal, Triage
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def startup_check_key(settings: Settings) -> str:
 async def preflight(settings: Settings) -> None:
     """Check the bucket is reachable with these credentials (creating it if allowed), and
     that an object can be written there with the configured storage class and encryption."""
-    where = f"{settings.s3_endpoint_url or 'AWS S3'} bucket {settings.s3_bucket!r}"
+    where = f"{redact_url(settings.s3_endpoint_url or 'AWS S3')} bucket {settings.s3_bucket!r}"
     deadline = time.monotonic() + settings.s3_startup_timeout
     async with make_client_context(settings) as client:
         await _check_bucket(client, settings, where, deadline)

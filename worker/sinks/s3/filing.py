@@ -129,7 +129,7 @@ class PartFiler:
         state.buffered += appended
         self.buffered_events += appended
         if appended:
-            state.clock.advance(newest_filed, newest_ms)
+            state.clock.advance(newest_filed, window.progress_ms(newest_ms))
             # At once, not after the write: a flush may start while this write makes room.
             state.next_offset = max(state.next_offset, previous_offset + 1)
         return appended

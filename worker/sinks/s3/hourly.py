@@ -12,6 +12,13 @@ How it goes
   no open part of that hour is left, and the partition has moved on to a later hour or no part of
   the hour has come for SLUICE_S3_PART_MAX_AGE seconds. A late event of a merged hour gets a part
   and later an object of its own: a merged object is never replaced.
+* **What merges together.** The parts of one (hour, directory) of one format and, for CSV, one
+  header row: each CSV part is listed in the marker with the columns it was written with, so
+  SLUICE_S3_CSV_COLUMNS may change at any time (a rolling deploy, a new owner with new
+  settings) and every merged object holds rows of its own header's columns only; parts of
+  another header make objects of their own. CSV parts an earlier version listed without
+  their header are merged under the configured one, as that version did
+  (``worker.sinks.s3.hour_parts``).
 * **Crash-safe, three steps.** (1) The plan (outputs, the parts of each, the CSV header) is
   written to the marker, conditionally like every marker write. (2) Each output that does not
   exist yet is built from its parts (downloaded to the spool, merged by stream) and uploaded; the
@@ -20,6 +27,10 @@ How it goes
   this worker's next tick) finds a plan in the marker and finishes it from the step it reached:
   existing outputs are kept, missing ones built, the parts deleted. A reader of the query layout
   sees only merged objects, each event in one of them, none replaced later.
+* **A merge that cannot be built** (a part truncated or corrupt, missing, or of a schema the
+  other parts cannot take: ``worker.sinks.s3.building``) is parked with its parts untouched,
+  named in ``/health/ready`` and the metric ``sluice_s3_merges_parked``, and tried again when
+  one of its parts changes; the partition's other hours go on (``worker.sinks.s3.parking``).
 """
 
 from __future__ import annotations
@@ -29,36 +40,33 @@ import logging
 import os
 import signal
 import time
-import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
-
 from worker.sinks.base import PartitionKey
-from worker.sinks.s3.markers import Marker, MarkerStore, MergeOutput, MergePlan, OwnershipLost
-from worker.sinks.s3.merge import (
-    COPY_CHUNK,
-    CSV_EXTENSION,
-    append_gzip,
-    gzip_header,
-    is_parquet,
-    key_format,
-    merge_parquet,
-    merged_as,
-    plan_outputs,
+from worker.sinks.s3 import parking
+from worker.sinks.s3.building import MISSING_PART, Head, OutputBuilder, Unmergeable
+from worker.sinks.s3.hour_parts import (
+    DueGroups,
+    HourGroup,
+    hour_part_key,
+    is_hour_part,
+    split_hour_part,
+    with_hour_parts,
 )
-from worker.sinks.s3.naming import HourSlot, marker_key
+from worker.sinks.s3.markers import Marker, MarkerStore, MergePlan, OwnershipLost, ParkedMerge
+from worker.sinks.s3.merge import CSV_EXTENSION, gzip_header, key_format, plan_outputs
+from worker.sinks.s3.naming import marker_key
 from worker.sinks.s3.objects import S3Objects
-from worker.sinks.s3.triage import status_of
 
 log = logging.getLogger(__name__)
 
-HOUR_PARTS = "_sluice/hour-parts/"
-_HOUR_FORMAT = "%Y-%m-%dT%H"
+# Importable from here as before (the key helpers live in ``hour_parts``).
+__all__ = ["KILL_AT_VARIABLE", "HourlyMerger", "hour_part_key", "is_hour_part", "kill_point",
+           "split_hour_part", "with_hour_parts"]
+
 # Fault injection for the tests (tests/e2e/test_hourly_merge_kills.py): the worker SIGKILLs
 # itself at this named step of a merge. Not a setting: no SLUICE_ prefix, never documented.
 KILL_AT_VARIABLE = "_SLUICE_KILL_AT"
@@ -68,33 +76,6 @@ def kill_point(step: str) -> None:
     """Die here, abruptly, if the tests asked for it."""
     if os.environ.get(KILL_AT_VARIABLE) == step:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def hour_part_key(prefix: str, topic: str, partition: int, slot: HourSlot, final_key: str) -> str:
-    """Where an hour part of `final_key` (a query-layout key) waits for its merge."""
-    return (f"{prefix}{HOUR_PARTS}{topic}/{partition}/{slot.start.strftime(_HOUR_FORMAT)}/"
-            f"{final_key[len(prefix):]}")
-
-
-def is_hour_part(prefix: str, key: str) -> bool:
-    return key.startswith(prefix + HOUR_PARTS)
-
-
-def split_hour_part(prefix: str, key: str) -> tuple[str, str]:
-    """(hour, query-layout directory with the prefix) of an hour part's key."""
-    rest = key[len(prefix + HOUR_PARTS):]
-    _topic, _partition, hour, layout_key = rest.split("/", 3)
-    return hour, prefix + layout_key.rsplit("/", 1)[0] + "/" if "/" in layout_key else prefix
-
-
-def hour_end_epoch(hour: str) -> float:
-    return datetime.strptime(hour, _HOUR_FORMAT).replace(tzinfo=UTC).timestamp() + 3600
-
-
-def with_hour_parts(prefix: str, marker: Marker, keys: Iterable[str]) -> Marker:
-    """The marker with these published keys added to its hour parts (other keys ignored)."""
-    added = [key for key in keys if is_hour_part(prefix, key) and key not in marker.hour_parts]
-    return replace(marker, hour_parts=marker.hour_parts + tuple(added)) if added else marker
 
 
 class PartitionState(Protocol):
@@ -121,16 +102,14 @@ class HourlyMerger:
         self.prefix = prefix
         self.objects = objects
         self.markers = markers
-        self.spool_dir = spool_dir
-        self.grace = grace
-        self.quiet = quiet
+        self.builder = OutputBuilder(objects, spool_dir)
         self.target_bytes = target_bytes
-        # The configured format's CSV header ("" for the other formats).
+        # The configured format's CSV header ("" for the other formats): the header of CSV
+        # parts an earlier version listed without theirs.
         self.header = header
         self._lose = lose
-        # (partition, hour, directory, format) -> (its hour parts when last seen, since when).
-        self._seen: dict[tuple[PartitionKey, str, str, str], tuple[tuple[str, ...], float]] = {}
-        self._missing: set[str] = set()  # hour parts reported missing (logged once each)
+        self._due = DueGroups(prefix, grace, quiet)
+        self._checks = parking.ParkedChecks()
         self._headerless: set[str] = set()  # CSV hour parts said to wait (logged once each)
         self._said: set[str] = set()  # outputs of mixed-format plans (logged once each)
         self.objects_merged = 0
@@ -156,47 +135,57 @@ class HourlyMerger:
                     log.exception("%s[%d]: hourly merge failed; trying again", *state.key)
 
     async def merge_partition(self, state: PartitionState) -> None:
-        """Finish the partition's merge under way, then merge each due (hour, directory)."""
+        """Finish the partition's merge under way, merge each due group of hour parts, then
+        look at its parked merges."""
         plan = state.marker.merge
         if plan is not None and not await self._usable(state, plan):
             return
         plan = state.marker.merge
-        if plan is not None and not await self._complete(state, plan):
-            return  # a part is missing: tried again at the next tick, not in a loop
+        if plan is not None:
+            await self._finish(state, plan)
         while (plan := await self._plan_next(state)) is not None:
             kill_point("merge-planned")
-            if not await self._complete(state, plan):
-                return
+            await self._finish(state, plan)
+        await self._look_at_parked(state)
 
     async def _plan_next(self, state: PartitionState) -> MergePlan | None:
-        """Commit the plan of the next due (hour, directory) in the marker, if one is due."""
+        """Commit the plan of the next due group in the marker, if one is due (a group with a
+        part missing is parked at once, and the next one planned)."""
         # Under the partition's lock: a flush under way holds it, so its parts are either
         # still open (the hour waits for them) or committed in the marker (and merged).
         async with state.lock:
             if state.detached:
                 raise _Detached
-            for hour, directory, form, keys in self._due(state, time.time(), time.monotonic()):
-                header = self._header(state, form, keys)
+            now, now_monotonic = time.time(), time.monotonic()
+            for group in self._due.due(state.key, state.marker, state.parts, now,
+                                       now_monotonic):
+                header = self._header(state, group)
                 if header is None:
                     continue
-                sizes = [(key, await self._size(key)) for key in keys]
-                missing = [key for key, size in sizes if size is None]
+                heads = {key: await self.builder.head(key) for key in group.keys}
+                plan = MergePlan(plan_outputs(
+                    group.directory, [(k, h.size if h else 0) for k, h in heads.items()],
+                    self.target_bytes, len(gzip_header(header))), header)
+                self._due.planned(state.key, group)
+                missing = [key for key, head in heads.items() if head is None]
                 if missing:
-                    # Removed behind our back (an operator, a lifecycle rule), or merged by the
-                    # partition's next owner while our marker is stale: never plan around it;
-                    # the partition's other hours still merge.
-                    self._report_missing(state, missing)
+                    # Removed behind our back (an operator, a lifecycle rule): never merged
+                    # around; parked, so that it is said and tried again if the part comes
+                    # back. (Merged by the partition's next owner while our marker is stale:
+                    # the marker write fails, and the partition is given up.)
+                    await self._write_marker(state, parking.parked(
+                        state.marker, plan, MISSING_PART,
+                        f"hour part {missing[0]} is missing from the bucket"
+                        + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                        heads))
+                    self._said_parked(state, state.marker.parked[-1])
                     continue
-                del self._seen[(state.key, hour, directory, form)]
-                plan = MergePlan(plan_outputs(directory, [(k, s or 0) for k, s in sizes],
-                                              self.target_bytes,
-                                              len(gzip_header(header))), header)
                 await self._write_marker(state, replace(state.marker, merge=plan))
                 break
             else:
                 return None
         log.info("%s[%d]: merging %d parts of hour %s into %d object(s)", *state.key,
-                 len(keys), hour, len(plan.outputs))
+                 len(group.keys), group.hour, len(plan.outputs))
         return plan
 
     async def _usable(self, state: PartitionState, plan: MergePlan) -> bool:
@@ -224,74 +213,56 @@ class HourlyMerger:
                     "format", *state.key)
         return True
 
-    # --- what is due ----------------------------------------------------------------------
-
-    def _due(self, state: PartitionState, now: float,
-             now_monotonic: float) -> list[tuple[str, str, str, list[str]]]:
-        """(hour, directory, format, hour parts) of each group due for a merge. Parts of one
-        format only make an object: SLUICE_S3_FORMAT may have changed within the hour."""
-        groups: dict[tuple[str, str, str], list[str]] = {}
-        for key in state.marker.hour_parts:
-            groups.setdefault((*split_hour_part(self.prefix, key), key_format(key)),
-                              []).append(key)
-        open_parts = {(part.slot.start.strftime(_HOUR_FORMAT), self.prefix + directory)
-                      for directory, part in state.parts.items()}
-        hours = {hour for hour, _, _ in groups} | {hour for hour, _ in open_parts}
-        due = []
-        for (hour, directory, form), keys in sorted(groups.items()):
-            seen_key = (state.key, hour, directory, form)
-            signature = tuple(keys)
-            seen = self._seen.get(seen_key)
-            if seen is None or seen[0] != signature:
-                self._seen[seen_key] = seen = (signature, now_monotonic)
-            if now < hour_end_epoch(hour) + self.grace or (hour, directory) in open_parts:
-                continue
-            moved_on = any(later > hour for later in hours)
-            if moved_on or now_monotonic - seen[1] >= self.quiet:
-                due.append((hour, directory, form, keys))
-        return due
-
-    def _header(self, state: PartitionState, form: str, keys: list[str]) -> str | None:
-        """The header row a merged object of this format starts with; None while there is none
-        to give it (CSV parts, another format configured: they wait, said once)."""
-        if form != CSV_EXTENSION:
-            return ""
-        if self.header:
+    def _header(self, state: PartitionState, group: HourGroup) -> str | None:
+        """The header row a merged object of this group starts with: the one its parts were
+        written with; for CSV parts an earlier version listed without it, the configured one,
+        and None while there is none (another format configured: they wait, said once)."""
+        if group.header is not None:
+            return group.header
+        if self.header and group.form == CSV_EXTENSION:
             return self.header
-        new = [key for key in keys if key not in self._headerless]
+        new = [key for key in group.keys if key not in self._headerless]
         if new:
             self._headerless.update(new)
-            log.error("%s[%d]: %d hour parts were written as CSV, but SLUICE_S3_FORMAT is no "
-                      "longer csv: their merged object would have no header row, so they wait; "
-                      "set SLUICE_S3_FORMAT=csv (with the same SLUICE_S3_CSV_COLUMNS) until "
-                      "they are merged, e.g. %s", *state.key, len(new), new[0])
+            log.error("%s[%d]: %d hour parts were written as CSV by an earlier version, which "
+                      "did not record their columns, and SLUICE_S3_FORMAT is no longer csv: "
+                      "their merged object would have no header row, so they wait; set "
+                      "SLUICE_S3_FORMAT=csv (with the same SLUICE_S3_CSV_COLUMNS) until they "
+                      "are merged, e.g. %s", *state.key, len(new), new[0])
         return None
 
     # --- doing it -------------------------------------------------------------------------
 
-    def _report_missing(self, state: PartitionState, keys: list[str]) -> None:
-        """Log a missing hour part once (the merge check runs every second)."""
-        new = [key for key in keys if key not in self._missing]
-        if new:
-            self._missing.update(new)
-            log.error("%s[%d]: hour parts listed in the marker are missing from the bucket (%s); "
-                      "their hour is not merged", *state.key, ", ".join(new[:3]))
+    async def _finish(self, state: PartitionState, plan: MergePlan) -> None:
+        """Steps 2 and 3 of a committed plan; a plan that cannot be built is parked."""
+        try:
+            await self._complete(state, plan)
+        except Unmergeable as error:
+            heads = {part: await self.builder.head(part) for part in plan.parts}
+            async with state.lock:
+                if state.detached:
+                    raise _Detached from None
+                await self._write_marker(state, parking.parked(
+                    state.marker, plan, error.cause, str(error), heads))
+            self._said_parked(state, state.marker.parked[-1])
 
-    async def _complete(self, state: PartitionState, plan: MergePlan) -> bool:
-        """Steps 2 and 3 of a committed plan, from wherever they stopped; False if a part is
-        missing (the plan waits)."""
+    async def _complete(self, state: PartitionState, plan: MergePlan) -> None:
+        """Steps 2 and 3 of a committed plan, from wherever they stopped; Unmergeable if an
+        output cannot be built."""
         objects = self.objects
         for output in plan.outputs:
             if state.detached:
                 raise _Detached
             if await objects.retrying("check object", objects.exists, output.key):
                 continue
-            if not await self._build_and_upload(output, plan.header):
-                if state.detached or await objects.retrying("check object", objects.exists,
-                                                            output.key):
-                    raise _Detached  # the partition's next owner got there first
-                self._report_missing(state, [f"a part of {output.key}"])
-                return False
+            try:
+                await self.builder.build_and_upload(output, plan.header)
+            except Unmergeable as error:
+                if error.cause == MISSING_PART and (
+                        state.detached
+                        or await objects.retrying("check object", objects.exists, output.key)):
+                    raise _Detached from None  # the partition's next owner got there first
+                raise
             kill_point("merge-output-uploaded")
         for number, part in enumerate(plan.parts):
             await objects.retrying("delete merged part", objects.delete, part)
@@ -301,77 +272,52 @@ class HourlyMerger:
         async with state.lock:
             if state.detached:
                 raise _Detached
-            merged = set(plan.parts)
             await self._write_marker(state, replace(
-                state.marker, merge=None,
-                hour_parts=tuple(k for k in state.marker.hour_parts if k not in merged)))
+                state.marker.without_hour_parts(plan.parts), merge=None))
         self.objects_merged += len(plan.outputs)
-        self.parts_merged += len(merged)
+        self.parts_merged += len(plan.parts)
         for output in plan.outputs:
             log.info("merged %d hour parts into %s", len(output.parts), output.key,
                      extra={"object_key": output.key, "topic": state.key[0],
                             "partition": state.key[1]})
-        return True
 
-    async def _build_and_upload(self, output: MergeOutput, header: str) -> bool:
-        """Build one output in the spool and upload it; False if a part is missing."""
-        objects = self.objects
-        token = uuid.uuid4().hex
-        merged = self.spool_dir / f"merge-{token}"
-        downloads: list[Path] = []
-        try:
-            parquet = is_parquet(output.key)
-            with merged.open("wb") as out:
-                out.write(gzip_header(header))
-                for number, part in enumerate(output.parts):
-                    local = self.spool_dir / f"merge-{token}-{number}"
-                    downloads.append(local)
-                    if not await objects.retrying(f"download {part}", self._download, part,
-                                                  local):
-                        return False
-                    if not parquet:
-                        await asyncio.to_thread(append_gzip, out, local)
-                        local.unlink()
-            if parquet:
-                await asyncio.to_thread(merge_parquet, downloads, merged)
-            size = merged.stat().st_size
-            content_type, content_encoding = merged_as(output.key)
-            await objects.retrying(f"upload {output.key}", objects.upload, merged, output.key,
-                                   size, content_type, content_encoding)
-            return True
-        finally:
-            merged.unlink(missing_ok=True)
-            for local in downloads:
-                local.unlink(missing_ok=True)
+    # --- parked merges --------------------------------------------------------------------
 
-    async def _download(self, key: str, path: Path) -> bool:
-        """Stream an object to a local file; False if it does not exist."""
-        try:
-            response = await self.objects.client.get_object(Bucket=self.objects.bucket, Key=key)
-        except ClientError as error:
-            if status_of(error) == 404 or error.response["Error"]["Code"] == "NoSuchKey":
-                return False
-            raise
-        with path.open("wb") as out:
-            async with response["Body"] as stream:
-                while chunk := await stream.read(COPY_CHUNK):
-                    out.write(chunk)
-        return True
+    def _said_parked(self, state: PartitionState, entry: ParkedMerge) -> None:
+        self._checks.looked(state.claim, entry)  # this claim has tried it: not again unchanged
+        log.error("%s", parking.describe(state.key, entry),
+                  extra={"object_key": entry.plan.outputs[0].key, "topic": state.key[0],
+                         "partition": state.key[1], "error_class": "MergeParked"})
 
-    async def _size(self, key: str) -> int | None:
-        """The object's size; None if it does not exist (a 404 is an answer, not a fault)."""
-        async def head() -> int | None:
-            try:
-                answer = await self.objects.client.head_object(Bucket=self.objects.bucket,
-                                                               Key=key)
-            except ClientError as error:
-                if status_of(error) == 404:
-                    return None
-                raise
-            return int(answer["ContentLength"])
-
-        size = await self.objects.retrying("check object", head)
-        return None if size is None else int(size)
+    async def _look_at_parked(self, state: PartitionState) -> None:
+        """Try a parked merge again if this claim has not, or if one of its parts changed:
+        the plan (reduced to the parts left) is committed as the merge under way, then
+        finished like any other (or parked again). One per call."""
+        for entry in state.marker.parked:
+            if not self._checks.worth_a_look(state.claim, entry):
+                continue
+            first = self._checks.looked(state.claim, entry)
+            heads: dict[str, Head | None] = {
+                part: await self.builder.head(part) for part in entry.plan.parts}
+            if not first and not parking.changed(entry, heads):
+                continue
+            existing = {output.key for output in entry.plan.outputs
+                        if await self.objects.retrying("check object", self.objects.exists,
+                                                       output.key)}
+            plan = parking.retry_plan(entry, heads, existing)
+            async with state.lock:
+                if state.detached:
+                    raise _Detached
+                await self._write_marker(state, parking.unparked(state.marker, entry, plan))
+            if plan is None:
+                log.warning("%s[%d]: the parked merge into %s has no part left: dropped",
+                            *state.key, entry.plan.outputs[0].key)
+                return
+            log.info("%s[%d]: trying the parked merge into %s again (%s)", *state.key,
+                     plan.outputs[0].key, "first try of this claim" if first
+                     else "one of its parts changed")
+            await self._finish(state, plan)
+            return
 
     async def _write_marker(self, state: PartitionState, marker: Marker) -> None:
         where = marker_key(self.prefix, *state.key)

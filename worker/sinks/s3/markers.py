@@ -5,8 +5,10 @@ One small JSON object per source partition (``_sluice/markers/<topic>/<partition
 ``{"next_offset": N, "pending": {"next_offset": M, "keys": [...]} | null, "owner": "..."}``
 
 In ``hourly`` publication (SLUICE_S3_PUBLISH) the marker also lists the partition's hour parts
-not yet merged (``hour_parts``) and the merge under way (``merge``: its output keys and the
-parts each is made of); see ``worker.sinks.s3.hourly``.
+not yet merged (``hour_parts``), the header row each CSV hour part was written with
+(``hour_part_headers``: ``{header: [part keys]}``; the columns may change between flushes), the
+merge under way (``merge``: its output keys and the parts each is made of) and the merges that
+could not be built, set aside with their parts (``parked``); see ``worker.sinks.s3.hourly``.
 
 Every record of the partition below ``next_offset`` is in S3 (or never had an event for it).
 Writing parts is two-phase: the marker first names the parts about to be uploaded
@@ -22,6 +24,7 @@ lost the partition but still flushes gets 412 Precondition Failed and stops (``O
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,6 +42,9 @@ class Pending:
     keys: list[str] = field(default_factory=list)
     # The staged object of each key (same order); empty for markers of the old form.
     staged: list[str] = field(default_factory=list)
+    # The header row the parts were written with (CSV's columns); "" for none, or unknown (a
+    # marker of an earlier version).
+    header: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,31 @@ class MergePlan:
 
 
 @dataclass(frozen=True)
+class ParkedMerge:
+    """A committed merge that could not be built (a part unreadable, missing, or of a schema
+    the others cannot take), set aside with its parts untouched so the partition's other hours
+    go on (``worker.sinks.s3.parking``)."""
+
+    plan: MergePlan
+    cause: str                    # corrupt_part, missing_part or schema_mismatch
+    reason: str                   # for a person: which part, and what is wrong with it
+    since: str                    # when it was parked (UTC ISO-8601)
+    # Each part's ETag when it was parked (None: missing): a change is what makes it worth
+    # trying again.
+    etags: tuple[tuple[str, str | None], ...] = ()
+
+    def as_json(self) -> dict[str, object]:
+        return {"plan": self.plan.as_json(), "cause": self.cause, "reason": self.reason,
+                "since": self.since, "etags": dict(self.etags)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ParkedMerge:
+        return cls(MergePlan.from_json(data["plan"]), str(data.get("cause") or ""),
+                   str(data.get("reason") or ""), str(data.get("since") or ""),
+                   tuple((data.get("etags") or {}).items()))
+
+
+@dataclass(frozen=True)
 class Marker:
     next_offset: int = 0
     pending: Pending | None = None
@@ -80,6 +111,9 @@ class Marker:
     # Hourly publication: committed hour parts not merged yet, and the merge under way.
     hour_parts: tuple[str, ...] = ()
     merge: MergePlan | None = None
+    # The header row of each hour part written with one (CSV), by part key.
+    hour_part_headers: Mapping[str, str] = field(default_factory=dict)
+    parked: tuple[ParkedMerge, ...] = ()
 
     def body(self, owner: str) -> bytes:
         pending = (
@@ -87,13 +121,43 @@ class Marker:
              "staged": self.pending.staged}
             if self.pending else None
         )
+        if pending is not None and self.pending and self.pending.header:
+            pending["header"] = self.pending.header
         data: dict[str, object] = {"next_offset": self.next_offset, "pending": pending,
                                    "owner": owner}
         if self.hour_parts:
             data["hour_parts"] = list(self.hour_parts)
+        by_header: dict[str, list[str]] = {}
+        for key in self.hour_parts:
+            header = self.hour_part_headers.get(key)
+            if header:
+                by_header.setdefault(header, []).append(key)
+        if by_header:
+            data["hour_part_headers"] = by_header
         if self.merge:
             data["merge"] = self.merge.as_json()
+        if self.parked:
+            data["parked"] = [parked.as_json() for parked in self.parked]
         return orjson.dumps(data)
+
+    def with_hour_parts(self, keys: Iterable[str], header: str = "") -> Marker:
+        """This marker with `keys` added to its hour parts (those not listed yet), each
+        recorded with the header row it was written with (if any)."""
+        added = [key for key in keys if key not in self.hour_parts]
+        if not added:
+            return self
+        headers = dict(self.hour_part_headers)
+        if header:
+            headers.update(dict.fromkeys(added, header))
+        return replace(self, hour_parts=self.hour_parts + tuple(added),
+                       hour_part_headers=headers)
+
+    def without_hour_parts(self, keys: Iterable[str]) -> Marker:
+        """This marker without these hour parts (merged, or parked with their plan)."""
+        gone = set(keys)
+        return replace(self, hour_parts=tuple(k for k in self.hour_parts if k not in gone),
+                       hour_part_headers={k: h for k, h in self.hour_part_headers.items()
+                                          if k not in gone})
 
     def moved(self, next_offset: int, pending: Pending | None = None) -> Marker:
         """This marker at another offset (and pending flush), its hourly state kept."""
@@ -102,7 +166,8 @@ class Marker:
     @property
     def state(self) -> tuple[object, ...]:
         """What the marker says, without its ETag."""
-        return (self.next_offset, self.pending, self.hour_parts, self.merge)
+        return (self.next_offset, self.pending, self.hour_parts, self.merge,
+                dict(self.hour_part_headers), self.parked)
 
 
 class MarkerStore:
@@ -126,11 +191,14 @@ class MarkerStore:
         return Marker(
             next_offset=int(data["next_offset"]),
             pending=Pending(int(pending["next_offset"]), list(pending["keys"]),
-                            list(pending.get("staged") or []))
+                            list(pending.get("staged") or []), str(pending.get("header") or ""))
             if pending else None,
             etag=response["ETag"],
             hour_parts=tuple(data.get("hour_parts") or ()),
             merge=MergePlan.from_json(merge) if merge else None,
+            hour_part_headers={key: header for header, keys in
+                               (data.get("hour_part_headers") or {}).items() for key in keys},
+            parked=tuple(ParkedMerge.from_json(p) for p in data.get("parked") or ()),
         )
 
     async def write(self, key: str, marker: Marker, expected_etag: str | None,

@@ -23,7 +23,7 @@ from worker.sinks.base import SinkFailure, SinkOutcomes
 from worker.sinks.s3.concurrency import ByteBudget, gather_bounded
 from worker.sinks.s3.filing import PartitionState
 from worker.sinks.s3.formats.base import Part, PartFormat
-from worker.sinks.s3.hourly import hour_part_key, with_hour_parts
+from worker.sinks.s3.hour_parts import hour_part_key, with_hour_parts
 from worker.sinks.s3.markers import MarkerStore, OwnershipLost, Pending
 from worker.sinks.s3.naming import marker_key, object_key, staging_key
 from worker.sinks.s3.objects import Rejected, S3Objects
@@ -121,15 +121,19 @@ class Publication:
                     f"offset {unsettled[0].position.offset}): the partition is consumed again")
         finals = [final for _, final, _ in staged]
         stagings = [staging for _, _, staging in staged]
+        # The header row the parts were written with (CSV's columns): recorded with them, so
+        # that an hourly merge gives their rows their own header, whatever is configured then.
+        header = self._format.header.decode()
         # The commit point: from here on, whoever owns the partition publishes these parts.
         state.marker = await self._objects.retrying(
             f"write marker {where}", self._markers.write, where,
-            state.marker.moved(state.marker.next_offset, Pending(through, finals, stagings)),
+            state.marker.moved(state.marker.next_offset,
+                               Pending(through, finals, stagings, header)),
             state.marker.etag, state.claim)
         await self.publish(finals, stagings)
         state.marker = await self._objects.retrying(
             f"write marker {where}", self._markers.write, where,
-            with_hour_parts(prefix, state.marker.moved(through), finals),
+            with_hour_parts(prefix, state.marker.moved(through), finals, header),
             state.marker.etag, state.claim)
         written = [event for part, _, _ in staged for event in part.events]
         for part, final, _ in staged:
@@ -173,7 +177,8 @@ class Publication:
             # Staged parts are complete by construction: roll forward.
             await self.publish(pending.keys, pending.staged)
             next_offset = pending.next_offset
-            claimed = with_hour_parts(self.settings.s3_prefix, marker, pending.keys)
+            claimed = with_hour_parts(self.settings.s3_prefix, marker, pending.keys,
+                                      pending.header)
             log.info("%s[%d]: published the previous owner's committed parts: rolled forward "
                      "to %d", *key, next_offset)
         elif pending:

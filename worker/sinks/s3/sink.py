@@ -29,7 +29,9 @@ What it promises
   consumes it again: no record is left without an outcome.
 * **Hourly objects.** With SLUICE_S3_PUBLISH=hourly, parts are published under
   ``_sluice/hour-parts/`` instead, and ``worker.sinks.s3.hourly`` merges each closed hour of a
-  partition into one object (or a few) of the query layout.
+  partition into one object (or a few) of the query layout, CSV parts by the columns each was
+  written with. A merge that cannot be built is parked, its parts untouched, named in
+  ``/health/ready`` and ``sluice_s3_merges_parked``; other hours go on (``…s3.parking``).
 * **Failures.** Connection errors, 5xx, throttling and configuration faults (a storage class,
   a KMS key, a bucket policy, a deleted bucket: ``worker.sinks.s3.triage``) are retried with
   backoff without limit: nothing is acknowledged meanwhile and consumption pauses; a
@@ -50,7 +52,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.config import S3Publish, Settings
 from worker.events.records import Event
-from worker.sinks.base import PartitionKey, Sink, SinkOutcomes
+from worker.sinks.base import NOT_STARTED, PartitionKey, Sink, SinkOutcomes
 from worker.sinks.s3.client import (
     S3StartupError,
     make_client_context,
@@ -61,9 +63,10 @@ from worker.sinks.s3.closing import due_directories, first_open_offset, separabl
 from worker.sinks.s3.filing import PartFiler, PartitionState
 from worker.sinks.s3.formats.base import part_format
 from worker.sinks.s3.hourly import HourlyMerger
-from worker.sinks.s3.markers import MarkerStore, OwnershipLost
+from worker.sinks.s3.markers import MarkerStore, OwnershipLost, ParkedMerge
 from worker.sinks.s3.naming import marker_key
 from worker.sinks.s3.objects import RetryPolicy, S3Objects
+from worker.sinks.s3.parking import describe as describe_parked
 from worker.sinks.s3.publication import Publication, S3SinkStats
 from worker.sinks.s3.spool import SpoolDirectory, claim_spool_directory
 
@@ -145,6 +148,8 @@ class S3Sink(Sink):
         if self._objects is not None and self._objects.faults:
             # A configuration fault pauses the sink: unready, with the setting to fix.
             return "; ".join(sorted(set(self._objects.faults.values())))
+        if self._client is None:
+            return NOT_STARTED
         try:
             await self._client.head_bucket(Bucket=self.settings.s3_bucket)
         except (ClientError, BotoCoreError) as error:
@@ -167,6 +172,7 @@ class S3Sink(Sink):
             self._filer.discard(self._filer.take_parts(state))
         if self._client_context:
             await self._client_context.__aexit__(None, None, None)
+            self._client = None  # closed: `check` says "not started" rather than asking it
         if self._spool:
             self._spool.release()
 
@@ -186,6 +192,16 @@ class S3Sink(Sink):
     @property
     def hour_parts_waiting(self) -> int:
         return sum(len(state.marker.hour_parts) for state in self._partitions.values())
+
+    @property
+    def parked_merges(self) -> list[tuple[PartitionKey, ParkedMerge]]:
+        """The parked merges of the partitions this worker owns (``worker.sinks.s3.parking``)."""
+        return [(key, entry) for key, state in sorted(self._partitions.items())
+                for entry in state.marker.parked]
+
+    def notice(self) -> str | None:
+        parked = self.parked_merges
+        return "; ".join(describe_parked(key, entry) for key, entry in parked) or None
 
     @property
     def paused_calls(self) -> int:

@@ -12,7 +12,7 @@ from elasticsearch import ApiError
 
 from worker.config import load_settings
 from worker.events.records import Event, KafkaPosition, SourceRecord
-from worker.sinks.base import SinkFailure
+from worker.sinks.base import NOT_STARTED, SinkFailure
 from worker.sinks.elasticsearch.naming import IndexNamer, index_glob, index_template
 from worker.sinks.elasticsearch.sink import ElasticsearchSink
 
@@ -276,7 +276,7 @@ def test_template_maps_ids_as_keywords_and_times_as_dates() -> None:
     template = index_template("events-%Y.%m.%d", data_stream=False)
     properties = template["template"]["mappings"]["properties"]
     assert template["index_patterns"] == ["events-*"]
-    assert properties["event_id"] == {"type": "keyword"}
+    assert properties["event_id"]["type"] == "keyword"
     assert properties["timestamp"] == {"type": "date"}
     # Producer-defined objects: one field each, no mapping explosion, no type conflicts.
     assert {properties[name]["type"] for name in ("context", "properties", "traits")} == {
@@ -339,3 +339,13 @@ async def test_a_whole_request_refused_with_429_holds_its_documents_as_backpress
         holding_seen
     assert outcomes.delivered == ["a", "b"] and outcomes.failed == []
     assert sink.holding() == {} and sink.backpressure.held == 0
+
+
+async def test_the_readiness_check_before_start_and_after_stop_answers_not_started() -> None:
+    # A probe may come before the client exists (issue 26: an AssertionError, a 500).
+    sink = ElasticsearchSink(Outcomes(), load_settings())  # type: ignore[arg-type]
+    assert await sink.check() == NOT_STARTED
+    sink._client = ScriptedClient()  # type: ignore[assignment]
+    assert await sink.check() is None
+    await sink.stop()
+    assert await sink.check() == NOT_STARTED

@@ -16,8 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from worker.events import json_codec
 from worker.events.records import Event
 from worker.sinks.s3.formats.compression import GzipWriter
 from worker.sinks.s3.naming import HourSlot
@@ -29,7 +28,7 @@ DEFAULT_CSV_COLUMNS = ("event_id", "type", "event", "timestamp", "received_at", 
 
 
 def ndjson_line(document: dict[str, Any]) -> bytes:
-    return orjson.dumps(document) + b"\n"
+    return json_codec.dumps(document) + b"\n"
 
 
 class CsvColumns:
@@ -66,7 +65,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
+        return json_codec.dumps(value).decode()
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
