@@ -9,9 +9,10 @@
 
 200 only once the broker has committed every record of the request; 400 (not the form, or an
 unreadable header), 401 (no credentials), 403 (wrong credentials), 408 (too slow), 413 (too
-large), 429 (too many failed authentications), 503 with Retry-After (nothing was written: the
-broker did not acknowledge in time, or no room for the body now), 504 (the broker did not confirm
-the commit). Errors carry the reason: `{"error": "…"}`, or Firehose's `errorMessage`.
+large), 429 (too many failed authentications, or a write key's rate limit), 503 with
+Retry-After (nothing was written: the broker did not acknowledge in time, or no room for the
+body now), 504 (the broker did not confirm the commit). Errors carry the reason:
+`{"error": "…"}`, Firehose's `errorMessage`, or the tracking API's Segment-shaped error.
 
 Every path is registered in ``IngestServer.application()`` and sits behind the same guards:
 ``worker.ingest.connections`` (connections, header deadline and size) and
