@@ -47,6 +47,27 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
         await consumer.stop()
 
 
+async def count_records(bootstrap: str, topic: str) -> int:
+    """Records of the topic as a read_committed reader sees them (the worker reads so):
+    aborted transactions left out, and no transaction marker counted, as offsets would."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed", max_poll_records=10_000)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(
+            await consumer._client._wait_on_metadata(topic))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        count = 0
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            count += sum(len(batch) for batch in
+                         (await consumer.getmany(timeout_ms=1000)).values())
+        return count
+    finally:
+        await consumer.stop()
+
+
 class CommitWatch:
     """Polls a group's committed offsets until they reach the topic's end offsets."""
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from tests.support.ingest_traffic import Ingest, access_log, ingest_settings, segment_event
-from tests.support.ledger import assert_exactly_once, elasticsearch_ids, s3_ids
+from tests.support.ledger import assert_exactly_once, elasticsearch_ids, s3_ids, topic_values
 from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
 from worker.kafka.group_offsets import group_progress
@@ -93,8 +93,12 @@ async def test_requests_of_every_form_reach_both_sinks_exactly_once(
     finally:
         codes = ingest_process.stop(), worker.stop()
     assert codes == (0, 0), (ingest_process.log()[-2000:], worker.log()[-2000:])
-    # Exactly the accepted events are on the topic: nothing of a refused request.
-    assert sum(p.end_offset for p in progress) == len(accepted) == 20 + 40 + 48 + 21
+    # Exactly the accepted events are on the topic: nothing of a refused request (counted as
+    # records, not offsets: each transaction ends with a marker), and the worker's commits
+    # reached the end of every partition, past the markers.
+    assert len(await topic_values(settings, isolation_level="read_uncommitted")) == \
+        len(accepted) == 20 + 40 + 48 + 21
+    assert all(p.committed == p.end_offset for p in progress), progress
     assert not accepted & refused
     assert_exactly_once(accepted, await elasticsearch_ids(settings), "Elasticsearch")
     assert_exactly_once(accepted, await s3_ids(settings), "S3")

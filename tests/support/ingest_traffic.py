@@ -43,12 +43,16 @@ def access_log() -> tuple[str, dict]:
 class Ingest:
     """A client of one `sluice ingest`: each method sends one request and returns its answer."""
 
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession,
+                 forwarded_for: str | None = None) -> None:
         self.url = f"http://127.0.0.1:{settings.ingest_port}"
         self.session = session
+        # As a proxy in front would say: the client's address (believed from trusted proxies).
+        self.forwarded = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
 
     async def _post(self, path: str, body: bytes, headers: dict[str, str]
                     ) -> tuple[int, dict, dict[str, str]]:
+        headers = {**headers, **self.forwarded}
         async with self.session.post(self.url + path, data=body, headers=headers) as response:
             return response.status, await response.json(), dict(response.headers)
 

@@ -9,7 +9,7 @@ import uuid
 from collections import Counter
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from tests.support.es_reads import event_ids
@@ -66,6 +66,31 @@ async def steady_traffic(settings: Settings, produced: dict[str, int], stop: asy
 async def committed_total(settings: Settings) -> int:
     """The group's committed offsets on the source topic, summed over its partitions."""
     return sum(p.committed or 0 for p in await group_progress(settings, settings.source_topic))
+
+
+async def topic_values(settings: Settings, topic: str | None = None,
+                       isolation_level: str = "read_committed") -> list[bytes]:
+    """Every record value of the topic (the source topic by default), as a reader with
+    `isolation_level` sees them: `read_committed` (as the worker) leaves out aborted
+    transactions. Counting offsets would count transaction markers as records."""
+    topic = topic or settings.source_topic
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False,
+                                isolation_level=isolation_level)
+    await consumer.start()
+    try:
+        partitions = sorted(await consumer._client._wait_on_metadata(topic))
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        values: list[bytes] = []
+        async with asyncio.timeout(60):
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    values.extend(record.value for record in batch)
+        return values
+    finally:
+        await consumer.stop()
 
 
 async def elasticsearch_ids(settings: Settings) -> Counter[str]:

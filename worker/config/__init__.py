@@ -6,9 +6,9 @@ a description. The README's settings table is produced from this model
 (``sluice settings --markdown``), so the two cannot drift apart.
 
 The settings are declared by group, one module each (``kafka``, ``pipeline``, ``elasticsearch``,
-``s3``, ``iceberg``, ``ingest``, ``kibana``); ``Settings`` joins the groups into the one
-validated object every part of Sluice receives, and holds the rules that span groups.
-``unknown_settings`` finds misspelled ``SLUICE_*`` variables.
+``s3``, ``iceberg``, ``ingest``, ``ingest_limits``, ``kibana``); ``Settings`` joins the groups
+into the one validated object every part of Sluice receives, and holds the rules that span
+groups. ``unknown_settings`` finds misspelled ``SLUICE_*`` variables.
 
 Imports: nothing of Sluice. Every other package imports the settings, so a settings module that
 imported one of them would make a circle; what a setting's check needs (the key template's
@@ -28,6 +28,7 @@ from worker.config.elasticsearch import ElasticsearchSettings
 from worker.config.event_time import EventTimeSettings
 from worker.config.iceberg import IcebergCatalogType, IcebergPartitionBy, IcebergSettings
 from worker.config.ingest import IngestForm, IngestSettings
+from worker.config.ingest_limits import IngestLimitSettings
 from worker.config.kafka import (
     KafkaSaslMechanism,
     KafkaSecurityProtocol,
@@ -67,12 +68,11 @@ class LogLevel(StrEnum):
 
 
 # Bases are listed last group first: pydantic orders fields from the last base to the first, so
-# the settings table reads Kafka, pipeline, Elasticsearch, S3, ingest, Kibana, then the worker's
-# own.
+# the settings table reads Kafka, pipeline, Elasticsearch, S3, Iceberg, event time, ingest and its
+# limits, Kibana, then the worker's own.
 class Settings(
-    KibanaSettings, IngestSettings, EventTimeSettings, IcebergSettings, S3Settings,
-    ElasticsearchSettings,
-    PipelineSettings, KafkaSettings, BaseSettings,
+    KibanaSettings, IngestLimitSettings, IngestSettings, EventTimeSettings, IcebergSettings,
+    S3Settings, ElasticsearchSettings, PipelineSettings, KafkaSettings, BaseSettings,
 ):
     """All of Sluice's configuration, validated once at start-up."""
 
@@ -125,6 +125,37 @@ class Settings(
             )
         return self
 
+    @model_validator(mode="after")
+    def _ingest_limits_fit_together(self) -> Self:
+        # A body of the largest size must fit in the budget, or it could never be read.
+        if self.ingest_body_budget_bytes < self.ingest_max_body_bytes:
+            raise ValueError(
+                f"SLUICE_INGEST_BODY_BUDGET_BYTES ({self.ingest_body_budget_bytes}) must be at "
+                f"least SLUICE_INGEST_MAX_BODY_BYTES ({self.ingest_max_body_bytes})")
+        if not (self.ingest_max_body_bytes <= self.ingest_unverified_body_bytes
+                <= self.ingest_body_budget_bytes):
+            raise ValueError(
+                f"SLUICE_INGEST_UNVERIFIED_BODY_BYTES ({self.ingest_unverified_body_bytes}) is "
+                f"a part of SLUICE_INGEST_BODY_BUDGET_BYTES ({self.ingest_body_budget_bytes}) "
+                f"that a signed body of SLUICE_INGEST_MAX_BODY_BYTES "
+                f"({self.ingest_max_body_bytes}) must fit in: between the two")
+        # analytics.js names its write key in the body, which is read before it is verified: a
+        # batch of the largest size must fit the unverified part, or it could never be read.
+        if (IngestForm.TRACKING in self.ingest_forms
+                and self.ingest_unverified_body_bytes < self.ingest_tracking_max_batch_bytes):
+            raise ValueError(
+                f"SLUICE_INGEST_UNVERIFIED_BODY_BYTES ({self.ingest_unverified_body_bytes}) must "
+                f"be at least SLUICE_INGEST_TRACKING_MAX_BATCH_BYTES "
+                f"({self.ingest_tracking_max_batch_bytes}) with the `tracking` form: a batch "
+                "whose write key is in its body is read before the key is verified")
+        # A transaction lasts at most the produce timeout and its commit.
+        if self.ingest_transaction_timeout <= self.ingest_produce_timeout + 1:
+            raise ValueError(
+                f"SLUICE_INGEST_TRANSACTION_TIMEOUT ({self.ingest_transaction_timeout:g}s) must "
+                f"be longer than SLUICE_INGEST_PRODUCE_TIMEOUT "
+                f"({self.ingest_produce_timeout:g}s) plus one second")
+        return self
+
     @field_validator("sinks", "s3_csv_columns", "ingest_forms", "ingest_bearer_tokens",
                      mode="before")
     @classmethod
@@ -138,7 +169,8 @@ class Settings(
         "elasticsearch_api_key", "elasticsearch_username", "elasticsearch_password",
         "elasticsearch_ca_certs", "s3_server_side_encryption", "s3_sse_kms_key_id",
         "s3_storage_class", "ingest_segment_shared_secret", "ingest_segment_username",
-        "ingest_segment_password", "ingest_firehose_access_key", "kafka_sasl_mechanism",
+        "ingest_segment_password", "ingest_firehose_access_key",
+        "ingest_transactional_id_prefix", "kafka_sasl_mechanism",
         "kafka_sasl_username", "kafka_sasl_password", "kafka_sasl_oauth_token",
         "kafka_aws_region", "kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file",
         "kafka_ssl_key_password", "s3_ca_bundle", "kibana_api_key", "kibana_username",

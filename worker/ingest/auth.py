@@ -1,8 +1,10 @@
 """Who may send: each form's credentials, compared in constant time.
 
-A request without credentials gets 401; one with credentials that do not match gets 403.
-Secrets are compared with ``hmac.compare_digest`` so the time of an answer says nothing about
-how much of a guess was right.
+A request without credentials gets 401; one with credentials that do not match gets 403; a
+credential header that is not text (a byte that is not UTF-8) gets 400. Each of them counts as a
+failed authentication of the client (``worker.ingest.rate_limits.AuthFailures``). Secrets are
+compared with ``hmac.compare_digest`` so the time of an answer says nothing about how much of a
+guess was right.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hmac
 from aiohttp import web
 
 from worker.config import IngestForm, Settings
-from worker.ingest.errors import Forbidden, Unauthenticated
+from worker.ingest.errors import BadHeader, Forbidden, Unauthenticated
 from worker.ingest.write_keys import WriteKeyError, WriteKeys
 
 SIGNATURE_HEADER = "X-Signature"
@@ -24,6 +26,23 @@ FIREHOSE_KEY_HEADER = "X-Amz-Firehose-Access-Key"
 
 def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def credential_header(request: web.Request, name: str) -> str | None:
+    """A header holding a credential, or None; BadHeader (400) if it is not UTF-8 text.
+
+    aiohttp keeps a header's undecodable bytes as surrogates, which cannot be compared.
+    """
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        refusal = BadHeader(f"the {name} header is not UTF-8 text")
+        refusal.failed_authentication = True
+        raise refusal from None
+    return value
 
 
 def credential_problems(settings: Settings) -> list[str]:
@@ -62,7 +81,7 @@ def segment_signature(secret: str, body: bytes) -> str:
 
 
 def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, value = (credential_header(request, "Authorization") or "").partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
@@ -72,14 +91,16 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
     return user, password
 
 
-def segment_presents_credentials(request: web.Request) -> bool:
-    """Whether a Segment request carries a signature or basic auth (checked before its body)."""
-    return SIGNATURE_HEADER in request.headers or _basic_credentials(request) is not None
+def segment_signature_presented(settings: Settings, request: web.Request) -> bool:
+    """Whether a Segment request is to be verified by its `X-Signature`, which needs its body;
+    any other Segment credential is in a header and is verified before the body is read."""
+    return (credential_header(request, SIGNATURE_HEADER) is not None
+            and bool(settings.ingest_segment_shared_secret))
 
 
 def verify_segment(settings: Settings, request: web.Request, body: bytes) -> None:
     """A valid `X-Signature` for the body, or the configured basic-auth user and password."""
-    signature = request.headers.get(SIGNATURE_HEADER)
+    signature = credential_header(request, SIGNATURE_HEADER)
     secret = settings.ingest_segment_shared_secret
     if signature is not None and secret:
         if not _same(signature.strip().lower(), segment_signature(secret, body)):
@@ -102,7 +123,7 @@ def verify_segment(settings: Settings, request: web.Request, body: bytes) -> Non
 
 def verify_firehose(settings: Settings, request: web.Request) -> None:
     """The delivery stream's access key, in `X-Amz-Firehose-Access-Key`."""
-    given = request.headers.get(FIREHOSE_KEY_HEADER)
+    given = credential_header(request, FIREHOSE_KEY_HEADER)
     if not given:
         raise Unauthenticated(f"no {FIREHOSE_KEY_HEADER} header")
     if not _same(given, settings.ingest_firehose_access_key or ""):
@@ -111,7 +132,7 @@ def verify_firehose(settings: Settings, request: web.Request) -> None:
 
 def verify_bearer(settings: Settings, request: web.Request) -> None:
     """One of the configured bearer tokens, in `Authorization: Bearer …`."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, token = (credential_header(request, "Authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("no `Authorization: Bearer <token>` header",
                               {"WWW-Authenticate": 'Bearer realm="sluice"'})

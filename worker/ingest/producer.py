@@ -1,31 +1,42 @@
-"""The producer behind `sluice ingest`: every record acknowledged by the broker, or a 503.
+"""The producer behind `sluice ingest`: 200 means committed, 503 means never visible.
 
-aiokafka's producer with ``acks="all"`` and idempotence: a retried send is written once, and
-records of one key stay in order. A request is answered 200 only when the broker has
-acknowledged every one of its records; when it has not within SLUICE_INGEST_PRODUCE_TIMEOUT
-(broker down, leader moving, unknown topic), the request gets 503 and Retry-After.
+aiokafka's transactional producer (``acks="all"``, idempotent): a request's records are produced
+in a transaction
+(``worker.ingest.transactions``) and the request is answered 200 once the transaction is
+committed. When the broker has not acknowledged them within SLUICE_INGEST_PRODUCE_TIMEOUT (broker
+down or paused, leader moving, unknown topic), the request gets 503 and Retry-After, and its
+transaction is aborted, never committed: the worker reads ``read_committed``, so records of a
+request answered 503 never reach Elasticsearch or S3, even those the broker appends later. The
+one answer that promises neither is 504 (``Unconfirmed``): the broker stopped answering between
+the request's acknowledgements and its commit.
 
-After a failed send the producer is replaced by a new one, connected in the background: a
-producer whose batches expired may hold sequence numbers the broker will refuse, and a new
-producer id starts clean. Until it is connected, requests are answered 503 at once instead of
-each waiting for the timeout. Some records of a request answered 503 may still have reached the
-broker; a client's retry then produces them again (Elasticsearch keeps one document per event
-id; S3 may keep both, as for any at-least-once producer).
+Each producer has a transactional id of its own (``<prefix>-<start time>-<n>``,
+SLUICE_INGEST_TRANSACTIONAL_ID_PREFIX) and is retired after an aborted transaction: a new one is
+connected in the background. A producer whose abort or commit is not answered may have left a
+transaction open: before the new one writes, a producer with the lost one's id is started and
+closed, which fences the old one and makes the broker abort what it left open. Until the new one
+is connected, requests are answered 503 at once instead of each waiting for the timeout. An
+instance killed mid-request leaves its transaction to the broker, which aborts it after
+SLUICE_INGEST_TRANSACTION_TIMEOUT (the local stack's broker never does: see the README).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections.abc import Sequence
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from worker.config import Settings
-from worker.ingest.errors import Unavailable
+from worker.ingest.errors import Unavailable, Unconfirmed
 from worker.ingest.forms import IngestRecord
+from worker.ingest.transactions import Doomed, ProducerLost, TransactionLoop, Unknown
 from worker.kafka.connection import client_options
 from worker.kafka.topics import ensure_topics
 
@@ -36,14 +47,28 @@ STOP_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 30.0
 
 
+def transactional_ids(settings: Settings) -> Iterator[str]:
+    """The transactional ids of this process's producers, one each: the prefix
+    (SLUICE_INGEST_TRANSACTIONAL_ID_PREFIX, else `sluice-ingest-<host name>`), the process's
+    start time in milliseconds and a count."""
+    prefix = settings.ingest_transactional_id_prefix or f"sluice-ingest-{socket.gethostname()}"
+    started = time.time_ns() // 1_000_000
+    return (f"{prefix}-{started}-{n}" for n in itertools.count())
+
+
 class IngestProducer:
-    """Sends a request's records and waits for all their acknowledgements."""
+    """Sends a request's records in a transaction and waits for its commit."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._ids = transactional_ids(settings)
+        self.transactional_id = next(self._ids)
+        self._fence: str | None = None  # the id of a lost producer, to fence before writing
         self.problem: str | None = "not connected to the broker yet"
         self.ever_connected = False
-        self._producer: AIOKafkaProducer | None = None
+        # Called with "committed", "aborted" or "unconfirmed" per transaction (the metrics).
+        self.on_outcome: Callable[[str], None] = lambda outcome: None
+        self._transactions: TransactionLoop | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._topics_ensured = False
@@ -51,55 +76,61 @@ class IngestProducer:
     @property
     def available(self) -> bool:
         """Whether a connected producer is there to take records."""
-        return self._producer is not None
+        return self._transactions is not None
 
     def start(self) -> None:
         """Connect in the background (requests get 503 until connected)."""
         self._reconnect()
 
     async def stop(self) -> None:
-        """Flush and close: records already sent are delivered or fail their requests."""
+        """Stop after the transaction in progress, and close the producer."""
         if self._connecting:
             self._connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connecting
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            await self._close(producer)
+        transactions, self._transactions = self._transactions, None
+        if transactions is not None:
+            await transactions.stop()
+            await self._close(transactions.producer)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def send_all(self, records: Sequence[IngestRecord]) -> None:
-        """Return once the broker acknowledged every record; else raise Unavailable."""
-        producer = self._producer
-        if producer is None:
+        """Return once every record is committed; else Unavailable (503: none of them will be
+        visible) or Unconfirmed (504: the commit was not answered)."""
+        transactions = self._transactions
+        if transactions is None:
             raise self._unavailable()
-        topic = self.settings.source_topic
+        deadline = asyncio.get_running_loop().time() + self.settings.ingest_produce_timeout
         try:
-            async with asyncio.timeout(self.settings.ingest_produce_timeout):
-                # send() returns once a record is in a batch: records keep the request's order.
-                futures = [await producer.send(topic, record.value, key=record.key,
-                                               headers=list(record.headers) or None)
-                           for record in records]
-                await asyncio.gather(*futures)
-        except (KafkaError, TimeoutError) as error:
-            self._lost(producer, error)
-            raise self._unavailable() from None
+            await transactions.send(records, deadline)
+        except Doomed as doomed:
+            reason = str(doomed) or f"no commit within {self.settings.ingest_produce_timeout:g}s"
+            raise self._unavailable(reason) from None
+        except Unknown:
+            raise Unconfirmed(
+                "the broker did not confirm in time whether the events were written; sending "
+                "them again may write them twice",
+                {"Retry-After": str(self.settings.ingest_retry_after)}) from None
 
-    def _unavailable(self) -> Unavailable:
-        return Unavailable(f"the broker is unavailable ({self.problem}); retry later",
+    def _unavailable(self, reason: str | None = None) -> Unavailable:
+        return Unavailable(f"the broker is unavailable ({reason or self.problem}); nothing of "
+                           "this request was written; retry later",
                            {"Retry-After": str(self.settings.ingest_retry_after)})
 
-    def _lost(self, producer: AIOKafkaProducer, error: BaseException) -> None:
-        if self._producer is not producer:
-            return  # another request already replaced it
-        reason = (f"no acknowledgement within {self.settings.ingest_produce_timeout:g}s"
-                  if isinstance(error, TimeoutError) else f"{type(error).__name__}: {error}")
-        log.warning("ingest: sending to %s failed (%s); answering 503 until the broker is back",
-                    self.settings.source_topic, reason)
-        self.problem = reason
-        self._producer = None
-        task = asyncio.create_task(self._close(producer))
+    def _lost(self, transactions: TransactionLoop, lost: ProducerLost) -> None:
+        if self._transactions is not transactions:
+            return
+        if lost.fence:
+            log.warning("ingest: the producer of %s is lost (%s); answering 503 until the "
+                        "broker is back", self.settings.source_topic, lost)
+            self._fence = self.transactional_id
+        else:
+            log.info("ingest: %s; going on with a new producer", lost)
+        self.problem = str(lost)
+        self.transactional_id = next(self._ids)
+        self._transactions = None
+        task = asyncio.create_task(self._close(transactions.producer))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
         self._reconnect()
@@ -119,6 +150,9 @@ class IngestProducer:
                         # the source topic with one partition before it does.
                         await ensure_topics(self.settings)
                         self._topics_ensured = True
+                    if self._fence is not None:
+                        await self._fence_lost(self._fence)
+                        self._fence = None
                     await producer.start()
             except (KafkaError, OSError, TimeoutError) as error:
                 self.problem = f"{type(error).__name__}: {error}"
@@ -128,18 +162,36 @@ class IngestProducer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX)
                 continue
-            self._producer, self.problem, self.ever_connected = producer, None, True
-            log.info("ingest: producing to %s on %s (acks=all, idempotent)",
-                     self.settings.source_topic, self.settings.kafka_bootstrap_servers)
+            transactions = TransactionLoop(producer, self.settings.source_topic,
+                                           self.on_outcome, self._lost)
+            transactions.start()
+            self._transactions, self.problem, self.ever_connected = transactions, None, True
+            log.info("ingest: producing to %s on %s (transactions as %s, acks=all)",
+                     self.settings.source_topic, self.settings.kafka_bootstrap_servers,
+                     self.transactional_id)
             return
 
-    def _new_producer(self) -> AIOKafkaProducer:
+    async def _fence_lost(self, lost_id: str) -> None:
+        """Start (and close) a producer with a lost producer's id: the broker fences the lost
+        one and aborts the transaction it left open. It writes nothing: see the module
+        docstring of ``worker.ingest.transactions`` for why an id that aborted never writes."""
+        fence = self._new_producer(lost_id)
+        try:
+            await fence.start()
+        finally:
+            await self._close(fence)
+        log.info("ingest: fenced the lost producer %s (what it left open is aborted)", lost_id)
+
+    def _new_producer(self, transactional_id: str | None = None) -> AIOKafkaProducer:
         timeout_ms = int(self.settings.ingest_produce_timeout * 1000)
         return AIOKafkaProducer(
             **client_options(self.settings),
             acks="all",
             enable_idempotence=True,
-            linger_ms=2,
+            transactional_id=transactional_id or self.transactional_id,
+            transaction_timeout_ms=int(self.settings.ingest_transaction_timeout * 1000),
+            # A transaction is a batch already: its records go out at once.
+            linger_ms=0,
             request_timeout_ms=max(timeout_ms, 1000),
             max_request_size=2 * self.settings.max_record_bytes + 65536,
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 
 from worker.config import Settings
@@ -28,12 +29,30 @@ from worker.ops.status_page import StatusPage
 log = logging.getLogger(__name__)
 
 
+# Descriptors besides the client connections: the broker, the ops server, logs, the loop.
+SPARE_FILES = 64
+
+
 def check_settings(settings: Settings) -> None:
     """Refuse a configuration that could not verify a form's requests."""
     problems = credential_problems(settings)
     if problems:
         raise IngestStartupError("sluice ingest cannot start: " + "; ".join(problems)
                                  + " (or leave the form out of SLUICE_INGEST_FORMS)")
+
+
+def ensure_file_limit(settings: Settings) -> None:
+    """Raise the open-file limit to what SLUICE_INGEST_MAX_CONNECTIONS needs, or refuse to start:
+    past the limit, accepting a connection fails and nobody is answered, not even with 503."""
+    needed = settings.ingest_max_connections + SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise IngestStartupError(
+                f"sluice ingest cannot start: SLUICE_INGEST_MAX_CONNECTIONS="
+                f"{settings.ingest_max_connections} needs {needed} open files, and the limit is "
+                f"{hard} (ulimit -n): lower the setting or raise the limit")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 async def _listen(server: IngestServer | OpsServer, host: str, port: int, setting: str) -> None:
@@ -48,8 +67,10 @@ async def _listen(server: IngestServer | OpsServer, host: str, port: int, settin
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set, or SIGTERM / SIGINT arrives."""
     check_settings(settings)
+    ensure_file_limit(settings)
     producer = IngestProducer(settings)
     metrics = IngestMetrics(lambda: producer.available)
+    producer.on_outcome = lambda outcome: metrics.transactions.labels(outcome).inc()
     server = IngestServer(settings, producer, metrics)
 
     async def readiness() -> dict[str, str]:

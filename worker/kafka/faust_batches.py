@@ -10,7 +10,8 @@ the consumer thread, the commit timer) and replaces only that path:
   hands it, per partition, to a *route* (``DirectRoute``: await a handler; ``AgentRoute`` in
   ``worker.kafka.faust_batch_agent``: one Faust event per batch to an agent);
 - commits come from ``committable(tp)`` (one past the last settled record of the partition)
-  instead of Faust's per-message acks: the commit timer commits what the pipeline settled;
+  instead of Faust's per-message acks: the commit timer commits what the pipeline settled, and
+  past the transaction markers that follow it (``worker.kafka.fetched_ends``);
 - ``rewind(tp, offset)`` makes a partition deliver its records from ``offset`` again.
 
 Faust's rules are kept, record for record:
@@ -53,6 +54,7 @@ from faust.types import TP
 from mode import Service
 
 from worker.events.records import KafkaPosition, SourceRecord
+from worker.kafka.fetched_ends import FetchedEnds, fetch_position
 
 # Fairness cap: records handed over per partition in one handler call.
 DEFAULT_MAX_RECORDS_PER_PARTITION = 500
@@ -146,6 +148,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         self._seek_generation = 0
         self._rewinds: dict[TP, int] = {}
         self._pending_rewinds: dict[TP, int] = {}
+        self._fetched_ends = FetchedEnds()
 
     def attach(
         self,
@@ -192,6 +195,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         """
         self._rewinds[tp] = self._rewinds.get(tp, 0) + 1
         self._pending_rewinds[tp] = offset
+        self._fetched_ends.forget(tp)
         # As Faust's seek(): no read offset (None) for offset 0.
         self._read_offset[tp] = offset if offset else None
 
@@ -216,6 +220,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
     async def perform_seek(self) -> None:
         """Faust's seek of every partition to its committed offset; earlier batches go stale."""
         self._seek_generation += 1
+        self._fetched_ends.forget()
         await super().perform_seek()
 
     # -- commits --------------------------------------------------------------------------
@@ -266,8 +271,13 @@ class BatchConsumer(aiokafka_driver.Consumer):
     def _new_offset(self, tp: TP) -> int | None:
         """The offset Faust's commit uses: ``committable`` for batched partitions."""
         if tp.topic in self._batch_topics and self._committable is not None:
-            return self._committable(tp)
+            return self._fetched_ends.commit_offset(tp, self._committable(tp),
+                                                    self._read_offset.get(tp))
         return super()._new_offset(tp)
+
+    def _position(self, tp: TP) -> int | None:
+        """The aiokafka consumer's position of `tp`: the next offset it fetches."""
+        return fetch_position(getattr(self._thread, "_consumer", None), tp)
 
     # -- the drain loop -------------------------------------------------------------------
 
@@ -289,6 +299,9 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 generation = self._seek_generation
                 rewinds = dict(self._rewinds)
                 records, active = await self._wait_next_records(FETCH_TIMEOUT_SECONDS)
+                # Read at once: the positions this fetch left.
+                ends = {tp: self._position(tp) for tp in {*self._fetched_ends.known(),
+                                                          *(records or ())}}
                 # As Faust: the fetch may return at once; give the loop a turn.
                 await self.sleep(0)
                 if records and not self.should_stop:
@@ -305,7 +318,9 @@ class BatchConsumer(aiokafka_driver.Consumer):
                         # position; the seek just done makes the partition's records come again.
                         await self._deliver(
                             {tp: raw for tp, raw in records.items() if tp not in rewound},
-                            active, generation, rewinds)
+                            active, generation, rewinds, ends)
+                elif not records and generation == self._seek_generation:
+                    self._fetched_ends.fetching({}, ends)
                 unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -337,8 +352,12 @@ class BatchConsumer(aiokafka_driver.Consumer):
         active: set[TP] | None,
         generation: int,
         rewinds: Mapping[TP, int],
+        ends: Mapping[TP, int | None] | None = None,
     ) -> None:
-        """Deliver one fetch: partitions in turn, at most the fairness cap per handler call."""
+        """Deliver one fetch: partitions in turn, at most the fairness cap per handler call;
+        `ends` are the consumer's positions after the fetch."""
+        ends = ends or {}
+        self._fetched_ends.fetching(records, ends)
         consumer_generation = self.app.consumer_generation_id
         pending = {
             tp: raw for tp, raw in records.items()
@@ -355,10 +374,14 @@ class BatchConsumer(aiokafka_driver.Consumer):
                     del pending[tp]  # rewound or revoked since the fetch: stale
                     continue
                 chunk = raw[start:start + cap]
-                if start + cap >= len(raw):
+                last = start + cap >= len(raw)
+                if last:
                     del pending[tp]
                 if tp.topic in self._batch_topics:
                     await self._deliver_batch(tp, chunk, (generation, rewinds.get(tp, 0)))
+                    if (last and generation == self._seek_generation
+                            and rewinds.get(tp, 0) == self._rewinds.get(tp, 0)):
+                        self._fetched_ends.delivered(tp, ends.get(tp))
                 else:
                     await self._deliver_messages(tp, chunk)
             start += cap

@@ -3,8 +3,9 @@ complete seeks, and paced empty fetches.
 
 ``SluiceTransport`` is what the app installs; its consumer (``SluiceConsumer``) reads the source
 topic in batches (``worker.kafka.faust_batches``) and keeps its group membership through a rebalance
-(``RebalanceAwareConsumer``); its consumer thread (``SluiceConsumerThread``) fixes how the
-aiokafka consumer finds its place and paces empty fetches (``worker.kafka.fetch_pacing``). Every
+(``RebalanceAwareConsumer``); its consumer thread (``SluiceConsumerThread``) reads
+``read_committed``, fixes how the aiokafka consumer finds its place and paces empty fetches
+(``worker.kafka.fetch_pacing``). Every
 Faust and aiokafka internal used here is pinned by ``tests/unit/kafka/test_faust_contract.py`` or a
 test of its own in ``tests/unit/test_app.py``.
 """
@@ -33,6 +34,18 @@ class SluiceConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     - A broker that answers empty fetches at once is not asked again at once
       (`worker.kafka.fetch_pacing`): the spin would take the GIL from the pipeline.
     """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        """Faust's aiokafka consumer, reading ``read_committed``.
+
+        `sluice ingest` produces in transactions and aborts the transaction of a request it
+        answered 503; only a ``read_committed`` reader leaves such records out. Records of
+        producers without transactions are read as before. Faust sets the isolation level only
+        for its exactly-once mode; aiokafka reads ``_isolation_level`` when it starts.
+        """
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"
+        return consumer
 
     async def on_start(self) -> None:
         await super().on_start()

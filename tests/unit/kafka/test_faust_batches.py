@@ -69,6 +69,9 @@ class Harness:
         self.consumer._set_active_tps(set(assigned))
         self.consumer.assignment = lambda: set(assigned)  # type: ignore[method-assign]
         self.consumer.highwater = lambda tp: 10_000  # type: ignore[method-assign]
+        # The aiokafka consumer's positions after a fetch (past transaction markers).
+        self.positions: dict[TP, int] = {}
+        self.consumer._position = self.positions.get  # type: ignore[method-assign]
         self.script: list[tuple[Callable[[], Any] | None, dict[TP, list[ConsumerRecord]]]] = []
         self.consumer._wait_next_records = self._next  # type: ignore[method-assign]
         self.seeks: list[dict[TP, int]] = []
@@ -312,6 +315,53 @@ async def test_commit_loop_commits_at_once_when_every_record_is_settled() -> Non
 
 async def _async_noop(*_: Any) -> None:
     return None
+
+
+async def test_the_commit_goes_past_transaction_markers_once_all_fetched_is_settled() -> None:
+    # Records 0-2, then the marker of their transaction at 3: the consumer's position is 4.
+    h = Harness()
+    h.fetch({P0: records(P0, 0, 2)}, before=lambda: h.positions.update({P0: 4}))
+    await h.run()
+    h.settled[P0] = 2  # record 2 still in a sink: nothing past it
+    assert h.consumer._new_offset(P0) == 2
+    h.settled[P0] = 3  # all settled: the marker is no record, commit past it
+    assert h.consumer._new_offset(P0) == 4
+
+
+async def test_no_commit_goes_past_fetched_records_that_were_not_delivered() -> None:
+    h = Harness(cap=1)
+
+    async def stop_flow(tp: TP, batch: list[SourceRecord]) -> None:
+        h.consumer.stop_flow()
+
+    h.on_batch = stop_flow
+    h.fetch({P0: records(P0, 0, 2)}, before=lambda: h.positions.update({P0: 4}))
+    await h.run()
+    assert h.delivered == [(P0, [0])]
+    h.settled[P0] = 1  # record 0 settled; 1 and 2 were fetched, never delivered
+    assert h.consumer._new_offset(P0) == 1
+
+
+async def test_a_fetch_of_markers_alone_moves_the_commit_on() -> None:
+    h = Harness()
+    h.fetch({P0: records(P0, 0, 1)}, before=lambda: h.positions.update({P0: 2}))
+    h.fetch({}, before=lambda: h.positions.update({P0: 3}))  # the commit marker came later
+    await h.run()
+    h.settled[P0] = 2
+    assert h.consumer._new_offset(P0) == 3
+
+
+async def test_a_rewind_or_a_seek_forgets_the_fetched_end() -> None:
+    h = Harness()
+    h.fetch({P0: records(P0, 0, 1), P1: records(P1, 0, 1)},
+            before=lambda: h.positions.update({P0: 3, P1: 3}))
+    await h.run()
+    h.settled.update({P0: 2, P1: 2})
+    await h.consumer.rewind(P0, 0)
+    h.consumer._read_offset[P0] = 2  # as if delivered again up to there
+    assert h.consumer._new_offset(P0) == 2 and h.consumer._new_offset(P1) == 3
+    await h.consumer.perform_seek()
+    assert h.consumer._new_offset(P1) == 2
 
 
 async def test_other_topics_keep_faust_per_message_path() -> None:
