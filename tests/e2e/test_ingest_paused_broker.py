@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.support.ingest_traffic import Ingest, ingest_settings, segment_event
+from tests.support.ingest_traffic import Ingest, outage_settings, segment_event
 from tests.support.ledger import assert_exactly_once, elasticsearch_ids, s3_ids, topic_values
 from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.config import Settings
@@ -78,12 +78,7 @@ async def _sender(ingest: Ingest, books: Books, stop: asyncio.Event) -> None:
 async def test_a_request_answered_503_while_the_broker_is_paused_is_never_written(
         own_broker: tuple[LocalStack, Settings], tmp_path: Path) -> None:
     stack, settings = own_broker
-    settings = ingest_settings(settings.model_copy(update={
-        "sinks": ["elasticsearch", "s3"], "commit_interval": 0.5, "s3_part_max_age": 3.0,
-        "elasticsearch_batch_max_age": 0.3, "elasticsearch_retry_max": 2.0,
-        "s3_retry_max": 2.0, "session_timeout": 20.0, "heartbeat_interval": 1.0,
-        "rebalance_timeout": 30.0, "drain_timeout": 15.0, "ingest_produce_timeout": 2.0,
-    }))
+    settings = outage_settings(settings, session_timeout=20.0, rebalance_timeout=30.0)
     await ensure_topics(settings)
     ingest_process = SluiceProcess(settings, ["ingest"], tmp_path / "ingest.log")
     worker = SluiceProcess(settings.model_copy(update={"web_port": 0}), ["worker"],

@@ -25,6 +25,19 @@ def ingest_settings(settings: Settings) -> Settings:
     })
 
 
+def outage_settings(settings: Settings, session_timeout: float,
+                    rebalance_timeout: float) -> Settings:
+    """Ingest settings for a broker outage under traffic: both sinks with short ages and retries,
+    a 2 s produce timeout, and the group's timeouts the scenario needs."""
+    return ingest_settings(settings.model_copy(update={
+        "sinks": ["elasticsearch", "s3"], "commit_interval": 0.5, "s3_part_max_age": 3.0,
+        "elasticsearch_batch_max_age": 0.3, "elasticsearch_retry_max": 2.0,
+        "s3_retry_max": 2.0, "session_timeout": session_timeout, "heartbeat_interval": 1.0,
+        "rebalance_timeout": rebalance_timeout, "drain_timeout": 15.0,
+        "ingest_produce_timeout": 2.0,
+    }))
+
+
 def segment_event(user: str) -> tuple[str, dict]:
     """(event id, a Segment track event with that messageId)."""
     event_id = uuid.uuid4().hex
