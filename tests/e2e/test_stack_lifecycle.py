@@ -1,12 +1,16 @@
 """`sluice stack up | status | down` as a user runs them, on ports of its own."""
 
 import os
+import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import psutil
 import pytest
+
+from tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -30,21 +34,25 @@ def _our_server_pids(stack_dir: Path) -> set[int]:
     return pids
 
 
-def test_stack_up_twice_is_harmless_and_down_leaves_no_process(tmp_path: Path) -> None:
-    stack_dir = tmp_path / "stack"
+def test_stack_up_twice_is_harmless_and_down_leaves_no_process() -> None:
+    # Under the repository's .sluice/, like a user's stack: PostgreSQL runs as its own user when
+    # we are root, and cannot enter pytest's private (0700) temporary directories.
+    stack_dir = REPO_ROOT / ".sluice" / f"lifecycle-{uuid.uuid4().hex[:8]}"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     environment.update(
         SLUICE_STACK_DIR=str(stack_dir),
         SLUICE_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:29092",
         SLUICE_ELASTICSEARCH_URL="http://127.0.0.1:29200",
         SLUICE_S3_ENDPOINT_URL="http://127.0.0.1:28333",
+        SLUICE_ICEBERG_CATALOG_URI="postgresql+psycopg2://sluice@127.0.0.1:25433/iceberg",
     )
     try:
         first = _sluice(["stack", "up"], environment)
         assert first.returncode == 0, first.stderr
-        assert "noida: started" in first.stdout and "seaweedfs: started" in first.stdout
+        for server in ("noida", "seaweedfs", "postgres"):
+            assert f"{server}: started" in first.stdout, first.stdout
         started = _our_server_pids(stack_dir)
-        assert len(started) == 2
+        assert len(started) == 3
 
         second = _sluice(["stack", "up"], environment)
         assert second.returncode == 0, second.stderr
@@ -53,10 +61,11 @@ def test_stack_up_twice_is_harmless_and_down_leaves_no_process(tmp_path: Path) -
 
         status = _sluice(["stack", "status"], environment)
         assert status.returncode == 0
-        assert status.stdout.count("running") == 2
+        assert status.stdout.count("running") == 3
     finally:
         down = _sluice(["stack", "down"], environment)
     assert down.returncode == 0, down.stderr
     assert _our_server_pids(stack_dir) == set()
     assert "not running" in _sluice(["stack", "down"], environment).stdout
     assert _sluice(["stack", "status"], environment).returncode == 1
+    shutil.rmtree(stack_dir, ignore_errors=True)
