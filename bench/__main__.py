@@ -40,7 +40,7 @@ from worker.local.stack import LocalStack
 from worker.sinks.s3 import client as s3
 
 BENCH_STACK_DIR = REPO_ROOT / ".sluice" / "bench-stack"
-ES, S3 = "elasticsearch", "s3"
+ES, S3, ICEBERG = "elasticsearch", "s3", "iceberg"
 # The scenarios that issue 16's ratios compare run this often (the median counts): their runs
 # last a few seconds, and whether the last S3 part or Quix Streams checkpoint falls just before
 # or just after the last record moves a single run's figure by up to half.
@@ -77,6 +77,8 @@ SCENARIOS = [
              settings={"s3_part_max_age": 3600.0, "s3_part_max_bytes": 1 << 30,
                        "s3_max_buffered_events": 10_000_000}, drain_at_end=True,
              note="memory: every event held in open parts, uploaded by the SIGTERM drain"),
+    Scenario("Sluice → Iceberg", "sluice", (ICEBERG,),
+             note="SQL catalog on PostgreSQL, data files on S3, a commit every 2 s"),
     Scenario(f"raw baseline, {LONG}", "raw", events=LONG_EVENTS,
              note="the long scenario's baseline"),
     Scenario(f"Sluice → S3, {LONG}", "sluice", (S3,), events=LONG_EVENTS),

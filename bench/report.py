@@ -67,6 +67,8 @@ def rows(results: list[Result]) -> list[dict[str, Any]]:
             "s3_bytes_per_event": (round(result.s3_bytes / result.events, 1)
                                    if result.s3_bytes and result.events else None),
             "runs": [round(rate) for rate in result.rates] or [round(result.events_per_second)],
+            "files_per_hour": (round(result.files_per_hour, 1)
+                               if result.files_per_hour is not None else None),
             "note": _note(result),
         })
     return table
@@ -84,11 +86,15 @@ def _failed_row(result: Result) -> dict[str, Any]:
 
 
 def _note(result: Result) -> str:
-    if len(result.rates) < 2:
-        return result.scenario.note
-    spread = (f"median of {len(result.rates)} runs "
-              f"({min(result.rates):,.0f}–{max(result.rates):,.0f} events/s)")
-    return f"{spread}; {result.scenario.note}" if result.scenario.note else spread
+    parts = []
+    if len(result.rates) >= 2:
+        parts.append(f"median of {len(result.rates)} runs "
+                     f"({min(result.rates):,.0f}–{max(result.rates):,.0f} events/s)")
+    if result.files_per_hour is not None:
+        parts.append(f"{result.files_per_hour:,.1f} data files per hour partition")
+    if result.scenario.note:
+        parts.append(result.scenario.note)
+    return "; ".join(parts)
 
 
 def git_commit(repo: Path) -> str | None:

@@ -36,6 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Both stream processors flush on the same cadence: Quix Streams writes its sinks at every
 # checkpoint (its commit interval); Sluice uploads S3 parts after this age and commits this often.
 FLUSH_SECONDS = 2.0
+ICEBERG = "iceberg"
 COMMIT_SECONDS = 1.0
 RUN_TIMEOUT = 900.0
 # A run whose group commits nothing more for this long has failed (e.g. a consumer that cannot
@@ -85,6 +86,8 @@ class Result:
     delivered: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
     s3_bytes: int = 0  # object bytes Sluice's S3 sink uploaded (its metric)
+    # Sluice → Iceberg: the table's data files per partition hour (None for other sinks)
+    files_per_hour: float | None = None
     # events/s of every run of the scenario, in the order measured (see `median_run`)
     rates: tuple[float, ...] = ()
     # Why the system failed in this scenario (None: it did not); a failed run has no rate.
@@ -160,9 +163,13 @@ ERROR_LINE = re.compile(r"error|exception|invalid|failed|traceback", re.IGNORECA
 def last_error(path: Path) -> str:
     """The last line of a log that reads like an error (else its last line), for the table."""
     lines = [line.strip() for line in log_tail(path).splitlines() if line.strip()]
-    errors = [line for line in lines if ERROR_LINE.search(line)]
-    chosen = errors[-1] if errors else (lines[-1] if lines else "no output")
-    return chosen[:300]
+    errors = [n for n, line in enumerate(lines) if ERROR_LINE.search(line)]
+    if not errors:
+        return lines[-1][:300] if lines else "no output"
+    chosen = errors[-1]
+    # A heading such as "Invalid configuration:" is only read with the lines it introduces.
+    end = len(lines) if lines[chosen].endswith(":") else chosen + 1
+    return " ".join(lines[chosen:end])[:300]
 
 
 async def _measure(ctx: BenchContext, scenario: Scenario, group: str,
@@ -261,9 +268,26 @@ def sluice_settings(ctx: BenchContext, scenario: Scenario) -> Settings:
         "state_dir": ctx.work_dir / slug / "state",
         **scenario.settings,
     }
+    if ICEBERG in scenario.sinks and "iceberg_table" not in scenario.settings:
+        # A table per run; it commits on the S3 parts' cadence (its default, 300 s, would make
+        # the run a wait for the timer), so both sinks are measured alike.
+        update["iceberg_table"] = "bench.run_" + slug.replace("-", "_")
+        update["iceberg_warehouse"] = "s3://sluice-bench/iceberg"
+        update["iceberg_commit_interval"] = FLUSH_SECONDS
     if scenario.null_elasticsearch:
         update["elasticsearch_url"] = ctx.null_elasticsearch_url
     return ctx.settings.model_copy(update=update)
+
+
+def iceberg_files_per_hour(settings: Settings) -> float:
+    """The table's data files per partition (hour) it holds: what a commit cadence costs in
+    small files before `sluice iceberg compact` (blocking: run in a thread)."""
+    from worker.sinks.iceberg.client import load_table, open_catalog
+
+    table = load_table(open_catalog(settings), settings)
+    tasks = list(table.scan().plan_files())
+    hours = {task.file.partition[0] for task in tasks}
+    return len(tasks) / len(hours) if hours else 0.0
 
 
 async def run_sluice(ctx: BenchContext, scenario: Scenario) -> Result:
@@ -305,8 +329,10 @@ async def run_sluice(ctx: BenchContext, scenario: Scenario) -> Result:
     finally:
         for worker in workers:
             stop_worker(worker)
+    files_per_hour = (await asyncio.to_thread(iceberg_files_per_hour, settings)
+                      if ICEBERG in scenario.sinks else None)
     return Result(scenario, ctx.events_of(scenario), end - first, peak.max_mib, delivered, dead,
-                  s3_bytes)
+                  s3_bytes, files_per_hour=files_per_hour)
 
 
 async def run_quix(ctx: BenchContext, scenario: Scenario) -> Result:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.report import markdown, rows
-from bench.runners import Result, Scenario, ScenarioFailed, StallGuard, median_run
+from bench.runners import Result, Scenario, ScenarioFailed, StallGuard, last_error, median_run
 
 SCENARIO = Scenario("Sluice → S3", "sluice", ("s3",), runs=3, note="gzip NDJSON")
 
@@ -69,3 +69,16 @@ def test_a_run_that_commits_nothing_more_fails_within_its_bound(tmp_path: Path) 
     guard.saw(900, now=100.0)
     with pytest.raises(ScenarioFailed, match="Invalid response size 273452084"):
         guard.saw(900, now=111.0)
+
+
+def test_an_iceberg_row_notes_its_data_files_per_hour() -> None:
+    scenario = Scenario("Sluice → Iceberg", "sluice", ("iceberg",), note="a commit every 2 s")
+    [row] = rows([Result(scenario, 100_000, 4.0, 300.0, files_per_hour=6.0)])
+    assert row["files_per_hour"] == 6.0
+    assert row["note"] == "6.0 data files per hour partition; a commit every 2 s"
+
+
+def test_a_failed_run_names_the_error_under_its_heading(tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    log.write_text("Invalid configuration:\n  SLUICE_ICEBERG_TABLE='x': String should match\n")
+    assert last_error(log) == "Invalid configuration: SLUICE_ICEBERG_TABLE='x': String should match"
