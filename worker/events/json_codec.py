@@ -18,6 +18,7 @@ Floats are not affected: both parsers read them as IEEE doubles, as every JSON c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -40,16 +41,16 @@ def loads(data: bytes) -> Any:
         return orjson.loads(data)
 
 
-def dumps(value: Any, option: int = 0) -> bytes:
-    """`value` as JSON (orjson's output, with `option`), integers beyond 64 bits written with
-    their exact digits. Raises ``TypeError`` for what cannot be encoded (e.g. nesting deeper
-    than orjson allows)."""
+def dumps(value: Any, option: int = 0, default: Callable[[Any], Any] | None = None) -> bytes:
+    """`value` as JSON (orjson's output, with `option` and `default`), integers beyond 64 bits
+    written with their exact digits. Raises ``TypeError`` for what cannot be encoded (e.g.
+    nesting deeper than orjson allows)."""
     try:
-        return orjson.dumps(value, option=option)
+        return orjson.dumps(value, default, option)
     except TypeError as error:
         if str(error) != _BEYOND_64_BITS:
             raise
-    return orjson.dumps(_exact_integers(value), option=option)
+    return orjson.dumps(_exact_integers(value), default, option)
 
 
 def _exact_integers(value: Any) -> Any:

@@ -11,9 +11,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from worker.config import LogFormat, Settings, redact_urls
+from worker.events import json_codec
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -44,7 +43,8 @@ class JsonFormatter(logging.Formatter):
         )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return redact_urls(orjson.dumps(entry, default=str).decode())
+        # json_codec: a field may hold a producer's integer beyond 64 bits (an event id).
+        return redact_urls(json_codec.dumps(entry, default=str).decode())
 
 
 class RepeatedLineFilter(logging.Filter):

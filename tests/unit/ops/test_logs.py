@@ -55,3 +55,16 @@ def test_log_lines_show_urls_without_user_information_tracebacks_included(
     line = formatter.format(record)
     assert "pa/ss" not in line and "p@ss" not in line and "elastic:" not in line
     assert "https://***@es:9200/_bulk" in line and "https://***@es:9200" in line
+
+
+def test_a_json_line_keeps_an_integer_beyond_64_bits_exactly() -> None:
+    # A dead letter's log line may carry a producer's id: orjson alone refuses such an int, and
+    # the logging module then prints its own traceback instead of the line.
+    from worker.ops.logs import JsonFormatter
+
+    record = logging.makeLogRecord({"msg": "dead letter", "levelname": "WARNING",
+                                    "event_id": 123456789012345678901234567890,
+                                    "where": object()})
+    line = JsonFormatter().format(record)
+    assert '"event_id":123456789012345678901234567890' in line
+    assert '"where":"<object object at' in line
