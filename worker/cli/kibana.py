@@ -1,4 +1,4 @@
-"""`sluice kibana`: the data view and the dashboard of the seeds' panels, for Kibana."""
+"""`sluice kibana`: the data view and a dashboard of the report's panels, for Kibana."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import typer
 
 from worker.cli.settings import load_cli_settings as _settings
 
-kibana_cli = typer.Typer(help="Kibana: the events data view and a dashboard of API usage and "
-                              "behaviour.")
+kibana_cli = typer.Typer(help="Kibana: the events data view and a dashboard of the usage "
+                              "report's panels (API usage and behaviour).")
 
 
 @kibana_cli.command("import")

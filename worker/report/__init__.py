@@ -9,6 +9,7 @@ Vega-Lite specifications drawn to SVG at build time; ``page``: the HTML file; ``
 steps in order.
 
 Imports: ``worker.config``, ``worker.deadletters`` (reading the topic) and ``worker.sinks.s3``
-(its client). Nothing imports this package but the CLI (an import-linter contract checks it).
+(its client). Nothing imports this package but the CLI, and ``worker.kibana`` its ``panels``
+(import-linter contracts check it).
 Needs the ``report`` extra (DuckDB, its httpfs extension, vl-convert).
 """

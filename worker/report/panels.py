@@ -27,6 +27,8 @@ from enum import StrEnum
 
 NOT_IN_CATALOG = "(not in the catalog)"
 OTHER = "(other)"
+TOP = 15  # {top}: categories a ranking keeps (the Kibana panels' top values too)
+SERIES = 8  # {series}: coloured series a chart over time keeps, the rest summed as OTHER
 
 
 class Section(StrEnum):
