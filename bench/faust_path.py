@@ -36,7 +36,8 @@ def _bare_app(path: str, bootstrap: str, topic: str, expected: int, done: Any) -
     from faust.transport.drivers import aiokafka as aiokafka_driver
 
     from worker.kafka.faust_batch_agent import AgentRoute
-    from worker.kafka.faust_batches import BatchConsumer, DirectRoute
+    from worker.kafka.faust_batches import BatchConsumer
+    from worker.kafka.record_batches import DirectRoute
 
     class BatchTransport(aiokafka_driver.Transport):
         Consumer = BatchConsumer

@@ -21,7 +21,8 @@ from worker.config import Settings
 from worker.events.records import SourceRecord
 from worker.kafka.connection import client_options, faust_credentials
 from worker.kafka.faust_batch_agent import AgentRoute
-from worker.kafka.faust_batches import BatchConsumer, DirectRoute
+from worker.kafka.faust_batches import BatchConsumer
+from worker.kafka.record_batches import DirectRoute
 
 pytestmark = pytest.mark.integration
 

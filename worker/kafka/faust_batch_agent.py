@@ -17,7 +17,7 @@ from typing import Any
 
 import faust
 
-from worker.kafka.faust_batches import BatchHandler, RecordBatch
+from worker.kafka.record_batches import BatchHandler, RecordBatch
 
 # Batches queued between the drain loop and the agent: enough to keep the agent busy while the
 # next fetch is converted, few enough that a rebalance finds little to throw away.

@@ -42,10 +42,9 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from time import monotonic
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -53,8 +52,13 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from mode import Service
 
-from worker.events.records import KafkaPosition, SourceRecord
 from worker.kafka.fetched_ends import FetchedEnds, fetch_position
+from worker.kafka.record_batches import (
+    BatchesNotAttached,
+    BatchRoute,
+    RecordBatch,
+    source_records,
+)
 
 # Fairness cap: records handed over per partition in one handler call.
 DEFAULT_MAX_RECORDS_PER_PARTITION = 500
@@ -64,7 +68,6 @@ MIN_COMMIT_SPACING = 0.1
 # How long one fetch waits for records, as in Faust's drain loop.
 FETCH_TIMEOUT_SECONDS = 1.0
 
-BatchHandler = Callable[[TP, list[SourceRecord]], Awaitable[None]]
 Committable = Callable[[TP], int | None]
 
 
@@ -73,60 +76,6 @@ def _kill_point_after_commit() -> None:
     right after its first commit of offsets when `_SLUICE_KILL_AT=offsets-committed`."""
     if os.environ.get("_SLUICE_KILL_AT") == "offsets-committed":
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-@dataclass(frozen=True, slots=True)
-class RecordBatch:
-    """Consecutive records of one partition, as fetched, and the seek stamp they were read under.
-
-    ``stamp`` lets a later step (an agent behind a channel) recognise a batch that a seek or
-    rewind has made stale while it waited (``BatchConsumer.is_current``).
-    """
-
-    tp: TP
-    records: list[SourceRecord]
-    stamp: tuple[int, int]
-
-
-class BatchRoute(Protocol):
-    """Where the consumer's drain loop hands each batch."""
-
-    async def deliver(self, batch: RecordBatch) -> None: ...
-
-
-class DirectRoute:
-    """Hand each batch straight to an async handler, awaited by the drain loop."""
-
-    def __init__(self, handle: BatchHandler) -> None:
-        self.handle = handle
-
-    async def deliver(self, batch: RecordBatch) -> None:
-        await self.handle(batch.tp, batch.records)
-
-
-class BatchesNotAttached(RuntimeError):
-    """The batch consumer started before ``attach`` told it where batches go."""
-
-
-def source_records(raw: Sequence[Any]) -> list[SourceRecord]:
-    """aiokafka ``ConsumerRecord``s as Sluice's plain records (bytes untouched).
-
-    The fields Sluice keeps of a record (``worker.events.records.SourceRecord``), read straight
-    from the aiokafka record: no Faust ``Message`` is built.
-    """
-    out = []
-    append = out.append
-    for record in raw:
-        headers = record.headers
-        append(SourceRecord(
-            record.key,
-            record.value,
-            KafkaPosition(record.topic, record.partition, record.offset),
-            # aiokafka gives milliseconds; a missing time (None or 0) is None.
-            record.timestamp or None,
-            tuple((str(name), bytes(value or b"")) for name, value in headers) if headers else (),
-        ))
-    return out
 
 
 class BatchConsumer(aiokafka_driver.Consumer):

@@ -16,8 +16,8 @@ from faust.types import TP
 
 from worker.events.records import KafkaPosition, SourceRecord
 from worker.kafka.faust_batch_agent import AgentRoute
-from worker.kafka.faust_batches import (
-    BatchConsumer,
+from worker.kafka.faust_batches import BatchConsumer
+from worker.kafka.record_batches import (
     BatchesNotAttached,
     DirectRoute,
     RecordBatch,
