@@ -56,9 +56,11 @@ $(CLIENTS_STAMP): tests/package.json tests/package-lock.json
 	cd tests && npm ci --no-audit --no-fund --silent
 	touch $(CLIENTS_STAMP)
 
-## make bench: Sluice vs Quix Streams vs a raw baseline on the local stack (a few minutes)
+## make bench: Sluice vs Quix Streams vs a raw baseline on the local stack, then one worker's
+## GIL time per event by stage under py-spy (bench/gil_profile.py); about 20 minutes
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.gil_profile
 
 ## make readme: regenerate the README's settings table from the settings model
 readme: $(STAMP)
