@@ -1,0 +1,289 @@
+"""The common shapes in one pass: a Segment event or an access log whose fields have the types
+producers send, straight to its document.
+
+``worker.events.normalize`` checks every field of every event one reader at a time, so that a
+fault is named (``worker.events.field_values``). Most events have no fault: their ids are text,
+their timestamps UTC ISO-8601 or epoch milliseconds, their objects objects. For those this
+module builds the same document with a handful of type checks and dict look-ups, reading each
+field once, and without the round trips through ``datetime`` that dominated normalisation.
+
+**It only ever answers for what it is sure of.** Every check here is the general path's
+condition narrowed: when a field is absent, null or ``""`` it is left out as there; when it has
+the common type it is taken as there; anything else (a fault, a CLF or offset time, an id of
+more than 64 bits, an event without its producer's id, a time that must come from the worker's
+clock) returns None, and the general path decides, naming the fault if there is one. So an event
+either gets the document the general path would make, key for key in the same order (the
+order is visible in every sink's bytes), or the general path's own answer.
+``tests/unit/events/test_typed_forms.py`` holds both paths to that over the benchmark's
+events, the hostile corpus and generated variations.
+
+Why not msgspec Structs decoded straight from the bytes (``python -m bench.json_decoding``)?
+Decoding into a Struct cost the same as decoding into a dict (the nested ``context`` dominates
+both), and it skips the fields the Struct does not name without checking them: invalid UTF-8
+and out-of-range numbers there pass, where the dict decoder (and so the dead-letter verdict)
+rejects the record. Keeping that verdict exact would mean a second scan of every record, which
+cost more than the Struct saved. So the record is decoded once, to a dict, by
+``worker.events.json_codec``, and this pass reads it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Final
+
+from worker.events.decoding import EventKind, InputForm, RawEvent
+from worker.events.field_values import (
+    ACCESS_LOG_TYPE,
+    ASCII_INTEGER,
+    EPOCH_MILLIS_THRESHOLD,
+    INT64_MAX,
+    INT64_MIN,
+    SEGMENT_TYPES,
+    UTC_ISO,
+    access_log_api_key_id,
+    format_epoch_millis,
+    source_id,
+)
+from worker.events.records import SourceRecord
+
+Document = tuple[str, dict[str, Any]]
+
+
+class _General:
+    """The answer of a field reader that leaves the event to the general path."""
+
+
+GENERAL: Final = _General()
+
+# Module constants: an enum member or value looked up per event costs more than a global.
+_SEGMENT, _ACCESS_LOG = EventKind.SEGMENT, EventKind.ACCESS_LOG
+_FORM_TEXT = {form: form.value for form in InputForm}
+_utc_iso = UTC_ISO.fullmatch
+_from_iso = datetime.fromisoformat
+# Epoch milliseconds below 2**33 seconds (the year 2242) are exact through the general path's
+# float arithmetic (half an ulp of the seconds is under half a microsecond), so their text is
+# their digits; later ones are left to it.
+_EXACT_MILLIS_END = 2**33 * 1000
+_ACCESS_LOG_TEXT = (("httpMethod", "http_method"), ("resourcePath", "resource_path"),
+                    ("path", "path"), ("protocol", "protocol"))
+_ACCESS_LOG_INTEGERS = (("status", "status"), ("responseLength", "response_length"))
+
+
+def typed_document(raw: RawEvent, record: SourceRecord) -> Document | None:
+    """The event id and document the general path makes of `raw` (without the record's
+    headers), or None when `raw` is not of a common shape."""
+    kind = raw.kind
+    if kind is _SEGMENT:
+        built = _segment(raw.fields, record)
+    elif kind is _ACCESS_LOG:
+        built = _access_log(raw.fields, record)
+    else:
+        return None
+    if built is None:
+        return None
+    event_id, document = built
+    if raw.extra:
+        document.update(raw.extra)  # as the general path: set outside the JSON, they override
+    document["event_id"] = event_id
+    document["input_format"] = _FORM_TEXT[raw.form]
+    position = record.position
+    kafka = document["kafka"] = {
+        "topic": position.topic, "partition": position.partition, "offset": position.offset,
+    }
+    if raw.batch_index is not None:
+        kafka["batch_index"] = raw.batch_index
+    return event_id, document
+
+
+def _segment(fields: dict[str, Any], record: SourceRecord) -> Document | None:
+    get = fields.get
+    kind = get("type")
+    event_id = get("messageId")
+    if (type(kind) is not str or kind not in SEGMENT_TYPES
+            or type(event_id) is not str or not event_id):
+        return None
+    user_id = _id(get("userId"))
+    anonymous_id = _id(get("anonymousId"))
+    group_id = _id(get("groupId"))
+    previous_id = _id(get("previousId"))
+    if (user_id is GENERAL or anonymous_id is GENERAL or group_id is GENERAL
+            or previous_id is GENERAL or (user_id is None and anonymous_id is None)):
+        return None
+    received_at = _received_at(get("receivedAt"), record)
+    sent_at = timestamp_text(get("sentAt"))
+    timestamp = timestamp_text(get("timestamp"))
+    original = timestamp_text(get("originalTimestamp"))
+    if (received_at is GENERAL or sent_at is GENERAL or timestamp is GENERAL
+            or original is GENERAL):
+        return None
+    context = get("context")
+    properties = get("properties")
+    traits = get("traits")
+    integrations = get("integrations")
+    if ((context is not None and type(context) is not dict)
+            or (properties is not None and type(properties) is not dict)
+            or (traits is not None and type(traits) is not dict)
+            or (integrations is not None and type(integrations) is not dict)):
+        return None
+    document: dict[str, Any] = {"type": kind}
+    if kind == "track":
+        name = get("event")
+        if type(name) is not str or not name.strip():
+            return None
+        document["event"] = name
+    name = get("name")
+    if name is not None and name != "":
+        if type(name) is not str:
+            return None
+        document["name"] = name
+    if anonymous_id is not None:
+        document["anonymous_id"] = anonymous_id
+    if user_id is not None:
+        document["user_id"] = user_id
+    if group_id is not None:
+        document["group_id"] = group_id
+    if previous_id is not None:
+        document["previous_id"] = previous_id
+    document["timestamp"] = timestamp or original or sent_at or received_at
+    if original is not None:
+        document["original_timestamp"] = original
+    document["received_at"] = received_at
+    if sent_at is not None:
+        document["sent_at"] = sent_at
+    if context is not None:
+        document["context"] = context
+    if properties is not None:
+        document["properties"] = properties
+    if traits is not None:
+        document["traits"] = traits
+    source = source_id(fields, context)
+    if source is not None:
+        document["source_id"] = source
+    if integrations is not None:
+        document["integrations"] = integrations
+    return event_id, document
+
+
+def _access_log(fields: dict[str, Any], record: SourceRecord) -> Document | None:
+    get = fields.get
+    request_id = get("requestId")
+    if type(request_id) is not str or not request_id:
+        return None
+    received_at = _received_at(get("receivedAt"), record)
+    timestamp = timestamp_text(get("requestTimeEpoch"))
+    if timestamp is None:
+        timestamp = timestamp_text(get("requestTime"))
+    if received_at is GENERAL or timestamp is GENERAL:
+        return None
+    document: dict[str, Any] = {"type": ACCESS_LOG_TYPE, "request_id": request_id,
+                                "timestamp": timestamp or received_at, "received_at": received_at}
+    ip = _text(get("ip"))
+    if ip is None:
+        ip = _text(get("sourceIp"))
+    if ip is not None:
+        if ip is GENERAL:
+            return None
+        document["ip"] = ip
+    for name, key in _ACCESS_LOG_TEXT:
+        value = _text(get(name))
+        if value is not None:
+            if value is GENERAL:
+                return None
+            document[key] = value
+    for name, key in _ACCESS_LOG_INTEGERS:
+        number = _integer(get(name))
+        if number is not None:
+            if number is GENERAL:
+                return None
+            document[key] = number
+    api_id = _text(get("apiId"))
+    stage = _text(get("stage"))
+    user_agent = _text(get("userAgent"))
+    if api_id is GENERAL or stage is GENERAL or user_agent is GENERAL:
+        return None
+    if api_id is not None:
+        document["api_id"] = api_id
+    if stage is not None:
+        document["stage"] = stage
+    api_key_id = access_log_api_key_id(fields)
+    if api_key_id is not None:
+        document["api_key_id"] = api_key_id
+    if user_agent is not None:
+        document["user_agent"] = user_agent
+    if api_id is not None:
+        document["source_id"] = api_id
+    return request_id, document
+
+
+# --- field readers: None for no value, GENERAL for what the general path must read -------------
+
+
+def _id(value: Any) -> str | _General | None:
+    if value is None or value == "":
+        return None
+    if type(value) is str:
+        return value
+    if type(value) is int and INT64_MIN <= value <= INT64_MAX:
+        return str(value)  # a number sent as an id is kept as its decimal text
+    return GENERAL
+
+
+def _text(value: Any) -> str | _General | None:
+    if value is None or value == "":
+        return None
+    return value if type(value) is str else GENERAL
+
+
+def _integer(value: Any) -> int | _General | None:
+    if value is None or value == "" or value == "-":  # API Gateway's "-": no value
+        return None
+    if type(value) is int and INT64_MIN <= value <= INT64_MAX:
+        return value
+    if type(value) is str and ASCII_INTEGER.fullmatch(value.strip()):
+        return int(value)  # API Gateway's log templates quote their numbers
+    return GENERAL
+
+
+def _received_at(value: Any, record: SourceRecord) -> str | _General:
+    if value is None or value == "":
+        millis = record.timestamp_ms
+        if millis is None or millis < 0:
+            return GENERAL  # the worker's clock: read where it is read for every event
+        return format_epoch_millis(millis)
+    return timestamp_text(value) or GENERAL
+
+
+def timestamp_text(value: Any) -> str | _General | None:
+    """A timestamp's document text if it is UTC ISO-8601 with a Z (to the second or the
+    millisecond) or epoch seconds/milliseconds as a number or its digits."""
+    if value is None or value == "":
+        return None
+    if type(value) is str:
+        if _utc_iso(value):
+            try:
+                _from_iso(value)  # a real date and time (not the 30th of February)
+            except ValueError:
+                return GENERAL
+            return value if len(value) == 24 else value[:-1] + ".000Z"
+        if len(value) <= 18 and value.isascii() and value.isdigit():
+            return _epoch_text(int(value))
+        return GENERAL
+    if type(value) is int:
+        return _epoch_text(value)
+    return GENERAL
+
+
+def _epoch_text(value: int) -> str | _General:
+    if 0 <= value < EPOCH_MILLIS_THRESHOLD:
+        return _second_text(value) + ".000Z"
+    if EPOCH_MILLIS_THRESHOLD <= value < _EXACT_MILLIS_END:
+        seconds, millis = divmod(value, 1000)
+        return f"{_second_text(seconds)}.{millis:03d}Z"
+    return GENERAL
+
+
+@lru_cache(maxsize=4096)
+def _second_text(seconds: int) -> str:
+    # The events of a stream are close in time: each second is formatted once.
+    return datetime.fromtimestamp(seconds, UTC).isoformat()[:19]
