@@ -40,11 +40,10 @@ from worker.events.field_values import (
     INT64_MAX,
     INT64_MIN,
     SEGMENT_TYPES,
-    UTC_ISO,
     access_log_api_key_id,
     format_epoch_millis,
-    source_id,
 )
+from worker.events.headers import headers_field
 from worker.events.records import SourceRecord
 
 Document = tuple[str, dict[str, Any]]
@@ -59,20 +58,48 @@ GENERAL: Final = _General()
 # Module constants: an enum member or value looked up per event costs more than a global.
 _SEGMENT, _ACCESS_LOG = EventKind.SEGMENT, EventKind.ACCESS_LOG
 _FORM_TEXT = {form: form.value for form in InputForm}
-_utc_iso = UTC_ISO.fullmatch
+_SEGMENT_FORM_TEXT, _ACCESS_LOG_FORM_TEXT = InputForm.SEGMENT.value, InputForm.ACCESS_LOG.value
 _from_iso = datetime.fromisoformat
 # Epoch milliseconds below 2**33 seconds (the year 2242) are exact through the general path's
 # float arithmetic (half an ulp of the seconds is under half a microsecond), so their text is
 # their digits; later ones are left to it.
 _EXACT_MILLIS_END = 2**33 * 1000
-_ACCESS_LOG_TEXT = (("httpMethod", "http_method"), ("resourcePath", "resource_path"),
-                    ("path", "path"), ("protocol", "protocol"))
-_ACCESS_LOG_INTEGERS = (("status", "status"), ("responseLength", "response_length"))
+_MILLIS_TEXT = tuple(f".{millis:03d}Z" for millis in range(1000))  # a format spec costs more
+
+
+def typed_record(obj: dict[str, Any], record: SourceRecord,
+                 keep_headers: bool = True) -> Document | None:
+    """The event id and document ``decode_record`` and ``normalize`` make of a record whose
+    JSON object `obj` is itself one Segment event or access log (no envelope), or None when it
+    is not of a common shape. Without RawEvent and DecodedRecord: a record's own event is by
+    far the commonest case."""
+    if "batch" in obj or "Record" in obj or "payload" in obj:
+        return None  # perhaps an envelope: decoding.classify decides
+    if "type" in obj:
+        built, form = _segment(obj, record), _SEGMENT_FORM_TEXT
+    elif "requestId" in obj:
+        built, form = _access_log(obj, record), _ACCESS_LOG_FORM_TEXT
+    else:
+        return None
+    if built is None:
+        return None
+    event_id, document = built
+    document["event_id"] = event_id
+    document["input_format"] = form
+    position = record.position
+    document["kafka"] = {
+        "topic": position.topic, "partition": position.partition, "offset": position.offset,
+    }
+    if keep_headers and record.headers:
+        headers = headers_field(record.headers)
+        if headers is not None:
+            document["headers"] = headers
+    return built
 
 
 def typed_document(raw: RawEvent, record: SourceRecord) -> Document | None:
-    """The event id and document the general path makes of `raw` (without the record's
-    headers), or None when `raw` is not of a common shape."""
+    """The event id and document ``normalize``'s general path makes of `raw` (without the
+    record's headers), or None when `raw` is not of a common shape."""
     kind = raw.kind
     if kind is _SEGMENT:
         built = _segment(raw.fields, record)
@@ -85,15 +112,20 @@ def typed_document(raw: RawEvent, record: SourceRecord) -> Document | None:
     event_id, document = built
     if raw.extra:
         document.update(raw.extra)  # as the general path: set outside the JSON, they override
+    _place(document, event_id, _FORM_TEXT[raw.form], record, raw.batch_index)
+    return built
+
+
+def _place(document: dict[str, Any], event_id: str, form: str, record: SourceRecord,
+           batch_index: int | None) -> None:
     document["event_id"] = event_id
-    document["input_format"] = _FORM_TEXT[raw.form]
+    document["input_format"] = form
     position = record.position
     kafka = document["kafka"] = {
         "topic": position.topic, "partition": position.partition, "offset": position.offset,
     }
-    if raw.batch_index is not None:
-        kafka["batch_index"] = raw.batch_index
-    return event_id, document
+    if batch_index is not None:
+        kafka["batch_index"] = batch_index
 
 
 def _segment(fields: dict[str, Any], record: SourceRecord) -> Document | None:
@@ -103,17 +135,32 @@ def _segment(fields: dict[str, Any], record: SourceRecord) -> Document | None:
     if (type(kind) is not str or kind not in SEGMENT_TYPES
             or type(event_id) is not str or not event_id):
         return None
-    user_id = _id(get("userId"))
-    anonymous_id = _id(get("anonymousId"))
-    group_id = _id(get("groupId"))
-    previous_id = _id(get("previousId"))
+    # Ids: text as it is; the reader only for anything else (a number, nothing, a fault).
+    user_id = get("userId")
+    if type(user_id) is not str or not user_id:
+        user_id = _id(user_id)
+    anonymous_id = get("anonymousId")
+    if type(anonymous_id) is not str or not anonymous_id:
+        anonymous_id = _id(anonymous_id)
+    group_id = get("groupId")
+    if group_id is not None:
+        group_id = _id(group_id)
+    previous_id = get("previousId")
+    if previous_id is not None:
+        previous_id = _id(previous_id)
     if (user_id is GENERAL or anonymous_id is GENERAL or group_id is GENERAL
             or previous_id is GENERAL or (user_id is None and anonymous_id is None)):
         return None
     received_at = _received_at(get("receivedAt"), record)
-    sent_at = timestamp_text(get("sentAt"))
-    timestamp = timestamp_text(get("timestamp"))
-    original = timestamp_text(get("originalTimestamp"))
+    sent_at = get("sentAt")
+    if sent_at is not None:
+        sent_at = timestamp_text(sent_at)
+    timestamp = get("timestamp")
+    if timestamp is not None:
+        timestamp = timestamp_text(timestamp)
+    original = get("originalTimestamp")
+    if original is not None:
+        original = timestamp_text(original)
     if (received_at is GENERAL or sent_at is GENERAL or timestamp is GENERAL
             or original is GENERAL):
         return None
@@ -157,7 +204,17 @@ def _segment(fields: dict[str, Any], record: SourceRecord) -> Document | None:
         document["properties"] = properties
     if traits is not None:
         document["traits"] = traits
-    source = source_id(fields, context)
+    # field_values.source_id, inline: the same conditions in the same order.
+    source = get("projectId")
+    if not (isinstance(source, str) and source):
+        source = get("sourceId")
+        if not (isinstance(source, str) and source):
+            source = None
+            if context:
+                context_source = context.get("source")
+                if isinstance(context_source, dict) and isinstance(context_source.get("id"),
+                                                                   str):
+                    source = str(context_source["id"])
     if source is not None:
         document["source_id"] = source
     if integrations is not None:
@@ -178,38 +235,70 @@ def _access_log(fields: dict[str, Any], record: SourceRecord) -> Document | None
         return None
     document: dict[str, Any] = {"type": ACCESS_LOG_TYPE, "request_id": request_id,
                                 "timestamp": timestamp or received_at, "received_at": received_at}
-    ip = _text(get("ip"))
-    if ip is None:
-        ip = _text(get("sourceIp"))
+    # Straight-line: a loop over (field, key) pairs and a reader call per field cost a third
+    # of this function. Each text field: absent/null/"" left out, text kept, else GENERAL.
+    ip = get("ip")
+    if ip is None or ip == "":
+        ip = get("sourceIp")
+        if ip == "":
+            ip = None
     if ip is not None:
-        if ip is GENERAL:
+        if type(ip) is not str:
             return None
         document["ip"] = ip
-    for name, key in _ACCESS_LOG_TEXT:
-        value = _text(get(name))
+    value = get("httpMethod")
+    if value is not None and value != "":
+        if type(value) is not str:
+            return None
+        document["http_method"] = value
+    value = get("resourcePath")
+    if value is not None and value != "":
+        if type(value) is not str:
+            return None
+        document["resource_path"] = value
+    value = get("path")
+    if value is not None and value != "":
+        if type(value) is not str:
+            return None
+        document["path"] = value
+    value = get("protocol")
+    if value is not None and value != "":
+        if type(value) is not str:
+            return None
+        document["protocol"] = value
+    value = get("status")
+    if value is not None:
+        value = _integer(value)
         if value is not None:
             if value is GENERAL:
                 return None
-            document[key] = value
-    for name, key in _ACCESS_LOG_INTEGERS:
-        number = _integer(get(name))
-        if number is not None:
-            if number is GENERAL:
+            document["status"] = value
+    value = get("responseLength")
+    if value is not None:
+        value = _integer(value)
+        if value is not None:
+            if value is GENERAL:
                 return None
-            document[key] = number
-    api_id = _text(get("apiId"))
-    stage = _text(get("stage"))
-    user_agent = _text(get("userAgent"))
-    if api_id is GENERAL or stage is GENERAL or user_agent is GENERAL:
-        return None
-    if api_id is not None:
+            document["response_length"] = value
+    api_id = get("apiId")
+    if api_id is not None and api_id != "":
+        if type(api_id) is not str:
+            return None
         document["api_id"] = api_id
-    if stage is not None:
-        document["stage"] = stage
+    else:
+        api_id = None
+    value = get("stage")
+    if value is not None and value != "":
+        if type(value) is not str:
+            return None
+        document["stage"] = value
+    user_agent = get("userAgent")
+    if user_agent is not None and user_agent != "" and type(user_agent) is not str:
+        return None
     api_key_id = access_log_api_key_id(fields)
     if api_key_id is not None:
         document["api_key_id"] = api_key_id
-    if user_agent is not None:
+    if user_agent is not None and user_agent != "":
         document["user_agent"] = user_agent
     if api_id is not None:
         document["source_id"] = api_id
@@ -227,12 +316,6 @@ def _id(value: Any) -> str | _General | None:
     if type(value) is int and INT64_MIN <= value <= INT64_MAX:
         return str(value)  # a number sent as an id is kept as its decimal text
     return GENERAL
-
-
-def _text(value: Any) -> str | _General | None:
-    if value is None or value == "":
-        return None
-    return value if type(value) is str else GENERAL
 
 
 def _integer(value: Any) -> int | _General | None:
@@ -260,12 +343,19 @@ def timestamp_text(value: Any) -> str | _General | None:
     if value is None or value == "":
         return None
     if type(value) is str:
-        if _utc_iso(value):
+        size = len(value)
+        if ((size == 20 and value[4::3] == "--T::Z")
+                or (size == 24 and value[4:20:3] == "--T::." and value[23] == "Z")):
+            # The separators of UTC_ISO's two lengths; fromisoformat then accepts only ASCII
+            # digits between them, and only a real date and time (not the 30th of February).
+            # Cheaper than the regular expression, and the same texts (test_typed_forms).
+            if value[0] == "0":
+                return GENERAL  # a year before 1000
             try:
-                _from_iso(value)  # a real date and time (not the 30th of February)
+                _from_iso(value)
             except ValueError:
                 return GENERAL
-            return value if len(value) == 24 else value[:-1] + ".000Z"
+            return value if size == 24 else value[:-1] + ".000Z"
         if len(value) <= 18 and value.isascii() and value.isdigit():
             return _epoch_text(int(value))
         return GENERAL
@@ -276,10 +366,10 @@ def timestamp_text(value: Any) -> str | _General | None:
 
 def _epoch_text(value: int) -> str | _General:
     if 0 <= value < EPOCH_MILLIS_THRESHOLD:
-        return _second_text(value) + ".000Z"
+        return _second_text(value) + _MILLIS_TEXT[0]
     if EPOCH_MILLIS_THRESHOLD <= value < _EXACT_MILLIS_END:
         seconds, millis = divmod(value, 1000)
-        return f"{_second_text(seconds)}.{millis:03d}Z"
+        return _second_text(seconds) + _MILLIS_TEXT[millis]
     return GENERAL
 
 

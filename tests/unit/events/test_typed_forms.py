@@ -15,7 +15,7 @@ from bench.events import bench_events
 from tests.support.cloudwatch import gzipped, subscription_record
 from worker.events import json_codec
 from worker.events.decoding import decode_record
-from worker.events.errors import DecodeError
+from worker.events.errors import DecodeError, InvalidTimestamp
 from worker.events.field_values import (
     EPOCH_MILLIS_THRESHOLD,
     format_timestamp,
@@ -261,6 +261,23 @@ def test_utc_iso_texts_get_the_general_text(text: str) -> None:
 ])
 def test_other_texts_are_left_to_the_general_parser(text: str) -> None:
     assert timestamp_text(text) is GENERAL
+
+
+@pytest.mark.parametrize("template", ["2026-12-06T17:13:07Z", "2026-12-06T17:13:07.123Z"])
+def test_every_near_miss_of_a_utc_iso_text_gets_the_general_text_or_is_left_to_it(
+        template: str) -> None:
+    # The typed pass checks the shape by its separators and lets fromisoformat check the rest.
+    near_misses = {template[:index] + char + template[index + 1:]
+                   for index in range(len(template)) for char in "0159\u0667\u00b2\uff12aWtTzZ +-:.,"}
+    near_misses |= {template[:index] + template[index + 1:] for index in range(len(template))}
+    near_misses |= {template[:index] + "1" + template[index:] for index in range(len(template))}
+    for text in near_misses:
+        got = timestamp_text(text)
+        try:
+            expected: object = optional_timestamp({"t": text}, "t")
+        except InvalidTimestamp:
+            expected = GENERAL
+        assert got is GENERAL or got == expected, text
 
 
 def test_a_record_without_a_kafka_timestamp_is_left_to_the_general_path() -> None:
