@@ -340,9 +340,7 @@ def _received_at(value: Any, record: SourceRecord) -> str | _General:
 def timestamp_text(value: Any) -> str | _General | None:
     """A timestamp's document text if it is UTC ISO-8601 with a Z (to the second or the
     millisecond) or epoch seconds/milliseconds as a number or its digits."""
-    if value is None or value == "":
-        return None
-    if type(value) is str:
+    if type(value) is str:  # the common case first
         size = len(value)
         if ((size == 20 and value[4::3] == "--T::Z")
                 or (size == 24 and value[4:20:3] == "--T::." and value[23] == "Z")):
@@ -355,10 +353,14 @@ def timestamp_text(value: Any) -> str | _General | None:
                 _from_iso(value)
             except ValueError:
                 return GENERAL
-            return value if size == 24 else value[:-1] + ".000Z"
-        if len(value) <= 18 and value.isascii() and value.isdigit():
+            return value if size == 24 else value[:19] + ".000Z"
+        if not value:
+            return None
+        if size <= 18 and value.isascii() and value.isdigit():
             return _epoch_text(int(value))
         return GENERAL
+    if value is None:
+        return None
     if type(value) is int:
         return _epoch_text(value)
     return GENERAL

@@ -267,8 +267,9 @@ def test_other_texts_are_left_to_the_general_parser(text: str) -> None:
 def test_every_near_miss_of_a_utc_iso_text_gets_the_general_text_or_is_left_to_it(
         template: str) -> None:
     # The typed pass checks the shape by its separators and lets fromisoformat check the rest.
+    chars = "0159\u0667\u00b2\uff12aWtTzZ +-:.,"  # digits, other digits, letters, separators
     near_misses = {template[:index] + char + template[index + 1:]
-                   for index in range(len(template)) for char in "0159\u0667\u00b2\uff12aWtTzZ +-:.,"}
+                   for index in range(len(template)) for char in chars}
     near_misses |= {template[:index] + template[index + 1:] for index in range(len(template))}
     near_misses |= {template[:index] + "1" + template[index:] for index in range(len(template))}
     for text in near_misses:
