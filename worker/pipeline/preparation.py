@@ -102,8 +102,7 @@ class Preparation:
                       else None)
             first_event = len(events)
             if decoded is None:  # the record's own event, normalised by the typed pass
-                self._admit(prepared, record, window, None, ordinal, typed)
-                ordinal += 1
+                ordinal += self._admit(prepared, record, window, None, ordinal, typed)
             else:
                 if meta is not None:
                     apply_ingest_meta(decoded, meta)
@@ -111,17 +110,17 @@ class Preparation:
                     failures.append(Failure(ordinal, record, batch_index, error))
                     ordinal += 1
                 for raw in decoded.events:
-                    self._admit(prepared, record, window, raw, ordinal, None)
-                    ordinal += 1
+                    ordinal += self._admit(prepared, record, window, raw, ordinal, None)
             if record.headers or prepared.routed is not None:
                 ordinal = self._route(prepared, record, events[first_event:], ordinal)
         return prepared
 
     def _admit(self, prepared: PreparedBatch, record: SourceRecord,
                window: PartitionWindow | None, raw: RawEvent | None, ordinal: int,
-               typed: tuple[str, dict[str, Any]] | None) -> None:
+               typed: tuple[str, dict[str, Any]] | None) -> int:
         """Normalise (`raw`; `typed` is already), enrich and encode one event, and file it
-        with its ordinal, or its failure; a retry's copy is left out."""
+        with `ordinal`, or its failure; the ordinals taken (1, or 0 for a retry's copy, left
+        out: a batch without failures has its events numbered 0 .. n-1, worker.pipeline.wiring)."""
         batch_index = None if raw is None else raw.batch_index
         try:
             event_id, document = typed if raw is None else normalize(  # type: ignore[misc]
@@ -129,19 +128,21 @@ class Preparation:
             event = self._prepare(event_id, document, record, batch_index)
         except DecodeError as error:
             prepared.failures.append(Failure(ordinal, record, batch_index, error))
-            return
+            return 1
         except Exception as error:  # noqa: BLE001 (no input may crash the agent)
             log.exception("unexpected error preparing an event of %s", record.position)
             prepared.failures.append(Failure(ordinal, record, batch_index, UnencodableEvent(
                 f"the event could not be prepared: {type(error).__name__}: {error}")))
-            return
-        # The typed pass takes only events whose id their producer gave.
-        given = event_id if raw is None else producer_id(raw, event_id)
-        if window is not None and given is not None and self.dedupe.seen(window, given):
-            self.progress.add("duplicates")
-            return  # a retry's copy: no sink gets it (worker.pipeline.dedupe)
+            return 1
+        if window is not None:
+            # The typed pass takes only events whose id their producer gave.
+            given = event_id if raw is None else producer_id(raw, event_id)
+            if given is not None and self.dedupe.seen(window, given):
+                self.progress.add("duplicates")
+                return 0  # a retry's copy: no sink gets it (worker.pipeline.dedupe)
         event.ordinal = ordinal
         prepared.events.append(event)
+        return 1
 
     def _route(self, prepared: PreparedBatch, record: SourceRecord, record_events: list[Event],
                ordinal: int) -> int:

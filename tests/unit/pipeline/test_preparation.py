@@ -103,3 +103,17 @@ def test_the_typed_pass_prepares_what_the_general_path_prepares(monkeypatch) -> 
     assert typed_progress.counts == general_progress.counts
     assert typed_progress.counts["duplicates"] == 1  # the retry, left out by both
     assert len(typed.events) > 300 and len(typed.failures) > 10
+
+
+def test_a_retry_left_out_takes_no_ordinal() -> None:
+    # Without failures a batch's ticket expects its events numbered 0 .. n-1 (pipeline.wiring):
+    # a retry's copy left out by the dedupe window must leave no gap, or its share never settles.
+    from bench.events import bench_events
+
+    first, second = (value for _, value in bench_events(2))
+    settings = load_settings(sinks=["counting"], web_port=0, dedupe_window=60.0)
+    records = [SourceRecord(b"k", value, KafkaPosition("events", 0, offset), KAFKA_MS)
+               for offset, value in enumerate([first, first, second])]
+    prepared = Preparation(settings, {}.get, [], Progress()).prepare_batch(records)
+    assert prepared.failures == []
+    assert [event.ordinal for event in prepared.events] == [0, 1]
