@@ -151,7 +151,12 @@ def _segment(fields: dict[str, Any], record: SourceRecord) -> Document | None:
     if (user_id is GENERAL or anonymous_id is GENERAL or group_id is GENERAL
             or previous_id is GENERAL or (user_id is None and anonymous_id is None)):
         return None
-    received_at = _received_at(get("receivedAt"), record)
+    received_at = get("receivedAt")
+    millis = record.timestamp_ms
+    if received_at is None and millis is not None and millis >= 0:
+        received_at = format_epoch_millis(millis)  # the common case, without a call more
+    else:
+        received_at = _received_at(received_at, record)
     sent_at = get("sentAt")
     if sent_at is not None:
         sent_at = timestamp_text(sent_at)
@@ -227,7 +232,12 @@ def _access_log(fields: dict[str, Any], record: SourceRecord) -> Document | None
     request_id = get("requestId")
     if type(request_id) is not str or not request_id:
         return None
-    received_at = _received_at(get("receivedAt"), record)
+    received_at = get("receivedAt")
+    millis = record.timestamp_ms
+    if received_at is None and millis is not None and millis >= 0:
+        received_at = format_epoch_millis(millis)  # the common case, without a call more
+    else:
+        received_at = _received_at(received_at, record)
     timestamp = timestamp_text(get("requestTimeEpoch"))
     if timestamp is None:
         timestamp = timestamp_text(get("requestTime"))
@@ -268,14 +278,16 @@ def _access_log(fields: dict[str, Any], record: SourceRecord) -> Document | None
         document["protocol"] = value
     value = get("status")
     if value is not None:
-        value = _integer(value)
+        if type(value) is not int or not INT64_MIN <= value <= INT64_MAX:
+            value = _integer(value)
         if value is not None:
             if value is GENERAL:
                 return None
             document["status"] = value
     value = get("responseLength")
     if value is not None:
-        value = _integer(value)
+        if type(value) is not int or not INT64_MIN <= value <= INT64_MAX:
+            value = _integer(value)
         if value is not None:
             if value is GENERAL:
                 return None
@@ -295,7 +307,10 @@ def _access_log(fields: dict[str, Any], record: SourceRecord) -> Document | None
     user_agent = get("userAgent")
     if user_agent is not None and user_agent != "" and type(user_agent) is not str:
         return None
-    api_key_id = access_log_api_key_id(fields)
+    identity = get("identity")
+    api_key_id = identity.get("apiKeyId") if type(identity) is dict else None
+    if type(api_key_id) is not str or not api_key_id or api_key_id == "-":
+        api_key_id = access_log_api_key_id(fields)  # the other spellings, in their order
     if api_key_id is not None:
         document["api_key_id"] = api_key_id
     if user_agent is not None and user_agent != "":
