@@ -17,6 +17,8 @@ The input form is detected per record; producers need not say which they use:
 
 A batch yields one raw event per element; an element that is not an object fails alone and the
 others go on. Field validation and the document shape are ``worker.events.normalize``'s job.
+``decode_value`` stops before the form is told (``classify``), so that the pipeline can hand a
+record that is itself one common event straight to ``worker.events.typed_forms``.
 """
 
 from __future__ import annotations

@@ -180,7 +180,9 @@ HEADERS: tuple[tuple[tuple[str, bytes], ...], ...] = (
 
 def _variant(chooser: random.Random) -> dict[str, Any]:
     segment = chooser.random() < 0.6
-    event = dict(TRACK if segment else ACCESS)
+    # Every time field set, each to another time: which one a document takes shows.
+    event = dict({**TRACK, "sentAt": "2026-11-22T20:31:05Z", "originalTimestamp":
+                  "2026-11-22T20:31:03.000Z"} if segment else ACCESS)
     names = SEGMENT_FIELDS if segment else ACCESS_FIELDS
     for _ in range(chooser.choice((0, 1, 1, 2, 3))):
         name = chooser.choice(names + ("writeKey", "batch", "Record", "payload"))
