@@ -7,7 +7,8 @@ pyinstrument report. It separates Sluice's own per-record cost from Faust's and 
 
 Times are the process's CPU time (`time.process_time`), not the wall clock: on a machine
 shared with other work the wall clock measures the neighbours too. `--stages` adds the CPU time
-of each preparation stage alone (decode, normalise, enrich, encode) over the same events.
+of each preparation stage alone over the same events: decoding and normalising as the worker
+does them (the typed pass, one step) and, for comparison, as the general path does them.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def stages(count: int) -> dict[str, float]:
     import orjson
 
     from worker.catalog.enrichment import enrich
-    from worker.events.decoding import decode_record
-    from worker.events.normalize import normalize
+    from worker.events.decoding import classify, decode_record, decode_value
+    from worker.events.normalize import general_document, normalize
+    from worker.events.typed_forms import typed_record
 
     records = [SourceRecord(key, value, KafkaPosition("bench", n % 4, n // 4), 1_763_800_000_000)
                for n, (key, value) in enumerate(bench_events(count))]
@@ -85,9 +87,23 @@ def stages(count: int) -> dict[str, float]:
             gc.enable()
         return result
 
-    decoded = timed("decode", lambda: [(decode_record(r.value, 1 << 20), r) for r in records])
+    def typed(record: SourceRecord) -> list[dict]:  # as worker.pipeline.preparation runs it
+        decoded = decode_value(record.value, 1 << 20)
+        if type(decoded) is dict:
+            done = typed_record(decoded, record)
+            if done is not None:
+                return [done[1]]
+            decoded = classify(decoded)
+        return [normalize(raw, record)[1] for raw in decoded.events]
+
+    # The general path alone, as before the typed pass, for comparison.
+    decoded = timed("decode (general)",
+                    lambda: [(decode_record(r.value, 1 << 20), r) for r in records])
     raws = [(raw, record) for result, record in decoded for raw in result.events]
-    documents = timed("normalise", lambda: [normalize(raw, record)[1] for raw, record in raws])
+    timed("normalise (general)", lambda: [general_document(raw, record) for raw, record in raws])
+    decoded = raws = []
+    documents = timed("decode + normalise (typed pass)",
+                      lambda: [document for record in records for document in typed(record)])
     timed("enrich", lambda: [enrich(document, lookup) for document in documents])
     timed("encode (orjson)", lambda: [orjson.dumps(document) for document in documents])
     return timings
@@ -113,7 +129,7 @@ def main() -> None:
           f"{count / seconds:,.0f} records/s")
     if "--stages" in sys.argv:
         for name, micros in stages(count).items():
-            print(f"  {name:<16} {micros:5.2f} µs/event")
+            print(f"  {name:<32} {micros:5.2f} µs/event")
 
 
 if __name__ == "__main__":

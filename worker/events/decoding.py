@@ -17,6 +17,8 @@ The input form is detected per record; producers need not say which they use:
 
 A batch yields one raw event per element; an element that is not an object fails alone and the
 others go on. Field validation and the document shape are ``worker.events.normalize``'s job.
+``decode_value`` stops before the form is told (``classify``), so that the pipeline can hand a
+record that is itself one common event straight to ``worker.events.typed_forms``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 import orjson
 
 from worker.events import json_codec
-from worker.events.cloudwatch import Subscription, is_gzip, read_subscription
+from worker.events.cloudwatch import GZIP_MAGIC, Subscription, read_subscription
 from worker.events.errors import (
     DecodeError,
     EmptyRecord,
@@ -85,12 +87,24 @@ class DecodedRecord:
     failures: list[tuple[int | None, DecodeError]] = field(default_factory=list)
 
 
+# Module constants: an enum member looked up on its class per record costs more than a global.
+_SEGMENT_KIND, _ACCESS_LOG_KIND = EventKind.SEGMENT, EventKind.ACCESS_LOG
+_SEGMENT_FORM, _ACCESS_LOG_FORM = InputForm.SEGMENT, InputForm.ACCESS_LOG
+
 # Base64 text, standard or URL-safe alphabet, optional padding and line breaks.
 _BASE64_TEXT = re.compile(rb"^[A-Za-z0-9+/_\-\s]+={0,2}\s*$")
 
 
 def decode_record(value: bytes | None, max_bytes: int) -> DecodedRecord:
     """Decode a record value into raw events. Raises DecodeError if nothing can be read."""
+    decoded = decode_value(value, max_bytes)
+    return classify(decoded) if type(decoded) is dict else decoded
+
+
+def decode_value(value: bytes | None, max_bytes: int) -> dict[str, Any] | DecodedRecord:
+    """A record's JSON object as it is (``classify`` tells its form; the typed pass,
+    ``worker.events.typed_forms``, takes most at once), or the events of a record that is not
+    a JSON object (gzip, base64, a JSON string). Raises DecodeError if nothing can be read."""
     if not value:
         raise EmptyRecord("the record has no value (null or empty)")
     if len(value) > max_bytes:
@@ -98,7 +112,7 @@ def decode_record(value: bytes | None, max_bytes: int) -> DecodedRecord:
             f"the record is {len(value)} bytes, more than the {max_bytes} allowed "
             "(SLUICE_MAX_RECORD_BYTES)"
         )
-    if is_gzip(value):
+    if value[:2] == GZIP_MAGIC:  # cloudwatch.is_gzip, without a call per record
         return _decode_cloudwatch(read_subscription(value, max_bytes))
     try:
         parsed = json_codec.loads(value)  # integers beyond 64 bits kept exactly
@@ -106,15 +120,20 @@ def decode_record(value: bytes | None, max_bytes: int) -> DecodedRecord:
         if _BASE64_TEXT.match(value):
             return _classify(_decode_base64_object(value, "the record"), InputForm.BASE64)
         raise InvalidJson(f"the record is not valid JSON: {error}") from None
+    if type(parsed) is dict:  # the common case first
+        return parsed
     if isinstance(parsed, str):
         inner = _decode_base64_object(parsed.encode(), "the JSON string")
         return _classify(inner, InputForm.BASE64)
-    if not isinstance(parsed, dict):
-        raise NotAnObject(
-            f"the record is JSON {_json_type(parsed)}, not an object; expected a Segment event, "
-            "a batch, a Firehose envelope or an access-log record"
-        )
-    return _classify(parsed, None)
+    raise NotAnObject(
+        f"the record is JSON {_json_type(parsed)}, not an object; expected a Segment event, "
+        "a batch, a Firehose envelope or an access-log record"
+    )
+
+
+def classify(obj: dict[str, Any]) -> DecodedRecord:
+    """The events of a record's JSON object, envelopes unwrapped. Raises DecodeError."""
+    return _classify(obj, None)
 
 
 def _classify(obj: dict[str, Any], outer_form: InputForm | None) -> DecodedRecord:
@@ -136,17 +155,18 @@ def _classify(obj: dict[str, Any], outer_form: InputForm | None) -> DecodedRecor
             raise InvalidBase64(f"Record.Data is JSON {_json_type(data)}, expected a base64 string")
         inner = _decode_base64_object(data.encode(), "Record.Data")
         return _classify(inner, InputForm.FIREHOSE)
-    kind = _event_kind(obj)
-    if kind is None:
+    if "type" in obj:
+        kind, own_form = _SEGMENT_KIND, _SEGMENT_FORM
+    elif "requestId" in obj:
+        kind, own_form = _ACCESS_LOG_KIND, _ACCESS_LOG_FORM
+    else:
         keys = ", ".join(sorted(obj)[:8]) or "none"
         raise UnknownFormat(
             "the object is not a Segment event (no `type`), a batch (no `batch`), a Firehose "
             f"envelope (no `Record.Data`) or an access-log record (no `requestId`); keys: {keys}"
         )
-    own_form = InputForm.ACCESS_LOG if kind is EventKind.ACCESS_LOG else InputForm.SEGMENT
-    form = outer_form or own_form
     # Both lists given: a default_factory call per field made this the dearer half.
-    return DecodedRecord([RawEvent(kind, form, obj)], [])
+    return DecodedRecord([RawEvent(kind, outer_form or own_form, obj)], [])
 
 
 def _connect_payload(payload: Any, schema: dict[str, Any] | None) -> dict[str, Any]:
@@ -168,14 +188,6 @@ def _connect_payload(payload: Any, schema: dict[str, Any] | None) -> dict[str, A
         raise NotAnObject(f"the Kafka Connect payload is a string of JSON {_json_type(inner)}, "
                           "not of an object")
     return inner
-
-
-def _event_kind(obj: dict[str, Any]) -> EventKind | None:
-    if "type" in obj:
-        return EventKind.SEGMENT
-    if "requestId" in obj:
-        return EventKind.ACCESS_LOG
-    return None
 
 
 def _decode_batch(envelope: dict[str, Any]) -> DecodedRecord:

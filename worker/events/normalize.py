@@ -12,43 +12,59 @@ Fields without a value are left out rather than written as null.
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from worker.events import json_codec
 from worker.events.decoding import EventKind, RawEvent
-from worker.events.errors import (
-    InvalidTimestamp,
-    MissingField,
-    UnencodableEvent,
-    UnknownFormat,
-    WrongType,
+from worker.events.errors import MissingField, UnencodableEvent, UnknownFormat, WrongType
+from worker.events.field_values import (
+    ACCESS_LOG_TYPE,
+    LOG_TYPE,
+    SEGMENT_TYPES,
+    access_log_api_key_id,
+    describe,
+    format_epoch_millis,
+    format_timestamp,
+    lenient_timestamp,
+    optional_id,
+    optional_int,
+    optional_object,
+    optional_string,
+    optional_timestamp,
+    parse_timestamp,
+    source_id,
 )
 from worker.events.headers import headers_field
 from worker.events.records import REPLAY_EVENT_ID_HEADER, SourceRecord
+from worker.events.typed_forms import typed_document
 
-SEGMENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
-ACCESS_LOG_TYPE = "access_log"
-LOG_TYPE = "log"
-
-# Epoch numbers above this are milliseconds (1e11 seconds is the year 5138).
-_EPOCH_MILLIS_THRESHOLD = 100_000_000_000
-# Integer fields are 64-bit columns in Parquet (worker/events/parquet_schema.py) and `long` in
-# Elasticsearch; the JSON parser accepts up to 2**64 - 1.
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-# str.isdigit() accepts "²" and other digits int() refuses.
-_ASCII_INTEGER = re.compile(r"-?[0-9]{1,18}")
+# Read by other packages from here, where the document shape is defined.
+__all__ = ["derived_event_id", "format_timestamp", "general_document", "normalize",
+           "parse_timestamp", "replayed_event_id"]
 
 
 def normalize(raw: RawEvent, record: SourceRecord,
               keep_headers: bool = True) -> tuple[str, dict[str, Any]]:
     """The event id and document of a raw event; with `keep_headers`, the record's headers
-    too (``worker.events.headers``). Raises DecodeError if a field is invalid."""
+    too (``worker.events.headers``). Raises DecodeError if a field is invalid.
+
+    The common shapes take one tight pass (``worker.events.typed_forms``), which makes the
+    same document; whatever it does not take, and every fault, is the general path's."""
+    typed = typed_document(raw, record)
+    event_id, document = typed if typed is not None else general_document(raw, record)
+    if keep_headers and record.headers:
+        headers = headers_field(record.headers)
+        if headers is not None:
+            document["headers"] = headers
+    return event_id, document
+
+
+def general_document(raw: RawEvent, record: SourceRecord) -> tuple[str, dict[str, Any]]:
+    """The event id and document of a raw event, every field checked and every fault named,
+    without the record's headers."""
     received_at = _received_at(raw.fields, record)
     if raw.kind is EventKind.SEGMENT:
         document = _segment_document(raw.fields, received_at)
@@ -76,10 +92,6 @@ def normalize(raw: RawEvent, record: SourceRecord,
     }
     if raw.batch_index is not None:
         kafka["batch_index"] = raw.batch_index
-    if keep_headers and record.headers:
-        headers = headers_field(record.headers)
-        if headers is not None:
-            document["headers"] = headers
     return event_id, document
 
 
@@ -117,23 +129,23 @@ def derived_event_id(raw: RawEvent, record: SourceRecord) -> str:
 def _segment_document(fields: dict[str, Any], received_at: str) -> dict[str, Any]:
     kind = fields.get("type")
     if not isinstance(kind, str):
-        raise WrongType(f"`type` is {_describe(kind)}, expected one of {_types_list()}")
+        raise WrongType(f"`type` is {describe(kind)}, expected one of {_types_list()}")
     if kind not in SEGMENT_TYPES:
         raise UnknownFormat(f"`type` is {kind!r}, expected one of {_types_list()}")
-    user_id = _optional_id(fields, "userId")
-    anonymous_id = _optional_id(fields, "anonymousId")
+    user_id = optional_id(fields, "userId")
+    anonymous_id = optional_id(fields, "anonymousId")
     if user_id is None and anonymous_id is None:
         raise MissingField("a Segment event needs `userId` or `anonymousId`; it has neither")
     event_name = fields.get("event")
     if kind == "track" and (not isinstance(event_name, str) or not event_name.strip()):
         raise MissingField(
-            f"a track event needs a non-empty string `event`; got {_describe(event_name)}"
+            f"a track event needs a non-empty string `event`; got {describe(event_name)}"
         )
-    context = _optional_object(fields, "context")
-    sent_at = _optional_timestamp(fields, "sentAt")
+    context = optional_object(fields, "context")
+    sent_at = optional_timestamp(fields, "sentAt")
     timestamp = (
-        _optional_timestamp(fields, "timestamp")
-        or _optional_timestamp(fields, "originalTimestamp")
+        optional_timestamp(fields, "timestamp")
+        or optional_timestamp(fields, "originalTimestamp")
         or sent_at
         or received_at
     )
@@ -141,33 +153,22 @@ def _segment_document(fields: dict[str, Any], received_at: str) -> dict[str, Any
         {
             "type": kind,
             "event": event_name if kind == "track" else None,
-            "name": _optional_string(fields, "name"),
+            "name": optional_string(fields, "name"),
             "anonymous_id": anonymous_id,
             "user_id": user_id,
-            "group_id": _optional_id(fields, "groupId"),
-            "previous_id": _optional_id(fields, "previousId"),
+            "group_id": optional_id(fields, "groupId"),
+            "previous_id": optional_id(fields, "previousId"),
             "timestamp": timestamp,
-            "original_timestamp": _lenient_timestamp(fields, "originalTimestamp"),
+            "original_timestamp": lenient_timestamp(fields, "originalTimestamp"),
             "received_at": received_at,
             "sent_at": sent_at,
             "context": context,
-            "properties": _optional_object(fields, "properties"),
-            "traits": _optional_object(fields, "traits"),
-            "source_id": _source_id(fields, context),
-            "integrations": _optional_object(fields, "integrations"),
+            "properties": optional_object(fields, "properties"),
+            "traits": optional_object(fields, "traits"),
+            "source_id": source_id(fields, context),
+            "integrations": optional_object(fields, "integrations"),
         }
     )
-
-
-def _source_id(fields: dict[str, Any], context: dict[str, Any] | None) -> str | None:
-    for candidate in (fields.get("projectId"), fields.get("sourceId")):
-        if isinstance(candidate, str) and candidate:
-            return candidate
-    if context:
-        source = context.get("source")
-        if isinstance(source, dict) and isinstance(source.get("id"), str):
-            return str(source["id"])
-    return None
 
 
 def _types_list() -> str:
@@ -180,12 +181,12 @@ def _types_list() -> str:
 def _log_document(fields: dict[str, Any], received_at: str) -> dict[str, Any]:
     message = fields.get("message")
     if not isinstance(message, str):
-        raise WrongType(f"a log event's `message` is {_describe(message)}, expected text")
+        raise WrongType(f"a log event's `message` is {describe(message)}, expected text")
     return _drop_none(
         {
             "type": LOG_TYPE,
             "message": message,
-            "timestamp": _optional_timestamp(fields, "timestamp") or received_at,
+            "timestamp": optional_timestamp(fields, "timestamp") or received_at,
             "received_at": received_at,
         }
     )
@@ -198,11 +199,11 @@ def _access_log_document(fields: dict[str, Any], received_at: str) -> dict[str, 
     request_id = fields.get("requestId")
     if not isinstance(request_id, str) or not request_id:
         raise MissingField(
-            f"an access-log record needs a string `requestId`; got {_describe(request_id)}"
+            f"an access-log record needs a string `requestId`; got {describe(request_id)}"
         )
     timestamp = (
-        _optional_timestamp(fields, "requestTimeEpoch")
-        or _optional_timestamp(fields, "requestTime")
+        optional_timestamp(fields, "requestTimeEpoch")
+        or optional_timestamp(fields, "requestTime")
         or received_at
     )
     return _drop_none(
@@ -211,189 +212,32 @@ def _access_log_document(fields: dict[str, Any], received_at: str) -> dict[str, 
             "request_id": request_id,
             "timestamp": timestamp,
             "received_at": received_at,
-            "ip": _optional_string(fields, "ip") or _optional_string(fields, "sourceIp"),
-            "http_method": _optional_string(fields, "httpMethod"),
-            "resource_path": _optional_string(fields, "resourcePath"),
-            "path": _optional_string(fields, "path"),
-            "protocol": _optional_string(fields, "protocol"),
-            "status": _optional_int(fields, "status"),
-            "response_length": _optional_int(fields, "responseLength"),
-            "api_id": _optional_string(fields, "apiId"),
-            "stage": _optional_string(fields, "stage"),
+            "ip": optional_string(fields, "ip") or optional_string(fields, "sourceIp"),
+            "http_method": optional_string(fields, "httpMethod"),
+            "resource_path": optional_string(fields, "resourcePath"),
+            "path": optional_string(fields, "path"),
+            "protocol": optional_string(fields, "protocol"),
+            "status": optional_int(fields, "status"),
+            "response_length": optional_int(fields, "responseLength"),
+            "api_id": optional_string(fields, "apiId"),
+            "stage": optional_string(fields, "stage"),
             "api_key_id": access_log_api_key_id(fields),
-            "user_agent": _optional_string(fields, "userAgent"),
-            "source_id": _optional_string(fields, "apiId"),
+            "user_agent": optional_string(fields, "userAgent"),
+            "source_id": optional_string(fields, "apiId"),
         }
     )
-
-
-def access_log_api_key_id(fields: dict[str, Any]) -> str | None:
-    """The API key id: ``identity.apiKeyId`` nested or flattened (seed 003), or ``apiKeyId``."""
-    identity = fields.get("identity")
-    candidates = (
-        identity.get("apiKeyId") if isinstance(identity, dict) else None,
-        fields.get("identity.apiKeyId"),
-        fields.get("apiKeyId"),
-    )
-    for candidate in candidates:
-        # API Gateway writes "-" for a request without a key.
-        if isinstance(candidate, str) and candidate and candidate != "-":
-            return candidate
-    return None
 
 
 # --- field helpers -----------------------------------------------------------------------------
 
 
 def _received_at(fields: dict[str, Any], record: SourceRecord) -> str:
-    received = _optional_timestamp(fields, "receivedAt")
+    received = optional_timestamp(fields, "receivedAt")
     if received:
         return received
     if record.timestamp_ms is not None and record.timestamp_ms >= 0:
-        return _format_epoch_millis(record.timestamp_ms)
+        return format_epoch_millis(record.timestamp_ms)
     return format_timestamp(datetime.now(UTC))
-
-
-@lru_cache(maxsize=4096)
-def _format_epoch_millis(millis: int) -> str:
-    # Records of one producer batch share their timestamp: format each millisecond once.
-    return format_timestamp(datetime.fromtimestamp(millis / 1000, UTC))
-
-
-def _lenient_timestamp(fields: dict[str, Any], name: str) -> str | None:
-    """A timestamp kept for the record only (``originalTimestamp``): one that cannot be read is
-    left out rather than failing an event whose own time is fine."""
-    try:
-        return _optional_timestamp(fields, name)
-    except InvalidTimestamp:
-        return None
-
-
-def _optional_string(fields: dict[str, Any], name: str) -> str | None:
-    value = fields.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise WrongType(f"`{name}` is {_describe(value)}, expected a string")
-    return value
-
-
-def _optional_id(fields: dict[str, Any], name: str) -> str | None:
-    """Ids are strings; many clients send numbers, which are kept as their decimal text."""
-    value = fields.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise WrongType(f"`{name}` is {_describe(value)}, expected a string id")
-    return str(value)
-
-
-def _optional_object(fields: dict[str, Any], name: str) -> dict[str, Any] | None:
-    value = fields.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise WrongType(f"`{name}` is {_describe(value)}, expected an object")
-    return value
-
-
-def _optional_int(fields: dict[str, Any], name: str) -> int | None:
-    value = fields.get(name)
-    if value is None or value in ("", "-"):
-        return None
-    if isinstance(value, bool):
-        raise WrongType(f"`{name}` is {_describe(value)}, expected a number")
-    if isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX:
-        return value
-    if isinstance(value, str) and _ASCII_INTEGER.fullmatch(value.strip()):
-        return int(value)
-    raise WrongType(f"`{name}` is {_describe(value)}, expected a number (a 64-bit integer)")
-
-
-# UTC ISO-8601 with a Z, to the second or the millisecond, years 1000-9999: what Segment's
-# libraries send. Such a value is already (nearly) in the form documents carry.
-_UTC_ISO = re.compile(r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3})?Z")
-
-
-def _optional_timestamp(fields: dict[str, Any], name: str) -> str | None:
-    value = fields.get(name)
-    if value is None or value == "":
-        return None
-    if type(value) is str and _UTC_ISO.fullmatch(value):
-        # The common case, without the round trip through datetime: checked for a real date
-        # and time, and given milliseconds if it has none (the same text the slow path makes).
-        try:
-            datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            return value if len(value) == 24 else value[:-1] + ".000Z"
-    parsed = parse_timestamp(value)
-    if parsed is None:
-        raise InvalidTimestamp(
-            f"`{name}` is {_describe(value)}: expected ISO-8601, Common Log Format "
-            "(22/Nov/2026:20:31:04 +0000) or epoch seconds/milliseconds"
-        )
-    return format_timestamp(parsed)
-
-
-_PARSERS: tuple[Callable[[str], datetime], ...] = (
-    datetime.fromisoformat,
-    lambda text: datetime.strptime(text, "%d/%b/%Y:%H:%M:%S %z"),
-)
-
-
-def parse_timestamp(value: object) -> datetime | None:
-    """A timezone-aware UTC datetime from ISO-8601, CLF or epoch s/ms, in the years 1000-9999;
-    None if it is none of them."""
-    moment = _parse_timestamp(value)
-    if moment is None:
-        return None
-    try:
-        moment = moment.astimezone(UTC)
-    except (OverflowError, ValueError):
-        return None
-    # Index names and S3 keys need four-digit years.
-    return moment if 1000 <= moment.year <= 9999 else None
-
-
-def _parse_timestamp(value: object) -> datetime | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        seconds = value / 1000 if abs(value) >= _EPOCH_MILLIS_THRESHOLD else value
-        try:
-            return datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if _ASCII_INTEGER.fullmatch(text):
-        return _parse_timestamp(int(text))
-    for parser in _PARSERS:
-        try:
-            moment = parser(text)
-        except ValueError:
-            continue
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return None
-
-
-def format_timestamp(moment: datetime) -> str:
-    """UTC ISO-8601 with milliseconds and a Z."""
-    # isoformat is several times faster than strftime; years are 1000-9999 (parse_timestamp).
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "missing"
-    text = json_codec.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
-    shown = text if len(text) <= 40 else text[:37] + "..."
-    kind = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
-    return f"{kind} ({shown})"
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:

@@ -176,14 +176,14 @@ def test_unparseable_timestamps_are_none(value: object) -> None:
 ])
 def test_the_utc_iso_fast_path_gives_what_the_general_parser_gives(text: str) -> None:
     from worker.events.errors import InvalidTimestamp
-    from worker.events.normalize import _optional_timestamp, format_timestamp, parse_timestamp
+    from worker.events.field_values import format_timestamp, optional_timestamp, parse_timestamp
 
     parsed = parse_timestamp(text)
     if parsed is None:
         with pytest.raises(InvalidTimestamp):
-            _optional_timestamp({"timestamp": text}, "timestamp")
+            optional_timestamp({"timestamp": text}, "timestamp")
     else:
-        assert _optional_timestamp({"timestamp": text}, "timestamp") == format_timestamp(parsed)
+        assert optional_timestamp({"timestamp": text}, "timestamp") == format_timestamp(parsed)
 
 
 def test_a_replayed_event_without_producer_id_keeps_the_id_it_had_when_it_failed() -> None:
