@@ -85,7 +85,8 @@ def _scan_local_copy(settings: Any, window: Window) -> None:
     server (which shares this machine's cores)."""
     import tempfile
 
-    from worker.report.archive import connect, list_archive, load_events, select_objects
+    from worker.report.archive import list_archive, select_objects
+    from worker.report.scan import connect, load_events
     from worker.sinks.s3.client import make_client_context
 
     selection = select_objects(asyncio.run(list_archive(settings)), window)
@@ -105,9 +106,9 @@ def _scan_local_copy(settings: Any, window: Window) -> None:
 
     with tempfile.TemporaryDirectory() as directory:
         asyncio.run(fetch(Path(directory)))
-        connection = connect(settings)
+        connection = connect()
         began, cpu = time.perf_counter(), time.process_time()
-        events = load_events(connection, settings, selection, window, root=directory)
+        events = load_events(connection, settings, selection, window, root=Path(directory))
         print(f"scan of a local copy: {events:,} events in {time.perf_counter() - began:.2f} s "
               f"(CPU {time.process_time() - cpu:.1f} s; load average {os.getloadavg()[0]:.1f})")
 
