@@ -2,18 +2,20 @@
 local copy of it (a directory holding the objects under their keys).
 
 Why not DuckDB's ``httpfs``: a month is thousands of small objects (2,400 of 20 KB), so the
-cost is per request, not per byte. httpfs asks twice per object (HEAD, then GET; Parquet three
-times) on a new connection each, and its S3 server works as hard as the report: measured on
-the benchmark's month (``bench/report_month.py``), its fetch used 1.2 to 3.5 s of the report's
-CPU and 2 s of the local S3 server's; aiobotocore's ``get_object`` 2.8 s and 1.9 s. Here each
-object is one GET of a URL presigned by botocore (SigV4, the worker's endpoint, addressing
-style and credentials, the AWS chain included) over a pool of kept-alive aiohttp connections:
-0.8 s and 1 s. Presigning is most of the 0.8 s (botocore builds a request per URL); a URL is
-signed just before its GET, so it cannot expire however long the range takes.
+cost is per request, not per byte, in the report and in the S3 server alike. httpfs asks twice
+per object (HEAD, then GET; Parquet three times: HEAD, footer, data). Measured fetching the
+benchmark's month (``bench/report_month.py``) from the local S3 server, CPU of the report's
+process / of the server: httpfs 1.4-4.5 s / 2.9-3.6 s (1.2-3.5 s / 1.9-2.4 s with one GET an
+object, ``force_download``); aiobotocore's ``get_object`` 2.8-3.4 s / 1.8-2.6 s; here 1.0 s /
+1.2-1.4 s. Each object is one GET of a URL presigned by botocore (SigV4, the worker's
+endpoint, addressing style and credentials, the AWS chain included) over a pool of kept-alive
+aiohttp connections. Presigning is half of that 1.0 s (botocore builds a request per URL); a
+URL is signed just before its GET, so it cannot expire however long the range takes.
 
 A refused or reset connection, a 5xx or a 429 (a busy server) is retried with backoff, as
 botocore's standard mode would; any other answer stops the report with an ``ArchiveError``
-naming the settings to check. TLS is verified against SLUICE_S3_CA_BUNDLE, or the system's CAs.
+naming the settings to check. TLS is verified against SLUICE_S3_CA_BUNDLE, or the system's CAs;
+HTTP(S)_PROXY and NO_PROXY apply as they do to botocore.
 """
 
 from __future__ import annotations
@@ -104,11 +106,10 @@ class BucketObjects:
                     "SLUICE_AWS_SECRET_ACCESS_KEY or the AWS chain)")
             return await answer.read()
 
-
     def _proxy(self, url: yarl.URL) -> str | None:
         """The proxy botocore would use for the URL's host (HTTP(S)_PROXY, NO_PROXY), looked up
         once per host: aiohttp's own lookup (trust_env) reads the environment for every
-        request, 0.8 s of CPU for a month's objects."""
+        request, about 1 s of CPU for a month's objects."""
         host = url.host or ""
         if host not in self._proxies:
             bypass = bool(urllib.request.proxy_bypass(host))
@@ -132,7 +133,7 @@ async def bucket_objects(settings: Settings) -> AsyncIterator[BucketObjects]:
         # SigV4: botocore presigns S3 URLs with the old SigV2 unless told, which regions
         # opened since 2014 refuse.
         async with make_client_context(settings, signature_version="s3v4") as client, \
-                aiohttp.ClientSession(connector=connector, timeout=TIMEOUT, 
+                aiohttp.ClientSession(connector=connector, timeout=TIMEOUT,
                                       auto_decompress=False) as session:
             yield BucketObjects(settings, client, session)
     except BotoCoreError as error:

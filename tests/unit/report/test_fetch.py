@@ -16,7 +16,10 @@ BODY = b"\x1f\x8b stored bytes, as they are"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def _read_through(handler: Handler) -> bytes:
+async def _read_through(handler: Handler, endpoint: str | None = None,
+                        monkeypatch: pytest.MonkeyPatch | None = None) -> bytes:
+    """The object read from a server answering with `handler`: the S3 endpoint, or, with an
+    `endpoint` of its own, the HTTP proxy in front of it (HTTP_PROXY)."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app)
@@ -24,8 +27,13 @@ async def _read_through(handler: Handler) -> bytes:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
-    settings = load_settings(s3_endpoint_url=f"http://{host}:{port}", s3_bucket="archive",
-                             aws_access_key_id="key-id", aws_secret_access_key="secret")
+    if endpoint and monkeypatch:
+        monkeypatch.setenv("HTTP_PROXY", f"http://{host}:{port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+    settings = load_settings(s3_endpoint_url=endpoint or f"http://{host}:{port}",
+                             s3_bucket="archive", aws_access_key_id="key-id",
+                             aws_secret_access_key="secret")
     try:
         async with bucket_objects(settings) as objects:
             return await objects.read(ArchiveObject(KEY, len(BODY)))
@@ -85,3 +93,17 @@ async def test_a_server_that_stays_busy_is_given_up_on_with_the_attempts_named(
     with pytest.raises(ArchiveError, match=f"after {fetch.ATTEMPTS} attempts: HTTP 503"):
         await _read_through(always_busy)
     assert len(seen) == fetch.ATTEMPTS
+
+
+async def test_the_proxy_of_the_environment_is_used_as_botocore_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[str] = []
+
+    async def proxy(request: web.Request) -> web.StreamResponse:
+        asked.append(str(request.url))
+        return web.Response(body=BODY)
+
+    endpoint = "http://s3.archive.invalid:9000"
+    assert await _read_through(proxy, endpoint, monkeypatch) == BODY
+    assert len(asked) == 1 and asked[0].startswith(f"{endpoint}/archive/logs/")
