@@ -4,7 +4,9 @@ ways of drawing its charts would cost.
 
 Needs the local stack (`sluice stack up`). Writes the month once to the bucket
 `bench-report` (kept between runs), then builds the report `--runs` times and prints each
-step's time (listing, DuckDB scan, dead letters, charts) and the file's size. With
+step's time (listing, fetching and loading into DuckDB, dead letters, charts), the file's
+size, the CPU time of the report's process and of the S3 server (which shares the machine),
+and the load average before each run. With
 `--compare-renderers` it also draws the same panels' figures with plotly (library inlined)
 and sizes them with ECharts' inlined library (`--echarts PATH` to its `echarts.min.js`, e.g.
 from `npm install echarts`): not timed tests, a measurement to read (README, "sluice report").
