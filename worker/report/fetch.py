@@ -79,12 +79,14 @@ class BucketObjects:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return await self._get(item)
-            except (_Transient, aiohttp.ClientConnectionError, TimeoutError) as error:
+            except (_Transient, aiohttp.ClientError, TimeoutError) as error:
+                # A connection refused or reset, an answer cut short, a busy server.
                 if attempt == ATTEMPTS:
                     raise ArchiveError(
                         f"cannot read s3://{self._settings.s3_bucket}/{item.key} after "
                         f"{ATTEMPTS} attempts: {error or type(error).__name__}; check "
-                        "SLUICE_S3_ENDPOINT_URL and that the S3 server is up") from error
+                        "SLUICE_S3_ENDPOINT_URL (SLUICE_S3_CA_BUNDLE for its TLS "
+                        "certificate) and that the S3 server is up") from error
                 await asyncio.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")

@@ -162,7 +162,11 @@ class _Loader:
 
     def load(self, batch: list[ArchiveObject], bodies: list[bytes]) -> None:
         number = len(self.tables)
-        paths = _write_batch(batch, bodies, self._directory, number)
+        try:
+            paths = _write_batch(batch, bodies, self._directory, number)
+        except OSError as error:
+            raise ArchiveError(f"cannot write the objects DuckDB reads to {self._directory}: "
+                               f"{error}; point TMPDIR at a directory with room") from error
         select = select_sql(source_sql(paths, batch[0].format or NDJSON), self._time_field)
         try:
             self._connection.execute(
