@@ -6,11 +6,11 @@ cost is per request, not per byte, in the report and in the S3 server alike. htt
 per object (HEAD, then GET; Parquet three times: HEAD, footer, data). Measured fetching the
 benchmark's month (``bench/report_month.py``) from the local S3 server, CPU of the report's
 process / of the server: httpfs 1.4-4.5 s / 2.9-3.6 s (1.2-3.5 s / 1.9-2.4 s with one GET an
-object, ``force_download``); aiobotocore's ``get_object`` 2.8-3.4 s / 1.8-2.6 s; here 1.0 s /
-1.2-1.4 s. Each object is one GET of a URL presigned by botocore (SigV4, the worker's
-endpoint, addressing style and credentials, the AWS chain included) over a pool of kept-alive
-aiohttp connections. Presigning is half of that 1.0 s (botocore builds a request per URL); a
-URL is signed just before its GET, so it cannot expire however long the range takes.
+object, ``force_download``); aiobotocore's ``get_object`` 2.8-3.4 s / 1.8-2.6 s; here
+0.9-1.2 s / 1.2-1.4 s. Each object is one GET of a URL presigned by botocore (SigV4, the
+worker's endpoint, addressing style and credentials, the AWS chain included) over a pool of
+kept-alive aiohttp connections. Presigning is 0.5 s of it (botocore builds a request per URL);
+a URL is signed just before its GET, so it cannot expire however long the range takes.
 
 A refused or reset connection, a 5xx or a 429 (a busy server) is retried with backoff, as
 botocore's standard mode would; any other answer stops the report with an ``ArchiveError``
