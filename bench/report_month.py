@@ -4,7 +4,9 @@ ways of drawing its charts would cost.
 
 Needs the local stack (`sluice stack up`). Writes the month once to the bucket
 `bench-report` (kept between runs), then builds the report `--runs` times and prints each
-step's time (listing, DuckDB scan, dead letters, charts) and the file's size. With
+step's time (listing, fetching and loading into DuckDB, dead letters, charts), the file's
+size, the CPU time of the report's process and of the S3 server (which shares the machine),
+and the load average before each run. With
 `--compare-renderers` it also draws the same panels' figures with plotly (library inlined)
 and sizes them with ECharts' inlined library (`--echarts PATH` to its `echarts.min.js`, e.g.
 from `npm install echarts`): not timed tests, a measurement to read (README, "sluice report").
@@ -39,6 +41,24 @@ async def _count_objects(settings: Any) -> int:
     from worker.report.archive import list_archive
 
     return len(await list_archive(settings))
+
+
+def _s3_server(settings: Any) -> Any:
+    """The process listening on the S3 endpoint's port (the local stack's server), or None."""
+    import psutil
+
+    port = int((settings.s3_endpoint_url or "").rsplit(":", 1)[-1].strip("/"))
+    for connection in psutil.net_connections(kind="tcp"):
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+            return psutil.Process(connection.pid) if connection.pid else None
+    return None
+
+
+def _cpu_seconds(process: Any) -> float:
+    if process is None:
+        return float("nan")
+    times = process.cpu_times()
+    return times.user + times.system
 
 
 def _figures(path: Path) -> dict[str, Any]:
@@ -85,7 +105,8 @@ def _scan_local_copy(settings: Any, window: Window) -> None:
     server (which shares this machine's cores)."""
     import tempfile
 
-    from worker.report.archive import connect, list_archive, load_events, select_objects
+    from worker.report.archive import list_archive, select_objects
+    from worker.report.scan import connect, load_events
     from worker.sinks.s3.client import make_client_context
 
     selection = select_objects(asyncio.run(list_archive(settings)), window)
@@ -105,9 +126,9 @@ def _scan_local_copy(settings: Any, window: Window) -> None:
 
     with tempfile.TemporaryDirectory() as directory:
         asyncio.run(fetch(Path(directory)))
-        connection = connect(settings)
+        connection = connect()
         began, cpu = time.perf_counter(), time.process_time()
-        events = load_events(connection, settings, selection, window, root=directory)
+        events = load_events(connection, settings, selection, window, root=Path(directory))
         print(f"scan of a local copy: {events:,} events in {time.perf_counter() - began:.2f} s "
               f"(CPU {time.process_time() - cpu:.1f} s; load average {os.getloadavg()[0]:.1f})")
 
@@ -129,18 +150,21 @@ def main(runs: int = typer.Option(3, min=1), output: Path = Path("bench/results/
     window = Window(start, month_start(1) if start.month != 12 else start.replace(
         year=start.year + 1, month=1))
     totals = []
+    server = _s3_server(settings)
     for run in range(1, runs + 1):
-        # The machine is shared: the load before each run, and this process's CPU time (DuckDB's
-        # threads and the chart renderer run in it; the S3 server's work is not counted).
+        # The machine is shared: the load before each run, this process's CPU time (the
+        # fetches, DuckDB's threads and the chart renderer run in it), and the S3 server's
+        # (on this machine too; other clients of it count as well).
         load = os.getloadavg()[0]
-        cpu = time.process_time()
+        cpu, served = time.process_time(), _cpu_seconds(server)
         summary = build_report(settings, window, output, dead_letters=False)
-        cpu = time.process_time() - cpu
+        cpu, served = time.process_time() - cpu, _cpu_seconds(server) - served
         totals.append(summary.seconds["total"])
         steps = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in summary.seconds.items())
         print(f"run {run}: {summary.events:,} events, {summary.objects:,} objects "
               f"({summary.archive_bytes / 2**20:.1f} MiB), {summary.size / 1024:.0f} KiB; {steps}; "
-              f"CPU {cpu:.1f} s; load average before: {load:.1f} on {os.cpu_count()} cores")
+              f"CPU {cpu:.1f} s, S3 server CPU {served:.1f} s; load average before: {load:.1f} "
+              f"on {os.cpu_count()} cores")
     print(f"median total: {statistics.median(totals):.2f} s over {runs} runs; report: {output}")
     if local_copy:
         _scan_local_copy(settings, window)

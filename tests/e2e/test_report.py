@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.archive_month import CUSTOMERS, month_start, write_month
+from tests.support.archive_month import CUSTOMERS, duckdb_on_the_bucket, month_start, write_month
 from tests.support.browser import OpenedReport, open_report, pixel_spread, require_chromium
 from tests.support.processes import SluiceProcess, wait_for_no_lag
 from worker.catalog.entries import CatalogEntry, publish_entries
@@ -25,7 +25,6 @@ from worker.config import Settings
 from worker.kafka.topics import ensure_topics
 from worker.local.produce import produce, synthetic_records
 from worker.local.samples import DEMO_CATALOG, SAMPLE_FORMS
-from worker.report.archive import connect
 from worker.report.panels import NOT_IN_CATALOG, PANELS
 from worker.sinks.s3.sink import preflight
 
@@ -61,8 +60,9 @@ def _archive_worker_run(settings: Settings, tmp_path: Path) -> None:
 def _independent_counts(settings: Settings, since: datetime, until: datetime
                         ) -> dict[str, Counter[str]]:
     """Counts per usage plan, customer and status class, by DuckDB alone over every object of
-    the bucket (globs of both formats, no object selection of the report's)."""
-    connection = connect(settings)
+    the bucket (httpfs, globs of both formats, no object selection or fetching of the
+    report's)."""
+    connection = duckdb_on_the_bucket(settings)
     base = f"s3://{settings.s3_bucket}/{settings.s3_prefix}**/*"
     fields = ("SELECT timestamp::TIMESTAMPTZ AS ts, type, usage_plan_name, customer_name, "
               "status FROM ")

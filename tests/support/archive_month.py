@@ -20,6 +20,7 @@ import asyncio
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
@@ -241,6 +242,25 @@ async def write_month(settings: Settings, start: datetime, days: int = 30,
     await _upload(settings, objects)
     return MonthArchive(start, start + timedelta(days=days), events, len(objects),
                         sum(len(body) for body in objects.values()))
+
+
+def duckdb_on_the_bucket(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """DuckDB reading SLUICE_S3_BUCKET on its own, through its httpfs extension (from the
+    duckdb-ext-httpfs package): the figures a report must match, read another way than the
+    report reads them (``worker.report.fetch``)."""
+    import duckdb_ext
+
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'UTC'")
+    connection.execute("SET extension_directory = ?",
+                       [str(Path(list(duckdb_ext.__path__)[0]) / "extensions")])
+    connection.execute("LOAD httpfs")
+    scheme, _, host = (settings.s3_endpoint_url or "").partition("://")
+    connection.execute(
+        "CREATE SECRET (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, URL_STYLE 'path', "
+        "USE_SSL ?)", [settings.aws_access_key_id, settings.aws_secret_access_key,
+                       settings.s3_region, host.rstrip("/"), scheme == "https"])
+    return connection
 
 
 def month_start(months_ago: int = 2) -> datetime:

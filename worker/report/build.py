@@ -1,9 +1,10 @@
 """`sluice report`: the archive of a time range, and its dead letters, as one HTML file.
 
-The steps: list the archive and keep the objects of the range (``archive``), load their
-documents into DuckDB's ``events`` table, read the range's dead letters (``letters``), run each
-panel's SQL (``panels``), draw the charts (``charts``) and write the page (``page``). The
-caller follows the steps through a ``Progress``.
+The steps: list the archive and keep the objects of the range (``archive``), fetch them
+(``fetch``) and load their documents into DuckDB's ``events`` table once (``scan``), read the
+range's dead letters (``letters``), run each panel's SQL over that table (``panels``), draw the
+charts (``charts``) and write the page (``page``). The caller follows the steps through a
+``Progress``.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from typing import Any, Protocol
 import duckdb
 
 from worker.config import Settings
-from worker.report.archive import connect, list_archive, load_events, select_objects
+from worker.report.archive import list_archive, select_objects
 from worker.report.charts import render_svg, warm_up
 from worker.report.letters import create_letters_table, read_letter_rows
 from worker.report.page import PageFacts, PanelFigures, render_page
 from worker.report.panels import PANELS, Panel
+from worker.report.scan import connect, load_events
 from worker.report.window import Window
 
 TOP = 15      # categories a ranking keeps
@@ -122,16 +124,16 @@ def build_report(settings: Settings, window: Window, output: Path,
     seconds: dict[str, float] = {}
     started = time.perf_counter()
 
+    # The chart renderer starts while the listing waits for S3 (it needs a second of CPU).
+    renderer = threading.Thread(target=warm_up, name="chart-renderer-warm-up", daemon=True)
+    renderer.start()
     progress.step(f"listing s3://{settings.s3_bucket}/{settings.s3_prefix}")
     selection = select_objects(asyncio.run(list_archive(settings)), window)
     seconds["list"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    # The chart renderer starts beside the scan: DuckDB releases the GIL while it reads.
-    renderer = threading.Thread(target=warm_up, name="chart-renderer-warm-up", daemon=True)
-    renderer.start()
-    connection = connect(settings)
-    progress.step(f"scanning {len(selection.objects):,} objects with DuckDB",
+    connection = connect()
+    progress.step(f"reading {len(selection.objects):,} objects into DuckDB",
                   float(selection.bytes), "bytes")
     events = load_events(connection, settings, selection, window, progress.advance)
     seconds["scan"] = time.perf_counter() - mark

@@ -82,7 +82,8 @@ def specification(panel: Panel, rows: list[dict[str, Any]],
 
 def warm_up() -> None:
     """Start the renderer's JavaScript engine (about a second, once per process) with a chart
-    of nothing: called while DuckDB scans, so that the first panel does not wait for it."""
+    of nothing: called beside the listing and the scan, so that the first panel does not wait
+    for it."""
     import vl_convert
 
     vl_convert.vegalite_to_svg({"mark": "point", "data": {"values": []}})

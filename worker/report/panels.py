@@ -5,7 +5,7 @@ Two tables are queried:
 
 * ``events``: one row per archived document in the report's range, with the columns of
   ``COLUMNS`` (each derived from the document's fields by the same SQL for NDJSON and Parquet
-  objects, ``worker.report.archive`` loads it);
+  objects, ``worker.report.scan`` loads it);
 * ``dead_letters``: one row per dead letter in the range (``failed_at``, ``stage``,
   ``error_class``, ``retriable``), read from the dead-letter topic.
 

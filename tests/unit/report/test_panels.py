@@ -3,9 +3,9 @@ from datetime import UTC, datetime
 import duckdb
 import pytest
 
-from worker.report.archive import create_events_table
 from worker.report.letters import create_letters_table
 from worker.report.panels import COLUMN_NAMES, COLUMNS, PANELS, Chart, Kind, Section, panel
+from worker.report.scan import create_events_table
 
 ROWS = [
     ("2026-11-22 10:00:00+00", "access_log", None, None, None, None, "Acme Corp", "Gold",

@@ -26,12 +26,13 @@ class S3StartupError(Exception):
     """S3 cannot be used with these settings; the message says what to check."""
 
 
-def make_client_context(settings: Settings) -> Any:
+def make_client_context(settings: Settings, signature_version: str | None = None) -> Any:
     """An aiobotocore S3 client context manager for the settings.
 
     Without SLUICE_AWS_ACCESS_KEY_ID, botocore finds credentials along the standard AWS chain
     (environment, shared files, IRSA, instance role). TLS is verified against
-    SLUICE_S3_CA_BUNDLE, or the system's CAs.
+    SLUICE_S3_CA_BUNDLE, or the system's CAs. `signature_version` overrides botocore's choice
+    (``s3v4`` for presigned URLs, which botocore would otherwise sign with SigV2).
     """
     return get_session().create_client(
         "s3",
@@ -45,6 +46,7 @@ def make_client_context(settings: Settings) -> Any:
             retries={"max_attempts": 2, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
+            signature_version=signature_version,
         ),
     )
 
