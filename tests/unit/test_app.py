@@ -1,17 +1,13 @@
-import asyncio
-from types import MethodType, SimpleNamespace
+from types import SimpleNamespace
 
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.consumer.group_coordinator import GroupCoordinator
-from aiokafka.errors import IllegalGenerationError
-from aiokafka.protocol.commit import OffsetCommitRequest
-from aiokafka.protocol.group import JoinGroupRequest
 from faust.types import TP
 
 from worker.app import broker_urls, describe_partitions
 from worker.config import load_settings
-from worker.kafka.faust_consumer import SluiceConsumerThread, keep_member_id_on_commit_errors
+from worker.kafka.faust_consumer import SluiceConsumerThread
 
 
 def test_broker_urls_are_faust_urls_for_every_bootstrap_server() -> None:
@@ -48,66 +44,6 @@ async def test_preflight_checks_the_destination_of_every_configured_sink(
     monkeypatch.setattr(s3_client, "preflight", lambda s: check("s3", s))
     await app_module.preflight(load_settings(sinks=["elasticsearch", "s3"]))
     assert checked == ["kafka", "topics", "elasticsearch", "s3"]
-
-
-class _Coordinator:
-    """The parts of aiokafka's GroupCoordinator the member-id patch touches; the reset itself is
-    aiokafka's own method."""
-
-    def __init__(self, commit_error: type[Exception]) -> None:
-        self.generation = 7
-        self.member_id = "sluice-1"
-        self.rejoins = 0
-        self.commit_error = commit_error
-        self.reset_generation = MethodType(GroupCoordinator.reset_generation, self)
-
-    def request_rejoin(self) -> None:
-        self.rejoins += 1
-
-    async def _do_commit_offsets(self, assignment: object, offsets: object) -> None:
-        # What aiokafka does with a commit answered ILLEGAL_GENERATION: reset, then raise.
-        self.reset_generation()
-        raise self.commit_error()
-
-
-async def test_a_commit_answered_illegal_generation_rejoins_as_the_same_member() -> None:
-    coordinator = _Coordinator(IllegalGenerationError)
-    keep_member_id_on_commit_errors(coordinator)
-    with pytest.raises(IllegalGenerationError):
-        await coordinator._do_commit_offsets(None, {})
-    assert coordinator.member_id == "sluice-1"
-    assert coordinator.generation == OffsetCommitRequest.DEFAULT_GENERATION_ID
-    assert coordinator.rejoins == 1
-
-
-async def test_outside_commits_an_unknown_member_still_forgets_its_id() -> None:
-    coordinator = _Coordinator(IllegalGenerationError)
-    keep_member_id_on_commit_errors(coordinator)
-    with pytest.raises(IllegalGenerationError):
-        await coordinator._do_commit_offsets(None, {})  # inline, as autocommit awaits it
-    coordinator.reset_generation()  # e.g. a JoinGroup answered UNKNOWN_MEMBER_ID afterwards
-    assert coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID
-    assert coordinator.rejoins == 2
-
-
-async def test_a_reset_in_another_task_during_a_commit_forgets_the_id() -> None:
-    commit_started = asyncio.Event()
-    release_commit = asyncio.Event()
-
-    async def slow_commit(assignment: object, offsets: object) -> None:
-        commit_started.set()
-        await release_commit.wait()
-
-    # A slow commit, so the heartbeat's reset happens while it is in flight.
-    coordinator = _Coordinator(IllegalGenerationError)
-    coordinator._do_commit_offsets = slow_commit  # type: ignore[method-assign]
-    keep_member_id_on_commit_errors(coordinator)
-    commit = asyncio.create_task(coordinator._do_commit_offsets(None, {}))
-    await commit_started.wait()
-    coordinator.reset_generation()  # a heartbeat answered UNKNOWN_MEMBER_ID, in its own task
-    release_commit.set()
-    await commit
-    assert coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID
 
 
 class _PositionedConsumer:

@@ -13,16 +13,18 @@ test of its own in ``tests/unit/test_app.py``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextvars import ContextVar
 from typing import Any, cast
 
 from aiokafka import TopicPartition
-from aiokafka.protocol.commit import OffsetCommitRequest
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
 from worker.kafka.faust_batches import BatchConsumer
 from worker.kafka.fetch_pacing import pace_empty_fetches
+from worker.kafka.group_coordinator import (
+    accept_empty_assignments,
+    keep_member_id_on_commit_errors,
+)
 
 
 class SluiceConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
@@ -30,6 +32,8 @@ class SluiceConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     paced empty fetches, and a livelock check that does not crash on a partition being reset.
 
     - A commit answered ILLEGAL_GENERATION keeps the member id (`keep_member_id_on_commit_errors`).
+    - An empty assignment from the broker is an assignment of nothing, followed by a rejoin
+      (`accept_empty_assignments`).
     - Seeking to the committed offsets also rewinds partitions that were never committed.
     - A broker that answers empty fetches at once is not asked again at once
       (`worker.kafka.fetch_pacing`): the spin would take the GIL from the pipeline.
@@ -52,6 +56,7 @@ class SluiceConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         coordinator = getattr(self._consumer, "_coordinator", None)
         if coordinator is not None:
             keep_member_id_on_commit_errors(coordinator)
+            accept_empty_assignments(coordinator)
         fetcher = getattr(self._consumer, "_fetcher", None)
         if fetcher is not None:
             pace_empty_fetches(fetcher)
@@ -118,38 +123,6 @@ class SluiceConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         if never_committed:
             await consumer.seek_to_beginning(*never_committed)
         return committed
-
-
-def keep_member_id_on_commit_errors(coordinator: Any) -> None:
-    """Patch one aiokafka group coordinator: a commit answered ILLEGAL_GENERATION (or
-    UNKNOWN_MEMBER_ID) requests a rejoin with the same member id instead of a new one.
-
-    The commit's own task is marked with a context variable, so a heartbeat, JoinGroup or
-    SyncGroup error handled concurrently in another task still resets the id as aiokafka
-    intends. An id the broker really does not know is answered UNKNOWN_MEMBER_ID at the next
-    JoinGroup, and that resets it.
-    """
-    commit_offsets = coordinator._do_commit_offsets
-    reset_generation = coordinator.reset_generation
-    in_commit: ContextVar[bool] = ContextVar("sluice_in_offset_commit", default=False)
-
-    async def do_commit_offsets(*args: Any, **kwargs: Any) -> Any:
-        # A context variable is per task; reset it, as autocommit awaits this inline.
-        token = in_commit.set(True)
-        try:
-            return await commit_offsets(*args, **kwargs)
-        finally:
-            in_commit.reset(token)
-
-    def reset_generation_keeping_member_id_in_commits() -> None:
-        if in_commit.get():
-            coordinator.generation = OffsetCommitRequest.DEFAULT_GENERATION_ID
-            coordinator.request_rejoin()
-        else:
-            reset_generation()
-
-    coordinator._do_commit_offsets = do_commit_offsets
-    coordinator.reset_generation = reset_generation_keeping_member_id_in_commits
 
 
 class RebalanceAwareConsumer(aiokafka_driver.Consumer):
