@@ -46,7 +46,7 @@ class PipelineSettings(BaseModel):
         200_000,
         ge=1,
         description="Most ids one partition's window holds (the oldest are forgotten first): "
-        "bounds its memory at about 73 bytes an id (14 MiB a partition by default; `python -m "
+        "bounds its memory at about 77 bytes an id (15 MiB a partition by default; `python -m "
         "bench.dedupe`). 200,000 covers a 10-minute window up to 333 events/s a partition.",
     )
     document_headers: bool = Field(

@@ -103,6 +103,22 @@ def test_the_window_holds_at_most_max_ids_a_partition() -> None:
                        "m999")
 
 
+def test_an_id_is_caught_in_any_slice_and_forgotten_with_its_slice() -> None:
+    # 600 s in eight slices of 75 s: "old" is first seen in the first slice, checked from a
+    # later one, and forgotten when its slice leaves the window (not before).
+    window = DedupeWindow(600, max_ids=1000)
+    assert not window.seen(window.begin(_record([_track("old")], 0)), "old")
+    for offset in range(1, 8):
+        record = _record([_track(f"m{offset}")], offset, at_ms=BASE_MS + offset * 75_000)
+        assert not window.seen(window.begin(record), f"m{offset}")
+    assert window.seen(window.begin(_record([], 8, at_ms=BASE_MS + 599_000)), "old")
+    assert window.ids_held() == 8
+    late = window.begin(_record([], 9, at_ms=BASE_MS + 600_000))
+    assert window.ids_held() == 7
+    assert not window.seen(late, "old")
+    assert window.seen(late, "m7")
+
+
 @pytest.mark.parametrize("events", [[_track("m1"), _track("m1")]])
 async def test_a_copy_within_one_batch_record_is_a_retry_too(events: list[dict]) -> None:
     pipeline, sink, _ = _pipeline()
