@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -95,6 +97,22 @@ def _bench_settings() -> Settings:
 
 
 Shape = tuple[int, int]  # (partitions, events) of a source topic
+
+
+@contextmanager
+def bench_stack() -> Iterator[None]:
+    """The local stack for a benchmark: the running one if every server is up; else a fresh
+    one (empty data) started here and stopped afterwards."""
+    stack = LocalStack(_bench_settings())
+    started_stack = any(server.down_services for server in stack.status())
+    if started_stack:
+        shutil.rmtree(stack.data_dir, ignore_errors=True)
+        stack.up()
+    try:
+        yield
+    finally:
+        if started_stack:
+            stack.down()
 
 
 async def _prepare(settings: Settings, run_id: str, shapes: set[Shape],
@@ -195,19 +213,11 @@ def main(
         names = "; ".join(s.name for s in SCENARIOS)
         raise typer.BadParameter(f"no scenario named {', '.join(sorted(unknown))}; the "
                                  f"scenarios are: {names}", param_hint="--only")
-    stack = LocalStack(_bench_settings())
-    started_stack = any(server.down_services for server in stack.status())
-    if started_stack:
-        shutil.rmtree(stack.data_dir, ignore_errors=True)
-        stack.up()
     work_dir = REPO_ROOT / ".sluice" / "bench"
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
-    try:
+    with bench_stack():
         results = asyncio.run(_run(events, scenarios, work_dir))
-    finally:
-        if started_stack:
-            stack.down()
     table = rows(results)
     text = markdown(table, events)
     typer.echo("\n" + text)

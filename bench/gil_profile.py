@@ -27,7 +27,7 @@ from pathlib import Path
 import aiohttp
 import typer
 
-from bench.__main__ import _bench_settings, _prepare
+from bench.__main__ import _bench_settings, _prepare, bench_stack
 from bench.measure import CommitWatch, scrape, wait_until
 from bench.runners import REPO_ROOT, BenchContext, Scenario, free_port, sluice_settings
 from worker.kafka.topics import ensure_topics
@@ -127,7 +127,10 @@ def main(events: int = typer.Option(500_000, help="Events produced and consumed.
                                   help="Where py-spy's profile is kept (speedscope.app).")) -> None:
     """Profile one worker's GIL time per event on the long scenario's traffic."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    elapsed = asyncio.run(_profile(events, rate, out))
+    # Its own stack if none runs: `make bench` runs this after `python -m bench` stopped the
+    # stack it had started (this profile then failed on a broker that was not there).
+    with bench_stack():
+        elapsed = asyncio.run(_profile(events, rate, out))
     seconds = breakdown(json.loads(out.read_text()))
     total = sum(seconds.values())
     typer.echo(f"\n{events:,} events in {elapsed:.1f}s; GIL held {total:.1f}s "
