@@ -86,6 +86,19 @@ class SluiceApp(faust.App):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def regroup(self) -> None:
+        """Leave the group's generation (see `Pipeline.contested`); the rebalance that follows
+        revokes and assigns partitions as usual."""
+        task = asyncio.ensure_future(self._regroup())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _regroup(self) -> None:
+        try:
+            await cast(SluiceConsumer, self.consumer).rejoin_group()
+        except Exception:  # noqa: BLE001 (logged; the next conflict asks again)
+            log.exception("could not rejoin the group")
+
     async def _rewind(self, partition: tuple[str, int]) -> None:
         """Rewind the consumer first (what is fetched or queued becomes stale and is dropped),
         then end the partition's generation and start a new one: nothing of the old position
@@ -311,6 +324,7 @@ def create_app(settings: Settings, web_socket: socket.socket | None = None) -> S
     app.catalog = CatalogTable(settings)
     app.pipeline = Pipeline(settings, DeadLetterPublisher(settings), app.catalog.lookup, progress)
     app.pipeline.recover = app.recover_partition
+    app.pipeline.regroup = app.regroup
     build_sinks(settings, app.pipeline)
     if settings.web_port:
         registry = CollectorRegistry(auto_describe=True)

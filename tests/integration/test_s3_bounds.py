@@ -91,7 +91,8 @@ async def test_ten_thousand_directories_stay_under_the_part_bound_and_a_memory_b
     outcomes = _Outcomes()
     listener = type("Listener", (), {"delivered": lambda self, s, e: outcomes.delivered_(s, e),
                                      "failed": lambda self, s, f: outcomes.failed(s, f),
-                                     "lost": lambda self, s, p, r: outcomes.lost(s, p, r)})()
+                                     "lost": lambda self, s, p, r: outcomes.lost(s, p, r),
+                                     "contested": lambda self, s, p, r: outcomes.lost(s, p, r)})()
     sink = S3Sink(listener, settings)  # type: ignore[arg-type]
     await sink.start()
     topic = settings.source_topic
@@ -187,7 +188,8 @@ async def test_event_times_outside_the_window_are_filed_by_the_kafka_timestamp(
     outcomes = _Outcomes()
     listener = type("Listener", (), {"delivered": lambda self, s, e: outcomes.delivered_(s, e),
                                      "failed": lambda self, s, f: outcomes.failed(s, f),
-                                     "lost": lambda self, s, p, r: outcomes.lost(s, p, r)})()
+                                     "lost": lambda self, s, p, r: outcomes.lost(s, p, r),
+                                     "contested": lambda self, s, p, r: outcomes.lost(s, p, r)})()
     topic = s3_settings.source_topic
     events = []
     for offset, (field, stamp) in enumerate([("timestamp", "9999-12-31T23:00:00.000Z"),

@@ -65,7 +65,8 @@ async def test_a_refused_storage_class_pauses_reports_unready_and_loses_nothing(
     outcomes = _Outcomes()
     listener = type("Listener", (), {"delivered": lambda self, s, e: outcomes.delivered_(s, e),
                                      "failed": lambda self, s, f: outcomes.failed(s, f),
-                                     "lost": lambda self, s, p, r: outcomes.lost(s, p, r)})()
+                                     "lost": lambda self, s, p, r: outcomes.lost(s, p, r),
+                                     "contested": lambda self, s, p, r: outcomes.lost(s, p, r)})()
     topic = s3_settings.source_topic
     async with _sink_behind_proxy(s3_settings, listener) as (sink, proxy):
         assert await sink.check() is None

@@ -76,6 +76,9 @@ class SluiceCollector(Collector):
         yield _counter("sluice_partition_recoveries",
                        "Partitions consumed again because their records could not settle.",
                        self.pipeline.recoveries)
+        yield _counter("sluice_group_rejoins",
+                       "Times the worker rejoined its group because another worker held a "
+                       "partition the group had assigned to it.", self.pipeline.regroups)
         yield _gauge("sluice_catalog_keys", "API keys in the catalog.", len(self.catalog))
         yield _counter("sluice_catalog_invalid_records",
                        "Catalog records that were not valid entries.", self.catalog.invalid_records)

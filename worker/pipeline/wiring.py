@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 
@@ -59,6 +61,10 @@ class Pipeline:
         self.recover: Callable[[PartitionKey], object] | None = None
         self._recovering: set[PartitionKey] = set()
         self.recoveries = 0
+        # Set by the app: leave the group's generation so that it rebalances (see `contested`).
+        self.regroup: Callable[[], object] | None = None
+        self._regrouped_at = -math.inf
+        self.regroups = 0
         # Set once the worker stops: records handed in after the final drain are left alone
         # (not acknowledged), to be consumed again by the partitions' next owner.
         self.closed = False
@@ -140,6 +146,31 @@ class Pipeline:
         partition's marker taken by another worker): those records would never settle, so the
         partition is recovered by consuming it again from its oldest unsettled record."""
         self.stuck(partition, f"{sink}: {reason}")
+
+    def contested(self, sink: str, partition: PartitionKey, reason: str) -> None:
+        """Another worker holds a partition the group assigned to us. Recovered as `lost`;
+        and since two members then think they own it (and a third partition may have no
+        owner), the worker also rejoins the group, at most once a session timeout, so that
+        the group rebalances and every member takes the leader's plan again.
+
+        Seen on the local stack's broker: a static member restarted under its
+        ``group.instance.id`` was given another member's partitions without a rebalance, so
+        two workers took each other's S3 claims in turn for minutes while two partitions had
+        no owner. During an ordinary rebalance the old owner's partition is already revoked
+        when it sees the new owner's claim, and nothing happens here."""
+        if not self.acks.is_assigned(partition):
+            return
+        self.stuck(partition, f"{sink}: {reason}")
+        now = time.monotonic()
+        if self.regroup is None or now - self._regrouped_at < self.settings.session_timeout:
+            return
+        self._regrouped_at = now
+        self.regroups += 1
+        log.error("%s[%d]: another worker holds this partition, which the group assigned to "
+                  "this worker: rejoining the group so that it rebalances", *partition,
+                  extra={"topic": partition[0], "partition": partition[1],
+                         "error_class": "AssignmentConflict"})
+        self.regroup()
 
     def stuck(self, partition: PartitionKey, reason: str) -> None:
         """Records of `partition` cannot settle: consume it again from its oldest unsettled

@@ -57,6 +57,10 @@ class SinkOutcomes(Protocol):
     def lost(self, sink: str, partition: PartitionKey, reason: str) -> None:
         """`sink` lost events of `partition` (still assigned) without an outcome."""
 
+    def contested(self, sink: str, partition: PartitionKey, reason: str) -> None:
+        """`sink` lost events of `partition` (still assigned) because another worker holds the
+        partition: as `lost`, and the group's assignment disagrees with who writes."""
+
 
 class Sink(ABC):
     """Base of every sink. Subclasses set `name` and implement `write` and `flush`."""

@@ -214,3 +214,27 @@ async def test_events_of_a_revoked_partition_are_not_written(stage: str) -> None
     await pipeline.submit(_record(1), lambda: acked.append(1))  # a late record: not ours now
     await sink.flush()
     assert client.calls == [] and acked == []
+
+
+def test_a_contested_partition_is_recovered_and_the_group_rejoined_once_a_session() -> None:
+    # Another worker holds a partition the group assigned here (a broker gave a restarted
+    # static member someone else's partitions): consume it again, and rejoin the group so that
+    # it rebalances; more conflicts within a session timeout ask for no second rejoin.
+    pipeline, _, _, recovered = _pipeline(BulkClient(), session_timeout=30.0)
+    rejoins: list[int] = []
+    pipeline.regroup = lambda: rejoins.append(1)
+    pipeline.contested("s3", PARTITION, "another worker claimed it")
+    assert recovered == [PARTITION] and rejoins == [1] and pipeline.regroups == 1
+    pipeline.recovered([PARTITION])
+    pipeline.contested("s3", PARTITION, "another worker claimed it")
+    assert recovered == [PARTITION, PARTITION] and rejoins == [1]
+
+
+def test_a_contested_partition_no_longer_assigned_is_left_alone() -> None:
+    # The ordinary rebalance: the old owner sees the new owner's claim after its revocation.
+    pipeline, _, _, recovered = _pipeline(BulkClient())
+    rejoins: list[int] = []
+    pipeline.regroup = lambda: rejoins.append(1)
+    pipeline.acks.forget([PARTITION])
+    pipeline.contested("s3", PARTITION, "another worker claimed it")
+    assert recovered == [] and rejoins == [] and pipeline.regroups == 0

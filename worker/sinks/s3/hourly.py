@@ -98,7 +98,7 @@ class HourlyMerger:
 
     def __init__(self, prefix: str, objects: S3Objects, markers: MarkerStore, spool_dir: Path,
                  *, grace: float, quiet: float, target_bytes: int, header: str,
-                 lose: Callable[[Any, str], None]) -> None:
+                 lose: Callable[..., None]) -> None:
         self.prefix = prefix
         self.objects = objects
         self.markers = markers
@@ -130,7 +130,7 @@ class HourlyMerger:
                     continue
                 except OwnershipLost as error:
                     self._lose(state, f"another worker claimed the partition during a merge "
-                                      f"({error})")
+                                      f"({error})", contested=True)
                 except Exception:  # noqa: BLE001 (tried again at the next tick)
                     log.exception("%s[%d]: hourly merge failed; trying again", *state.key)
 

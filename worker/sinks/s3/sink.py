@@ -381,7 +381,8 @@ class S3Sink(Sink):
             try:
                 await self._published().upload_parts(state, parts, through)
             except OwnershipLost:
-                self._lose(state, f"another worker claimed {marker_key('', *key)}")
+                self._lose(state, f"another worker claimed {marker_key('', *key)}",
+                           contested=True)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 (no event may stay without an outcome)
@@ -391,9 +392,10 @@ class S3Sink(Sink):
                 for part in parts:
                     part.discard()
 
-    def _lose(self, state: PartitionState, reason: str) -> None:
+    def _lose(self, state: PartitionState, reason: str, contested: bool = False) -> None:
         """This claim is over while the partition may still be assigned: drop what it holds
-        and tell the pipeline, which consumes the partition again."""
+        and tell the pipeline, which consumes the partition again (`contested`: because
+        another worker claimed it, so the group's assignment may be wrong)."""
         if self._partitions.get(state.key) is not state:
             return  # forgotten meanwhile: the next owner has the records
         log.warning("%s[%d]: %s: dropping %d buffered events; the partition is consumed again",
@@ -402,7 +404,10 @@ class S3Sink(Sink):
         state.detached = True
         self._filer.discard(self._filer.take_parts(state))
         self.stats.partitions_lost += 1
-        self.outcomes.lost(NAME, state.key, reason)
+        if contested:
+            self.outcomes.contested(NAME, state.key, reason)
+        else:
+            self.outcomes.lost(NAME, state.key, reason)
 
     # --- taking a partition over ----------------------------------------------------------
 
@@ -415,7 +420,7 @@ class S3Sink(Sink):
             raise
         except OwnershipLost as error:
             self._lose(state, f"another worker claimed the partition while we took it over "
-                              f"({error})")
+                              f"({error})", contested=True)
         except Exception as error:  # noqa: BLE001
             log.exception("%s[%d]: taking the partition over failed", *state.key)
             self._lose(state, f"take-over failed: {type(error).__name__}: {error}")
