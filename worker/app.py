@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Coroutine
 from typing import Any, cast
 
 import faust
@@ -82,14 +83,16 @@ class SluiceApp(faust.App):
 
     def recover_partition(self, partition: tuple[str, int]) -> None:
         """Consume a partition again from its oldest unsettled record (see `_rewind`)."""
-        task = asyncio.ensure_future(self._rewind(partition))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(self._rewind(partition))
 
     def regroup(self) -> None:
         """Leave the group's generation (see `Pipeline.contested`); the rebalance that follows
         revokes and assigns partitions as usual."""
-        task = asyncio.ensure_future(self._regroup())
+        self._in_background(self._regroup())
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        # Called from the pipeline's synchronous outcome callbacks: kept referenced until done.
+        task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

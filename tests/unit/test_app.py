@@ -1,3 +1,4 @@
+import asyncio
 from types import SimpleNamespace
 
 import pytest
@@ -259,3 +260,24 @@ async def test_the_livelock_check_survives_a_reset_racing_it() -> None:
     racing.timestamp, racing.highwater = 1_000.0, 10
     thread = _thread_with_partition_state(racing)
     assert thread.verify_event_path(5.0, TP("events", 0)) is None
+
+
+async def test_a_contested_partition_makes_the_worker_rejoin_its_group(
+    tmp_path,  # noqa: ANN001
+) -> None:
+    # The pipeline's `contested` reaches the consumer's rejoin through the app.
+    from worker.app import create_app
+    from worker.config import load_settings
+
+    app = create_app(load_settings(web_port=0, sinks=["counting"], state_dir=tmp_path))
+    rejoined = asyncio.Event()
+
+    async def rejoin_group() -> None:
+        rejoined.set()
+
+    app.consumer = SimpleNamespace(rejoin_group=rejoin_group)  # type: ignore[assignment]
+    app.pipeline.recover = lambda partition: None
+    app.pipeline.assign([("events", 0)])
+    app.pipeline.contested("s3", ("events", 0), "another worker claimed it")
+    await asyncio.wait_for(rejoined.wait(), 5)
+    assert app.pipeline.regroups == 1

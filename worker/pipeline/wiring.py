@@ -160,7 +160,7 @@ class Pipeline:
         when it sees the new owner's claim, and nothing happens here."""
         if not self.acks.is_assigned(partition):
             return
-        self.stuck(partition, f"{sink}: {reason}")
+        self.lost(sink, partition, reason)
         now = time.monotonic()
         if self.regroup is None or now - self._regrouped_at < self.settings.session_timeout:
             return
